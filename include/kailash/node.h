@@ -1,0 +1,85 @@
+/* node: the node-type interface and the registry of node types (src/nodes/).
+ *
+ * A node type is one file in src/nodes/ and one line in src/nodes/registry.c. It provides
+ *   compile  check and precompile its config at load, with a precise error;
+ *   run      synchronous, CPU-only, short (TransformNode, SwitchNode, ...), or
+ *   start    asynchronous I/O (HTTPRequestNode, ...): begins the work and returns at once; the
+ *            node later calls call->done exactly once, from any thread.
+ *
+ * The loader owns config handling that is the same for every node: it checks config keys against
+ * config_keys, compiles `{{ }}` templates in every config value, and strips "on_error". At run time
+ * the engine renders those templates and overlays workflow inputs, connection values and request
+ * parameters (WORKFLOWS.md "Data flow"); the node sees only the final `inputs` object. compile() gets
+ * the raw config, so it must type-check only values that hold no template (tmpl_string_has_expr),
+ * and run()/start() must check the types of what it finally receives. */
+#ifndef KAILASH_NODE_H
+#define KAILASH_NODE_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "kailash/template.h"
+
+struct ioloop;
+
+/* Load-time facts a node's compile may use. Borrowed, valid during compile only (copy what you keep). */
+typedef struct node_env {
+    const char *data_dir;           /* absolute, symlinks resolved, no trailing slash */
+    size_t max_response_bytes;      /* upstream.max_response_bytes */
+    int connect_timeout_ms;         /* upstream.connect_timeout_ms */
+    int verify_tls;                 /* upstream.verify_tls */
+} node_env;
+
+/* A node failure. code is an API.md error code: "upstream_error" (502), "timeout" (504, the run's
+ * deadline passed), or "node_failed" (500: the node could not do its work, e.g. a file is missing). */
+typedef struct node_error {
+    char code[32];
+    char message[256];
+} node_error;
+
+/* Fills err and returns -1, for `return node_fail(err, "upstream_error", "...")`. */
+int node_fail(node_error *err, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+typedef struct node_call node_call;
+/* Completion of start(): outputs is stolen (a new reference, or NULL when err is set). */
+typedef void (*node_done_fn)(node_call *call, json_t *outputs, const node_error *err);
+
+/* One execution of one node. Everything is borrowed and valid until run() returns or done() is called. */
+struct node_call {
+    const char *node_id;
+    json_t *inputs;            /* final resolved inputs (an object) */
+    const tmpl_scope *scope;   /* the run's template scope */
+    double deadline_ms;        /* util_now_ms() after which the run is out of time */
+    struct ioloop *io;         /* the I/O loop, for start() */
+    node_done_fn done;         /* for start() */
+    void *engine_data;         /* the engine's own; nodes don't touch it */
+};
+
+typedef struct node_type {
+    const char *name;
+    const char *const *config_keys; /* NULL-terminated: the config keys this type accepts */
+    const char *const *input_ports; /* NULL-terminated connection targets; NULL means any name */
+    /* Checks config (borrowed, without "on_error") and builds *compiled (may stay NULL).
+     * err reads like "config.operator: expected one of == != > < >= <= in contains is_null is_not_null". */
+    int (*compile)(const node_env *env, json_t *config, void **compiled, char *err, size_t errlen);
+    /* Non-zero when port is an output port of this node (ports may depend on config, e.g. switch cases). */
+    int (*has_output)(const void *compiled, const char *port);
+    /* Synchronous run: returns 0 with *outputs (new reference, an object of ports) or -1 with err. */
+    int (*run)(const void *compiled, node_call *call, json_t **outputs, node_error *err);
+    /* Asynchronous start (NULL for CPU nodes): returns 0 and later calls call->done exactly once,
+     * or returns -1 with err filled and never calls done. */
+    int (*start)(const void *compiled, node_call *call, node_error *err);
+    void (*free)(void *compiled); /* may be NULL */
+} node_type;
+
+/* The node type called name (the SDK's class name), or NULL. Thread-safe. */
+const node_type *node_registry_find(const char *name);
+
+/* Resolves a file_path for a file node: relative paths are taken against data_dir, absolute ones must
+ * lie inside it; ".." that escapes, and symlinks that lead out of data_dir, are refused.
+ * for_write: the file may not exist yet (its directory must). Writes the absolute path into out.
+ * Returns 0, or -1 with err such as "file_path '../x' escapes data_dir". */
+int node_file_resolve(const char *data_dir, const char *file_path, int for_write, char *out,
+                      size_t outlen, char *err, size_t errlen);
+
+#endif

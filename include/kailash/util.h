@@ -1,0 +1,47 @@
+/* util: small shared helpers (time, ids, growable buffers, JSON paths).
+ * Every function here is thread-safe and allocation-owner rules are stated per function. */
+#ifndef KAILASH_UTIL_H
+#define KAILASH_UTIL_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* Monotonic clock in milliseconds (fractional). */
+double util_now_ms(void);
+
+/* Wall clock as RFC 3339 UTC with milliseconds ("2026-11-27T10:00:00.123Z"); out holds >= 32 bytes. */
+void util_rfc3339_now(char *out, size_t outlen);
+
+/* A new UUIDv7 (time-ordered, CSPRNG tail) as 36 characters plus NUL into out[37]. */
+void util_uuid7(char out[37]);
+
+/* Growable byte buffer. Zero-initialise ({0}) before use; buf_free releases it. */
+typedef struct buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} buf;
+
+/* Appends n bytes; returns 0, or -1 when memory runs out (the buffer is unchanged). */
+int buf_append(buf *b, const void *data, size_t n);
+/* printf-style append; returns 0 or -1. */
+int buf_appendf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Makes data NUL-terminated (not counted in len); returns 0 or -1. */
+int buf_terminate(buf *b);
+void buf_free(buf *b);
+
+/* Looks up a dotted path ("a.b.0.c", numeric segments index arrays; "a[0].b" also accepted)
+ * inside root. Returns a borrowed reference or NULL when any segment is missing. */
+json_t *util_json_path(json_t *root, const char *path);
+
+/* Same, but the path is given as n bytes (not NUL-terminated). */
+json_t *util_json_pathn(json_t *root, const char *path, size_t n);
+
+/* snprintf into err (if err and errlen are non-zero); always returns -1 for `return util_err(...)`. */
+int util_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Reads a whole file (at most max bytes) into a new NUL-terminated string; caller frees.
+ * Returns NULL and fills err on failure or when the file is larger than max. */
+char *util_read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,204 @@
+/* util: time, ids, buffers and JSON paths shared by every module. Nothing here keeps state, so every
+ * function is thread-safe. */
+#include "kailash/util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+double util_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+void util_rfc3339_now(char *out, size_t outlen)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    char day[24];
+    strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, outlen, "%s.%03ldZ", day, ts.tv_nsec / 1000000L);
+}
+
+void util_uuid7(char out[37])
+{
+    unsigned char b[16];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    if (RAND_bytes(b + 6, 10) != 1)
+        memset(b + 6, 0, 10);
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)(ms >> (40 - 8 * i));
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x70);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    static const char hex[] = "0123456789abcdef";
+    char *p = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *p++ = '-';
+        *p++ = hex[b[i] >> 4];
+        *p++ = hex[b[i] & 15];
+    }
+    *p = '\0';
+}
+
+static int buf_reserve(buf *b, size_t extra)
+{
+    if (b->len + extra + 1 <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
+    char *d = realloc(b->data, cap);
+    if (!d)
+        return -1;
+    b->data = d;
+    b->cap = cap;
+    return 0;
+}
+
+int buf_append(buf *b, const void *data, size_t n)
+{
+    if (buf_reserve(b, n) != 0)
+        return -1;
+    if (n)
+        memcpy(b->data + b->len, data, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int buf_appendf(buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || buf_reserve(b, (size_t)n) != 0)
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+int buf_terminate(buf *b)
+{
+    if (buf_reserve(b, 0) != 0)
+        return -1;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+void buf_free(buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* One path segment: digits index an array, anything else names an object key. */
+static json_t *json_step(json_t *cur, const char *seg, size_t n)
+{
+    if (json_is_object(cur)) {
+        char key[256];
+        if (n >= sizeof key)
+            return NULL;
+        memcpy(key, seg, n);
+        key[n] = '\0';
+        return json_object_get(cur, key);
+    }
+    if (json_is_array(cur) && n > 0 && n < 10) {
+        size_t idx = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!isdigit((unsigned char)seg[i]))
+                return NULL;
+            idx = idx * 10 + (size_t)(seg[i] - '0');
+        }
+        return json_array_get(cur, idx);
+    }
+    return NULL;
+}
+
+json_t *util_json_pathn(json_t *root, const char *path, size_t n)
+{
+    json_t *cur = root;
+    size_t i = 0;
+    while (cur && i < n) {
+        size_t j = i;
+        while (j < n && path[j] != '.' && path[j] != '[' && path[j] != ']')
+            j++;
+        if (j > i)
+            cur = json_step(cur, path + i, j - i);
+        i = j + 1;
+    }
+    return cur;
+}
+
+json_t *util_json_path(json_t *root, const char *path)
+{
+    return util_json_pathn(root, path, strlen(path));
+}
+
+int util_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+char *util_read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        util_err(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    buf b = {0};
+    char chunk[16384];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (b.len + n > max) {
+            util_err(err, errlen, "%s: larger than %zu bytes", path, max);
+            goto fail;
+        }
+        if (buf_append(&b, chunk, n) != 0) {
+            util_err(err, errlen, "%s: out of memory", path);
+            goto fail;
+        }
+    }
+    if (ferror(f)) {
+        util_err(err, errlen, "%s: read error", path);
+        goto fail;
+    }
+    fclose(f);
+    if (buf_terminate(&b) != 0) {
+        buf_free(&b);
+        util_err(err, errlen, "%s: out of memory", path);
+        return NULL;
+    }
+    if (len)
+        *len = b.len;
+    return b.data;
+fail:
+    fclose(f);
+    buf_free(&b);
+    return NULL;
+}
