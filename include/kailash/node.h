@@ -30,8 +30,10 @@ typedef struct node_env {
     int verify_tls;                 /* upstream.verify_tls */
 } node_env;
 
-/* A node failure. code is an API.md error code: "upstream_error" (502), "timeout" (504, the run's
- * deadline passed), or "node_failed" (500: the node could not do its work, e.g. a file is missing). */
+/* A node failure. code is an API.md error code: "upstream_error" (502: transport error, node timeout,
+ * oversize or unparsable upstream answer), "timeout" (504: the run's deadline passed), or "internal"
+ * (500: the node could not do its work, e.g. a file is missing or a value has the wrong type).
+ * message is shown to the client: never put a secret (a token, a header value) in it. */
 typedef struct node_error {
     char code[32];
     char message[256];

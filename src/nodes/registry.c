@@ -1,0 +1,24 @@
+/* The node types this build knows. Adding a type: one file in src/nodes/ that defines a
+ * `const node_type node_<name>`, and one line here. A name that is not listed is refused by the
+ * loader ("unknown node type"). */
+#include <string.h>
+
+#include "kailash/node.h"
+
+extern const node_type node_transform, node_switch, node_merge;
+extern const node_type node_json_reader, node_csv_reader, node_json_writer;
+extern const node_type node_http_request, node_rest_client, node_load_balancer;
+
+static const node_type *const registry[] = {
+    &node_transform,   &node_switch,     &node_merge,
+    &node_json_reader, &node_csv_reader, &node_json_writer,
+    &node_http_request, &node_rest_client, &node_load_balancer,
+};
+
+const node_type *node_registry_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)
+        if (strcmp(registry[i]->name, name) == 0)
+            return registry[i];
+    return NULL;
+}
