@@ -1,1 +1,210 @@
-int main(void) { return 0; }
+/* kailashd: command line, start-up, the signal loop and reload.
+ *
+ * Every thread is started with SIGTERM/SIGINT/SIGHUP blocked; the main thread alone waits for them
+ * with sigwait, so signal handling is ordinary code (reload, graceful stop) rather than async-signal
+ * handlers. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kailash/api.h"
+#include "kailash/config.h"
+#include "kailash/engine.h"
+#include "kailash/http.h"
+#include "kailash/log.h"
+
+static const char *g_config_path;
+static kconfig *g_cfg;
+static pthread_mutex_t g_reload_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: kailashd [--config FILE]        serve the workflows\n"
+               "       kailashd --check [--config FILE] load config and every workflow, print each problem\n"
+               "       kailashd --version | --help\n"
+               "The config comes from --config, else $KAILASH_CONFIG, else conf/kailashd.json.\n");
+}
+
+static const char *config_path(const char *arg)
+{
+    if (arg)
+        return arg;
+    const char *env = getenv("KAILASH_CONFIG");
+    if (env && *env)
+        return env;
+    return "conf/kailashd.json";
+}
+
+static int do_check(void)
+{
+    char err[1024];
+    kconfig *cfg;
+    if (config_load(g_config_path, &cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (engine_prepare(cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: %s\n", g_config_path, err);
+        config_free(cfg);
+        return 1;
+    }
+    registry *reg = registry_load(cfg, engine_node_env(), NULL);
+    json_t *problems = registry_problems(reg);
+    size_t i;
+    json_t *p;
+    json_array_foreach(problems, i, p) printf("%s\n", json_string_value(p));
+    int bad = json_array_size(problems) > 0;
+    printf("%s: %zu workflow(s) loaded, %zu problem(s)\n", g_config_path, registry_count(reg),
+           json_array_size(problems));
+    registry_release(reg);
+    config_free(cfg);
+    return bad;
+}
+
+/* api_reload_fn: new config, new registry, swap. */
+static int do_reload(json_t **result, char *err, size_t errlen)
+{
+    kconfig *cfg;
+    pthread_mutex_lock(&g_reload_mu);
+    if (config_load(g_config_path, &cfg, err, errlen) != 0) {
+        pthread_mutex_unlock(&g_reload_mu);
+        log_msg(LOG_ERROR, "reload refused: %s", err);
+        return -1;
+    }
+    if (cfg->port != g_cfg->port || strcmp(cfg->host, g_cfg->host) != 0 || cfg->workers != g_cfg->workers)
+        log_msg(LOG_WARN, "reload: host, port and workers take effect only after a restart");
+    registry *prev = registry_acquire();
+    registry *reg = registry_load(cfg, engine_node_env(), prev);
+    registry_release(prev);
+    config_free(cfg);
+    if (!reg) {
+        pthread_mutex_unlock(&g_reload_mu);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    *result = json_pack("{s:b,s:I,s:O}", "reloaded", 1, "workflows", (json_int_t)registry_count(reg), "errors",
+                        registry_errors(reg));
+    log_msg(LOG_INFO, "reloaded: %zu workflow(s), %zu file(s) with errors", registry_count(reg),
+            json_array_size(registry_errors(reg)));
+    registry_publish(reg);
+    pthread_mutex_unlock(&g_reload_mu);
+    return 0;
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* SIGTERM: stop accepting, let requests in flight finish (up to shutdown_grace_ms), exit 0. */
+static int graceful_stop(void)
+{
+    log_msg(LOG_INFO, "stopping: no new connections, waiting for %d request(s)", http_server_inflight());
+    http_server_quiesce();
+    double end = util_now_ms() + g_cfg->shutdown_grace_ms;
+    while (http_server_inflight() > 0 && util_now_ms() < end) {
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (http_server_inflight() > 0) {
+        log_msg(LOG_WARN, "shutdown_grace_ms passed with %d request(s) in flight; exiting", http_server_inflight());
+        _exit(0);
+    }
+    http_server_stop();
+    engine_stop();
+    registry_publish(NULL);
+    config_free(g_cfg);
+    log_msg(LOG_INFO, "stopped");
+    return 0;
+}
+
+static int serve(void)
+{
+    char err[1024];
+    if (config_load(g_config_path, &g_cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "kailashd: %s\n", err);
+        return 1;
+    }
+    log_set_level(g_cfg->log_level);
+    raise_fd_limit();
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (engine_start(g_cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "kailashd: %s\n", err);
+        return 1;
+    }
+    registry *reg = registry_load(g_cfg, engine_node_env(), NULL);
+    if (!reg) {
+        fprintf(stderr, "kailashd: out of memory\n");
+        return 1;
+    }
+    log_msg(LOG_INFO, "loaded %zu workflow(s) from %s, %zu file(s) with errors", registry_count(reg),
+            g_cfg->workflows_dir, json_array_size(registry_errors(reg)));
+    registry_publish(reg);
+    api_set_reload(do_reload);
+    api_set_start_time(util_now_ms());
+    if (http_server_start(g_cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "kailashd: %s\n", err);
+        return 1;
+    }
+    log_msg(LOG_INFO, "kailashd %s listening on %s:%d with %d worker(s)", KAILASH_VERSION, g_cfg->host, g_cfg->port,
+            g_cfg->workers);
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            json_t *res = NULL;
+            if (do_reload(&res, err, sizeof err) == 0)
+                json_decref(res);
+            continue;
+        }
+        return graceful_stop();
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *cfg_arg = NULL;
+    int check = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("kailashd %s\n", KAILASH_VERSION);
+            return 0;
+        } else if (strcmp(argv[i], "--check") == 0 || strcmp(argv[i], "check") == 0) {
+            check = 1;
+        } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            cfg_arg = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            cfg_arg = argv[i] + 9;
+        } else {
+            fprintf(stderr, "kailashd: unknown argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    g_config_path = config_path(cfg_arg);
+    if (access(g_config_path, F_OK) != 0 && !cfg_arg && !getenv("KAILASH_CONFIG")) {
+        fprintf(stderr, "kailashd: %s not found; using the embedded defaults\n", g_config_path);
+        g_config_path = NULL;
+    }
+    return check ? do_check() : serve();
+}

@@ -44,11 +44,13 @@ int tmpl_string_has_expr(const char *s);
  * "unknown filter 'lowr'" or "env.SECRET is not listed in template_env" in err. */
 int tmpl_compile(json_t *value, const tmpl_ctx *ctx, tmpl **out, char *err, size_t errlen);
 
-/* True when the template holds no expression at all (rendering returns a copy of the input). */
+/* True when the template holds no expression at all (rendering returns the stored constant). */
 int tmpl_is_constant(const tmpl *t);
 
 /* Renders t against scope. Returns a new reference (caller decrefs), or NULL with err filled when a
- * filter cannot apply (e.g. `int` of "abc"). A missing path is null, not an error. */
+ * filter cannot apply (e.g. `int` of "abc"). A missing path is null, not an error. The top-level
+ * container of the result is the caller's to change; anything nested inside it may be shared with the
+ * template or the scope and must never be modified. */
 json_t *tmpl_render(const tmpl *t, const tmpl_scope *scope, char *err, size_t errlen);
 
 void tmpl_free(tmpl *t);

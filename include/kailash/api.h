@@ -1,0 +1,29 @@
+/* api: the route handlers (src/api/), one file per group. Each is an http_handler: it answers with
+ * http_reply_* and returns HTTP_DONE, or hands the request on and returns HTTP_PENDING. */
+#ifndef KAILASH_API_H
+#define KAILASH_API_H
+
+#include "kailash/http.h"
+
+/* health.c */
+int api_health(kreq *r);
+int api_ready(kreq *r);
+/* workflows.c */
+int api_workflows_list(kreq *r);
+int api_workflows_get(kreq *r);
+/* runs.c: prepare checks workflow, size and media type before the body is read. */
+int api_run_prepare(kreq *r);
+int api_run(kreq *r);
+int api_execute(kreq *r);
+/* admin.c */
+int api_admin_prepare(kreq *r);
+int api_admin_reload(kreq *r);
+
+/* What reload does (main.c provides it): reloads config and workflows. Returns 0 with *result set
+ * ({"reloaded":true,...}), or -1 with err when the new config is invalid (422). */
+typedef int (*api_reload_fn)(json_t **result, char *err, size_t errlen);
+void api_set_reload(api_reload_fn fn);
+/* Process start (for uptime). */
+void api_set_start_time(double now_ms);
+
+#endif

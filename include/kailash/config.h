@@ -1,0 +1,46 @@
+/* config: the daemon's configuration (API.md "Configuration"), loaded from one JSON file plus the
+ * KAILASH_* environment overrides. Every key is optional and checked: an unknown key, a wrong type
+ * or a bad value refuses the whole file with a message naming the file, the key and what was
+ * expected. Keys of features this build does not have yet are accepted only with their default
+ * (off/null) value, so a config never silently asks for something that is not there.
+ *
+ * A loaded config is immutable; it is shared read-only by every thread. */
+#ifndef KAILASH_CONFIG_H
+#define KAILASH_CONFIG_H
+
+#include <stddef.h>
+
+typedef struct kconfig {
+    char *file; /* the path it was loaded from ("(defaults)" when none) */
+    char *host;
+    int port;
+    int workers;
+    char *workflows_dir;
+    char *data_dir;
+    size_t max_body_bytes;
+    int request_timeout_ms;
+    int shutdown_grace_ms;
+    char **trusted_proxies; /* CIDR strings, validated */
+    size_t n_trusted_proxies;
+    int exec_max_concurrency;
+    int exec_max_queue;
+    char **template_env;
+    size_t n_template_env;
+    int enable_auth;
+    size_t cache_l1_max_bytes;
+    int cache_default_ttl_s;
+    size_t upstream_max_response_bytes;
+    int upstream_connect_timeout_ms;
+    int upstream_verify_tls;
+    int enable_monitoring;
+    int log_level; /* LOG_DEBUG.. from log.h */
+} kconfig;
+
+/* Loads path (NULL: the defaults alone), then applies KAILASH_HOST, KAILASH_PORT, KAILASH_WORKERS,
+ * KAILASH_LOG_LEVEL, KAILASH_REDIS_URL, KAILASH_DATABASE_URL. Returns 0 with *out (caller frees with
+ * config_free), or -1 with err like "conf/k.json: key 'port': expected an integer 1..65535". */
+int config_load(const char *path, kconfig **out, char *err, size_t errlen);
+
+void config_free(kconfig *cfg);
+
+#endif

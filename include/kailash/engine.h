@@ -1,0 +1,110 @@
+/* engine: runs workflows (src/engine/).
+ *
+ *   registry   the set of loaded workflows, one executor each; reload builds a new set and swaps one
+ *              pointer, in-flight runs keep a reference to what they started with.
+ *   executor   one per workflow: at most max_concurrency runs at once, at most max_queue waiting
+ *              (a bulkhead: one slow workflow cannot take the others' capacity).
+ *   run        one execution: walks the compiled graph, runs CPU nodes on the calling thread, starts
+ *              I/O nodes on the I/O loop; their completions put the run back on the worker pool.
+ *
+ * Thread safety: every function here is thread-safe unless it says otherwise. */
+#ifndef KAILASH_ENGINE_H
+#define KAILASH_ENGINE_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "kailash/config.h"
+#include "kailash/workflow.h"
+
+typedef struct executor executor;
+typedef struct run run;
+typedef struct registry registry;
+
+/* ---- engine ---- */
+
+/* Resolves data_dir (creating it if missing) and the template environment, without starting threads
+ * (enough for loading workflows, as `kailashd --check` does). */
+int engine_prepare(const kconfig *cfg, char *err, size_t errlen);
+/* engine_prepare, then starts the worker pool (cfg->workers threads) and the I/O loop. Call once before anything else. */
+int engine_start(const kconfig *cfg, char *err, size_t errlen);
+/* Stops them; call after every run has finished. */
+void engine_stop(void);
+/* The node_env handed to node compiles for cfg (data_dir resolved); valid until engine_stop. */
+const node_env *engine_node_env(void);
+
+/* ---- registry ---- */
+
+/* Loads every *.json in cfg->workflows_dir. A file that fails keeps the version prev had from the same
+ * file, if any. Never NULL unless out of memory; look at registry_errors for what failed. Does not
+ * need engine_start (kailashd --check uses it alone, with an empty node_env data_dir resolved). */
+registry *registry_load(const kconfig *cfg, const node_env *nenv, registry *prev);
+/* [{"file": ..., "message": ...}] of files that failed (borrowed). */
+json_t *registry_errors(const registry *r);
+/* Every problem found, one string each ("FILE: node 'ID': config.KEY: ..."), for --check (borrowed). */
+json_t *registry_problems(const registry *r);
+size_t registry_count(const registry *r);
+/* The i-th executor in name order, or NULL; borrowed while r is held. */
+executor *registry_at(const registry *r, size_t i);
+/* The executor of workflow name, or NULL; borrowed while r is held. */
+executor *registry_find(const registry *r, const char *name);
+/* Makes r the current registry (takes the caller's reference) and releases the previous one. */
+void registry_publish(registry *r);
+/* The current registry with one more reference (NULL before the first publish). */
+registry *registry_acquire(void);
+void registry_release(registry *r);
+
+/* ---- executor ---- */
+
+/* The workflow it runs (borrowed while the executor is held). */
+const workflow *exec_workflow(const executor *ex);
+/* Runs queued or running right now (for tests and metrics). */
+int exec_running(executor *ex);
+int exec_queued(executor *ex);
+
+enum { EXEC_OK = 0, EXEC_OVERLOADED = -1 };
+
+/* Starts r now if a slot is free (on the calling thread when may_inline: CPU nodes run here and, if
+ * the workflow has no I/O node, the run completes before this returns), else queues it. Returns
+ * EXEC_OVERLOADED, without taking r, when the queue is full. Takes the caller's reference to r
+ * otherwise. The run's done callback is called exactly once. */
+int exec_submit(executor *ex, run *r, int may_inline);
+
+/* ---- run ---- */
+
+typedef enum run_status {
+    RUN_QUEUED, RUN_RUNNING, RUN_COMPLETED, RUN_FAILED, RUN_TIMEOUT, RUN_CANCELLED
+} run_status;
+
+/* Called once when r ends, on whatever thread ended it. r stays valid until run_release. */
+typedef void (*run_done_fn)(run *r, void *ud);
+
+/* Template scope values that come from the request. Copied. */
+typedef struct run_opts {
+    const char *request_id;
+    json_t *inputs;     /* object (borrowed; kept with a reference) */
+    json_t *parameters; /* object node_id -> object, or NULL (borrowed; kept with a reference) */
+    run_done_fn done;
+    void *ud;
+} run_opts;
+
+/* A new run of ex's workflow, holding a reference to ex. The caller holds one reference. */
+run *run_create(executor *ex, const run_opts *opts);
+void run_retain(run *r);
+void run_release(run *r);
+
+/* Accessors: valid after done was called. Borrowed unless said otherwise. */
+const char *run_id(const run *r);
+run_status run_get_status(const run *r);
+const char *run_status_name(run_status s);
+json_t *run_outputs(const run *r);      /* the run's outputs object */
+json_t *run_results(const run *r);      /* node id -> output object, for nodes that ran */
+json_t *run_skipped(const run *r);      /* new reference: array of skipped node ids */
+/* error fields when status is failed/timeout: code (API.md), message, node id ("" if none). */
+const char *run_error_code(const run *r);
+const char *run_error_message(const run *r);
+const char *run_error_node(const run *r);
+double run_duration_ms(const run *r);
+const workflow *run_workflow(const run *r);
+
+#endif

@@ -1,0 +1,100 @@
+/* workflow: a workflow file turned into an immutable, compiled definition (src/workflow/).
+ *
+ * loader.c reads every accepted shape of WORKFLOWS.md (the SDK's to_dict(), WorkflowBuilder lists,
+ * both connection spellings) into one normalised form, compiles every node's config and templates,
+ * and graph.c checks the graph and computes a topological order. Nothing is parsed at run time: the
+ * engine only walks these structures. A workflow is immutable once loaded and may be read by any
+ * number of threads; its owner (the engine's executor) frees it. */
+#ifndef KAILASH_WORKFLOW_H
+#define KAILASH_WORKFLOW_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "kailash/config.h"
+#include "kailash/node.h"
+#include "kailash/schema.h"
+#include "kailash/template.h"
+
+/* One connection: source node's port (plus an optional dotted path inside it) into a target input. */
+typedef struct wf_conn {
+    size_t src, dst;     /* node indices */
+    char *src_port;      /* first segment of source_output */
+    char *src_path;      /* the rest ("content.items"), or NULL */
+    char *dst_input;
+} wf_conn;
+
+/* One config key of a node: its compiled template (constant values compile to constants). */
+typedef struct wf_param {
+    char *key;
+    tmpl *t;
+    json_t *constant; /* the value when t holds no expression (shared, never modified), else NULL */
+} wf_param;
+
+typedef struct wf_node {
+    char *id;
+    const node_type *type;
+    void *compiled;     /* owned; freed with type->free */
+    wf_param *params;   /* config keys except on_error */
+    size_t nparams;
+    int on_error_continue;
+    size_t *in;         /* indices of connections into this node */
+    size_t nin;
+    size_t *deps;       /* distinct nodes this one waits for (connections and nodes.<id> references) */
+    size_t ndeps;
+    size_t *succ;       /* nodes waiting for this one */
+    size_t nsucc;
+    int has_out;        /* some connection leaves this node */
+} wf_node;
+
+/* gateway.outputs entry: name -> node.port[.path] */
+typedef struct wf_output {
+    char *name;
+    size_t node;
+    char *port;
+    char *path; /* or NULL */
+} wf_output;
+
+typedef struct workflow {
+    char *name, *version, *description, *file;
+    wf_node *nodes;
+    size_t nnodes;
+    size_t *order; /* topological order of node indices */
+    wf_conn *conns;
+    size_t nconns;
+    schema *inputs_schema; /* NULL: any object */
+    wf_output *outputs;    /* NULL with noutputs 0: sinks' whole outputs */
+    size_t noutputs;
+    int timeout_ms;
+    int max_concurrency;
+    int max_queue;
+    int has_async;         /* some node runs on the I/O loop */
+    json_t *normalized;    /* GET /workflows/{name} */
+    json_t *summary;       /* one entry of GET /workflows */
+} workflow;
+
+/* What loading needs besides the file. Borrowed. */
+typedef struct wf_load_env {
+    const kconfig *cfg;
+    const node_env *nodes;
+} wf_load_env;
+
+/* Loads one file. Returns 0 with *out (caller frees with workflow_free), or -1 after appending each
+ * problem as a string "FILE: node 'ID': config.KEY: expectation" to problems (an array). Warnings
+ * (e.g. an access block while auth is off) are logged, not returned. */
+int workflow_load_file(const char *path, const wf_load_env *env, workflow **out, json_t *problems);
+
+/* Same from parsed JSON (borrowed); file names the source in messages, default_name is used when the
+ * document has no "name". */
+int workflow_load_json(json_t *doc, const char *file, const char *default_name, const wf_load_env *env,
+                       workflow **out, json_t *problems);
+
+void workflow_free(workflow *wf);
+
+/* Index of node id, or -1. */
+long workflow_node_index(const workflow *wf, const char *id);
+
+/* graph.c: fills succ and order from deps; appends "FILE: cycle through nodes a, b" on a cycle. */
+int workflow_graph_build(workflow *wf, json_t *problems);
+
+#endif

@@ -1,0 +1,297 @@
+/* runs: POST /workflows/{name}/run and the Kailash-compatible POST /workflows/{name}/execute.
+ *
+ * prepare (before the body is read): the workflow exists (404), Content-Length is within
+ * max_body_bytes (413), a body is JSON (415). handle: parse and check the body (400), check inputs
+ * against the workflow's schema (400 invalid_inputs), then hand the run to the workflow's executor.
+ * The run's done callback builds the answer on whatever thread ended the run and resumes the
+ * connection; a short CPU-only workflow ends before exec_submit returns and is answered without a
+ * suspend. */
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "kailash/api.h"
+#include "kailash/engine.h"
+
+typedef struct run_req {
+    registry *reg;
+    executor *ex;
+    run *run;
+    int execute; /* the /execute shape */
+    int include_results;
+} run_req;
+
+static void run_req_free(void *p)
+{
+    run_req *s = p;
+    if (s->run)
+        run_release(s->run);
+    registry_release(s->reg);
+    free(s);
+}
+
+static int is_json_type(const char *ct)
+{
+    while (ct && isspace((unsigned char)*ct))
+        ct++;
+    if (!ct || strncasecmp(ct, "application/json", 16) != 0)
+        return 0;
+    return ct[16] == '\0' || ct[16] == ';' || ct[16] == ' ';
+}
+
+static int reply_errorf(kreq *r, int status, const char *code, json_t *details, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static int reply_errorf(kreq *r, int status, const char *code, json_t *details, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    http_reply_error(r, status, code, msg, details);
+    return HTTP_DONE;
+}
+
+int api_run_prepare(kreq *r)
+{
+    run_req *s = calloc(1, sizeof *s);
+    if (!s)
+        return reply_errorf(r, 500, "internal", NULL, "out of memory");
+    r->state = s;
+    r->state_free = run_req_free;
+    s->reg = registry_acquire();
+    s->ex = s->reg ? registry_find(s->reg, r->param) : NULL;
+    if (!s->ex)
+        return reply_errorf(r, 404, "not_found", NULL, "workflow '%s' not found", r->param);
+    snprintf(r->workflow, sizeof r->workflow, "%s", r->param);
+    size_t max = http_server_config()->max_body_bytes;
+    if (r->content_length > 0 && (unsigned long long)r->content_length > max)
+        return reply_errorf(r, 413, "payload_too_large", NULL, "the body is larger than max_body_bytes (%zu)", max);
+    int has_body = r->content_length > 0 || (r->content_length < 0 && http_header(r, "Transfer-Encoding"));
+    if (has_body && !is_json_type(http_header(r, "Content-Type")))
+        return reply_errorf(r, 415, "unsupported_media_type", NULL, "the body must be application/json");
+    return HTTP_CONTINUE;
+}
+
+/* ---- the body -------------------------------------------------------------------------------- */
+
+static int check_keys(kreq *r, json_t *body, int execute)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(body, k, v) {
+        int known = strcmp(k, "inputs") == 0 || strcmp(k, "parameters") == 0 ||
+                    strcmp(k, execute ? "mode" : "callback_url") == 0;
+        if (!known) {
+            reply_errorf(r, 400, "bad_request", NULL, "unknown top-level key '%.64s' (expected inputs, parameters%s)",
+                         k, execute ? ", mode" : ", callback_url");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int check_parameters(kreq *r, const workflow *wf, json_t *params)
+{
+    const char *k;
+    json_t *v;
+    if (!params)
+        return 0;
+    if (!json_is_object(params)) {
+        reply_errorf(r, 400, "bad_request", NULL, "parameters: expected an object keyed by node id");
+        return -1;
+    }
+    json_object_foreach(params, k, v) {
+        if (workflow_node_index(wf, k) < 0) {
+            reply_errorf(r, 400, "bad_request", NULL, "parameters: '%.64s' is not a node of workflow '%s'", k, wf->name);
+            return -1;
+        }
+        if (!json_is_object(v)) {
+            reply_errorf(r, 400, "bad_request", NULL, "parameters.%.64s: expected an object", k);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int check_mode(kreq *r, json_t *body, int execute)
+{
+    const char *q = http_query(r, "mode");
+    const char *prefer = http_header(r, "Prefer");
+    json_t *mode = json_object_get(body, "mode");
+    if (execute && mode && !json_is_string(mode))
+        return reply_errorf(r, 400, "bad_request", NULL, "mode: expected \"sync\", \"async\" or \"stream\""), -1;
+    const char *m = execute && mode ? json_string_value(mode) : q;
+    if (m && strcmp(m, "sync") != 0)
+        return reply_errorf(r, 400, "bad_request", NULL, "mode '%.16s': only synchronous runs are built yet", m), -1;
+    if (!execute && prefer && strstr(prefer, "respond-async"))
+        return reply_errorf(r, 400, "bad_request", NULL, "Prefer: respond-async: only synchronous runs are built yet"), -1;
+    if (!execute && json_object_get(body, "callback_url"))
+        return reply_errorf(r, 400, "bad_request", NULL, "callback_url is only for asynchronous runs"), -1;
+    return 0;
+}
+
+/* /execute: an input key equal to a node id is scoped to that node (the SDK's rule). */
+static void scope_inputs(const workflow *wf, json_t *inputs, json_t **params)
+{
+    for (size_t i = 0; i < wf->nnodes; i++) {
+        json_t *v = json_object_get(inputs, wf->nodes[i].id);
+        if (!json_is_object(v))
+            continue;
+        if (!*params)
+            *params = json_object();
+        json_t *cur = json_object_get(*params, wf->nodes[i].id);
+        json_t *merged = json_copy(v);
+        if (cur)
+            json_object_update(merged, cur);
+        json_object_set_new(*params, wf->nodes[i].id, merged);
+        json_object_del(inputs, wf->nodes[i].id);
+    }
+}
+
+/* Parses and checks the body; returns 0 with new references in *inputs and *params, or answers. */
+static int body_parse(kreq *r, const workflow *wf, int execute, json_t **inputs, json_t **params)
+{
+    json_error_t je;
+    json_t *body = r->body.len ? json_loadb(r->body.data, r->body.len, JSON_REJECT_DUPLICATES, &je) : json_object();
+    if (!body)
+        return reply_errorf(r, 400, "bad_request", NULL, "body is not valid JSON: %s (line %d, column %d)", je.text,
+                            je.line, je.column), -1;
+    int rc = -1;
+    if (!json_is_object(body)) {
+        reply_errorf(r, 400, "bad_request", NULL, "body: expected a JSON object");
+        goto out;
+    }
+    json_t *in = json_object_get(body, "inputs"), *pa = json_object_get(body, "parameters");
+    if (check_keys(r, body, execute) || check_mode(r, body, execute) || check_parameters(r, wf, pa))
+        goto out;
+    if (in && !json_is_object(in)) {
+        reply_errorf(r, 400, "bad_request", NULL, "inputs: expected an object");
+        goto out;
+    }
+    *inputs = in ? json_copy(in) : json_object();
+    *params = pa ? json_copy(pa) : NULL;
+    if (execute)
+        scope_inputs(wf, *inputs, params);
+    rc = 0;
+out:
+    json_decref(body);
+    return rc;
+}
+
+/* ---- answering --------------------------------------------------------------------------------- */
+
+static int status_for(const char *code)
+{
+    if (strcmp(code, "bad_request") == 0)
+        return 400;
+    if (strcmp(code, "upstream_error") == 0)
+        return 502;
+    if (strcmp(code, "timeout") == 0)
+        return 504;
+    return 500;
+}
+
+static double ms3(double ms)
+{
+    return round(ms * 1000.0) / 1000.0;
+}
+
+static json_t *body_run(run *rn, const run_req *s)
+{
+    const workflow *wf = run_workflow(rn);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:O,s:f}", "run_id", run_id(rn), "workflow", wf->name, "status",
+                          run_status_name(run_get_status(rn)), "outputs", run_outputs(rn), "duration_ms",
+                          ms3(run_duration_ms(rn)));
+    if (o && s->include_results) {
+        json_object_set(o, "results", run_results(rn));
+        json_object_set_new(o, "skipped", run_skipped(rn));
+    }
+    return o;
+}
+
+static json_t *body_execute(run *rn)
+{
+    const workflow *wf = run_workflow(rn);
+    return json_pack("{s:O,s:f,s:s,s:s,s:s}", "outputs", run_results(rn), "execution_time",
+                     run_duration_ms(rn) / 1000.0, "workflow_id", wf->name, "version", wf->version, "run_id",
+                     run_id(rn));
+}
+
+static void reply_failed(kreq *r, run *rn)
+{
+    const char *code = run_error_code(rn), *node = run_error_node(rn);
+    char msg[400];
+    if (node[0])
+        snprintf(msg, sizeof msg, "node '%s': %s", node, run_error_message(rn));
+    else
+        snprintf(msg, sizeof msg, "%s", run_error_message(rn));
+    json_t *details = json_pack("{s:s,s:s}", "run_id", run_id(rn), "status", run_status_name(run_get_status(rn)));
+    if (node[0])
+        json_object_set_new(details, "node", json_string(node));
+    http_reply_error(r, status_for(code), code, msg, details);
+}
+
+static void on_run_done(run *rn, void *ud)
+{
+    kreq *r = ud;
+    run_req *s = r->state;
+    if (run_get_status(rn) == RUN_COMPLETED)
+        http_reply_json(r, 200, s->execute ? body_execute(rn) : body_run(rn, s));
+    else
+        reply_failed(r, rn);
+    http_reply_header(r, "X-Run-ID", run_id(rn));
+    http_reply_header(r, "X-Cache", "BYPASS");
+    http_complete(r);
+}
+
+static int run_handle(kreq *r, int execute)
+{
+    run_req *s = r->state;
+    const workflow *wf = exec_workflow(s->ex);
+    json_t *inputs = NULL, *params = NULL;
+    s->execute = execute;
+    const char *inc = http_query(r, "include");
+    s->include_results = inc && strstr(inc, "results") != NULL;
+    if (body_parse(r, wf, execute, &inputs, &params) != 0)
+        return HTTP_DONE;
+    json_t *violations = json_array();
+    if (wf->inputs_schema && schema_validate(wf->inputs_schema, inputs, violations) > 0) {
+        json_decref(inputs);
+        json_decref(params);
+        return reply_errorf(r, 400, "invalid_inputs", json_pack("{s:o}", "violations", violations),
+                            "inputs do not match the workflow's schema");
+    }
+    json_decref(violations);
+    run_opts o = {r->request_id, inputs, params, on_run_done, r};
+    s->run = run_create(s->ex, &o);
+    json_decref(inputs);
+    json_decref(params);
+    if (!s->run)
+        return reply_errorf(r, 500, "internal", NULL, "out of memory");
+    snprintf(r->run_id, sizeof r->run_id, "%s", run_id(s->run));
+    run_retain(s->run); /* one for exec_submit to take, one kept for the answer */
+    if (exec_submit(s->ex, s->run, 1) == EXEC_OVERLOADED) {
+        run_release(s->run);
+        r->run_id[0] = '\0';
+        reply_errorf(r, 503, "overloaded", NULL, "workflow '%s' is at capacity; retry later", wf->name);
+        http_reply_header(r, "Retry-After", "1");
+        return HTTP_DONE;
+    }
+    return HTTP_PENDING;
+}
+
+int api_run(kreq *r)
+{
+    return run_handle(r, 0);
+}
+
+int api_execute(kreq *r)
+{
+    return run_handle(r, 1);
+}

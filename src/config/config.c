@@ -1,0 +1,342 @@
+/* config: API.md's configuration keys, described once in a table and checked from it.
+ *
+ * Each row names a dotted key, its kind, where it lands in kconfig and its bounds. Objects are
+ * walked against the table so an unknown key anywhere is found. Keys of features this build does not
+ * have yet (auth, Redis, Postgres, caching, rate limits, jobs, TLS, metrics auth) are rows of kind
+ * UNBUILT: they are accepted only with their documented default, and any other value stops
+ * start-up saying so, instead of being silently ignored. */
+#include "kailash/config.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kailash/log.h"
+#include "kailash/util.h"
+
+enum kind { K_OBJ, K_STR, K_INT, K_SIZE, K_BOOL, K_STRLIST, K_CIDRS, K_LEVEL, K_UNBUILT };
+
+typedef struct key_row {
+    const char *key;
+    enum kind kind;
+    size_t off;        /* offsetof(kconfig, ...) for stored kinds */
+    long long min, max;
+    const char *dflt;  /* K_UNBUILT: the only accepted value, as JSON; K_STR: default */
+    const char *why;   /* K_UNBUILT: what is missing */
+} key_row;
+
+#define OFF(f) offsetof(kconfig, f)
+#define NOTYET(k, d, w) {k, K_UNBUILT, 0, 0, 0, d, w}
+
+static const key_row rows[] = {
+    {"host", K_STR, OFF(host), 0, 0, "0.0.0.0", NULL},
+    {"port", K_INT, OFF(port), 1, 65535, NULL, NULL},
+    {"workers", K_INT, OFF(workers), 1, 256, NULL, NULL},
+    {"workflows_dir", K_STR, OFF(workflows_dir), 0, 0, "workflows", NULL},
+    {"data_dir", K_STR, OFF(data_dir), 0, 0, "var", NULL},
+    {"max_body_bytes", K_SIZE, OFF(max_body_bytes), 1, 1LL << 30, NULL, NULL},
+    {"request_timeout_ms", K_INT, OFF(request_timeout_ms), 1, 3600000, NULL, NULL},
+    {"shutdown_grace_ms", K_INT, OFF(shutdown_grace_ms), 0, 3600000, NULL, NULL},
+    {"trusted_proxies", K_CIDRS, 0, 0, 0, NULL, NULL},
+    {"executor_defaults", K_OBJ, 0, 0, 0, NULL, NULL},
+    {"executor_defaults.max_concurrency", K_INT, OFF(exec_max_concurrency), 1, 100000, NULL, NULL},
+    {"executor_defaults.max_queue", K_INT, OFF(exec_max_queue), 0, 1000000, NULL, NULL},
+    {"template_env", K_STRLIST, 0, 0, 0, NULL, NULL},
+    {"enable_auth", K_UNBUILT, 0, 0, 0, "false", "authentication is not built yet"},
+    {"auth", K_OBJ, 0, 0, 0, NULL, NULL},
+    NOTYET("auth.api_keys", "[]", "authentication is not built yet"),
+    {"auth.jwt", K_OBJ, 0, 0, 0, NULL, NULL},
+    NOTYET("auth.jwt.hs256_secret_env", "null", "JWT authentication is not built yet"),
+    NOTYET("auth.jwt.public_key_file", "null", "JWT authentication is not built yet"),
+    NOTYET("auth.jwt.jwks_file", "null", "JWT authentication is not built yet"),
+    NOTYET("auth.jwt.issuer", "null", "JWT authentication is not built yet"),
+    NOTYET("auth.jwt.audience", "null", "JWT authentication is not built yet"),
+    NOTYET("auth.jwt.roles_claim", "\"roles\"", "JWT authentication is not built yet"),
+    NOTYET("auth.jwt.leeway_s", "60", "JWT authentication is not built yet"),
+    {"rate_limiting", K_OBJ, 0, 0, 0, NULL, NULL},
+    NOTYET("rate_limiting.authenticated", "1000", "rate limiting is not built yet"),
+    NOTYET("rate_limiting.anonymous", "100", "rate limiting is not built yet"),
+    NOTYET("rate_limiting.burst", "null", "rate limiting is not built yet"),
+    {"cache", K_OBJ, 0, 0, 0, NULL, NULL},
+    NOTYET("cache.l1_max_bytes", "67108864", "response caching is not built yet"),
+    NOTYET("cache.default_ttl_s", "60", "response caching is not built yet"),
+    {"upstream", K_OBJ, 0, 0, 0, NULL, NULL},
+    {"upstream.max_response_bytes", K_SIZE, OFF(upstream_max_response_bytes), 1, 1LL << 32, NULL, NULL},
+    {"upstream.connect_timeout_ms", K_INT, OFF(upstream_connect_timeout_ms), 1, 600000, NULL, NULL},
+    {"upstream.verify_tls", K_BOOL, OFF(upstream_verify_tls), 0, 0, NULL, NULL},
+    NOTYET("redis_url", "null", "Redis support is not built yet"),
+    NOTYET("redis_timeout_ms", "20", "Redis support is not built yet"),
+    NOTYET("database_url", "null", "Postgres support is not built yet"),
+    {"jobs", K_OBJ, 0, 0, 0, NULL, NULL},
+    NOTYET("jobs.claim_idle_ms", "30000", "async jobs are not built yet"),
+    NOTYET("jobs.callback_max_attempts", "8", "async jobs are not built yet"),
+    NOTYET("jobs.callback_allow_hosts", "[]", "async jobs are not built yet"),
+    NOTYET("enable_monitoring", "true", "the /metrics endpoint is not built yet"),
+    NOTYET("metrics_auth", "false", "the /metrics endpoint is not built yet"),
+    {"log", K_OBJ, 0, 0, 0, NULL, NULL},
+    {"log.level", K_LEVEL, OFF(log_level), 0, 0, NULL, NULL},
+    NOTYET("log.format", "\"json\"", "only the json log format is built"),
+    {"tls", K_OBJ, 0, 0, 0, NULL, NULL},
+    NOTYET("tls.cert_file", "null", "TLS termination is not built yet (put a TLS proxy in front)"),
+    NOTYET("tls.key_file", "null", "TLS termination is not built yet (put a TLS proxy in front)"),
+};
+
+static const key_row *row_find(const char *key)
+{
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        if (strcmp(rows[i].key, key) == 0)
+            return &rows[i];
+    return NULL;
+}
+
+static int set_str(char **dst, const char *s)
+{
+    char *c = strdup(s);
+    if (!c)
+        return -1;
+    free(*dst);
+    *dst = c;
+    return 0;
+}
+
+static void free_list(char **l, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(l[i]);
+    free(l);
+}
+
+static int cidr_valid(const char *s)
+{
+    char addr[64];
+    const char *slash = strchr(s, '/');
+    size_t n = slash ? (size_t)(slash - s) : strlen(s);
+    if (n == 0 || n >= sizeof addr)
+        return 0;
+    memcpy(addr, s, n);
+    addr[n] = '\0';
+    unsigned char tmp[16];
+    int v6 = strchr(addr, ':') != NULL;
+    if (inet_pton(v6 ? AF_INET6 : AF_INET, addr, tmp) != 1)
+        return 0;
+    if (!slash)
+        return 1;
+    char *end;
+    long bits = strtol(slash + 1, &end, 10);
+    return slash[1] && *end == '\0' && bits >= 0 && bits <= (v6 ? 128 : 32);
+}
+
+static int load_list(kconfig *c, const key_row *r, json_t *v, char *err, size_t errlen)
+{
+    const char *file = c->file;
+    if (!json_is_array(v))
+        return util_err(err, errlen, "%s: key '%s': expected an array of strings", file, r->key);
+    size_t n = json_array_size(v);
+    char **l = calloc(n + 1, sizeof *l);
+    if (!l)
+        return util_err(err, errlen, "%s: out of memory", file);
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(v, i);
+        if (!json_is_string(e) || (r->kind == K_CIDRS && !cidr_valid(json_string_value(e)))) {
+            free_list(l, i);
+            return util_err(err, errlen, "%s: key '%s[%zu]': expected %s", file, r->key, i,
+                            r->kind == K_CIDRS ? "a CIDR such as \"10.0.0.0/8\"" : "a string");
+        }
+        l[i] = strdup(json_string_value(e));
+    }
+    if (r->kind == K_CIDRS) {
+        free_list(c->trusted_proxies, c->n_trusted_proxies);
+        c->trusted_proxies = l;
+        c->n_trusted_proxies = n;
+    } else {
+        free_list(c->template_env, c->n_template_env);
+        c->template_env = l;
+        c->n_template_env = n;
+    }
+    return 0;
+}
+
+static int load_scalar(kconfig *c, const key_row *r, json_t *v, char *err, size_t errlen)
+{
+    char *base = (char *)c;
+    const char *file = c->file;
+    switch (r->kind) {
+    case K_STR:
+        if (!json_is_string(v) || json_string_length(v) == 0)
+            return util_err(err, errlen, "%s: key '%s': expected a non-empty string", file, r->key);
+        return set_str((char **)(base + r->off), json_string_value(v));
+    case K_BOOL:
+        if (!json_is_boolean(v))
+            return util_err(err, errlen, "%s: key '%s': expected true or false", file, r->key);
+        *(int *)(base + r->off) = json_is_true(v);
+        return 0;
+    case K_INT:
+    case K_SIZE: {
+        json_int_t i = json_is_integer(v) ? json_integer_value(v) : 0;
+        if (!json_is_integer(v) || i < r->min || i > r->max)
+            return util_err(err, errlen, "%s: key '%s': expected an integer %lld..%lld", file, r->key,
+                            r->min, r->max);
+        if (r->kind == K_INT)
+            *(int *)(base + r->off) = (int)i;
+        else
+            *(size_t *)(base + r->off) = (size_t)i;
+        return 0;
+    }
+    case K_LEVEL: {
+        int lv = json_is_string(v) ? log_level_parse(json_string_value(v)) : -1;
+        if (lv < 0)
+            return util_err(err, errlen, "%s: key '%s': expected one of debug, info, warn, error", file,
+                            r->key);
+        *(int *)(base + r->off) = lv;
+        return 0;
+    }
+    default:
+        return load_list(c, r, v, err, errlen);
+    }
+}
+
+static int load_unbuilt(const kconfig *c, const key_row *r, json_t *v, char *err, size_t errlen)
+{
+    json_t *d = json_loads(r->dflt, JSON_DECODE_ANY, NULL);
+    int same = d && json_equal(d, v);
+    json_decref(d);
+    if (same)
+        return 0;
+    return util_err(err, errlen, "%s: key '%s': %s; only the default %s is accepted", c->file, r->key,
+                    r->why, r->dflt);
+}
+
+static int load_object(kconfig *c, json_t *obj, const char *prefix, char *err, size_t errlen)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v) {
+        char key[128];
+        snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", k);
+        const key_row *r = row_find(key);
+        if (!r)
+            return util_err(err, errlen, "%s: unknown key '%s'", c->file, key);
+        int rc;
+        if (r->kind == K_OBJ)
+            rc = json_is_object(v) ? load_object(c, v, key, err, errlen)
+                                   : util_err(err, errlen, "%s: key '%s': expected an object", c->file, key);
+        else if (r->kind == K_UNBUILT)
+            rc = load_unbuilt(c, r, v, err, errlen);
+        else
+            rc = load_scalar(c, r, v, err, errlen);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static kconfig *config_defaults(const char *file)
+{
+    kconfig *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->file = strdup(file);
+    c->host = strdup("0.0.0.0");
+    c->workflows_dir = strdup("workflows");
+    c->data_dir = strdup("var");
+    c->port = 8000;
+    c->workers = 4;
+    c->max_body_bytes = 1048576;
+    c->request_timeout_ms = 30000;
+    c->shutdown_grace_ms = 10000;
+    c->exec_max_concurrency = 64;
+    c->exec_max_queue = 1024;
+    c->cache_l1_max_bytes = 67108864;
+    c->cache_default_ttl_s = 60;
+    c->upstream_max_response_bytes = 10485760;
+    c->upstream_connect_timeout_ms = 2000;
+    c->upstream_verify_tls = 1;
+    c->enable_monitoring = 1;
+    c->log_level = LOG_INFO;
+    if (!c->file || !c->host || !c->workflows_dir || !c->data_dir) {
+        config_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* KAILASH_* variables: same checks as the file, reported as the variable. */
+static int apply_env_one(kconfig *c, const char *var, const char *key, char *err, size_t errlen)
+{
+    const char *s = getenv(var);
+    if (!s || !*s)
+        return 0;
+    const key_row *r = row_find(key);
+    json_t *v;
+    if (r->kind == K_INT) {
+        char *end;
+        long long n = strtoll(s, &end, 10);
+        v = *end ? json_string(s) : json_integer(n);
+    } else {
+        v = json_string(s);
+    }
+    char *saved = c->file;
+    char label[64];
+    snprintf(label, sizeof label, "environment %s", var);
+    c->file = label;
+    int rc = r->kind == K_UNBUILT ? load_unbuilt(c, r, v, err, errlen) : load_scalar(c, r, v, err, errlen);
+    c->file = saved;
+    json_decref(v);
+    return rc;
+}
+
+static int apply_env(kconfig *c, char *err, size_t errlen)
+{
+    static const char *const map[][2] = {
+        {"KAILASH_HOST", "host"},           {"KAILASH_PORT", "port"},
+        {"KAILASH_WORKERS", "workers"},     {"KAILASH_LOG_LEVEL", "log.level"},
+        {"KAILASH_REDIS_URL", "redis_url"}, {"KAILASH_DATABASE_URL", "database_url"},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (apply_env_one(c, map[i][0], map[i][1], err, errlen) != 0)
+            return -1;
+    return 0;
+}
+
+int config_load(const char *path, kconfig **out, char *err, size_t errlen)
+{
+    kconfig *c = config_defaults(path ? path : "(defaults)");
+    if (!c)
+        return util_err(err, errlen, "out of memory");
+    if (path) {
+        json_error_t je;
+        json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+        if (!root) {
+            util_err(err, errlen, "%s: line %d: %s", path, je.line, je.text);
+            goto fail;
+        }
+        int rc = json_is_object(root) ? load_object(c, root, "", err, errlen)
+                                      : util_err(err, errlen, "%s: expected a JSON object", path);
+        json_decref(root);
+        if (rc != 0)
+            goto fail;
+    }
+    if (apply_env(c, err, errlen) != 0)
+        goto fail;
+    *out = c;
+    return 0;
+fail:
+    config_free(c);
+    return -1;
+}
+
+void config_free(kconfig *c)
+{
+    if (!c)
+        return;
+    free(c->file);
+    free(c->host);
+    free(c->workflows_dir);
+    free(c->data_dir);
+    free_list(c->trusted_proxies, c->n_trusted_proxies);
+    free_list(c->template_env, c->n_template_env);
+    free(c);
+}

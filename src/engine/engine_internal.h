@@ -1,0 +1,28 @@
+/* Shared inside src/engine/ only. */
+#ifndef KAILASH_ENGINE_INTERNAL_H
+#define KAILASH_ENGINE_INTERNAL_H
+
+#include "kailash/engine.h"
+#include "kailash/ioloop.h"
+#include "kailash/pool.h"
+
+/* The process-wide pieces engine_start made (NULL before). */
+pool *engine_pool(void);
+ioloop *engine_io(void);
+/* Object of template_env names -> values (borrowed). */
+json_t *engine_template_env(void);
+
+/* run.c: begin executing r (it has a slot) on the calling thread. */
+void run_begin(run *r);
+/* run.c: end r as timed out without running it (its deadline passed while queued). */
+int run_expired(const run *r);
+void run_end_timeout(run *r);
+
+/* executor.c: r (which held a slot) has ended; hand the slot to the next queued run. */
+void exec_slot_release(executor *ex);
+void exec_retain(executor *ex);
+void exec_release(executor *ex);
+/* executor.c: a new executor owning wf. */
+executor *exec_create(workflow *wf);
+
+#endif

@@ -1,0 +1,473 @@
+/* run: one execution of a compiled workflow.
+ *
+ * A run is a small actor. Exactly one thread at a time advances it (the `scheduled` token): the
+ * thread that begins it, or a pool worker picked up after an I/O node completes. Completions from the
+ * I/O loop go into a locked mailbox; whoever holds the token drains it and advances again, so node
+ * bookkeeping needs no lock and no worker ever waits for another.
+ *
+ * Advancing pops ready nodes in topological order: a node whose every incoming connection is absent
+ * (its source was skipped, or left that port empty, as a switch does) is skipped; otherwise its
+ * inputs are built (config, then matching workflow inputs, connections, request parameters; config
+ * templates rendered against that), and a CPU node runs right here while an I/O node is started and
+ * counted in flight. The run ends when nothing is ready and nothing is in flight, or at the first
+ * failure of a node without on_error "continue". References: the creator holds one, each node in
+ * flight holds one, so a late completion after a failure never touches freed memory. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_internal.h"
+#include "kailash/util.h"
+
+enum { N_PENDING, N_RUNNING, N_DONE, N_SKIPPED };
+
+typedef struct mail {
+    size_t node;
+    json_t *outputs;
+    node_error err;
+    int failed;
+    struct mail *next;
+} mail;
+
+struct run {
+    atomic_int refs;
+    executor *ex;
+    const workflow *wf;
+    char id[37];
+    char request_id[132];
+    json_t *inputs, *parameters;
+    json_t *results;       /* node id -> outputs: also the template scope's `nodes` */
+    json_t *outputs;
+    unsigned char *state;
+    size_t *waiting;       /* dependencies not yet finished, per node */
+    size_t *ready;         /* FIFO of node indices */
+    size_t rhead, rtail;
+    node_call *calls;      /* per node, for I/O nodes in flight */
+    tmpl_scope scope;
+    int inflight;
+    int ended;
+    run_status status;
+    char err_code[32], err_msg[256], err_node[132];
+    double t_created, t_started, t_ended, deadline;
+    pthread_mutex_t mu;
+    mail *mail_head, *mail_tail;
+    int scheduled;
+    run_done_fn done;
+    void *ud;
+};
+
+static void run_drain(run *r);
+
+run *run_create(executor *ex, const run_opts *o)
+{
+    const workflow *wf = exec_workflow(ex);
+    run *r = calloc(1, sizeof *r);
+    size_t n = wf->nnodes;
+    if (!r)
+        return NULL;
+    r->state = calloc(n, 1);
+    r->waiting = calloc(n, sizeof *r->waiting);
+    r->ready = calloc(n, sizeof *r->ready);
+    r->calls = calloc(n, sizeof *r->calls);
+    r->results = json_object();
+    if (!r->state || !r->waiting || !r->ready || !r->calls || !r->results) {
+        r->refs = 1;
+        r->ex = NULL;
+        run_release(r);
+        return NULL;
+    }
+    atomic_init(&r->refs, 1);
+    exec_retain(ex);
+    r->ex = ex;
+    r->wf = wf;
+    util_uuid7(r->id);
+    snprintf(r->request_id, sizeof r->request_id, "%s", o->request_id ? o->request_id : "");
+    r->inputs = o->inputs ? json_incref(o->inputs) : json_object();
+    r->parameters = o->parameters ? json_incref(o->parameters) : NULL;
+    r->done = o->done;
+    r->ud = o->ud;
+    r->status = RUN_QUEUED;
+    r->t_created = util_now_ms();
+    r->deadline = r->t_created + wf->timeout_ms;
+    pthread_mutex_init(&r->mu, NULL);
+    for (size_t i = 0; i < n; i++)
+        r->waiting[i] = wf->nodes[i].ndeps;
+    for (size_t i = 0; i < n; i++)
+        if (wf->nodes[wf->order[i]].ndeps == 0)
+            r->ready[r->rtail++] = wf->order[i];
+    r->scope = (tmpl_scope){.inputs = r->inputs, .nodes = r->results, .run_id = r->id,
+                            .request_id = r->request_id, .principal_id = "anonymous",
+                            .env = engine_template_env()};
+    return r;
+}
+
+void run_retain(run *r)
+{
+    atomic_fetch_add(&r->refs, 1);
+}
+
+void run_release(run *r)
+{
+    if (!r || atomic_fetch_sub(&r->refs, 1) != 1)
+        return;
+    for (mail *m = r->mail_head, *next; m; m = next) {
+        next = m->next;
+        json_decref(m->outputs);
+        free(m);
+    }
+    json_decref(r->inputs);
+    json_decref(r->parameters);
+    json_decref(r->results);
+    json_decref(r->outputs);
+    free(r->state);
+    free(r->waiting);
+    free(r->ready);
+    free(r->calls);
+    pthread_mutex_destroy(&r->mu);
+    if (r->ex)
+        exec_release(r->ex);
+    free(r);
+}
+
+/* ---- ending ---------------------------------------------------------------------------------- */
+
+static json_t *outputs_mapped(run *r)
+{
+    const workflow *wf = r->wf;
+    json_t *out = json_object();
+    for (size_t i = 0; i < wf->noutputs; i++) {
+        const wf_output *o = &wf->outputs[i];
+        json_t *port = json_object_get(json_object_get(r->results, wf->nodes[o->node].id), o->port);
+        json_t *v = port && o->path ? util_json_path(port, o->path) : port;
+        json_object_set(out, o->name, v ? v : json_null());
+    }
+    return out;
+}
+
+static json_t *outputs_sinks(run *r)
+{
+    json_t *out = json_object();
+    for (size_t i = 0; i < r->wf->nnodes; i++) {
+        const wf_node *n = &r->wf->nodes[i];
+        json_t *v = json_object_get(r->results, n->id);
+        if (!n->has_out && v && r->state[i] == N_DONE)
+            json_object_set(out, n->id, v);
+    }
+    return out;
+}
+
+static void run_end(run *r, run_status st)
+{
+    if (r->ended)
+        return;
+    r->ended = 1;
+    r->status = st;
+    r->t_ended = util_now_ms();
+    if (!r->t_started)
+        r->t_started = r->t_ended;
+    if (st == RUN_COMPLETED)
+        r->outputs = r->wf->noutputs ? outputs_mapped(r) : outputs_sinks(r);
+    executor *ex = r->ex;
+    exec_retain(ex);
+    if (r->done)
+        r->done(r, r->ud);
+    exec_slot_release(ex);
+    exec_release(ex);
+}
+
+static void run_fail(run *r, size_t node, const node_error *e)
+{
+    snprintf(r->err_code, sizeof r->err_code, "%s", e->code[0] ? e->code : "internal");
+    snprintf(r->err_msg, sizeof r->err_msg, "%s", e->message);
+    snprintf(r->err_node, sizeof r->err_node, "%s", node == (size_t)-1 ? "" : r->wf->nodes[node].id);
+    run_end(r, strcmp(r->err_code, "timeout") == 0 ? RUN_TIMEOUT : RUN_FAILED);
+}
+
+int run_expired(const run *r)
+{
+    return util_now_ms() > r->deadline;
+}
+
+void run_end_timeout(run *r)
+{
+    node_error e;
+    node_fail(&e, "timeout", "the run did not finish within %d ms", r->wf->timeout_ms);
+    run_fail(r, (size_t)-1, &e);
+}
+
+/* ---- inputs ------------------------------------------------------------------------------------ */
+
+static int node_takes(const wf_node *n, const char *key)
+{
+    for (const char *const *k = n->type->config_keys; k && *k; k++)
+        if (strcmp(*k, key) == 0)
+            return 1;
+    for (const char *const *k = n->type->input_ports; k && *k; k++)
+        if (strcmp(*k, key) == 0)
+            return 1;
+    return 0;
+}
+
+static int conn_fills(const wf_node *n, const workflow *wf, const char *key)
+{
+    for (size_t c = 0; c < n->nin; c++)
+        if (strcmp(wf->conns[n->in[c]].dst_input, key) == 0)
+            return 1;
+    return 0;
+}
+
+/* The value a connection carries, or NULL when it is absent. Borrowed. */
+static json_t *conn_value(run *r, const wf_conn *c)
+{
+    if (r->state[c->src] != N_DONE)
+        return NULL;
+    json_t *port = json_object_get(json_object_get(r->results, r->wf->nodes[c->src].id), c->src_port);
+    if (!port || !c->src_path)
+        return port;
+    json_t *v = util_json_path(port, c->src_path);
+    return v ? v : json_null();
+}
+
+/* Layers 2-4 of WORKFLOWS.md's data flow on top of the constant config (layer 1). */
+static json_t *inputs_layered(run *r, const wf_node *n)
+{
+    json_t *p = json_object();
+    for (size_t i = 0; i < n->nparams; i++)
+        if (n->params[i].constant)
+            json_object_set(p, n->params[i].key, n->params[i].constant);
+    const char *k;
+    json_t *v;
+    json_object_foreach(r->inputs, k, v) if (node_takes(n, k) && !conn_fills(n, r->wf, k))
+        json_object_set(p, k, v);
+    for (size_t c = 0; c < n->nin; c++) {
+        const wf_conn *cn = &r->wf->conns[n->in[c]];
+        json_t *cv = conn_value(r, cn);
+        if (cv)
+            json_object_set(p, cn->dst_input, cv);
+    }
+    json_t *over = r->parameters ? json_object_get(r->parameters, n->id) : NULL;
+    json_object_foreach(over, k, v) json_object_set(p, k, v);
+    return p;
+}
+
+/* Renders the templated config keys that no later layer replaced. */
+static json_t *inputs_build(run *r, const wf_node *n, node_error *e)
+{
+    json_t *layered = inputs_layered(r, n);
+    json_t *final = NULL;
+    for (size_t i = 0; i < n->nparams; i++) {
+        const wf_param *pa = &n->params[i];
+        if (pa->constant || json_object_get(layered, pa->key))
+            continue;
+        if (!final)
+            final = json_copy(layered);
+        tmpl_scope sc = r->scope;
+        sc.params = layered;
+        char err[200];
+        json_t *v = tmpl_render(pa->t, &sc, err, sizeof err);
+        if (!v) {
+            node_fail(e, "internal", "config.%s: %s", pa->key, err);
+            json_decref(final);
+            json_decref(layered);
+            return NULL;
+        }
+        json_object_set_new(final, pa->key, v);
+    }
+    if (!final)
+        return layered;
+    json_decref(layered);
+    return final;
+}
+
+/* ---- advancing -------------------------------------------------------------------------------- */
+
+static int node_absent(run *r, const wf_node *n)
+{
+    if (n->nin == 0)
+        return 0;
+    for (size_t c = 0; c < n->nin; c++)
+        if (conn_value(r, &r->wf->conns[n->in[c]]))
+            return 0;
+    return 1;
+}
+
+static void node_finished(run *r, size_t i, int state)
+{
+    const wf_node *n = &r->wf->nodes[i];
+    r->state[i] = (unsigned char)state;
+    for (size_t s = 0; s < n->nsucc; s++)
+        if (--r->waiting[n->succ[s]] == 0)
+            r->ready[r->rtail++] = n->succ[s];
+}
+
+/* Records a node's result; 0 to go on, -1 when the run failed. outputs is stolen. */
+static int node_result(run *r, size_t i, json_t *outputs, const node_error *e)
+{
+    const wf_node *n = &r->wf->nodes[i];
+    if (e) {
+        if (!n->on_error_continue || strcmp(e->code, "timeout") == 0) {
+            run_fail(r, i, e);
+            return -1;
+        }
+        outputs = json_pack("{s:{s:s,s:s},s:b}", "error", "code", e->code, "message", e->message, "failed", 1);
+    }
+    json_object_set_new(r->results, n->id, outputs ? outputs : json_object());
+    node_finished(r, i, N_DONE);
+    return 0;
+}
+
+static void node_async_done(node_call *call, json_t *outputs, const node_error *err)
+{
+    run *r = call->engine_data;
+    mail *m = calloc(1, sizeof *m);
+    if (!m)
+        abort(); /* losing a completion would hang the run forever; nothing sane remains */
+    m->node = (size_t)(call - r->calls);
+    m->outputs = outputs;
+    if (err) {
+        m->failed = 1;
+        m->err = *err;
+    }
+    pthread_mutex_lock(&r->mu);
+    if (r->mail_tail)
+        r->mail_tail->next = m;
+    else
+        r->mail_head = m;
+    r->mail_tail = m;
+    int start = !r->scheduled;
+    r->scheduled = 1;
+    pthread_mutex_unlock(&r->mu);
+    if (start && pool_submit(engine_pool(), (void (*)(void *))run_drain, r) != 0)
+        run_drain(r);
+}
+
+static int node_exec(run *r, size_t i)
+{
+    const wf_node *n = &r->wf->nodes[i];
+    node_error e = {"", ""};
+    json_t *in = inputs_build(r, n, &e);
+    if (!in)
+        return node_result(r, i, NULL, &e);
+    node_call *call = &r->calls[i];
+    *call = (node_call){.node_id = n->id, .inputs = in, .scope = &r->scope, .deadline_ms = r->deadline,
+                        .io = engine_io(), .done = node_async_done, .engine_data = r};
+    if (n->type->start) {
+        r->state[i] = N_RUNNING;
+        r->inflight++;
+        run_retain(r);
+        if (n->type->start(n->compiled, call, &e) == 0)
+            return 0;
+        r->inflight--;
+        atomic_fetch_sub(&r->refs, 1);
+        json_decref(in);
+        call->inputs = NULL;
+        return node_result(r, i, NULL, &e);
+    }
+    json_t *out = NULL;
+    int rc = n->type->run(n->compiled, call, &out, &e);
+    json_decref(in);
+    call->inputs = NULL;
+    return node_result(r, i, rc == 0 ? out : NULL, rc == 0 ? NULL : &e);
+}
+
+static void run_advance(run *r)
+{
+    while (!r->ended && r->rhead < r->rtail) {
+        size_t i = r->ready[r->rhead++];
+        if (util_now_ms() > r->deadline) {
+            run_end_timeout(r);
+            return;
+        }
+        if (node_absent(r, &r->wf->nodes[i]))
+            node_finished(r, i, N_SKIPPED);
+        else if (node_exec(r, i) != 0)
+            return;
+    }
+    if (!r->ended && r->inflight == 0)
+        run_end(r, RUN_COMPLETED);
+}
+
+static void mail_apply(run *r, mail *m)
+{
+    node_call *call = &r->calls[m->node];
+    json_decref(call->inputs);
+    call->inputs = NULL;
+    r->inflight--;
+    if (r->ended)
+        json_decref(m->outputs);
+    else
+        node_result(r, m->node, m->failed ? NULL : m->outputs, m->failed ? &m->err : NULL);
+}
+
+/* Holds the token: apply completions and advance until the mailbox stays empty. */
+static void run_drain(run *r)
+{
+    int applied = 0;
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        mail *m = r->mail_head;
+        r->mail_head = r->mail_tail = NULL;
+        if (!m)
+            r->scheduled = 0;
+        pthread_mutex_unlock(&r->mu);
+        if (!m)
+            break;
+        while (m) {
+            mail *next = m->next;
+            mail_apply(r, m);
+            free(m);
+            applied++;
+            m = next;
+        }
+        run_advance(r);
+    }
+    /* Each applied completion held one reference; dropping them may free r, so do it last. */
+    while (applied-- > 0)
+        run_release(r);
+}
+
+void run_begin(run *r)
+{
+    r->status = RUN_RUNNING;
+    r->t_started = util_now_ms();
+    pthread_mutex_lock(&r->mu);
+    r->scheduled = 1;
+    pthread_mutex_unlock(&r->mu);
+    run_retain(r);
+    run_advance(r);
+    run_drain(r);
+    run_release(r);
+}
+
+/* ---- accessors -------------------------------------------------------------------------------- */
+
+const char *run_id(const run *r) { return r->id; }
+run_status run_get_status(const run *r) { return r->status; }
+json_t *run_outputs(const run *r) { return r->outputs; }
+json_t *run_results(const run *r) { return r->results; }
+const char *run_error_code(const run *r) { return r->err_code; }
+const char *run_error_message(const run *r) { return r->err_msg; }
+const char *run_error_node(const run *r) { return r->err_node; }
+const workflow *run_workflow(const run *r) { return r->wf; }
+
+double run_duration_ms(const run *r)
+{
+    return (r->t_ended ? r->t_ended : util_now_ms()) - r->t_created;
+}
+
+json_t *run_skipped(const run *r)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < r->wf->nnodes; i++)
+        if (r->state[i] == N_SKIPPED || (r->ended && r->state[i] == N_PENDING && r->status == RUN_COMPLETED))
+            json_array_append_new(a, json_string(r->wf->nodes[i].id));
+    return a;
+}
+
+const char *run_status_name(run_status s)
+{
+    static const char *const names[] = {"queued", "running", "completed", "failed", "timeout", "cancelled"};
+    return (unsigned)s < 6 ? names[s] : "unknown";
+}

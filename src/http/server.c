@@ -1,0 +1,257 @@
+/* server: libmicrohttpd in `workers` threads, each with its own epoll loop, suspend/resume allowed.
+ *
+ * MHD calls on_request several times per request: first with the headers (we route, run the
+ * middleware chain and the route's prepare step, which may answer before any body is read: 404,
+ * 405, 413, 415), then once per body chunk, then a last time with no data (we call the handler).
+ * A handler that hands the request to another thread returns HTTP_PENDING; the connection is then
+ * suspended and http_complete resumes it, after which MHD calls on_request again and we queue the
+ * response. The kreq lives until MHD's completion callback. */
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kailash/http.h"
+#include "kailash/log.h"
+#include "kailash/middleware.h"
+
+static struct MHD_Daemon *g_daemon;
+static const kconfig *g_cfg;
+static atomic_int g_inflight;
+
+const kconfig *http_server_config(void) { return g_cfg; }
+int http_server_inflight(void) { return atomic_load(&g_inflight); }
+
+static void client_addr(kreq *r)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (sa && sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, r->client_ip, sizeof r->client_ip);
+        r->client_loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    } else if (sa && sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, r->client_ip, sizeof r->client_ip);
+        r->client_loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+                             (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127);
+    }
+}
+
+static kreq *req_new(struct MHD_Connection *c, const char *url, const char *method)
+{
+    kreq *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->conn = c;
+    r->method = method;
+    r->path = url;
+    r->t0 = util_now_ms();
+    r->content_length = -1;
+    pthread_mutex_init(&r->mu, NULL);
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+        char *end;
+        long long n = strtoll(cl, &end, 10);
+        r->content_length = (*end || n < 0) ? -1 : n;
+    }
+    client_addr(r);
+    atomic_fetch_add(&g_inflight, 1);
+    return r;
+}
+
+static void req_free(kreq *r)
+{
+    if (r->state_free)
+        r->state_free(r->state);
+    if (r->resp)
+        MHD_destroy_response(r->resp);
+    buf_free(&r->body);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+    atomic_fetch_sub(&g_inflight, 1);
+}
+
+static enum MHD_Result queue(kreq *r)
+{
+    char timing[64];
+    snprintf(timing, sizeof timing, "total;dur=%.3f", util_now_ms() - r->t0);
+    MHD_add_response_header(r->resp, "Server-Timing", timing);
+    if (!r->logged) {
+        r->logged = 1;
+        mw_after(r);
+    }
+    enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)r->status, r->resp);
+    MHD_destroy_response(r->resp);
+    r->resp = NULL;
+    return rc;
+}
+
+/* First callback: route, middleware, prepare. Returns 1 when answered. */
+static int req_first(kreq *r)
+{
+    int status = 0;
+    char allow[64];
+    r->route = http_route_find(r->method, r->path, r->param, sizeof r->param, &status, allow, sizeof allow);
+    if (mw_before(r))
+        return 1;
+    if (!r->route && status == 405) {
+        http_reply_error(r, 405, "method_not_allowed", "this path does not take that method", NULL);
+        http_reply_header(r, "Allow", allow);
+        return 1;
+    }
+    if (!r->route) {
+        http_reply_error(r, 404, "not_found", "no such route", NULL);
+        return 1;
+    }
+    return r->route->prepare && r->route->prepare(r) == HTTP_DONE;
+}
+
+static void body_take(kreq *r, const char *data, size_t n)
+{
+    if (r->body_too_large || r->body.len + n > g_cfg->max_body_bytes) {
+        r->body_too_large = 1;
+        return;
+    }
+    if (buf_append(&r->body, data, n) != 0)
+        r->body_too_large = 1;
+}
+
+static enum MHD_Result req_dispatch(kreq *r)
+{
+    if (r->body_too_large) {
+        http_reply_error(r, 413, "payload_too_large", "the body is larger than max_body_bytes", NULL);
+        return queue(r);
+    }
+    if (r->route->handle(r) == HTTP_DONE)
+        return queue(r);
+    pthread_mutex_lock(&r->mu);
+    if (r->ready) {
+        pthread_mutex_unlock(&r->mu);
+        return queue(r);
+    }
+    MHD_suspend_connection(r->conn);
+    r->suspended = 1;
+    pthread_mutex_unlock(&r->mu);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *data, size_t *data_size, void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    kreq *r = *con_cls;
+    if (!r) {
+        r = req_new(c, url, method);
+        if (!r)
+            return MHD_NO;
+        *con_cls = r;
+        return req_first(r) ? queue(r) : MHD_YES;
+    }
+    if (r->logged) { /* answered before the body was read: drop the rest */
+        *data_size = 0;
+        return MHD_YES;
+    }
+    if (*data_size) {
+        body_take(r, data, *data_size);
+        *data_size = 0;
+        return MHD_YES;
+    }
+    if (r->suspended) /* resumed: the response is ready */
+        return queue(r);
+    return req_dispatch(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t)
+{
+    (void)cls;
+    (void)c;
+    (void)t;
+    if (*con_cls)
+        req_free(*con_cls);
+    *con_cls = NULL;
+}
+
+void http_complete(kreq *r)
+{
+    pthread_mutex_lock(&r->mu);
+    r->ready = 1;
+    int suspended = r->suspended;
+    pthread_mutex_unlock(&r->mu);
+    if (suspended)
+        MHD_resume_connection(r->conn);
+}
+
+const char *http_header(kreq *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_query(kreq *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    log_msg(LOG_DEBUG, "libmicrohttpd: %s", msg);
+}
+
+int http_server_start(const kconfig *cfg, char *err, size_t errlen)
+{
+    struct sockaddr_in6 a6 = {0};
+    struct sockaddr_in a4 = {0};
+    const struct sockaddr *sa = (const struct sockaddr *)&a4;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+                     MHD_USE_TURBO;
+    g_cfg = cfg;
+    a4.sin_family = AF_INET;
+    a4.sin_port = htons((uint16_t)cfg->port);
+    if (inet_pton(AF_INET, cfg->host, &a4.sin_addr) != 1) {
+        a6.sin6_family = AF_INET6;
+        a6.sin6_port = htons((uint16_t)cfg->port);
+        if (inet_pton(AF_INET6, cfg->host, &a6.sin6_addr) != 1)
+            return util_err(err, errlen, "host '%s': expected an IPv4 or IPv6 address", cfg->host);
+        sa = (const struct sockaddr *)&a6;
+        flags |= MHD_USE_IPv6;
+    }
+    g_daemon = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, NULL,
+                                MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->workers,
+                                MHD_OPTION_SOCK_ADDR, sa,
+                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)60000,
+                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+                                MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
+                                MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+                                MHD_OPTION_END);
+    if (!g_daemon)
+        return util_err(err, errlen, "cannot listen on %s:%d (in use, or not allowed)", cfg->host, cfg->port);
+    return 0;
+}
+
+void http_server_quiesce(void)
+{
+    if (!g_daemon)
+        return;
+    MHD_socket s = MHD_quiesce_daemon(g_daemon);
+    if (s != MHD_INVALID_SOCKET)
+        close(s);
+}
+
+void http_server_stop(void)
+{
+    if (g_daemon)
+        MHD_stop_daemon(g_daemon);
+    g_daemon = NULL;
+}

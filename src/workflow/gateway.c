@@ -1,0 +1,191 @@
+/* gateway: the workflow file's `gateway` block (what only a gateway needs) and the normalised views
+ * served by GET /workflows and GET /workflows/{name}.
+ *
+ * Blocks for features this build does not have yet (cache, rate_limit, trigger) are refused with a
+ * message saying so; `access` is checked and kept, and since authentication is off in this build it is
+ * not enforced (API.md: "access blocks are not enforced (the loader logs a warning for each)"). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kailash/log.h"
+#include "loader_internal.h"
+
+static int int_in(json_t *v, long long lo, long long hi)
+{
+    return json_is_integer(v) && json_integer_value(v) >= lo && json_integer_value(v) <= hi;
+}
+
+static void load_inputs(ld *l, json_t *def)
+{
+    char err[512];
+    if (!json_is_object(def)) {
+        ld_problem(l, NULL, "gateway.inputs: expected a JSON Schema object");
+        return;
+    }
+    if (schema_compile(def, &l->wf->inputs_schema, err, sizeof err) != 0)
+        ld_problem(l, NULL, "gateway.inputs: %s", err);
+}
+
+static void load_output(ld *l, wf_output *o, const char *name, json_t *ref)
+{
+    const char *s = json_string_value(ref);
+    const char *dot = s ? strchr(s, '.') : NULL;
+    if (!dot || dot == s || !dot[1]) {
+        ld_problem(l, NULL, "gateway.outputs.%s: expected \"node.port[.path]\"", name);
+        return;
+    }
+    char *node = strndup(s, (size_t)(dot - s));
+    long idx = workflow_node_index(l->wf, node);
+    const char *port = dot + 1, *rest = strchr(port, '.');
+    o->name = strdup(name);
+    o->port = rest ? strndup(port, (size_t)(rest - port)) : strdup(port);
+    o->path = rest && rest[1] ? strdup(rest + 1) : NULL;
+    if (idx < 0) {
+        ld_problem(l, NULL, "gateway.outputs.%s: unknown node '%s'", name, node);
+    } else {
+        o->node = (size_t)idx;
+        const wf_node *n = &l->wf->nodes[idx];
+        if (n->type->has_output && !n->type->has_output(n->compiled, o->port))
+            ld_problem(l, NULL, "gateway.outputs.%s: %s '%s' has no output port '%s'", name, n->type->name,
+                       node, o->port);
+    }
+    free(node);
+}
+
+static void load_outputs(ld *l, json_t *outs)
+{
+    if (!json_is_object(outs)) {
+        ld_problem(l, NULL, "gateway.outputs: expected an object of name -> \"node.port[.path]\"");
+        return;
+    }
+    l->wf->outputs = calloc(json_object_size(outs) + 1, sizeof *l->wf->outputs);
+    const char *k;
+    json_t *v;
+    json_object_foreach(outs, k, v) load_output(l, &l->wf->outputs[l->wf->noutputs++], k, v);
+}
+
+static void load_executor(ld *l, json_t *ex)
+{
+    const char *k;
+    json_t *v;
+    if (!json_is_object(ex)) {
+        ld_problem(l, NULL, "gateway.executor: expected an object");
+        return;
+    }
+    json_object_foreach(ex, k, v) {
+        if (strcmp(k, "max_concurrency") == 0 && int_in(v, 1, 100000))
+            l->wf->max_concurrency = (int)json_integer_value(v);
+        else if (strcmp(k, "max_queue") == 0 && int_in(v, 0, 1000000))
+            l->wf->max_queue = (int)json_integer_value(v);
+        else if (strcmp(k, "max_concurrency") == 0 || strcmp(k, "max_queue") == 0)
+            ld_problem(l, NULL, "gateway.executor.%s: expected an integer %s", k,
+                       k[4] == 'c' ? "1..100000" : "0..1000000");
+        else
+            ld_problem(l, NULL, "gateway.executor: unknown key '%s'", k);
+    }
+}
+
+static int strings_array(json_t *a)
+{
+    size_t i;
+    json_t *e;
+    if (!json_is_array(a))
+        return 0;
+    json_array_foreach(a, i, e) if (!json_is_string(e)) return 0;
+    return 1;
+}
+
+static void load_access(ld *l, json_t *acc)
+{
+    const char *k;
+    json_t *v;
+    if (!json_is_object(acc)) {
+        ld_problem(l, NULL, "gateway.access: expected an object");
+        return;
+    }
+    json_object_foreach(acc, k, v) {
+        int ok = (strcmp(k, "roles") == 0 && strings_array(v)) || (strcmp(k, "public") == 0 && json_is_boolean(v));
+        if (strcmp(k, "conditions") == 0 && json_is_array(v)) {
+            size_t i;
+            json_t *c;
+            ok = 1;
+            json_array_foreach(v, i, c) ok &= json_is_string(json_object_get(c, "attribute")) &&
+                                              (json_is_string(json_object_get(c, "equals")) ||
+                                               json_object_get(c, "value") != NULL);
+        }
+        if (!ok)
+            ld_problem(l, NULL, "gateway.access.%s: expected roles (strings), conditions "
+                                "([{attribute, equals|value}]) or public (bool)", k);
+    }
+    log_msg(LOG_WARN, "%s: gateway.access is not enforced: authentication is off (enable_auth is false)",
+            l->file);
+}
+
+static void load_key(ld *l, const char *k, json_t *v)
+{
+    if (strcmp(k, "inputs") == 0)
+        load_inputs(l, v);
+    else if (strcmp(k, "outputs") == 0)
+        load_outputs(l, v);
+    else if (strcmp(k, "executor") == 0)
+        load_executor(l, v);
+    else if (strcmp(k, "access") == 0)
+        load_access(l, v);
+    else if (strcmp(k, "timeout_ms") == 0 && int_in(v, 1, 3600000))
+        l->wf->timeout_ms = (int)json_integer_value(v);
+    else if (strcmp(k, "timeout_ms") == 0)
+        ld_problem(l, NULL, "gateway.timeout_ms: expected an integer 1..3600000");
+    else if (strcmp(k, "cache") == 0 && !json_is_false(v) && !json_is_null(v))
+        ld_problem(l, NULL, "gateway.cache: response caching is not built yet (use \"cache\": false or leave it out)");
+    else if (strcmp(k, "rate_limit") == 0)
+        ld_problem(l, NULL, "gateway.rate_limit: rate limiting is not built yet");
+    else if (strcmp(k, "trigger") == 0)
+        ld_problem(l, NULL, "gateway.trigger: triggers are not implemented yet");
+    else if (strcmp(k, "cache") != 0)
+        ld_problem(l, NULL, "gateway: unknown key '%s'", k);
+}
+
+void ld_load_gateway(ld *l, json_t *gw)
+{
+    const kconfig *cfg = l->env->cfg;
+    l->wf->timeout_ms = cfg->request_timeout_ms;
+    l->wf->max_concurrency = cfg->exec_max_concurrency;
+    l->wf->max_queue = cfg->exec_max_queue;
+    if (!gw || json_is_null(gw))
+        return;
+    if (!json_is_object(gw)) {
+        ld_problem(l, NULL, "gateway: expected an object");
+        return;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(gw, k, v) load_key(l, k, v);
+}
+
+static json_t *gateway_view(const workflow *wf, json_t *gw)
+{
+    json_t *inputs = json_object_get(gw, "inputs");
+    json_t *outputs = json_object_get(gw, "outputs");
+    json_t *v = json_pack("{s:O,s:O,s:b,s:{s:i,s:i},s:i}", "inputs", inputs ? inputs : json_null(), "outputs",
+                          outputs ? outputs : json_null(), "cache", 0, "executor", "max_concurrency",
+                          wf->max_concurrency, "max_queue", wf->max_queue, "timeout_ms", wf->timeout_ms);
+    json_t *acc = json_object_get(gw, "access");
+    if (v && acc)
+        json_object_set(v, "access", acc);
+    return v;
+}
+
+void ld_build_views(ld *l, json_t *nodes, json_t *conns, json_t *gw)
+{
+    workflow *wf = l->wf;
+    json_t *inputs = json_object_get(gw, "inputs");
+    wf->normalized = json_pack("{s:s,s:s,s:s,s:O,s:O,s:o}", "name", wf->name, "version", wf->version,
+                               "description", wf->description, "nodes", nodes, "connections", conns,
+                               "gateway", gateway_view(wf, gw));
+    json_t *in = inputs ? json_incref(inputs) : json_object();
+    wf->summary = json_pack("{s:s,s:s,s:s,s:o,s:n,s:I}", "name", wf->name, "version", wf->version,
+                            "description", wf->description, "inputs", in, "cache_ttl_s", "nodes",
+                            (json_int_t)wf->nnodes);
+    if (!wf->normalized || !wf->summary)
+        ld_problem(l, NULL, "out of memory building the workflow's description");
+}
