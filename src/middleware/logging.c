@@ -19,7 +19,7 @@ void mw_logging_after(kreq *r)
     if (!o)
         return;
     char line[4096];
-    size_t n = json_dumpb(o, line, sizeof line - 1, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    size_t n = json_dumpb(o, line, sizeof line - 1, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     json_decref(o);
     if (n == 0 || n >= sizeof line - 1)
         return;

@@ -1,0 +1,361 @@
+/* CSVReaderNode: reads one CSV file inside data_dir into `data`.
+ *
+ * The parser follows RFC 4180 and reads the whole file (at most 64 MiB) in one pass:
+ *   - fields are split by `delimiter` (one byte, default ','), records by CRLF, LF or a lone CR;
+ *   - a field that starts with '"' is quoted: it may hold the delimiter and line breaks (kept as
+ *     they are), "" stands for one '"', and after the closing quote only a delimiter or the end of
+ *     the record may follow (anything else is an error with its line, rather than a guess);
+ *   - a '"' inside an unquoted field is an ordinary character; empty lines are skipped; a UTF-8
+ *     byte-order mark at the start is dropped.
+ * Values stay strings (no number guessing). With `headers` (default true) the first record names
+ * the columns and every later record becomes an object; a short record gives null for its missing
+ * columns (like Python's DictReader), a record longer than the header is an error, and a repeated
+ * column name keeps the value of its last column. Without
+ * headers every record is an array of strings.
+ *
+ * file_path is checked at load when literal and resolved again at every run (see json_reader.c). */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "kailash/node.h"
+#include "kailash/util.h"
+
+#define CSV_READER_MAX ((size_t)64 << 20)
+
+static const char *const csv_reader_keys[] = {"file_path", "headers", "delimiter", NULL};
+static const char *const csv_reader_ports[] = {"file_path", NULL};
+
+typedef struct csv_reader {
+    char *data_dir; /* owned copy of env->data_dir */
+} csv_reader;
+
+typedef struct csv_opts {
+    int headers;
+    char delim;
+} csv_opts;
+
+typedef struct csv_parser {
+    const char *p, *end;
+    char delim;
+    int line;  /* line of p, from 1, for messages */
+    buf field; /* the field being read; owned, freed by the caller of csv_parse */
+} csv_parser;
+
+static void csv_reader_free(void *compiled)
+{
+    csv_reader *cr = compiled;
+    if (cr)
+        free(cr->data_dir);
+    free(cr);
+}
+
+/* 1 when v is a string holding a template (only checked at run). */
+static int csv_is_template(json_t *v)
+{
+    return json_is_string(v) && tmpl_string_has_expr(json_string_value(v));
+}
+
+/* Reads headers and delimiter from src (config at load, inputs at run); absent or null means the
+ * default, at_load skips templates. Returns 0 or -1 with "delimiter: expected ..." in msg. */
+static int csv_read_opts(json_t *src, int at_load, csv_opts *o, char *msg, size_t msglen)
+{
+    json_t *headers = json_object_get(src, "headers");
+    json_t *delim = json_object_get(src, "delimiter");
+    *o = (csv_opts){.headers = 1, .delim = ','};
+    if (headers && !json_is_null(headers) && !(at_load && csv_is_template(headers))) {
+        if (!json_is_boolean(headers))
+            return util_err(msg, msglen, "headers: expected a boolean");
+        o->headers = json_is_true(headers);
+    }
+    if (delim && !json_is_null(delim) && !(at_load && csv_is_template(delim))) {
+        const char *d = json_is_string(delim) ? json_string_value(delim) : "";
+        if (!json_is_string(delim) || json_string_length(delim) != 1 || strchr("\"\r\n", d[0]))
+            return util_err(msg, msglen,
+                            "delimiter: expected one character other than a quote or a line break");
+        o->delim = d[0];
+    }
+    return 0;
+}
+
+/* node_file_resolve's message without its leading "file_path" (and ':'), for "config.file_path: ...". */
+static const char *csv_reader_reason(const char *why)
+{
+    if (strncmp(why, "file_path", 9) == 0)
+        why += 9;
+    return why + strspn(why, ": ");
+}
+
+/* A literal file_path must resolve inside data_dir; a template is checked at run. */
+static int csv_reader_check_path(const char *data_dir, json_t *config, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(config, "file_path");
+    char path[PATH_MAX], why[256];
+    if (!v) /* may come from workflow inputs or a connection */
+        return 0;
+    if (!json_is_string(v))
+        return util_err(err, errlen, "config.file_path: expected a string");
+    if (tmpl_string_has_expr(json_string_value(v)))
+        return 0;
+    if (json_string_length(v) != strlen(json_string_value(v)))
+        return util_err(err, errlen, "config.file_path: must not contain NUL");
+    if (node_file_resolve(data_dir, json_string_value(v), 0, path, sizeof path, why, sizeof why) != 0)
+        return util_err(err, errlen, "config.file_path: %s", csv_reader_reason(why));
+    return 0;
+}
+
+static int csv_reader_compile(const node_env *env, json_t *config, void **compiled, char *err,
+                              size_t errlen)
+{
+    csv_opts o;
+    char msg[200];
+    *compiled = NULL;
+    if (csv_read_opts(config, 1, &o, msg, sizeof msg) != 0)
+        return util_err(err, errlen, "config.%s", msg);
+    if (csv_reader_check_path(env->data_dir, config, err, errlen) != 0)
+        return -1;
+    csv_reader *cr = calloc(1, sizeof *cr);
+    if (!cr || !(cr->data_dir = strdup(env->data_dir))) {
+        csv_reader_free(cr);
+        return util_err(err, errlen, "out of memory");
+    }
+    *compiled = cr;
+    return 0;
+}
+
+static int csv_reader_has_output(const void *compiled, const char *port)
+{
+    (void)compiled;
+    return strcmp(port, "data") == 0;
+}
+
+/* Consumes one line break (CRLF, LF or CR) at cp->p, if any. */
+static void csv_eol(csv_parser *cp)
+{
+    if (cp->p < cp->end && *cp->p == '\r')
+        cp->p++;
+    if (cp->p < cp->end && *cp->p == '\n')
+        cp->p++;
+    cp->line++;
+}
+
+/* 1 when cp->p is at the end of a record (line break or end of input). */
+static int csv_at_eol(const csv_parser *cp)
+{
+    return cp->p == cp->end || *cp->p == '\r' || *cp->p == '\n';
+}
+
+/* Reads a quoted field (cp->p just past the opening quote) into cp->field. */
+static int csv_quoted(csv_parser *cp, char *msg, size_t msglen)
+{
+    int start = cp->line;
+    for (;;) {
+        const char *q = memchr(cp->p, '"', (size_t)(cp->end - cp->p));
+        if (!q)
+            return util_err(msg, msglen, "line %d: quoted field is not closed", start);
+        for (const char *c = cp->p; c < q; c++)
+            cp->line += *c == '\n' || (*c == '\r' && c[1] != '\n'); /* c[1] <= *q */
+        if (buf_append(&cp->field, cp->p, (size_t)(q - cp->p) + (q + 1 < cp->end && q[1] == '"')) != 0)
+            return util_err(msg, msglen, "out of memory");
+        cp->p = q + 1;
+        if (cp->p < cp->end && *cp->p == '"') { /* "" is one quote, appended above */
+            cp->p++;
+            continue;
+        }
+        if (!csv_at_eol(cp) && *cp->p != cp->delim)
+            return util_err(msg, msglen, "line %d: unexpected character after a closing quote",
+                            cp->line);
+        return 0;
+    }
+}
+
+/* Reads one field into cp->field, leaving cp->p at the delimiter or the end of the record. */
+static int csv_field(csv_parser *cp, char *msg, size_t msglen)
+{
+    cp->field.len = 0;
+    if (cp->p < cp->end && *cp->p == '"') {
+        cp->p++;
+        return csv_quoted(cp, msg, msglen);
+    }
+    const char *s = cp->p;
+    while (!csv_at_eol(cp) && *cp->p != cp->delim)
+        cp->p++;
+    if (buf_append(&cp->field, s, (size_t)(cp->p - s)) != 0)
+        return util_err(msg, msglen, "out of memory");
+    return 0;
+}
+
+/* Reads the next non-empty record into *row (a new array of strings) and the line it starts on
+ * into *line. Returns 1 with a row, 0 at the end of input, -1 with msg filled. */
+static int csv_record(csv_parser *cp, json_t **row, int *line, char *msg, size_t msglen)
+{
+    while (cp->p < cp->end && (*cp->p == '\r' || *cp->p == '\n'))
+        csv_eol(cp);
+    if (cp->p == cp->end)
+        return 0;
+    *line = cp->line;
+    if (!(*row = json_array()))
+        return util_err(msg, msglen, "out of memory");
+    for (;;) {
+        if (csv_field(cp, msg, msglen) != 0)
+            goto fail;
+        json_t *s = json_stringn(cp->field.len ? cp->field.data : "", cp->field.len);
+        if (!s || json_array_append_new(*row, s) != 0) { /* append_new consumes s */
+            util_err(msg, msglen, "line %d: a field is not valid UTF-8", cp->line);
+            goto fail;
+        }
+        if (csv_at_eol(cp))
+            break;
+        cp->p++; /* the delimiter */
+    }
+    if (cp->p < cp->end)
+        csv_eol(cp);
+    return 1;
+fail:
+    json_decref(*row);
+    *row = NULL;
+    return -1;
+}
+
+/* A new object pairing header names with the fields of row (null for missing ones). */
+static json_t *csv_row_object(json_t *header, json_t *row, int line, char *msg, size_t msglen)
+{
+    size_t nh = json_array_size(header), nr = json_array_size(row);
+    if (nr > nh) {
+        util_err(msg, msglen, "line %d: %zu fields, but the header has %zu", line, nr, nh);
+        return NULL;
+    }
+    json_t *obj = json_object();
+    for (size_t i = 0; obj && i < nh; i++) {
+        json_t *name = json_array_get(header, i);
+        json_t *v = i < nr ? json_array_get(row, i) : json_null();
+        /* setn takes its own reference on v; header names may hold NUL, hence the length. */
+        if (json_object_setn(obj, json_string_value(name), json_string_length(name), v) != 0) {
+            json_decref(obj);
+            obj = NULL;
+        }
+    }
+    if (!obj)
+        util_err(msg, msglen, "out of memory");
+    return obj;
+}
+
+/* Parses text into a new array of rows (objects with headers, else arrays), or NULL with msg. */
+static json_t *csv_parse(const char *text, size_t len, const csv_opts *o, char *msg, size_t msglen)
+{
+    csv_parser cp = {.p = text, .end = text + len, .delim = o->delim, .line = 1, .field = {0}};
+    json_t *rows = json_array(), *header = NULL, *row = NULL;
+    if (!rows) {
+        util_err(msg, msglen, "out of memory");
+        return NULL;
+    }
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
+        cp.p += 3;
+    int rc, line;
+    while ((rc = csv_record(&cp, &row, &line, msg, msglen)) == 1) {
+        if (o->headers && !header) {
+            header = row; /* owned, freed below */
+        } else {
+            json_t *item = o->headers ? csv_row_object(header, row, line, msg, msglen) : json_incref(row);
+            json_decref(row);
+            if (!item || json_array_append_new(rows, item) != 0) { /* append_new consumes item */
+                rc = -1;
+                break;
+            }
+        }
+    }
+    json_decref(header);
+    buf_free(&cp.field);
+    if (rc < 0) {
+        json_decref(rows);
+        return NULL;
+    }
+    return rows;
+}
+
+/* Resolves the run's file_path into path; *given borrows the string from the inputs. */
+static int csv_reader_path(const csv_reader *cr, json_t *inputs, char *path, size_t len,
+                           const char **given, node_error *err)
+{
+    json_t *v = json_object_get(inputs, "file_path");
+    char why[256];
+    if (!json_is_string(v))
+        return node_fail(err, "internal", "file_path: expected a string");
+    if (json_string_length(v) != strlen(json_string_value(v)))
+        return node_fail(err, "bad_request", "file_path must not contain NUL");
+    *given = json_string_value(v);
+    if (node_file_resolve(cr->data_dir, *given, 0, path, len, why, sizeof why) != 0)
+        return node_fail(err, "bad_request", "%s", why);
+    return 0;
+}
+
+/* Reads the regular file at path (at most CSV_READER_MAX bytes); caller frees. */
+static char *csv_reader_load(const char *path, const char *given, size_t *len, node_error *err)
+{
+    struct stat st;
+    char why[256];
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            node_fail(err, "internal", "file '%.120s' not found", given);
+        else
+            node_fail(err, "internal", "file '%.120s': %s", given, strerror(errno));
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        node_fail(err, "internal", "file '%.120s' is not a regular file", given);
+        return NULL;
+    }
+    if ((size_t)st.st_size > CSV_READER_MAX) {
+        node_fail(err, "internal", "file '%.120s' is larger than 64 MiB", given);
+        return NULL;
+    }
+    /* util_read_file's message names the absolute path, so only the failure is passed on. */
+    char *text = util_read_file(path, CSV_READER_MAX, len, why, sizeof why);
+    if (!text)
+        node_fail(err, "internal", "file '%.120s' could not be read", given);
+    return text;
+}
+
+static int csv_reader_run(const void *compiled, node_call *call, json_t **outputs, node_error *err)
+{
+    const csv_reader *cr = compiled;
+    char path[PATH_MAX], msg[200];
+    const char *given = NULL;
+    size_t len;
+    csv_opts o;
+    if (csv_read_opts(call->inputs, 0, &o, msg, sizeof msg) != 0)
+        return node_fail(err, "internal", "%s", msg);
+    if (csv_reader_path(cr, call->inputs, path, sizeof path, &given, err) != 0)
+        return -1;
+    char *text = csv_reader_load(path, given, &len, err); /* owned, freed below */
+    if (!text)
+        return -1;
+    json_t *data = csv_parse(text, len, &o, msg, sizeof msg);
+    free(text);
+    if (!data)
+        return node_fail(err, "internal", "file '%.120s': %s", given, msg);
+    json_t *out = json_object();
+    if (!out) {
+        json_decref(data);
+        return node_fail(err, "internal", "out of memory");
+    }
+    if (json_object_set_new(out, "data", data) != 0) { /* consumes data even on failure */
+        json_decref(out);
+        return node_fail(err, "internal", "out of memory");
+    }
+    *outputs = out;
+    return 0;
+}
+
+const node_type node_csv_reader = {
+    .name = "CSVReaderNode",
+    .config_keys = csv_reader_keys,
+    .input_ports = csv_reader_ports,
+    .compile = csv_reader_compile,
+    .has_output = csv_reader_has_output,
+    .run = csv_reader_run,
+    .start = NULL,
+    .free = csv_reader_free,
+};

@@ -1,0 +1,173 @@
+/* file: where file nodes (JSONReaderNode, CSVReaderNode, JSONWriterNode) may read and write.
+ *
+ * A file_path is resolved in two steps:
+ *   1. lexically: a relative path is joined to data_dir, then "." and ".." are folded without
+ *      touching the disk; the result must lie strictly inside data_dir. The folded path is what the
+ *      node opens, so "a/link/../b" means data_dir/a/b whatever "link" points at.
+ *   2. on disk: realpath() of the longest prefix that exists must still lie inside realpath(data_dir),
+ *      so a symlink inside data_dir cannot lead out of it.
+ * A check and the later open() are two system calls, so a process that can already write into
+ * data_dir could swap a directory for a symlink in between; data_dir is the daemon's own directory,
+ * and guarding against its other writers would need openat2(RESOLVE_BENEATH) on every path.
+ *
+ * Every message starts with "file_path " (compile() turns it into "config.file_path: ...") and shows
+ * the path as given only when it is relative or lies inside data_dir: an absolute path outside it is
+ * never echoed. */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "kailash/node.h"
+#include "kailash/util.h"
+
+/* How much of a given path a message shows. */
+#define FILE_SHOW_MAX 120
+
+/* Appends the components of path to out (an absolute folded path of *n bytes, at least "/"),
+ * folding "." and ".." lexically; ".." at the root stays at the root. Returns -1 when out is full. */
+static int file_fold(char *out, size_t *n, size_t cap, const char *path)
+{
+    const char *p = path;
+    while (*p) {
+        while (*p == '/')
+            p++;
+        const char *s = p;
+        while (*p && *p != '/')
+            p++;
+        size_t len = (size_t)(p - s);
+        if (len == 0 || (len == 1 && s[0] == '.'))
+            continue;
+        if (len == 2 && s[0] == '.' && s[1] == '.') {
+            while (*n > 1 && out[*n - 1] != '/')
+                (*n)--;
+            if (*n > 1)
+                (*n)--;
+            out[*n] = '\0';
+            continue;
+        }
+        size_t sep = *n > 1 ? 1 : 0;
+        if (*n + sep + len + 1 > cap)
+            return -1;
+        if (sep)
+            out[(*n)++] = '/';
+        memcpy(out + *n, s, len);
+        *n += len;
+        out[*n] = '\0';
+    }
+    return 0;
+}
+
+/* Folds path (relative to base when not absolute) into out. Returns 0 or -1 when too long. */
+static int file_fold_path(const char *base, const char *path, char *out, size_t cap)
+{
+    size_t n = 1;
+    if (cap < 2)
+        return -1;
+    out[0] = '/';
+    out[1] = '\0';
+    if (path[0] != '/' && file_fold(out, &n, cap, base) != 0)
+        return -1;
+    return file_fold(out, &n, cap, path);
+}
+
+/* 1 when path equals dir (if equal_ok) or lies below it; both absolute and folded. */
+static int file_is_inside(const char *dir, const char *path, int equal_ok)
+{
+    size_t dl = strlen(dir);
+    if (dl == 1) /* dir is "/" */
+        return equal_ok || path[1] != '\0';
+    if (strncmp(path, dir, dl) != 0)
+        return 0;
+    return path[dl] == '/' || (equal_ok && path[dl] == '\0');
+}
+
+/* realpath() of the longest existing prefix of path (absolute, folded) into real[PATH_MAX]. */
+static int file_real_prefix(const char *path, char *real)
+{
+    char cur[PATH_MAX];
+    snprintf(cur, sizeof cur, "%s", path);
+    for (;;) {
+        if (realpath(cur, real))
+            return 0;
+        if (errno != ENOENT && errno != ENOTDIR)
+            return -1;
+        char *slash = strrchr(cur, '/');
+        if (!slash || slash == cur) {
+            snprintf(cur, sizeof cur, "/");
+            continue;
+        }
+        *slash = '\0';
+    }
+}
+
+/* 0 when the directory holding path (absolute, folded, not "/") exists. */
+static int file_dir_exists(const char *path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    struct stat st;
+    return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
+}
+
+/* Step 1: folds file_path against dir (data_dir, folded) into path[PATH_MAX], which must lie
+ * strictly inside dir. */
+static int file_resolve_lexical(const char *dir, const char *file_path, char *path, char *err,
+                                size_t errlen)
+{
+    if (file_fold_path(dir, file_path, path, PATH_MAX) != 0)
+        return util_err(err, errlen, "file_path is longer than %d bytes", PATH_MAX - 1);
+    if (file_is_inside(dir, path, 0))
+        return 0;
+    if (file_is_inside(dir, path, 1))
+        return util_err(err, errlen, "file_path '%.*s' names data_dir itself, not a file in it",
+                        FILE_SHOW_MAX, file_path);
+    if (file_path[0] == '/')
+        return util_err(err, errlen, "file_path: an absolute path outside data_dir is refused");
+    return util_err(err, errlen, "file_path '%.*s' escapes data_dir", FILE_SHOW_MAX, file_path);
+}
+
+/* Step 2: the existing part of path (folded, inside dir) must not lead out of dir by a symlink;
+ * for_write also needs path's directory to exist. */
+static int file_resolve_disk(const char *dir, const char *path, const char *file_path, int for_write,
+                             char *err, size_t errlen)
+{
+    char real_dir[PATH_MAX], real[PATH_MAX];
+    if (!realpath(dir, real_dir))
+        return util_err(err, errlen, "file_path '%.*s': data_dir cannot be resolved: %s",
+                        FILE_SHOW_MAX, file_path, strerror(errno));
+    if (file_real_prefix(path, real) != 0)
+        return util_err(err, errlen, "file_path '%.*s' cannot be resolved: %s", FILE_SHOW_MAX,
+                        file_path, strerror(errno));
+    if (!file_is_inside(real_dir, real, 1))
+        return util_err(err, errlen, "file_path '%.*s' escapes data_dir through a symlink",
+                        FILE_SHOW_MAX, file_path);
+    if (for_write && file_dir_exists(path) != 0)
+        return util_err(err, errlen, "file_path '%.*s': its directory does not exist", FILE_SHOW_MAX,
+                        file_path);
+    return 0;
+}
+
+int node_file_resolve(const char *data_dir, const char *file_path, int for_write, char *out,
+                      size_t outlen, char *err, size_t errlen)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    if (!file_path || !*file_path)
+        return util_err(err, errlen, "file_path must not be empty");
+    if (!data_dir || data_dir[0] != '/' || file_fold_path("/", data_dir, dir, sizeof dir) != 0)
+        return util_err(err, errlen, "file_path: data_dir is not an absolute path");
+    if (file_resolve_lexical(dir, file_path, path, err, errlen) != 0 ||
+        file_resolve_disk(dir, path, file_path, for_write, err, errlen) != 0)
+        return -1;
+    size_t len = strlen(path);
+    if (len + 1 > outlen)
+        return util_err(err, errlen, "file_path is longer than %zu bytes", outlen ? outlen - 1 : 0);
+    memcpy(out, path, len + 1);
+    return 0;
+}

@@ -1,0 +1,224 @@
+/* JSONWriterNode: writes its `data` input as JSON to a file inside data_dir.
+ *
+ * The write is atomic: the text goes to a temporary file in the target's directory (same file
+ * system), is fsync()ed, and is rename()d over the target, so a reader sees the old file or the new
+ * one, never a part, and two runs writing the same file leave one of them whole. The directory itself
+ * is not fsync()ed: after a crash the rename may be lost, which leaves the old, complete file. New
+ * files get mode 0644 (the process umask cannot be read without changing it, which would race with
+ * other threads).
+ *
+ * `indent` 1..8 pretty-prints with that many spaces, 0 writes compact JSON; a newline ends the file.
+ * The output is file_path as the workflow gave it (relative paths stay relative), never the absolute
+ * path. file_path is checked at load when literal and resolved again at every run (see
+ * json_reader.c); at run its directory must exist. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kailash/node.h"
+#include "kailash/util.h"
+
+static const char *const json_writer_keys[] = {"file_path", "data", "indent", NULL};
+static const char *const json_writer_ports[] = {"data", "file_path", NULL};
+
+typedef struct json_writer {
+    char *data_dir; /* owned copy of env->data_dir */
+} json_writer;
+
+static void json_writer_free(void *compiled)
+{
+    json_writer *jw = compiled;
+    if (jw)
+        free(jw->data_dir);
+    free(jw);
+}
+
+/* indent from src (absent or null: 2) into *indent; at_load skips a template. */
+static int json_writer_indent(json_t *src, int at_load, int *indent, char *msg, size_t msglen)
+{
+    json_t *v = json_object_get(src, "indent");
+    *indent = 2;
+    if (!v || json_is_null(v) || (at_load && json_is_string(v) && tmpl_string_has_expr(json_string_value(v))))
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 8)
+        return util_err(msg, msglen, "indent: expected an integer from 0 to 8");
+    *indent = (int)json_integer_value(v);
+    return 0;
+}
+
+/* node_file_resolve's message without its leading "file_path" (and ':'), for "config.file_path: ...". */
+static const char *json_writer_reason(const char *why)
+{
+    if (strncmp(why, "file_path", 9) == 0)
+        why += 9;
+    return why + strspn(why, ": ");
+}
+
+/* A literal file_path must lie inside data_dir (its directory may appear later); a template is
+ * checked at run. */
+static int json_writer_check_path(const char *data_dir, json_t *config, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(config, "file_path");
+    char path[PATH_MAX], why[256];
+    if (!v) /* may come from workflow inputs or a connection */
+        return 0;
+    if (!json_is_string(v))
+        return util_err(err, errlen, "config.file_path: expected a string");
+    if (tmpl_string_has_expr(json_string_value(v)))
+        return 0;
+    if (json_string_length(v) != strlen(json_string_value(v)))
+        return util_err(err, errlen, "config.file_path: must not contain NUL");
+    if (node_file_resolve(data_dir, json_string_value(v), 0, path, sizeof path, why, sizeof why) != 0)
+        return util_err(err, errlen, "config.file_path: %s", json_writer_reason(why));
+    return 0;
+}
+
+static int json_writer_compile(const node_env *env, json_t *config, void **compiled, char *err,
+                               size_t errlen)
+{
+    int indent;
+    char msg[200];
+    *compiled = NULL;
+    if (json_writer_indent(config, 1, &indent, msg, sizeof msg) != 0)
+        return util_err(err, errlen, "config.%s", msg);
+    if (json_writer_check_path(env->data_dir, config, err, errlen) != 0)
+        return -1;
+    json_writer *jw = calloc(1, sizeof *jw);
+    if (!jw || !(jw->data_dir = strdup(env->data_dir))) {
+        json_writer_free(jw);
+        return util_err(err, errlen, "out of memory");
+    }
+    *compiled = jw;
+    return 0;
+}
+
+static int json_writer_has_output(const void *compiled, const char *port)
+{
+    (void)compiled;
+    return strcmp(port, "file_path") == 0;
+}
+
+/* Writes all of text to fd; 0 or -1 with errno set. */
+static int json_writer_write_all(int fd, const char *text, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, text, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        text += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Replaces the file at path (absolute, inside data_dir) with text through a temporary file and
+ * rename. Returns 0, or -1 with errno set. */
+static int json_writer_replace(const char *path, const char *text, size_t len)
+{
+    const char *slash = strrchr(path, '/');
+    char tmp[PATH_MAX];
+    int n = snprintf(tmp, sizeof tmp, "%.*s/.%s.XXXXXX", (int)(slash - path), path, slash + 1);
+    if (n < 0 || (size_t)n >= sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (json_writer_write_all(fd, text, len) != 0 || fchmod(fd, 0644) != 0 || fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    if (close(fd) != 0 || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+/* Resolves the run's file_path (its directory must exist) into path; *given borrows the input. */
+static int json_writer_path(const json_writer *jw, json_t *inputs, char *path, size_t len,
+                            json_t **given, node_error *err)
+{
+    json_t *v = json_object_get(inputs, "file_path");
+    char why[256];
+    if (!json_is_string(v))
+        return node_fail(err, "internal", "file_path: expected a string");
+    if (json_string_length(v) != strlen(json_string_value(v)))
+        return node_fail(err, "bad_request", "file_path must not contain NUL");
+    if (node_file_resolve(jw->data_dir, json_string_value(v), 1, path, len, why, sizeof why) != 0)
+        return node_fail(err, "bad_request", "%s", why);
+    *given = v;
+    return 0;
+}
+
+/* json_dump_callback sink: appends to a buf. */
+static int json_writer_collect(const char *text, size_t len, void *data)
+{
+    return buf_append(data, text, len);
+}
+
+/* The text to write: data as JSON plus a final newline, into b (caller frees). */
+static int json_writer_text(json_t *data, int indent, buf *b)
+{
+    size_t flags = JSON_ENCODE_ANY | (indent ? JSON_INDENT(indent) : JSON_COMPACT);
+    if (json_dump_callback(data, json_writer_collect, b, flags) != 0 || buf_append(b, "\n", 1) != 0) {
+        buf_free(b);
+        return -1;
+    }
+    return 0;
+}
+
+static int json_writer_run(const void *compiled, node_call *call, json_t **outputs, node_error *err)
+{
+    const json_writer *jw = compiled;
+    char path[PATH_MAX], msg[200];
+    json_t *given = NULL; /* borrowed from the inputs */
+    int indent;
+    json_t *data = json_object_get(call->inputs, "data"); /* borrowed */
+    if (!data)
+        return node_fail(err, "internal", "input 'data' is missing");
+    if (json_writer_indent(call->inputs, 0, &indent, msg, sizeof msg) != 0)
+        return node_fail(err, "internal", "%s", msg);
+    if (json_writer_path(jw, call->inputs, path, sizeof path, &given, err) != 0)
+        return -1;
+    buf text = {0}; /* owned, freed below */
+    if (json_writer_text(data, indent, &text) != 0)
+        return node_fail(err, "internal", "out of memory");
+    int rc = json_writer_replace(path, text.data, text.len);
+    int e = errno;
+    buf_free(&text);
+    if (rc != 0)
+        return node_fail(err, "internal", "file '%.120s' could not be written: %s",
+                         json_string_value(given), strerror(e));
+    json_t *out = json_object();
+    if (!out || json_object_set(out, "file_path", given) != 0) { /* set takes its own reference */
+        json_decref(out);
+        return node_fail(err, "internal", "out of memory");
+    }
+    *outputs = out;
+    return 0;
+}
+
+const node_type node_json_writer = {
+    .name = "JSONWriterNode",
+    .config_keys = json_writer_keys,
+    .input_ports = json_writer_ports,
+    .compile = json_writer_compile,
+    .has_output = json_writer_has_output,
+    .run = json_writer_run,
+    .start = NULL,
+    .free = json_writer_free,
+};

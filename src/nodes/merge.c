@@ -1,0 +1,299 @@
+/* MergeNode: joins up to five inputs (data1..data5) into `merged_data` (the SDK's Merge).
+ *
+ * The present inputs are taken in order data1..data5; an absent one (its switch branch did not fire)
+ * is simply missing, and a null one is dropped too unless skip_none is false. No input gives null
+ * and a single input passes through unchanged, whatever merge_type says. For two or more:
+ *   concat      arrays are concatenated, any other value is appended as one element;
+ *   zip         [[a0, b0, ...], [a1, b1, ...], ...] up to the shortest input (a non-array counts
+ *               as a one-element array, as in the SDK);
+ *   merge_dict  objects are merged left to right, later keys winning (shallow); with `key`, arrays of
+ *               objects are joined on that key: the result keeps first-seen order, objects with equal
+ *               key values (1 and 1.0 are equal) are merged into one, and elements that are not
+ *               objects or lack the key are kept as they are.
+ *
+ * Inputs are shared with other threads, so nothing here is modified: results are new containers that
+ * hold references to the input values, and a joined object is a new shallow copy. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kailash/node.h"
+#include "kailash/util.h"
+
+enum merge_kind { MERGE_CONCAT, MERGE_ZIP, MERGE_DICT };
+
+#define MERGE_INPUTS 5
+#define MERGE_TYPE_EXPECTED "expected one of concat zip merge_dict"
+
+static const char *const merge_keys[] = {"data1",      "data2", "data3",     "data4", "data5",
+                                         "merge_type", "key",   "skip_none", NULL};
+static const char *const merge_ports[] = {"data1", "data2", "data3", "data4", "data5", NULL};
+
+typedef struct merge_opts {
+    int kind;
+    const char *key; /* borrowed from the inputs; NULL without a key */
+    int skip_none;
+} merge_opts;
+
+/* 1 when v is a string holding a template (only checked at run). */
+static int merge_is_template(json_t *v)
+{
+    return json_is_string(v) && tmpl_string_has_expr(json_string_value(v));
+}
+
+/* Reads merge_type, key and skip_none from src (config at load, inputs at run) into o; absent or
+ * null means the default. at_load skips template strings. Returns 0 or -1 with "key: expected ...". */
+static int merge_read_opts(json_t *src, int at_load, merge_opts *o, char *msg, size_t msglen)
+{
+    json_t *type = json_object_get(src, "merge_type");
+    json_t *key = json_object_get(src, "key");
+    json_t *skip = json_object_get(src, "skip_none");
+    *o = (merge_opts){.kind = MERGE_CONCAT, .key = NULL, .skip_none = 1};
+    if (type && !json_is_null(type) && !(at_load && merge_is_template(type))) {
+        const char *t = json_is_string(type) ? json_string_value(type) : "";
+        if (strcmp(t, "concat") == 0)
+            o->kind = MERGE_CONCAT;
+        else if (strcmp(t, "zip") == 0)
+            o->kind = MERGE_ZIP;
+        else if (strcmp(t, "merge_dict") == 0)
+            o->kind = MERGE_DICT;
+        else
+            return util_err(msg, msglen, "merge_type: " MERGE_TYPE_EXPECTED);
+    }
+    if (key && !json_is_null(key)) {
+        if (!json_is_string(key))
+            return util_err(msg, msglen, "key: expected a string");
+        o->key = json_string_value(key);
+    }
+    if (skip && !json_is_null(skip) && !(at_load && merge_is_template(skip))) {
+        if (!json_is_boolean(skip))
+            return util_err(msg, msglen, "skip_none: expected a boolean");
+        o->skip_none = json_is_true(skip);
+    }
+    return 0;
+}
+
+static int merge_compile(const node_env *env, json_t *config, void **compiled, char *err,
+                         size_t errlen)
+{
+    (void)env;
+    *compiled = NULL;
+    merge_opts o;
+    char msg[200];
+    if (merge_read_opts(config, 1, &o, msg, sizeof msg) != 0)
+        return util_err(err, errlen, "config.%s", msg);
+    return 0;
+}
+
+static int merge_has_output(const void *compiled, const char *port)
+{
+    (void)compiled;
+    return strcmp(port, "merged_data") == 0;
+}
+
+/* concat: a new array holding the elements of array inputs and the other inputs themselves. */
+static json_t *merge_concat(json_t *const *in, size_t n)
+{
+    json_t *out = json_array();
+    for (size_t i = 0; out && i < n; i++) {
+        /* extend and append both take their own references. */
+        int rc = json_is_array(in[i]) ? json_array_extend(out, in[i]) : json_array_append(out, in[i]);
+        if (rc != 0) {
+            json_decref(out);
+            out = NULL;
+        }
+    }
+    return out;
+}
+
+/* Element j of input v for zip: a non-array is a one-element array. Borrowed. */
+static json_t *merge_zip_at(json_t *v, size_t j)
+{
+    return json_is_array(v) ? json_array_get(v, j) : v;
+}
+
+/* zip: a new array of new arrays, as long as the shortest input. */
+static json_t *merge_zip(json_t *const *in, size_t n)
+{
+    size_t len = (size_t)-1;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = json_is_array(in[i]) ? json_array_size(in[i]) : 1;
+        len = l < len ? l : len;
+    }
+    json_t *out = json_array();
+    for (size_t j = 0; out && j < len; j++) {
+        json_t *row = json_array();
+        for (size_t i = 0; row && i < n; i++)
+            if (json_array_append(row, merge_zip_at(in[i], j)) != 0) {
+                json_decref(row);
+                row = NULL;
+            }
+        if (!row || json_array_append_new(out, row) != 0) { /* append_new consumes row */
+            json_decref(out);
+            out = NULL;
+        }
+    }
+    return out;
+}
+
+/* merge_dict of objects: a new object updated left to right (update takes its own references). */
+static json_t *merge_objects(json_t *const *in, size_t n)
+{
+    json_t *out = json_object();
+    for (size_t i = 0; out && i < n; i++)
+        if (json_object_update(out, in[i]) != 0) {
+            json_decref(out);
+            out = NULL;
+        }
+    return out;
+}
+
+/* Appends to b a string that is equal for key values that compare equal (1 and 1.0 alike).
+ * Returns 0 or -1 when memory runs out. */
+static int merge_key_string(json_t *v, buf *b)
+{
+    if (json_is_integer(v))
+        return buf_appendf(b, "i%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        if (d > -9.2e18 && d < 9.2e18 && d == (double)(json_int_t)d)
+            return buf_appendf(b, "i%" JSON_INTEGER_FORMAT, (json_int_t)d);
+    }
+    if (json_is_string(v))
+        return buf_append(b, "s", 1) != 0 ? -1 : buf_append(b, json_string_value(v), json_string_length(v));
+    char *dump = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+    int rc = dump ? buf_appendf(b, "j%s", dump) : -1;
+    free(dump);
+    return rc;
+}
+
+/* A new object: the keys of a, then those of b (b wins). Neither is modified. */
+static json_t *merge_two_objects(json_t *a, json_t *b)
+{
+    json_t *both = json_object();
+    if (both && (json_object_update(both, a) != 0 || json_object_update(both, b) != 0)) {
+        json_decref(both);
+        both = NULL;
+    }
+    return both;
+}
+
+/* Adds item to the join in out: merged into the earlier object with an equal key value, else
+ * appended. index maps key strings to positions in out. Returns 0 or -1 when memory runs out. */
+static int merge_join_item(json_t *out, json_t *index, json_t *item, const char *key)
+{
+    json_t *kv = json_is_object(item) ? json_object_get(item, key) : NULL;
+    if (!kv)
+        return json_array_append(out, item);
+    buf ks = {0};
+    int rc = merge_key_string(kv, &ks);
+    json_t *pos = rc == 0 ? json_object_getn(index, ks.data, ks.len) : NULL;
+    if (rc == 0 && pos) {
+        size_t at = (size_t)json_integer_value(pos);
+        /* A new copy: the earlier object may be an input's, which must stay untouched. */
+        json_t *joined = merge_two_objects(json_array_get(out, at), item);
+        rc = joined ? json_array_set_new(out, at, joined) : -1; /* set_new consumes joined */
+    } else if (rc == 0) {
+        json_t *at = json_integer((json_int_t)json_array_size(out));
+        rc = json_object_setn_new_nocheck(index, ks.data, ks.len, at); /* consumes at */
+        rc = rc == 0 ? json_array_append(out, item) : -1;
+    }
+    buf_free(&ks);
+    return rc;
+}
+
+/* merge_dict with key over arrays: a new array of joined objects. */
+static json_t *merge_join(json_t *const *in, size_t n, const char *key)
+{
+    json_t *out = json_array();
+    json_t *index = json_object(); /* key string -> position in out; freed below */
+    int rc = out && index ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        size_t j;
+        json_t *item;
+        json_array_foreach(in[i], j, item) {
+            if ((rc = merge_join_item(out, index, item, key)) != 0)
+                break;
+        }
+    }
+    json_decref(index);
+    if (rc != 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* 1 when every input has type is_type. */
+static int merge_all(json_t *const *in, size_t n, int (*is_type)(const json_t *))
+{
+    for (size_t i = 0; i < n; i++)
+        if (!is_type(in[i]))
+            return 0;
+    return 1;
+}
+
+static int merge_is_object(const json_t *v) { return json_is_object(v); }
+static int merge_is_array(const json_t *v) { return json_is_array(v); }
+
+/* merged_data for two or more inputs (new reference), or NULL with err filled. */
+static json_t *merge_many(const merge_opts *o, json_t *const *in, size_t n, node_error *err)
+{
+    json_t *out;
+    if (o->kind == MERGE_CONCAT)
+        out = merge_concat(in, n);
+    else if (o->kind == MERGE_ZIP)
+        out = merge_zip(in, n);
+    else if (merge_all(in, n, merge_is_object))
+        out = merge_objects(in, n);
+    else if (o->key && merge_all(in, n, merge_is_array))
+        out = merge_join(in, n, o->key);
+    else {
+        node_fail(err, "internal", "merge_dict: expected objects, or arrays of objects with a key");
+        return NULL;
+    }
+    if (!out)
+        node_fail(err, "internal", "out of memory");
+    return out;
+}
+
+static int merge_run(const void *compiled, node_call *call, json_t **outputs, node_error *err)
+{
+    (void)compiled;
+    merge_opts o;
+    char msg[200];
+    if (merge_read_opts(call->inputs, 0, &o, msg, sizeof msg) != 0)
+        return node_fail(err, "internal", "%s", msg);
+    json_t *in[MERGE_INPUTS]; /* borrowed from the inputs */
+    size_t n = 0;
+    for (int i = 0; i < MERGE_INPUTS; i++) {
+        json_t *v = json_object_get(call->inputs, merge_ports[i]);
+        if (v && !(json_is_null(v) && o.skip_none))
+            in[n++] = v;
+    }
+    json_t *merged = n == 0 ? json_null() : n == 1 ? json_incref(in[0]) : merge_many(&o, in, n, err);
+    if (!merged)
+        return -1;
+    json_t *out = json_object();
+    if (!out) {
+        json_decref(merged);
+        return node_fail(err, "internal", "out of memory");
+    }
+    if (json_object_set_new(out, "merged_data", merged) != 0) { /* consumes merged even on failure */
+        json_decref(out);
+        return node_fail(err, "internal", "out of memory");
+    }
+    *outputs = out;
+    return 0;
+}
+
+const node_type node_merge = {
+    .name = "MergeNode",
+    .config_keys = merge_keys,
+    .input_ports = merge_ports,
+    .compile = merge_compile,
+    .has_output = merge_has_output,
+    .run = merge_run,
+    .start = NULL,
+    .free = NULL,
+};

@@ -1,0 +1,204 @@
+/* RESTClientNode: a REST call built from base_url + version + resource, where `{name}` slots of the
+ * resource are filled from path_params (each value percent-encoded as one path segment), plus
+ * query_params and a JSON `data` body. Outputs {"data", "status_code", "success",
+ * "metadata": {url, method, response_time_ms, headers}}, as the SDK's node does.
+ *
+ * base_url follows HTTPRequestNode's origin rule. A path parameter can't climb out of its segment:
+ * '/' is encoded, and "", "." and ".." are refused (curl would otherwise resolve dot segments).
+ * The answer is parsed as JSON when its Content-Type says so, else kept as text; a non-JSON error
+ * page from a proxy is then still an answer (success false) rather than a failed node. */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_common.h"
+#include "kailash/util.h"
+
+#define REST_KEYS(X)                                                                               \
+    X("base_url", HTTP_K_STRING, NULL, 0)                                                          \
+    X("resource", HTTP_K_STRING, NULL, 0)                                                          \
+    X("version", HTTP_K_STRING, NULL, 0)                                                           \
+    X("path_params", HTTP_K_FIELDS, NULL, 0)                                                       \
+    X("query_params", HTTP_K_FIELDS, NULL, 0)                                                      \
+    X("data", HTTP_K_ANY, NULL, 0)                                                                 \
+    HTTP_KEYS_COMMON(X)
+
+typedef struct rest_node {
+    http_base base;
+    http_origin origin;
+} rest_node;
+
+static const http_key rest_keys[] = {REST_KEYS(HTTP_KEY_ROW){NULL, 0, NULL, 0}};
+static const char *const rest_key_names[] = {REST_KEYS(HTTP_KEY_NAME) NULL};
+
+static void rest_free(void *compiled)
+{
+    rest_node *n = compiled;
+    if (!n)
+        return;
+    http_base_clear(&n->base);
+    free(n);
+}
+
+static int rest_compile(const node_env *env, json_t *config, void **compiled, char *err, size_t errlen)
+{
+    if (http_keys_check(rest_keys, config, 1, err, errlen) != 0)
+        return -1;
+    json_t *base_url = json_object_get(config, "base_url");
+    if (!json_is_string(base_url))
+        return util_err(err, errlen, "config.base_url: required, a string");
+    rest_node *n = calloc(1, sizeof *n);
+    if (!n)
+        return util_err(err, errlen, "out of memory");
+    if (http_origin_from_config("base_url", json_string_value(base_url), &n->origin, err, errlen) != 0 ||
+        http_base_init(&n->base, rest_keys, env, config, err, errlen) != 0) {
+        free(n);
+        return -1;
+    }
+    *compiled = n;
+    return 0;
+}
+
+/* Appends one path parameter, percent-encoded, as the text of a `{name}` slot. */
+static int rest_path_param(buf *b, json_t *path_params, const char *name, node_error *err)
+{
+    json_t *v = json_object_get(path_params, name);
+    if (!v || json_is_null(v))
+        return node_fail(err, "internal", "path_params.%s: missing for the resource", name);
+    char *text = http_scalar_text(v);
+    if (!text)
+        return node_fail(err, "internal", "path_params.%s: expected a string, number or boolean", name);
+    int dots = !*text || strcmp(text, ".") == 0 || strcmp(text, "..") == 0;
+    char *esc = dots ? NULL : curl_easy_escape(NULL, text, (int)strlen(text));
+    free(text);
+    if (dots)
+        return node_fail(err, "bad_request", "path_params.%s: may not be empty, '.' or '..'", name);
+    int rc = esc ? buf_appendf(b, "%s", esc) : -1;
+    curl_free(esc);
+    return rc == 0 ? 0 : node_fail(err, "internal", "out of memory building the URL");
+}
+
+/* The resource with its `{name}` slots filled. Braces around anything but a name stay as they are. */
+static int rest_resource(buf *b, const char *res, json_t *path_params, node_error *err)
+{
+    while (*res) {
+        size_t len = 0;
+        if (*res == '{')
+            while (isalnum((unsigned char)res[1 + len]) || res[1 + len] == '_' || res[1 + len] == '-')
+                len++;
+        if (len && len < 128 && res[1 + len] == '}') {
+            char name[128];
+            memcpy(name, res + 1, len);
+            name[len] = '\0';
+            if (rest_path_param(b, path_params, name, err) != 0)
+                return -1;
+            res += len + 2;
+            continue;
+        }
+        if (buf_append(b, res++, 1) != 0)
+            return node_fail(err, "internal", "out of memory building the URL");
+    }
+    return 0;
+}
+
+static const char *rest_str(json_t *in, const char *key)
+{
+    json_t *v = json_object_get(in, key);
+    return json_is_string(v) ? json_string_value(v) : "";
+}
+
+/* base_url without trailing '/', then /version, then /resource. */
+static int rest_url_text(json_t *in, buf *b, node_error *err)
+{
+    json_t *base = json_object_get(in, "base_url");
+    if (!json_is_string(base))
+        return node_fail(err, "internal", "base_url: expected a string");
+    const char *s = json_string_value(base), *version = rest_str(in, "version"), *res = rest_str(in, "resource");
+    size_t n = strlen(s), vn;
+    while (n && s[n - 1] == '/')
+        n--;
+    while (*version == '/')
+        version++;
+    for (vn = strlen(version); vn && version[vn - 1] == '/';)
+        vn--;
+    while (*res == '/')
+        res++;
+    int rc = buf_append(b, s, n);
+    if (rc == 0 && vn)
+        rc = buf_appendf(b, "/%.*s", (int)vn, version);
+    if (rc == 0)
+        rc = buf_append(b, "/", 1);
+    if (rc != 0)
+        return node_fail(err, "internal", "out of memory building the URL");
+    if (rest_resource(b, res, json_object_get(in, "path_params"), err) != 0)
+        return -1;
+    return buf_terminate(b) == 0 ? 0 : node_fail(err, "internal", "out of memory building the URL");
+}
+
+/* `data`: a string is sent as it is, anything else as JSON; both are labelled JSON (the SDK's way). */
+static int rest_body(http_request *r, json_t *data, node_error *err)
+{
+    if (!json_is_string(data))
+        return http_request_body_json(r, data, err);
+    if (http_request_body_data(r, data, err) != 0)
+        return -1;
+    r->body_type = "application/json";
+    return 0;
+}
+
+static int rest_build(const rest_node *n, json_t *in, http_request *r, node_error *err)
+{
+    buf url = {0};
+    int rc = rest_url_text(in, &url, err);
+    if (rc == 0)
+        rc = http_url_parse("base_url", url.data, &n->origin, &r->url, err);
+    buf_free(&url);
+    if (rc != 0 || http_url_add_query(r->url, "query_params", json_object_get(in, "query_params"), err) != 0 ||
+        http_request_options(r, in, HTTP_FMT_AUTO, err) != 0 || rest_body(r, json_object_get(in, "data"), err) != 0)
+        return -1;
+    return http_request_headers(r, in, "application/json", err);
+}
+
+static json_t *rest_outputs(http_exchange *ex, const http_answer *a)
+{
+    (void)ex;
+    return json_pack("{s:O, s:I, s:b, s:{s:s, s:s, s:f, s:O}}", "data", a->content, "status_code",
+                     (json_int_t)a->status_code, "success", a->status_code >= 200 && a->status_code < 300,
+                     "metadata", "url", a->url, "method", a->method, "response_time_ms", a->response_time_ms,
+                     "headers", a->headers);
+}
+
+static const http_hooks rest_hooks = {.outputs = rest_outputs};
+
+static int rest_start(const void *compiled, node_call *call, node_error *err)
+{
+    const rest_node *n = compiled;
+    if (http_base_check_inputs(&n->base, call->inputs, err) != 0)
+        return -1;
+    http_exchange *ex = http_exchange_new(call, &n->base.lim, &rest_hooks, NULL);
+    if (!ex)
+        return node_fail(err, "internal", "out of memory");
+    if (rest_build(n, call->inputs, http_exchange_request(ex), err) != 0) {
+        http_exchange_free(ex);
+        return -1;
+    }
+    return http_exchange_start(ex, err);
+}
+
+static int rest_has_output(const void *compiled, const char *port)
+{
+    (void)compiled;
+    return strcmp(port, "data") == 0 || strcmp(port, "status_code") == 0 || strcmp(port, "success") == 0 ||
+           strcmp(port, "metadata") == 0;
+}
+
+const node_type node_rest_client = {
+    .name = "RESTClientNode",
+    .config_keys = rest_key_names,
+    .input_ports = rest_key_names,
+    .compile = rest_compile,
+    .has_output = rest_has_output,
+    .run = NULL,
+    .start = rest_start,
+    .free = rest_free,
+};

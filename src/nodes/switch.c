@@ -1,0 +1,523 @@
+/* SwitchNode: routes its input_data to one output port (the SDK's Switch).
+ *
+ * The tested value is input_data[condition_field] (a dotted path; a missing path reads as null), or
+ * input_data itself without condition_field. Two modes:
+ *   boolean  `tested <operator> value` picks `true_output` or `false_output`;
+ *   cases    the first case c of the literal `cases` list with `tested <operator> c` (operator
+ *            defaults to ==) picks `<case_prefix><c>`; none picks `<default_field>`.
+ * Only the picked port is present in the output, so connections from the other ports are absent
+ * and the engine skips those branches; `condition_result` (the boolean, or the matched case or null)
+ * is always present.
+ *
+ * Case ports are named at load, so `cases`, `case_prefix` and `default_field` must be literal and
+ * run() reads them from the compiled form, not from the inputs. A case value is named like the SDK
+ * names it: Python's str() (True, None, 1.5) with ' ', '-', '.', ':', '/' replaced by '_', which also
+ * keeps '.' out of port names (a connection reads "port.path"). Everything else (operator, value,
+ * condition_field) may be a template and is read from the inputs at each run.
+ *
+ * Comparison follows JSON, not Python: == is deep equality in which 1 and 1.0 are equal (but true is
+ * not 1); > < >= <= compare two numbers numerically or two strings bytewise (UTF-8 order) and are
+ * false for any other pair, so a missing field routes to false_output instead of failing the run. */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kailash/node.h"
+#include "kailash/util.h"
+
+enum switch_op {
+    SWITCH_EQ,
+    SWITCH_NE,
+    SWITCH_GT,
+    SWITCH_LT,
+    SWITCH_GE,
+    SWITCH_LE,
+    SWITCH_IN,
+    SWITCH_CONTAINS,
+    SWITCH_IS_NULL,
+    SWITCH_IS_NOT_NULL,
+};
+
+static const char *const switch_op_names[] = {"==", "!=", ">",        "<",       ">=",
+                                              "<=", "in", "contains", "is_null", "is_not_null"};
+#define SWITCH_OP_COUNT (sizeof switch_op_names / sizeof switch_op_names[0])
+#define SWITCH_OP_EXPECTED "expected one of == != > < >= <= in contains is_null is_not_null"
+
+static const char *const switch_keys[] = {"input_data", "condition_field", "operator",
+                                          "value",      "cases",           "case_prefix",
+                                          "default_field", NULL};
+static const char *const switch_ports[] = {"input_data", NULL};
+
+typedef struct switch_conf {
+    json_t *cases;      /* owned deep copy of the literal cases, or NULL in boolean mode */
+    char **case_ports;  /* owned: case_ports[i] names the port of case i */
+    size_t n_cases;
+    char *default_port; /* owned; NULL in boolean mode */
+} switch_conf;
+
+/* The operator called name, or -1. */
+static int switch_op_parse(const char *name)
+{
+    for (size_t i = 0; i < SWITCH_OP_COUNT; i++)
+        if (strcmp(switch_op_names[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* NULL when v may be the right-hand side of op, else what op expects. */
+static const char *switch_value_problem(int op, json_t *v)
+{
+    switch (op) {
+    case SWITCH_GT:
+    case SWITCH_LT:
+    case SWITCH_GE:
+    case SWITCH_LE:
+        return json_is_number(v) || json_is_string(v) ? NULL : "expected a number or a string";
+    case SWITCH_IN:
+        return json_is_array(v) || json_is_string(v) ? NULL : "expected an array or a string";
+    default:
+        return NULL;
+    }
+}
+
+/* Deep equality in which an integer and a real of the same value are equal. */
+static int switch_equal(json_t *a, json_t *b)
+{
+    if (json_is_integer(a) && json_is_integer(b))
+        return json_integer_value(a) == json_integer_value(b);
+    if (json_is_number(a) && json_is_number(b))
+        return json_number_value(a) == json_number_value(b);
+    if (json_is_array(a) && json_is_array(b)) {
+        if (json_array_size(a) != json_array_size(b))
+            return 0;
+        for (size_t i = 0; i < json_array_size(a); i++)
+            if (!switch_equal(json_array_get(a, i), json_array_get(b, i)))
+                return 0;
+        return 1;
+    }
+    if (json_is_object(a) && json_is_object(b)) {
+        if (json_object_size(a) != json_object_size(b))
+            return 0;
+        const char *k;
+        json_t *va;
+        json_object_foreach(a, k, va) {
+            json_t *vb = json_object_get(b, k);
+            if (!vb || !switch_equal(va, vb))
+                return 0;
+        }
+        return 1;
+    }
+    return json_equal(a, b);
+}
+
+/* Orders two numbers or two strings into *cmp (<0, 0, >0); -1 when they are not comparable. */
+static int switch_order(json_t *a, json_t *b, int *cmp)
+{
+    if (json_is_integer(a) && json_is_integer(b)) {
+        json_int_t x = json_integer_value(a), y = json_integer_value(b);
+        *cmp = (x > y) - (x < y);
+        return 0;
+    }
+    if (json_is_number(a) && json_is_number(b)) {
+        double x = json_number_value(a), y = json_number_value(b);
+        *cmp = (x > y) - (x < y);
+        return 0;
+    }
+    if (json_is_string(a) && json_is_string(b)) {
+        size_t la = json_string_length(a), lb = json_string_length(b);
+        int c = memcmp(json_string_value(a), json_string_value(b), la < lb ? la : lb);
+        *cmp = c ? c : (la > lb) - (la < lb);
+        return 0;
+    }
+    return -1;
+}
+
+/* 1 when string s contains string part (both JSON strings, may hold NUL bytes). */
+static int switch_substring(json_t *s, json_t *part)
+{
+    return memmem(json_string_value(s), json_string_length(s), json_string_value(part),
+                  json_string_length(part)) != NULL;
+}
+
+/* 1 when array arr holds an element equal to v. */
+static int switch_array_has(json_t *arr, json_t *v)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(arr, i, e) {
+        if (switch_equal(e, v))
+            return 1;
+    }
+    return 0;
+}
+
+/* Evaluates `tested <op> v` (both borrowed, never NULL). */
+static int switch_test(int op, json_t *tested, json_t *v)
+{
+    int c;
+    switch (op) {
+    case SWITCH_EQ:
+        return switch_equal(tested, v);
+    case SWITCH_NE:
+        return !switch_equal(tested, v);
+    case SWITCH_GT:
+        return switch_order(tested, v, &c) == 0 && c > 0;
+    case SWITCH_LT:
+        return switch_order(tested, v, &c) == 0 && c < 0;
+    case SWITCH_GE:
+        return switch_order(tested, v, &c) == 0 && c >= 0;
+    case SWITCH_LE:
+        return switch_order(tested, v, &c) == 0 && c <= 0;
+    case SWITCH_IN:
+        if (json_is_array(v))
+            return switch_array_has(v, tested);
+        return json_is_string(v) && json_is_string(tested) && switch_substring(v, tested);
+    case SWITCH_CONTAINS:
+        if (json_is_array(tested))
+            return switch_array_has(tested, v);
+        return json_is_string(tested) && json_is_string(v) && switch_substring(tested, v);
+    case SWITCH_IS_NULL:
+        return json_is_null(tested);
+    default:
+        return !json_is_null(tested);
+    }
+}
+
+/* Python's repr() of a finite double: the shortest digits that read back as d, in fixed notation
+ * with at least one fraction digit ("2.0", "0.001") for exponents in [-4, 16), else "1.5e+20". */
+static void switch_real_str(double d, char *out, size_t outlen)
+{
+    char e[48], digits[24] = {0}, s[64];
+    for (int prec = 0; prec < DBL_DECIMAL_DIG; prec++) {
+        snprintf(e, sizeof e, "%.*e", prec, d);
+        if (strtod(e, NULL) == d)
+            break;
+    }
+    /* e is "[-]D[.DDD]e[+-]XX". */
+    size_t nd = 0, n = 0;
+    const char *p = e;
+    if (*p == '-')
+        s[n++] = *p++;
+    for (; *p != 'e'; p++)
+        if (*p != '.')
+            digits[nd++] = *p;
+    int exp = atoi(p + 1);
+    if (exp < -4 || exp >= 16) {
+        s[n++] = digits[0];
+        if (nd > 1)
+            s[n++] = '.';
+        for (size_t i = 1; i < nd; i++)
+            s[n++] = digits[i];
+        snprintf(s + n, sizeof s - n, "e%c%02d", exp < 0 ? '-' : '+', abs(exp));
+    } else if (exp < 0) {
+        s[n++] = '0';
+        s[n++] = '.';
+        for (int i = -1; i > exp; i--)
+            s[n++] = '0';
+        for (size_t i = 0; i < nd; i++)
+            s[n++] = digits[i];
+        s[n] = '\0';
+    } else {
+        for (size_t i = 0; i <= (size_t)exp; i++)
+            s[n++] = i < nd ? digits[i] : '0';
+        s[n++] = '.';
+        for (size_t i = (size_t)exp + 1; i < nd; i++)
+            s[n++] = digits[i];
+        if ((size_t)exp + 1 >= nd)
+            s[n++] = '0';
+        s[n] = '\0';
+    }
+    snprintf(out, outlen, "%s", s);
+}
+
+/* The SDK's name for case value v (a scalar): str(v) with ' ', '-', '.', ':', '/' as '_'. */
+static void switch_case_name(json_t *v, char *out, size_t outlen)
+{
+    if (json_is_string(v))
+        snprintf(out, outlen, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(out, outlen, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else if (json_is_real(v))
+        switch_real_str(json_real_value(v), out, outlen);
+    else if (json_is_boolean(v))
+        snprintf(out, outlen, "%s", json_is_true(v) ? "True" : "False");
+    else
+        snprintf(out, outlen, "None");
+    for (char *c = out; *c; c++)
+        if (strchr(" -.:/", *c))
+            *c = '_';
+}
+
+static void switch_conf_free(void *compiled)
+{
+    switch_conf *sc = compiled;
+    if (!sc)
+        return;
+    for (size_t i = 0; i < sc->n_cases; i++)
+        free(sc->case_ports[i]);
+    free(sc->case_ports);
+    free(sc->default_port);
+    json_decref(sc->cases);
+    free(sc);
+}
+
+/* Reads an optional literal string key holding a port name part; *out borrows from config. */
+static int switch_literal_name(json_t *config, const char *key, const char *dflt, const char **out,
+                               char *err, size_t errlen)
+{
+    json_t *v = json_object_get(config, key);
+    *out = dflt;
+    if (!v)
+        return 0;
+    if (!json_is_string(v) || tmpl_string_has_expr(json_string_value(v)))
+        return util_err(err, errlen, "config.%s: expected a literal string (ports are named at load)",
+                        key);
+    if (strchr(json_string_value(v), '.') || json_string_length(v) != strlen(json_string_value(v)))
+        return util_err(err, errlen, "config.%s: must not contain '.' or NUL", key);
+    *out = json_string_value(v);
+    return 0;
+}
+
+/* Checks one literal case value and names its port into sc->case_ports[i]. */
+static int switch_compile_case(switch_conf *sc, size_t i, const char *prefix, int op, char *err,
+                               size_t errlen)
+{
+    json_t *c = json_array_get(sc->cases, i);
+    if (json_is_object(c) || json_is_array(c))
+        return util_err(err, errlen, "config.cases[%zu]: expected a string, number, boolean or null", i);
+    if (json_is_string(c) && tmpl_string_has_expr(json_string_value(c)))
+        return util_err(err, errlen, "config.cases[%zu]: must be literal (ports are named at load)", i);
+    if (json_is_string(c) && json_string_length(c) != strlen(json_string_value(c)))
+        return util_err(err, errlen, "config.cases[%zu]: must not contain NUL", i);
+    const char *problem = op >= 0 ? switch_value_problem(op, c) : NULL;
+    if (problem)
+        return util_err(err, errlen, "config.cases[%zu]: %s for operator '%s'", i, problem,
+                        switch_op_names[op]);
+    char name[512];
+    switch_case_name(c, name, sizeof name);
+    size_t len = strlen(prefix) + strlen(name) + 1;
+    if (!(sc->case_ports[i] = malloc(len)))
+        return util_err(err, errlen, "out of memory");
+    snprintf(sc->case_ports[i], len, "%s%s", prefix, name);
+    if (!*sc->case_ports[i])
+        return util_err(err, errlen, "config.cases[%zu]: gives an empty port name", i);
+    return 0;
+}
+
+/* Refuses two cases (or a case and default/condition_result) that share a port name. */
+static int switch_check_unique(const switch_conf *sc, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < sc->n_cases; i++) {
+        const char *p = sc->case_ports[i];
+        if (strcmp(p, sc->default_port) == 0 || strcmp(p, "condition_result") == 0)
+            return util_err(err, errlen, "config.cases[%zu]: port '%s' is already taken", i, p);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(p, sc->case_ports[j]) == 0)
+                return util_err(err, errlen, "config.cases[%zu]: port '%s' is also the port of cases[%zu]",
+                                i, p, j);
+    }
+    if (strcmp(sc->default_port, "condition_result") == 0)
+        return util_err(err, errlen, "config.default_field: 'condition_result' is already a port");
+    return 0;
+}
+
+/* Cases mode: copies the literal cases and names every port. */
+static int switch_compile_cases(switch_conf *sc, json_t *config, int op, char *err, size_t errlen)
+{
+    json_t *cases = json_object_get(config, "cases");
+    const char *prefix, *dflt;
+    if (!json_is_array(cases))
+        return util_err(err, errlen, "config.cases: expected an array of literal values");
+    if (switch_literal_name(config, "case_prefix", "case_", &prefix, err, errlen) != 0 ||
+        switch_literal_name(config, "default_field", "default", &dflt, err, errlen) != 0)
+        return -1;
+    if (!*dflt)
+        return util_err(err, errlen, "config.default_field: must not be empty");
+    sc->cases = json_deep_copy(cases);
+    sc->case_ports = calloc(json_array_size(cases), sizeof *sc->case_ports);
+    sc->default_port = strdup(dflt);
+    if (!sc->cases || !sc->case_ports || !sc->default_port)
+        return util_err(err, errlen, "out of memory");
+    sc->n_cases = json_array_size(cases);
+    for (size_t i = 0; i < sc->n_cases; i++)
+        if (switch_compile_case(sc, i, prefix, op, err, errlen) != 0)
+            return -1;
+    return switch_check_unique(sc, err, errlen);
+}
+
+/* Cases mode is on when `cases` holds something: like the SDK, null and [] mean boolean mode. */
+static int switch_has_cases(json_t *config)
+{
+    json_t *cases = json_object_get(config, "cases");
+    return cases && !json_is_null(cases) && !(json_is_array(cases) && json_array_size(cases) == 0);
+}
+
+/* Boolean mode: a literal value must suit a literal operator. */
+static int switch_compile_value(json_t *config, int op, char *err, size_t errlen)
+{
+    json_t *value = json_object_get(config, "value");
+    if (!value || op < 0 || (json_is_string(value) && tmpl_string_has_expr(json_string_value(value))))
+        return 0;
+    const char *problem = switch_value_problem(op, value);
+    if (problem)
+        return util_err(err, errlen, "config.value: %s for operator '%s'", problem, switch_op_names[op]);
+    return 0;
+}
+
+/* The literal operator (default ==) into *op; -2 when it is a template (known only at run). */
+static int switch_compile_op(json_t *config, int *op, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(config, "operator");
+    *op = SWITCH_EQ;
+    if (!v)
+        return 0;
+    if (json_is_string(v) && tmpl_string_has_expr(json_string_value(v))) {
+        *op = -2;
+        return 0;
+    }
+    if (!json_is_string(v) || (*op = switch_op_parse(json_string_value(v))) < 0)
+        return util_err(err, errlen, "config.operator: " SWITCH_OP_EXPECTED);
+    return 0;
+}
+
+static int switch_compile(const node_env *env, json_t *config, void **compiled, char *err,
+                          size_t errlen)
+{
+    (void)env;
+    *compiled = NULL;
+    int op;
+    if (switch_compile_op(config, &op, err, errlen) != 0)
+        return -1;
+    json_t *field = json_object_get(config, "condition_field");
+    if (field && !json_is_string(field) && !json_is_null(field))
+        return util_err(err, errlen, "config.condition_field: expected a string");
+    switch_conf *sc = calloc(1, sizeof *sc);
+    if (!sc)
+        return util_err(err, errlen, "out of memory");
+    int rc = switch_has_cases(config) ? switch_compile_cases(sc, config, op, err, errlen)
+                                      : switch_compile_value(config, op, err, errlen);
+    if (rc != 0) {
+        switch_conf_free(sc);
+        return -1;
+    }
+    *compiled = sc;
+    return 0;
+}
+
+static int switch_has_output(const void *compiled, const char *port)
+{
+    const switch_conf *sc = compiled;
+    if (strcmp(port, "condition_result") == 0)
+        return 1;
+    if (!sc || !sc->cases)
+        return strcmp(port, "true_output") == 0 || strcmp(port, "false_output") == 0;
+    if (strcmp(port, sc->default_port) == 0)
+        return 1;
+    for (size_t i = 0; i < sc->n_cases; i++)
+        if (strcmp(port, sc->case_ports[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* The run's operator from the inputs (default ==), or -1 with err filled. */
+static int switch_run_op(json_t *inputs, node_error *err)
+{
+    json_t *v = json_object_get(inputs, "operator");
+    int op = SWITCH_EQ;
+    if (v && (!json_is_string(v) || (op = switch_op_parse(json_string_value(v))) < 0))
+        return node_fail(err, "internal", "operator: " SWITCH_OP_EXPECTED);
+    return op;
+}
+
+/* The tested value (borrowed; json null when the path is missing), or NULL with err filled. */
+static json_t *switch_run_tested(json_t *inputs, json_t *data, node_error *err)
+{
+    json_t *field = json_object_get(inputs, "condition_field");
+    if (!field || json_is_null(field) || (json_is_string(field) && json_string_length(field) == 0))
+        return data;
+    if (!json_is_string(field)) {
+        node_fail(err, "internal", "condition_field: expected a string");
+        return NULL;
+    }
+    json_t *v = util_json_path(data, json_string_value(field));
+    return v ? v : json_null();
+}
+
+/* Boolean mode: fills out with the taken port and condition_result. */
+static int switch_run_bool(int op, json_t *inputs, json_t *data, json_t *tested, json_t *out,
+                           node_error *err)
+{
+    json_t *value = json_object_get(inputs, "value");
+    if (!value)
+        value = json_null();
+    const char *problem = switch_value_problem(op, value);
+    if (problem)
+        return node_fail(err, "internal", "value: %s for operator '%s'", problem, switch_op_names[op]);
+    int r = switch_test(op, tested, value);
+    if (json_object_set(out, r ? "true_output" : "false_output", data) != 0 ||
+        json_object_set_new(out, "condition_result", json_boolean(r)) != 0)
+        return node_fail(err, "internal", "out of memory");
+    return 0;
+}
+
+/* Cases mode: fills out with the first matching case's port (or the default) and condition_result. */
+static int switch_run_cases(const switch_conf *sc, int op, json_t *data, json_t *tested, json_t *out,
+                            node_error *err)
+{
+    const char *port = sc->default_port;
+    json_t *matched = json_null();
+    for (size_t i = 0; i < sc->n_cases; i++) {
+        json_t *c = json_array_get(sc->cases, i);
+        const char *problem = switch_value_problem(op, c);
+        if (problem)
+            return node_fail(err, "internal", "cases[%zu]: %s for operator '%s'", i, problem,
+                             switch_op_names[op]);
+        if (switch_test(op, tested, c)) {
+            port = sc->case_ports[i];
+            matched = c;
+            break;
+        }
+    }
+    /* json_object_set takes its own references; the compiled cases stay untouched. */
+    if (json_object_set(out, port, data) != 0 || json_object_set(out, "condition_result", matched) != 0)
+        return node_fail(err, "internal", "out of memory");
+    return 0;
+}
+
+static int switch_run(const void *compiled, node_call *call, json_t **outputs, node_error *err)
+{
+    const switch_conf *sc = compiled;
+    json_t *data = json_object_get(call->inputs, "input_data"); /* borrowed */
+    if (!data)
+        return node_fail(err, "internal", "input 'input_data' is missing");
+    int op = switch_run_op(call->inputs, err);
+    if (op < 0)
+        return -1;
+    json_t *tested = switch_run_tested(call->inputs, data, err); /* borrowed */
+    if (!tested)
+        return -1;
+    json_t *out = json_object(); /* owned until handed to *outputs */
+    if (!out)
+        return node_fail(err, "internal", "out of memory");
+    int rc = sc && sc->cases ? switch_run_cases(sc, op, data, tested, out, err)
+                             : switch_run_bool(op, call->inputs, data, tested, out, err);
+    if (rc != 0) {
+        json_decref(out);
+        return -1;
+    }
+    *outputs = out;
+    return 0;
+}
+
+const node_type node_switch = {
+    .name = "SwitchNode",
+    .config_keys = switch_keys,
+    .input_ports = switch_ports,
+    .compile = switch_compile,
+    .has_output = switch_has_output,
+    .run = switch_run,
+    .start = NULL,
+    .free = switch_conf_free,
+};

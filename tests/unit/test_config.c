@@ -1,0 +1,140 @@
+/* config: defaults, every kind of key, refusals naming file and key, environment overrides. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kailash/config.h"
+#include "kailash/log.h"
+
+static char path[64];
+
+static void write_cfg(const char *text)
+{
+    strcpy(path, "/tmp/kcfgXXXXXX");
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+static int load(const char *text, kconfig **c, char *err)
+{
+    write_cfg(text);
+    int rc = config_load(path, c, err, 512);
+    unlink(path);
+    return rc;
+}
+
+static void refused(const char *text, const char *expect)
+{
+    kconfig *c = NULL;
+    char err[512] = "";
+    cr_assert_eq(load(text, &c, err), -1, "accepted: %s", text);
+    cr_assert(strstr(err, expect), "message '%s' lacks '%s'", err, expect);
+    cr_assert(strstr(err, "/tmp/kcfg"), "message '%s' lacks the file", err);
+}
+
+Test(config, defaults_without_file)
+{
+    kconfig *c;
+    char err[256];
+    unsetenv("KAILASH_PORT");
+    cr_assert_eq(config_load(NULL, &c, err, sizeof err), 0);
+    cr_assert_str_eq(c->host, "0.0.0.0");
+    cr_assert_eq(c->port, 8000);
+    cr_assert_eq(c->workers, 4);
+    cr_assert_eq(c->max_body_bytes, 1048576);
+    cr_assert_eq(c->exec_max_concurrency, 64);
+    cr_assert_eq(c->exec_max_queue, 1024);
+    cr_assert_eq(c->upstream_max_response_bytes, 10485760);
+    cr_assert_eq(c->upstream_verify_tls, 1);
+    cr_assert_eq(c->log_level, LOG_INFO);
+    config_free(c);
+}
+
+Test(config, every_built_key)
+{
+    kconfig *c;
+    char err[512];
+    cr_assert_eq(load("{\"host\":\"127.0.0.1\",\"port\":9000,\"workers\":2,\"workflows_dir\":\"w\",\"data_dir\":\"d\","
+                      "\"max_body_bytes\":10,\"request_timeout_ms\":5,\"shutdown_grace_ms\":0,"
+                      "\"trusted_proxies\":[\"10.0.0.0/8\",\"::1\"],\"executor_defaults\":{\"max_concurrency\":3,"
+                      "\"max_queue\":0},\"template_env\":[\"A\",\"B\"],\"enable_auth\":false,"
+                      "\"upstream\":{\"max_response_bytes\":100,\"connect_timeout_ms\":7,\"verify_tls\":false},"
+                      "\"redis_url\":null,\"database_url\":null,\"log\":{\"level\":\"debug\",\"format\":\"json\"}}",
+                      &c, err),
+                 0, "%s", err);
+    cr_assert_str_eq(c->host, "127.0.0.1");
+    cr_assert_eq(c->port, 9000);
+    cr_assert_eq(c->workers, 2);
+    cr_assert_str_eq(c->workflows_dir, "w");
+    cr_assert_eq(c->n_trusted_proxies, 2);
+    cr_assert_eq(c->exec_max_queue, 0);
+    cr_assert_eq(c->n_template_env, 2);
+    cr_assert_str_eq(c->template_env[1], "B");
+    cr_assert_eq(c->upstream_verify_tls, 0);
+    cr_assert_eq(c->upstream_connect_timeout_ms, 7);
+    cr_assert_eq(c->log_level, LOG_DEBUG);
+    config_free(c);
+}
+
+Test(config, refusals)
+{
+    refused("{\"prot\": 1}", "unknown key 'prot'");
+    refused("{\"upstream\": {\"verify\": true}}", "unknown key 'upstream.verify'");
+    refused("{\"port\": \"80\"}", "key 'port': expected an integer");
+    refused("{\"port\": 70000}", "key 'port'");
+    refused("{\"workers\": 0}", "key 'workers'");
+    refused("{\"host\": 5}", "key 'host': expected a non-empty string");
+    refused("{\"upstream\": {\"verify_tls\": 1}}", "key 'upstream.verify_tls': expected true or false");
+    refused("{\"trusted_proxies\": [\"10.0.0.0/33\"]}", "trusted_proxies[0]");
+    refused("{\"trusted_proxies\": \"10.0.0.0/8\"}", "expected an array");
+    refused("{\"template_env\": [1]}", "template_env[0]");
+    refused("{\"log\": {\"level\": \"loud\"}}", "log.level");
+    refused("{\"executor_defaults\": 5}", "expected an object");
+    refused("[1]", "expected a JSON object");
+    refused("{\"port\": ", "line");
+    refused("{\"port\": 1, \"port\": 2}", "duplicate");
+}
+
+Test(config, unbuilt_features_refused_unless_default)
+{
+    refused("{\"enable_auth\": true}", "authentication is not built yet");
+    refused("{\"redis_url\": \"redis://localhost\"}", "Redis");
+    refused("{\"database_url\": \"postgres://x\"}", "Postgres");
+    refused("{\"tls\": {\"cert_file\": \"/x.pem\"}}", "TLS");
+    refused("{\"rate_limiting\": {\"anonymous\": 5}}", "rate limiting");
+    refused("{\"cache\": {\"default_ttl_s\": 5}}", "caching");
+    refused("{\"log\": {\"format\": \"text\"}}", "json");
+    kconfig *c;
+    char err[512];
+    cr_assert_eq(load("{\"rate_limiting\": {\"anonymous\": 100}, \"auth\": {\"api_keys\": []}}", &c, err), 0, "%s", err);
+    config_free(c);
+}
+
+Test(config, environment_overrides)
+{
+    kconfig *c;
+    char err[512];
+    setenv("KAILASH_PORT", "9100", 1);
+    setenv("KAILASH_WORKERS", "3", 1);
+    setenv("KAILASH_HOST", "::1", 1);
+    setenv("KAILASH_LOG_LEVEL", "warn", 1);
+    cr_assert_eq(load("{\"port\": 9000}", &c, err), 0, "%s", err);
+    cr_assert_eq(c->port, 9100);
+    cr_assert_eq(c->workers, 3);
+    cr_assert_str_eq(c->host, "::1");
+    cr_assert_eq(c->log_level, LOG_WARN);
+    config_free(c);
+    setenv("KAILASH_PORT", "eighty", 1);
+    cr_assert_eq(load("{}", &c, err), -1);
+    cr_assert(strstr(err, "KAILASH_PORT"), "%s", err);
+    unsetenv("KAILASH_PORT");
+    setenv("KAILASH_REDIS_URL", "redis://x", 1);
+    cr_assert_eq(load("{}", &c, err), -1);
+    cr_assert(strstr(err, "KAILASH_REDIS_URL"), "%s", err);
+    unsetenv("KAILASH_REDIS_URL");
+}

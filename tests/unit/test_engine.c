@@ -1,0 +1,264 @@
+/* engine: data flow, switch skipping, on_error, outputs, parameters, timeouts and the bulkhead, with
+ * the real worker pool and I/O loop. A "stuck" upstream is a listening socket nobody answers on. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kailash/engine.h"
+
+static kconfig *cfg;
+static char dir[64];
+static registry *reg;
+static int stuck_port;
+static int stuck_fd = -1;
+
+typedef struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+} waiter;
+
+static void on_done(run *r, void *ud)
+{
+    (void)r;
+    waiter *w = ud;
+    pthread_mutex_lock(&w->mu);
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void put(const char *name, const char *text)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/wf/%s.json", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void open_stuck_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    stuck_fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(bind(stuck_fd, (struct sockaddr *)&a, sizeof a) == 0);
+    cr_assert(listen(stuck_fd, 64) == 0);
+    getsockname(stuck_fd, (struct sockaddr *)&a, &len);
+    stuck_port = ntohs(a.sin_port);
+}
+
+static void setup(void)
+{
+    char err[256], path[128], slow[512];
+    strcpy(dir, "/tmp/kengXXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/wf", dir);
+    mkdir(path, 0700);
+    cr_assert_eq(config_load(NULL, &cfg, err, sizeof err), 0);
+    free(cfg->workflows_dir);
+    cfg->workflows_dir = strdup(path);
+    free(cfg->data_dir);
+    snprintf(path, sizeof path, "%s/data", dir);
+    cfg->data_dir = strdup(path);
+    cfg->workers = 2;
+    open_stuck_port();
+    put("route", "{\"nodes\":{\"src\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":{\"n\":\"{{inputs.n}}\"}}},"
+                 "\"sw\":{\"node_type\":\"SwitchNode\",\"config\":{\"condition_field\":\"n\",\"operator\":\">\",\"value\":10}},"
+                 "\"hi\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":{\"size\":\"big\",\"n\":\"{{params.data.n}}\"}}},"
+                 "\"lo\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":{\"size\":\"small\"}}},"
+                 "\"after_lo\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":\"{{params.data.size}}\"}},"
+                 "\"out\":{\"node_type\":\"MergeNode\",\"config\":{\"merge_type\":\"merge_dict\"}}},"
+                 "\"connections\":[{\"source_node\":\"src\",\"source_output\":\"result\",\"target_node\":\"sw\",\"target_input\":\"input_data\"},"
+                 "{\"source_node\":\"sw\",\"source_output\":\"true_output\",\"target_node\":\"hi\",\"target_input\":\"data\"},"
+                 "{\"source_node\":\"sw\",\"source_output\":\"false_output\",\"target_node\":\"lo\",\"target_input\":\"data\"},"
+                 "{\"source_node\":\"lo\",\"source_output\":\"result\",\"target_node\":\"after_lo\",\"target_input\":\"data\"},"
+                 "{\"source_node\":\"hi\",\"source_output\":\"result\",\"target_node\":\"out\",\"target_input\":\"data1\"},"
+                 "{\"source_node\":\"lo\",\"source_output\":\"result\",\"target_node\":\"out\",\"target_input\":\"data2\"}],"
+                 "\"gateway\":{\"outputs\":{\"decision\":\"out.merged_data\",\"size\":\"out.merged_data.size\"}}}");
+    put("fails", "{\"nodes\":{\"read\":{\"node_type\":\"JSONReaderNode\",\"config\":{\"file_path\":\"missing.json\"}},"
+                 "\"soft\":{\"node_type\":\"JSONReaderNode\",\"config\":{\"file_path\":\"missing.json\",\"on_error\":\"continue\"}}}}");
+    put("soft", "{\"nodes\":{\"soft\":{\"node_type\":\"JSONReaderNode\",\"config\":{\"file_path\":\"missing.json\",\"on_error\":\"continue\"}},"
+                "\"next\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":1}},"
+                "\"ok\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":{\"v\":\"{{inputs.v}}\"}}}},"
+                "\"connections\":[{\"source_node\":\"soft\",\"source_output\":\"data\",\"target_node\":\"next\",\"target_input\":\"data\"}]}");
+    put("params", "{\"nodes\":{\"w\":{\"node_type\":\"JSONWriterNode\",\"config\":{\"file_path\":\"p.json\",\"data\":{\"from\":\"config\"}}},"
+                  "\"t\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":\"{{params.extra}}\"}}}}");
+    snprintf(slow, sizeof slow,
+             "{\"nodes\":{\"call\":{\"node_type\":\"HTTPRequestNode\",\"config\":{\"url\":\"http://127.0.0.1:%d/x\","
+             "\"timeout\":30}}},\"gateway\":{\"timeout_ms\":300,\"executor\":{\"max_concurrency\":1,\"max_queue\":1}}}",
+             stuck_port);
+    put("stuck", slow);
+    cr_assert_eq(engine_start(cfg, err, sizeof err), 0, "%s", err);
+    reg = registry_load(cfg, engine_node_env(), NULL);
+    cr_assert_eq(json_array_size(registry_problems(reg)), 0, "%s", json_dumps(registry_problems(reg), 0));
+}
+
+static void teardown(void)
+{
+    registry_release(reg);
+    engine_stop();
+    config_free(cfg);
+    close(stuck_fd);
+}
+
+TestSuite(engine, .init = setup, .fini = teardown, .timeout = 20);
+
+static run *start(const char *name, const char *inputs, const char *params, waiter *w, int *rc)
+{
+    executor *ex = registry_find(reg, name);
+    cr_assert_not_null(ex, "%s", name);
+    json_t *in = json_loads(inputs, 0, NULL), *pa = params ? json_loads(params, 0, NULL) : NULL;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    w->done = 0;
+    run_opts o = {"req-1", in, pa, on_done, w};
+    run *r = run_create(ex, &o);
+    json_decref(in);
+    json_decref(pa);
+    run_retain(r);
+    *rc = exec_submit(ex, r, 0);
+    if (*rc != EXEC_OK)
+        run_release(r);
+    return r;
+}
+
+static void wait_done(waiter *w)
+{
+    pthread_mutex_lock(&w->mu);
+    while (!w->done)
+        pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static run *run_sync(const char *name, const char *inputs, const char *params)
+{
+    waiter w;
+    int rc;
+    run *r = start(name, inputs, params, &w, &rc);
+    cr_assert_eq(rc, EXEC_OK);
+    wait_done(&w);
+    return r;
+}
+
+static int has(json_t *arr, const char *s)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v) if (strcmp(json_string_value(v), s) == 0) return 1;
+    return 0;
+}
+
+Test(engine, switch_true_branch_skips_false_branch_and_its_dependants)
+{
+    run *r = run_sync("route", "{\"n\": 42}", NULL);
+    cr_assert_eq(run_get_status(r), RUN_COMPLETED, "%s", run_error_message(r));
+    json_t *out = run_outputs(r);
+    cr_assert_str_eq(json_string_value(json_object_get(out, "size")), "big");
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(out, "decision"), "n")), 42);
+    json_t *sk = run_skipped(r);
+    cr_assert(has(sk, "lo") && has(sk, "after_lo") && !has(sk, "hi"), "%s", json_dumps(sk, 0));
+    json_decref(sk);
+    cr_assert_null(json_object_get(run_results(r), "lo"));
+    cr_assert_str_eq(run_id(r), run_id(r));
+    cr_assert_eq(strlen(run_id(r)), 36);
+    run_release(r);
+}
+
+Test(engine, switch_false_branch)
+{
+    run *r = run_sync("route", "{\"n\": 3}", NULL);
+    cr_assert_eq(run_get_status(r), RUN_COMPLETED);
+    cr_assert_str_eq(json_string_value(json_object_get(run_outputs(r), "size")), "small");
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(run_results(r), "after_lo"), "result")), "small");
+    json_t *sk = run_skipped(r);
+    cr_assert(has(sk, "hi") && !has(sk, "lo"));
+    json_decref(sk);
+    run_release(r);
+}
+
+Test(engine, failing_node_fails_the_run_with_its_id)
+{
+    run *r = run_sync("fails", "{}", NULL);
+    cr_assert_eq(run_get_status(r), RUN_FAILED);
+    cr_assert_str_eq(run_error_code(r), "internal");
+    cr_assert_str_eq(run_error_node(r), "read");
+    cr_assert_null(run_outputs(r));
+    run_release(r);
+}
+
+Test(engine, on_error_continue_records_error_and_skips_dependants)
+{
+    run *r = run_sync("soft", "{\"v\": 7}", NULL);
+    cr_assert_eq(run_get_status(r), RUN_COMPLETED, "%s", run_error_message(r));
+    json_t *soft = json_object_get(run_results(r), "soft");
+    cr_assert(json_is_true(json_object_get(soft, "failed")));
+    cr_assert_not_null(json_object_get(json_object_get(soft, "error"), "message"));
+    json_t *sk = run_skipped(r);
+    cr_assert(has(sk, "next"));
+    json_decref(sk);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(json_object_get(run_outputs(r), "ok"), "result"), "v")), 7);
+    run_release(r);
+}
+
+Test(engine, inputs_and_parameters_layer_over_config)
+{
+    /* inputs.extra reaches no node (not a parameter of any); parameters.t.extra does. */
+    run *r = run_sync("params", "{\"extra\": 1, \"data\": {\"from\": \"inputs\"}}", "{\"t\": {\"extra\": \"p\"}}");
+    cr_assert_eq(run_get_status(r), RUN_COMPLETED, "%s", run_error_message(r));
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(run_results(r), "t"), "result")), "p");
+    char path[128];
+    snprintf(path, sizeof path, "%s/data/p.json", dir);
+    json_t *written = json_load_file(path, 0, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(written, "from")), "inputs", "workflow input overrides config");
+    json_decref(written);
+    run_release(r);
+    r = run_sync("params", "{}", "{\"w\": {\"data\": {\"from\": \"parameters\"}}}");
+    written = json_load_file(path, 0, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(written, "from")), "parameters");
+    json_decref(written);
+    run_release(r);
+}
+
+Test(engine, run_past_its_timeout_ends_as_timeout)
+{
+    run *r = run_sync("stuck", "{}", NULL);
+    cr_assert_eq(run_get_status(r), RUN_TIMEOUT);
+    cr_assert_str_eq(run_error_code(r), "timeout");
+    cr_assert_geq(run_duration_ms(r), 290.0);
+    cr_assert_lt(run_duration_ms(r), 5000.0);
+    run_release(r);
+}
+
+Test(engine, bulkhead_queues_then_refuses)
+{
+    waiter w1, w2, w3;
+    int rc1, rc2, rc3;
+    run *a = start("stuck", "{}", NULL, &w1, &rc1);
+    run *b = start("stuck", "{}", NULL, &w2, &rc2);
+    run *c = start("stuck", "{}", NULL, &w3, &rc3);
+    cr_assert_eq(rc1, EXEC_OK);
+    cr_assert_eq(rc2, EXEC_OK, "one may wait in the queue");
+    cr_assert_eq(rc3, EXEC_OVERLOADED, "the queue holds one");
+    cr_assert_eq(exec_queued(registry_find(reg, "stuck")), 1);
+    /* Another workflow is not affected. */
+    run *other = run_sync("route", "{\"n\": 1}", NULL);
+    cr_assert_eq(run_get_status(other), RUN_COMPLETED);
+    run_release(other);
+    wait_done(&w1);
+    wait_done(&w2);
+    cr_assert_eq(run_get_status(a), RUN_TIMEOUT);
+    cr_assert_eq(run_get_status(b), RUN_TIMEOUT, "the queued run's deadline counts its wait");
+    run_release(a);
+    run_release(b);
+    run_release(c);
+    cr_assert_eq(exec_running(registry_find(reg, "stuck")), 0);
+}

@@ -1,0 +1,248 @@
+/* loader + gateway: every accepted shape normalises to one form; every refusal names file, node, key. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kailash/workflow.h"
+
+static kconfig *cfg;
+static node_env nenv = {"/tmp", 1 << 20, 1000, 1};
+
+static void setup(void)
+{
+    char err[256];
+    cr_assert_eq(config_load(NULL, &cfg, err, sizeof err), 0);
+    cfg->template_env = calloc(2, sizeof(char *));
+    cfg->template_env[0] = strdup("ALLOWED_VAR");
+    cfg->n_template_env = 1;
+}
+
+static void teardown(void)
+{
+    config_free(cfg);
+}
+
+TestSuite(loader, .init = setup, .fini = teardown);
+
+static workflow *load(const char *text, json_t **problems)
+{
+    json_error_t je;
+    json_t *doc = json_loads(text, 0, &je);
+    cr_assert(doc, "test JSON invalid: %s: %s", je.text, text);
+    wf_load_env env = {cfg, &nenv};
+    workflow *wf = NULL;
+    *problems = json_array();
+    workflow_load_json(doc, "wf.json", "wf", &env, &wf, *problems);
+    json_decref(doc);
+    return wf;
+}
+
+static void refused(const char *text, const char *expect)
+{
+    json_t *problems;
+    workflow *wf = load(text, &problems);
+    cr_assert_null(wf, "accepted: %s", text);
+    char *all = json_dumps(problems, 0);
+    cr_assert(strstr(all, expect), "problems %s lack '%s'", all, expect);
+    cr_assert(strstr(all, "wf.json"), "problems %s lack the file", all);
+    free(all);
+    json_decref(problems);
+}
+
+#define T1(type, cfgjson) "{\"nodes\":{\"a\":{\"node_type\":\"" type "\",\"config\":" cfgjson "}}}"
+
+Test(loader, sdk_to_dict_shape)
+{
+    json_t *p;
+    workflow *wf = load("{\"workflow_id\":\"x1\",\"name\":\"orders\",\"version\":3,\"author\":\"me\",\"metadata\":{},"
+                        "\"nodes\":{\"a\":{\"node_id\":\"a\",\"node_type\":\"TransformNode\",\"config\":{\"template\":"
+                        "{\"v\":\"{{inputs.x}}\"}},\"position\":[1,2]},\"b\":{\"node_type\":\"MergeNode\",\"config\":{}}},"
+                        "\"connections\":[{\"source_node\":\"a\",\"source_output\":\"result\",\"target_node\":\"b\","
+                        "\"target_input\":\"data1\"}]}",
+                        &p);
+    cr_assert_not_null(wf, "%s", json_dumps(p, 0));
+    cr_assert_str_eq(wf->name, "orders");
+    cr_assert_str_eq(wf->version, "3");
+    cr_assert_eq(wf->nnodes, 2);
+    cr_assert_eq(wf->nconns, 1);
+    cr_assert_eq(wf->order[0], 0);
+    cr_assert_eq(wf->order[1], 1);
+    cr_assert_eq(wf->nodes[1].ndeps, 1);
+    cr_assert_eq(wf->timeout_ms, 30000);
+    cr_assert_eq(wf->max_concurrency, 64);
+    json_t *g = json_object_get(wf->normalized, "gateway");
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(g, "executor"), "max_queue")), 1024);
+    cr_assert_eq(json_array_size(json_object_get(wf->normalized, "nodes")), 2);
+    cr_assert_eq(json_integer_value(json_object_get(wf->summary, "nodes")), 2);
+    workflow_free(wf);
+    json_decref(p);
+}
+
+Test(loader, builder_list_shape_and_from_to_connections)
+{
+    json_t *p;
+    workflow *wf = load("{\"nodes\":[{\"id\":\"b\",\"type\":\"MergeNode\",\"parameters\":{}},{\"id\":\"a\",\"type\":"
+                        "\"TransformNode\",\"config\":{\"template\":1}}],\"connections\":[{\"from_node\":\"a\","
+                        "\"from_output\":\"result.x\",\"to_node\":\"b\",\"to_input\":\"data2\"}]}",
+                        &p);
+    cr_assert_not_null(wf, "%s", json_dumps(p, 0));
+    cr_assert_str_eq(wf->name, "wf", "name defaults to the file name");
+    cr_assert_str_eq(wf->conns[0].src_port, "result");
+    cr_assert_str_eq(wf->conns[0].src_path, "x");
+    cr_assert_eq(wf->order[0], 1, "a runs before b");
+    json_t *c = json_array_get(json_object_get(wf->normalized, "connections"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(c, "source_node")), "a");
+    cr_assert_str_eq(json_string_value(json_object_get(c, "target_input")), "data2");
+    workflow_free(wf);
+    json_decref(p);
+}
+
+Test(loader, env_secret_substituted_but_shown_as_env)
+{
+    setenv("KAILASH_TEST_SECRET", "s3cr3t", 1);
+    json_t *p;
+    workflow *wf = load(T1("TransformNode", "{\"template\":{\"$env\":\"KAILASH_TEST_SECRET\"}}"), &p);
+    cr_assert_not_null(wf, "%s", json_dumps(p, 0));
+    cr_assert_str_eq(json_string_value(wf->nodes[0].params[0].constant), "s3cr3t");
+    char *shown = json_dumps(wf->normalized, 0);
+    cr_assert(strstr(shown, "$env") && !strstr(shown, "s3cr3t"), "%s", shown);
+    free(shown);
+    workflow_free(wf);
+    json_decref(p);
+}
+
+Test(loader, gateway_fields)
+{
+    json_t *p;
+    workflow *wf = load("{\"nodes\":{\"a\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":{}}}},\"gateway\":"
+                        "{\"inputs\":{\"type\":\"object\",\"required\":[\"x\"]},\"outputs\":{\"o\":\"a.result.k\"},"
+                        "\"executor\":{\"max_concurrency\":2,\"max_queue\":3},\"timeout_ms\":500,\"cache\":false,"
+                        "\"access\":{\"roles\":[\"r\"]}}}",
+                        &p);
+    cr_assert_not_null(wf, "%s", json_dumps(p, 0));
+    cr_assert_not_null(wf->inputs_schema);
+    cr_assert_eq(wf->noutputs, 1);
+    cr_assert_str_eq(wf->outputs[0].port, "result");
+    cr_assert_str_eq(wf->outputs[0].path, "k");
+    cr_assert_eq(wf->max_concurrency, 2);
+    cr_assert_eq(wf->max_queue, 3);
+    cr_assert_eq(wf->timeout_ms, 500);
+    workflow_free(wf);
+    json_decref(p);
+}
+
+Test(loader, refusals_nodes)
+{
+    refused(T1("PythonCodeNode", "{}"), "node 'a': unknown node type 'PythonCodeNode'");
+    refused(T1("TransformNode", "{\"template\":1,\"colour\":2}"), "node 'a': config.colour: unknown key");
+    refused(T1("SwitchNode", "{\"operator\":\"~~\"}"), "node 'a': config.operator");
+    refused(T1("TransformNode", "{\"template\":\"{{ inputs.x | nosuch }}\"}"), "node 'a': config.template");
+    refused(T1("TransformNode", "{\"template\":\"{{ nowhere.x }}\"}"), "config.template");
+    refused(T1("TransformNode", "{\"template\":\"{{ env.SECRET }}\"}"), "template_env");
+    refused(T1("TransformNode", "{\"template\":\"***REDACTED***\"}"), "\\\"$env\\\"");
+    refused(T1("TransformNode", "{\"template\":{\"$env\":\"KAILASH_SURELY_UNSET_VAR\"}}"), "KAILASH_SURELY_UNSET_VAR is not set");
+    refused(T1("TransformNode", "{\"template\":1,\"on_error\":\"ignore\"}"), "config.on_error");
+    refused(T1("JSONReaderNode", "{\"file_path\":\"../etc/passwd\"}"), "node 'a': config.file_path");
+    refused(T1("JSONReaderNode", "{\"file_path\":\"/etc/passwd\"}"), "config.file_path");
+    refused("{\"nodes\":[{\"id\":\"a\",\"type\":\"MergeNode\"},{\"id\":\"a\",\"type\":\"MergeNode\"}]}", "node 'a': duplicate node id");
+    refused("{\"nodes\":{}}", "nodes: expected 1..");
+    refused("{\"nodes\":5}", "nodes: expected");
+    refused("{\"nodes\":{\"bad id\":{\"node_type\":\"MergeNode\"}}}", "node ids must match");
+    refused("{\"name\":\"no spaces\",\"nodes\":{\"a\":{\"node_type\":\"MergeNode\"}}}", "name 'no spaces'");
+    refused("{\"nodes\":{\"a\":{\"config\":{}}}}", "node 'a': node_type");
+}
+
+Test(loader, refusals_connections_and_graph)
+{
+    const char *two = "{\"nodes\":{\"a\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":1}},"
+                      "\"b\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":1}}},\"connections\":[%s]}";
+    char buf[1024];
+    snprintf(buf, sizeof buf, two, "{\"source_node\":\"a\",\"source_output\":\"result\",\"target_node\":\"zz\",\"target_input\":\"x\"}");
+    refused(buf, "unknown node 'zz'");
+    snprintf(buf, sizeof buf, two, "{\"source_node\":\"a\",\"source_output\":\"nope\",\"target_node\":\"b\",\"target_input\":\"x\"}");
+    refused(buf, "node 'a': connection to 'b': TransformNode has no output port 'nope'");
+    snprintf(buf, sizeof buf, two,
+             "{\"source_node\":\"a\",\"source_output\":\"result\",\"target_node\":\"b\",\"target_input\":\"x\"},"
+             "{\"source_node\":\"b\",\"source_output\":\"result\",\"target_node\":\"a\",\"target_input\":\"y\"}");
+    refused(buf, "cycle through nodes 'a', 'b'");
+    snprintf(buf, sizeof buf, two, "{\"source_node\":\"a\",\"target_node\":\"b\"}");
+    refused(buf, "connections[0].source_output: expected a string");
+    refused("{\"nodes\":{\"s\":{\"node_type\":\"SwitchNode\",\"config\":{\"operator\":\"is_null\"}},\"m\":{\"node_type\":"
+            "\"MergeNode\"}},\"connections\":[{\"source_node\":\"s\",\"source_output\":\"true_output\",\"target_node\":"
+            "\"m\",\"target_input\":\"data9\"}]}",
+            "node 'm': connection from 's': MergeNode has no input 'data9'");
+}
+
+Test(loader, refusals_gateway)
+{
+    const char *base = "{\"nodes\":{\"a\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":1}}},\"gateway\":%s}";
+    char buf[512];
+    snprintf(buf, sizeof buf, base, "{\"cache\":{\"ttl_s\":5}}");
+    refused(buf, "gateway.cache: response caching is not built yet");
+    snprintf(buf, sizeof buf, base, "{\"rate_limit\":{\"requests_per_minute\":5}}");
+    refused(buf, "gateway.rate_limit");
+    snprintf(buf, sizeof buf, base, "{\"trigger\":{\"stream\":\"x\"}}");
+    refused(buf, "gateway.trigger: triggers are not implemented yet");
+    snprintf(buf, sizeof buf, base, "{\"colour\":1}");
+    refused(buf, "gateway: unknown key 'colour'");
+    snprintf(buf, sizeof buf, base, "{\"inputs\":{\"type\":\"object\",\"minProps\":1}}");
+    refused(buf, "gateway.inputs");
+    snprintf(buf, sizeof buf, base, "{\"outputs\":{\"o\":\"zz.result\"}}");
+    refused(buf, "gateway.outputs.o: unknown node 'zz'");
+    snprintf(buf, sizeof buf, base, "{\"outputs\":{\"o\":\"a.nope\"}}");
+    refused(buf, "gateway.outputs.o");
+    snprintf(buf, sizeof buf, base, "{\"outputs\":{\"o\":\"a\"}}");
+    refused(buf, "gateway.outputs.o: expected");
+    snprintf(buf, sizeof buf, base, "{\"executor\":{\"max_concurrency\":0}}");
+    refused(buf, "gateway.executor.max_concurrency");
+    snprintf(buf, sizeof buf, base, "{\"timeout_ms\":\"5\"}");
+    refused(buf, "gateway.timeout_ms");
+    snprintf(buf, sizeof buf, base, "{\"access\":{\"roles\":\"admin\"}}");
+    refused(buf, "gateway.access.roles");
+}
+
+Test(loader, every_problem_reported)
+{
+    json_t *p;
+    workflow *wf = load("{\"nodes\":{\"a\":{\"node_type\":\"Nope\"},\"b\":{\"node_type\":\"TransformNode\",\"config\":"
+                        "{\"template\":1,\"x\":1}}}}",
+                        &p);
+    cr_assert_null(wf);
+    cr_assert_eq(json_array_size(p), 2, "both nodes' problems are listed");
+    json_decref(p);
+}
+
+Test(loader, file_errors)
+{
+    char path[] = "/tmp/kwfXXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(write(fd, "{\"nodes\":{\"a\":1,\"a\":2}}", 24) == 24);
+    close(fd);
+    wf_load_env env = {cfg, &nenv};
+    workflow *wf = NULL;
+    json_t *p = json_array();
+    cr_assert_eq(workflow_load_file(path, &env, &wf, p), -1);
+    cr_assert(strstr(json_string_value(json_array_get(p, 0)), "duplicate"), "%s", json_string_value(json_array_get(p, 0)));
+    unlink(path);
+    cr_assert_eq(workflow_load_file("/tmp/definitely/missing.json", &env, &wf, p), -1);
+    cr_assert_eq(json_array_size(p), 2);
+    json_decref(p);
+}
+
+Test(loader, template_node_reference_orders_nodes)
+{
+    json_t *p;
+    workflow *wf = load("{\"nodes\":{\"late\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":"
+                        "\"{{ nodes.early.result }}\"}},\"early\":{\"node_type\":\"TransformNode\",\"config\":"
+                        "{\"template\":1}}}}",
+                        &p);
+    cr_assert_not_null(wf, "%s", json_dumps(p, 0));
+    cr_assert_eq(wf->order[0], 1, "early first");
+    cr_assert_eq(wf->order[1], 0);
+    workflow_free(wf);
+    json_decref(p);
+    refused("{\"nodes\":{\"a\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":\"{{ nodes.ghost.result }}\"}}}}",
+            "unknown node");
+}
