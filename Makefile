@@ -5,11 +5,11 @@ BUILD     ?= build
 CC        ?= cc
 PYTHON    ?= /usr/bin/python3
 PKGS      := libmicrohttpd jansson libcurl libcrypto
-CFLAGS    ?= -O2 -g
-CFLAGS    += -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -pthread \
+OPT       ?= -O2 -g
+CFLAGS    := $(OPT) -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -pthread \
              -D_GNU_SOURCE -DKAILASH_VERSION='"$(VERSION)"' -Iinclude \
              $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS    += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm
+LDLIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm
 TEST_LIBS := -lcriterion
 
 SRCS      := $(sort $(wildcard src/*/*.c))
@@ -38,26 +38,28 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS) $(TEST_LIBS)
 
-run: check-deps $(BUILD)/kailashd
-	@mkdir -p var
+run: deps
+	$(MAKE) $(BUILD)/kailashd
+	@mkdir -p var && cp -n examples/data/* var/ 2>/dev/null || true
 	$(BUILD)/kailashd --config conf/kailashd.json
 
 # Criterion prints one summary line per test binary; tests/unit/run.sh adds the total line.
+# Integration tests run after the unit tests so `make test` ends with pytest's summary line.
 unit: $(UNIT_BINS)
 	@sh tests/unit/run.sh $(UNIT_BINS)
 
 integration: $(BUILD)/kailashd
 	KAILASHD_BIN=$(abspath $(BUILD)/kailashd) $(PYTHON) -m pytest -q tests/integration
 
-test: check-deps
+test: deps
 	$(MAKE) all unit
 	$(MAKE) integration
 
 asan:
-	$(MAKE) test BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	$(MAKE) test BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	    LDFLAGS="-fsanitize=address,undefined"
 
-bench: check-deps $(BUILD)/kailashd
+bench: deps $(BUILD)/kailashd
 	sh bench/run.sh $(abspath $(BUILD)/kailashd)
 
 deps:

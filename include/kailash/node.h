@@ -31,8 +31,10 @@ typedef struct node_env {
 } node_env;
 
 /* A node failure. code is an API.md error code: "upstream_error" (502: transport error, node timeout,
- * oversize or unparsable upstream answer), "timeout" (504: the run's deadline passed), or "internal"
- * (500: the node could not do its work, e.g. a file is missing or a value has the wrong type).
+ * oversize or unparsable upstream answer), "timeout" (504: the run's deadline passed), "bad_request"
+ * (400: a value that came from the request is refused, e.g. a file_path escaping data_dir or a URL
+ * whose host was changed), or "internal" (500: the node could not do its work, e.g. a file is missing
+ * or a value has the wrong type).
  * message is shown to the client: never put a secret (a token, a header value) in it. */
 typedef struct node_error {
     char code[32];

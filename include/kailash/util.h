@@ -44,4 +44,11 @@ int util_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((form
  * Returns NULL and fills err on failure or when the file is larger than max. */
 char *util_read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen);
 
+/* True when the textual IPv4/IPv6 address ip lies in cidr ("10.0.0.0/8", "::1", "fd00::/8"). An
+ * IPv4-mapped IPv6 address (::ffff:a.b.c.d) is matched as IPv4. */
+int util_cidr_match(const char *cidr, const char *ip);
+
+/* True when ip is a loopback address (127.0.0.0/8, ::1, ::ffff:127.x.x.x). */
+int util_ip_loopback(const char *ip);
+
 #endif

@@ -91,6 +91,10 @@ int workflow_load_json(json_t *doc, const char *file, const char *default_name, 
 
 void workflow_free(workflow *wf);
 
+/* Non-zero when port is an output port of n (its type's ports; with on_error "continue" also the
+ * "error" and "failed" ports a failure leaves). */
+int wf_node_has_output(const wf_node *n, const char *port);
+
 /* Index of node id, or -1. */
 long workflow_node_index(const workflow *wf, const char *id);
 

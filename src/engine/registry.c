@@ -57,7 +57,8 @@ static char **list_json(const char *dir, size_t *n)
         names[(*n)++] = strdup(e->d_name);
     }
     closedir(d);
-    qsort(names, *n, sizeof *names, cmp_str);
+    if (*n > 1)
+        qsort(names, *n, sizeof *names, cmp_str);
     return names;
 }
 

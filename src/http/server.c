@@ -26,20 +26,54 @@ static atomic_int g_inflight;
 const kconfig *http_server_config(void) { return g_cfg; }
 int http_server_inflight(void) { return atomic_load(&g_inflight); }
 
+static int proxy_trusted(const char *ip)
+{
+    for (size_t i = 0; i < g_cfg->n_trusted_proxies; i++)
+        if (util_cidr_match(g_cfg->trusted_proxies[i], ip))
+            return 1;
+    return 0;
+}
+
+/* X-Forwarded-For from a trusted proxy: the client is the right-most address that is not itself a
+ * trusted proxy (entries further left could be forged by the client). */
+static void client_forwarded(kreq *r)
+{
+    const char *xff = http_header(r, "X-Forwarded-For");
+    if (!xff || !proxy_trusted(r->client_ip))
+        return;
+    char list[1024];
+    snprintf(list, sizeof list, "%s", xff);
+    for (char *end = list + strlen(list); end > list;) {
+        char *start = end;
+        while (start > list && start[-1] != ',')
+            start--;
+        char *a = start, *b = end;
+        while (a < b && (*a == ' ' || *a == '\t'))
+            a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+            b--;
+        *b = '\0';
+        unsigned char tmp[16];
+        if (inet_pton(AF_INET, a, tmp) != 1 && inet_pton(AF_INET6, a, tmp) != 1)
+            return; /* garbage: keep the socket address */
+        snprintf(r->client_ip, sizeof r->client_ip, "%s", a);
+        if (!proxy_trusted(a))
+            return;
+        end = start > list ? start - 1 : list;
+    }
+}
+
 static void client_addr(kreq *r)
 {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-    if (sa && sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, r->client_ip, sizeof r->client_ip);
-        r->client_loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-    } else if (sa && sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, r->client_ip, sizeof r->client_ip);
-        r->client_loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
-                             (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127);
-    }
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->client_ip, sizeof r->client_ip);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->client_ip, sizeof r->client_ip);
+    if (g_cfg->n_trusted_proxies)
+        client_forwarded(r);
+    r->client_loopback = util_ip_loopback(r->client_ip);
 }
 
 static kreq *req_new(struct MHD_Connection *c, const char *url, const char *method)

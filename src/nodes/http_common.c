@@ -346,16 +346,30 @@ static int http_form_pair(buf *b, const char *name, json_t *v)
     return rc;
 }
 
-static int http_query_field(CURLU *u, const char *key, const char *name, json_t *v, node_error *err)
+static int http_query_field(buf *q, const char *key, const char *name, json_t *v, node_error *err)
 {
     if (!http_is_scalar(v))
         return node_fail(err, "internal", "%s.%s: expected a string, number or boolean", key, name);
+    return http_form_pair(q, name, v) == 0 ? 0 : node_fail(err, "internal", "out of memory building the URL");
+}
+
+/* Splices query (already encoded) into u's URL text before any fragment. curl_url_set on
+ * CURLUPART_QUERY would lower-case every %XX of the whole query (curl 7.88); the full URL keeps it. */
+static int http_url_splice_query(CURLU *u, const buf *query)
+{
+    char *full = NULL;
+    if (curl_url_get(u, CURLUPART_URL, &full, 0) != CURLUE_OK)
+        return -1;
+    size_t head = strcspn(full, "#");
     buf b = {0};
-    int rc = http_form_pair(&b, name, v);
-    if (rc == 0 && curl_url_set(u, CURLUPART_QUERY, b.data, CURLU_APPENDQUERY) != CURLUE_OK)
+    int rc = buf_append(&b, full, head);
+    if (rc == 0)
+        rc = buf_appendf(&b, "%c%s%s", memchr(full, '?', head) ? '&' : '?', query->data, full + head);
+    if (rc == 0 && curl_url_set(u, CURLUPART_URL, b.data, 0) != CURLUE_OK)
         rc = -1;
     buf_free(&b);
-    return rc == 0 ? 0 : node_fail(err, "internal", "%s.%s: cannot add to the URL", key, name);
+    curl_free(full);
+    return rc;
 }
 
 int http_url_add_query(CURLU *u, const char *key, json_t *params, node_error *err)
@@ -364,21 +378,22 @@ int http_url_add_query(CURLU *u, const char *key, json_t *params, node_error *er
         return 0;
     if (!json_is_object(params))
         return node_fail(err, "internal", "%s: expected an object", key);
+    buf q = {0};
     const char *name;
     json_t *v;
+    int rc = 0;
     json_object_foreach(params, name, v) {
-        if (json_is_null(v))
-            continue;
-        if (!json_is_array(v)) {
-            if (http_query_field(u, key, name, v, err) != 0)
-                return -1;
-            continue;
-        }
         size_t i;
         json_t *e;
-        json_array_foreach(v, i, e) if (http_query_field(u, key, name, e, err) != 0) return -1;
+        if (json_is_array(v))
+            json_array_foreach(v, i, e) rc = rc ? rc : http_query_field(&q, key, name, e, err);
+        else if (!json_is_null(v))
+            rc = rc ? rc : http_query_field(&q, key, name, v, err);
     }
-    return 0;
+    if (rc == 0 && q.len && http_url_splice_query(u, &q) != 0)
+        rc = node_fail(err, "internal", "%s: cannot add to the URL", key);
+    buf_free(&q);
+    return rc;
 }
 
 /* "scheme://host:port" of u, for messages (never the path or query: they may carry keys). */

@@ -45,7 +45,7 @@ static void load_output(ld *l, wf_output *o, const char *name, json_t *ref)
     } else {
         o->node = (size_t)idx;
         const wf_node *n = &l->wf->nodes[idx];
-        if (n->type->has_output && !n->type->has_output(n->compiled, o->port))
+        if (!wf_node_has_output(n, o->port))
             ld_problem(l, NULL, "gateway.outputs.%s: %s '%s' has no output port '%s'", name, n->type->name,
                        node, o->port);
     }

@@ -316,7 +316,7 @@ static void load_conn(ld *l, json_t *c, wf_conn *out)
     out->src_path = dot && dot[1] ? strdup(dot + 1) : NULL;
     out->dst_input = strdup(ti);
     wf_node *src = &wf->nodes[s], *dst = &wf->nodes[t];
-    if (src->type && src->type->has_output && !l->failed && !src->type->has_output(src->compiled, out->src_port))
+    if (src->type && !wf_node_has_output(src, out->src_port))
         ld_problem(l, sn, "connection to '%s': %s has no output port '%s'", tn, src->type->name, out->src_port);
     if (dst->type && !input_allowed(dst->type, ti))
         ld_problem(l, tn, "connection from '%s': %s has no input '%s'", sn, dst->type->name, ti);
@@ -467,6 +467,13 @@ int workflow_load_file(const char *path, const wf_load_env *env, workflow **out,
     int rc = workflow_load_json(doc, path, name, env, out, problems);
     json_decref(doc);
     return rc;
+}
+
+int wf_node_has_output(const wf_node *n, const char *port)
+{
+    if (n->on_error_continue && (strcmp(port, "error") == 0 || strcmp(port, "failed") == 0))
+        return 1;
+    return !n->type->has_output || n->type->has_output(n->compiled, port);
 }
 
 long workflow_node_index(const workflow *wf, const char *id)

@@ -3,7 +3,7 @@
 pass=0; fail=0; rc=0
 for t in "$@"; do
     out=$("$t" --jobs 2 2>&1); r=$?
-    printf '%s\n' "$out" | grep -v '^\[----\]' | tail -n 20
+    printf '%s\n' "$out"
     line=$(printf '%s\n' "$out" | grep 'Synthesis: Tested' | tail -n 1)
     p=$(printf '%s' "$line" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
     f=$(printf '%s' "$line" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')

@@ -1,0 +1,302 @@
+#!/bin/sh
+# bench/run.sh: load benchmark of kailashd with nginx as the baseline, both measured in the same run
+# on the same machine, so the ratios mean something even when absolute numbers move between hosts.
+#
+#   sh bench/run.sh /abs/path/build/kailashd        (this is what `make bench` runs)
+#   BENCH_DURATION=3s sh bench/run.sh build/kailashd (quick smoke)
+#
+# Targets (all on 127.0.0.1, ports picked free at start):
+#   nginx static      GET  /static          nginx `return 200` of a small JSON body
+#   kailashd (a)      POST /workflows/bench_transform/run   one TransformNode, no I/O
+#   nginx proxy_pass  GET  /proxy           nginx proxying to its own /static (keepalive 64, HTTP/1.1)
+#   kailashd (b)      POST /workflows/bench_http/run        one HTTPRequestNode GET of nginx /static
+#   kailashd (f)      POST /workflows/bench_fanout/run      one HTTPRequestNode GET of nginx /slow
+#                     (200 ms, echo module) under BENCH_FANOUT_CONNECTIONS (1000) clients: with no
+#                     thread held per upstream call, completed req/s approaches conns / 0.2 s.
+#   nginx /slow direct  GET /slow with the fan-out's connections: what client and upstream allow.
+#
+# Environment (defaults in brackets):
+#   BENCH_DURATION [10s]  BENCH_WARMUP [1s, 0 = none]  BENCH_THREADS [2]  BENCH_CONNECTIONS [64]
+#   BENCH_FANOUT_CONNECTIONS [1000]  BENCH_WORKERS [2: kailashd workers and nginx worker_processes]
+#   BENCH_LOG_LEVEL [warn]  BENCH_VERBOSE [0: 1 shows each probe's answer]  BENCH_KEEP [0: 1 keeps the temp dir with configs, logs, wrk output]
+#   NGINX [/usr/sbin/nginx]  WRK [wrk]
+#
+# Everything runs in a mktemp dir that is removed on exit; only the nginx and kailashd processes this
+# script started are stopped (by PID). Exit status: 0 when every load ran, 1 on a setup failure.
+# shellcheck disable=SC3045,SC2317  # ulimit -n/-H: dash and bash have them; cleanup runs from trap
+set -u
+
+BIN=${1:-}
+if [ -z "$BIN" ] || [ ! -x "$BIN" ]; then
+    echo "usage: sh bench/run.sh /abs/path/to/kailashd  (got '${BIN}': not an executable)" >&2
+    exit 2
+fi
+case $BIN in /*) ;; *) BIN=$(pwd)/$BIN ;; esac
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+DURATION=${BENCH_DURATION:-10s}
+WARMUP=${BENCH_WARMUP:-1s}
+THREADS=${BENCH_THREADS:-2}
+CONNS=${BENCH_CONNECTIONS:-64}
+FAN_CONNS=${BENCH_FANOUT_CONNECTIONS:-1000}
+WORKERS=${BENCH_WORKERS:-2}
+LOG_LEVEL=${BENCH_LOG_LEVEL:-warn}
+NGINX=${NGINX:-/usr/sbin/nginx}
+WRK=${WRK:-wrk}
+ECHO_MODULE=/usr/lib/nginx/modules/ngx_http_echo_module.so
+BODY='{"inputs":{"user":"bench","n":42}}'
+
+for tool in "$NGINX" "$WRK" curl; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "bench: '$tool' not found (make deps)" >&2; exit 1; }
+done
+[ -f "$ECHO_MODULE" ] || { echo "bench: $ECHO_MODULE missing (apt-get install libnginx-mod-http-echo)" >&2; exit 1; }
+
+# 1000 client sockets in wrk, as many on the gateway, and as many again to the upstream
+hard=$(ulimit -H -n)
+if [ "$hard" = unlimited ] || [ "$hard" -ge 65536 ]; then ulimit -n 65536; else ulimit -n "$hard"; fi
+if [ "$(ulimit -n)" -lt $((FAN_CONNS * 2 + 256)) ]; then
+    echo "bench: warning: open-file limit $(ulimit -n) is low for $FAN_CONNS fan-out connections" >&2
+fi
+
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
+T=$(mktemp -d "${TMPDIR:-/tmp}/kailashd-bench.XXXXXX") || exit 1
+chmod 755 "$T" # nginx workers drop to an unprivileged user when started as root
+NGINX_PID=
+KAILASH_PID=
+
+is_running() { # a zombie child counts as stopped
+    [ -r "/proc/$1/stat" ] || return 1
+    [ "$(sed -n 's/^.*) \(.\).*$/\1/p' "/proc/$1/stat")" != Z ]
+}
+
+stop_pid() {
+    [ -n "$1" ] || return 0
+    kill -TERM "$1" 2>/dev/null || { wait "$1" 2>/dev/null; return 0; }
+    i=0
+    while [ $i -lt 150 ] && is_running "$1"; do sleep 0.1; i=$((i + 1)); done
+    is_running "$1" && kill -KILL "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+    return 0
+}
+
+cleanup() {
+    stop_pid "$KAILASH_PID"
+    stop_pid "$NGINX_PID"
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: kept $T"; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+die() {
+    echo "bench: $*" >&2
+    for f in "$T"/nginx/error.log "$T"/kailashd.log; do
+        [ -s "$f" ] && { echo "--- last lines of $f" >&2; tail -n 20 "$f" >&2; }
+    done
+    exit 1
+}
+
+free_port() {
+    if command -v python3 >/dev/null 2>&1; then
+        python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+        return
+    fi
+    while :; do # curl exit 7 = connection refused: nobody listens there
+        p=$(awk 'BEGIN { srand(); print 20000 + int(rand() * 40000) }')
+        curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p/"
+        [ $? -eq 7 ] && { echo "$p"; return; }
+    done
+}
+
+# wait_up URL PID: until URL answers 2xx (0), PID exits (1), or 15 s pass (2)
+wait_up() {
+    i=0
+    while ! curl -sf -o /dev/null --max-time 1 "$1"; do
+        is_running "$2" || return 1
+        i=$((i + 1))
+        [ $i -ge 150 ] && return 2
+        sleep 0.1
+    done
+    return 0
+}
+
+# wait_http URL PID NAME: wait_up, or fail naming what did not come up
+wait_http() {
+    wait_up "$1" "$2"
+    case $? in
+    1) die "$3 exited during start-up" ;;
+    2) die "$3 did not answer $1 within 15 s" ;;
+    esac
+}
+
+NGINX_PORT=$(free_port)
+KAILASH_PORT=$(free_port)
+[ "$NGINX_PORT" != "$KAILASH_PORT" ] || KAILASH_PORT=$(free_port)
+
+# ---------------------------------------------------------------- nginx
+mkdir -p "$T/nginx"
+cat >"$T/nginx/nginx.conf" <<EOF
+load_module $ECHO_MODULE;
+daemon off;
+worker_processes $WORKERS;
+worker_rlimit_nofile $(ulimit -n);
+pid $T/nginx/nginx.pid;
+error_log $T/nginx/error.log warn;
+events { worker_connections 16384; }
+http {
+    access_log off;
+    client_body_temp_path $T/nginx/client_body;
+    proxy_temp_path $T/nginx/proxy;
+    fastcgi_temp_path $T/nginx/fastcgi;
+    uwsgi_temp_path $T/nginx/uwsgi;
+    scgi_temp_path $T/nginx/scgi;
+    keepalive_requests 1000000;
+    upstream static_backend {
+        server 127.0.0.1:$NGINX_PORT;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT backlog=4096;
+        default_type application/json;
+        location = /static {
+            return 200 '{"ok":true,"service":"nginx","items":[1,2,3]}';
+        }
+        location = /slow {
+            echo_sleep 0.2;
+            echo '{"ok":true,"slow_ms":200}';
+        }
+        location = /proxy {
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://static_backend/static;
+        }
+    }
+}
+EOF
+"$NGINX" -p "$T/nginx/" -e "$T/nginx/error.log" -c "$T/nginx/nginx.conf" </dev/null >"$T/nginx/stdout.log" 2>&1 &
+NGINX_PID=$!
+NGX="http://127.0.0.1:$NGINX_PORT"
+wait_http "$NGX/static" "$NGINX_PID" nginx
+curl -sf -o /dev/null --max-time 2 "$NGX/slow" || die "nginx /slow (echo module) does not answer"
+curl -sf -o /dev/null --max-time 2 "$NGX/proxy" || die "nginx /proxy does not answer"
+
+# ---------------------------------------------------------------- kailashd
+mkdir -p "$T/workflows" "$T/var"
+for f in "$HERE"/workflows/*.json; do
+    sed "s/@NGINX_PORT@/$NGINX_PORT/g" "$f" >"$T/workflows/$(basename "$f")"
+done
+
+# Rate limiting defaults to 100 anonymous requests a minute per client IP, and all of wrk is one
+# client. Until the daemon has rate limiting its config refuses a non-default value, so the limits
+# are raised only when the daemon accepts that (see start_kailashd).
+write_config() { # $1 = 1: include the raised rate limits
+    rl=
+    [ "$1" = 1 ] && rl='"rate_limiting": {"authenticated": 1000000000, "anonymous": 1000000000},'
+    cat >"$T/kailashd.json" <<EOF
+{
+  "host": "127.0.0.1", "port": $KAILASH_PORT, "workers": $WORKERS,
+  "workflows_dir": "$T/workflows", "data_dir": "$T/var",
+  $rl
+  "log": {"level": "$LOG_LEVEL"}
+}
+EOF
+}
+
+start_kailashd() {
+    # access log (stdout) to /dev/null: nginx runs with access_log off
+    "$BIN" --config "$T/kailashd.json" </dev/null >/dev/null 2>"$T/kailashd.log" &
+    KAILASH_PID=$!
+}
+
+KLS="http://127.0.0.1:$KAILASH_PORT"
+write_config 1
+start_kailashd
+if ! wait_up "$KLS/health" "$KAILASH_PID" && grep -q rate_limiting "$T/kailashd.log"; then
+    stop_pid "$KAILASH_PID"
+    echo "bench: this build refuses rate_limiting settings (not built yet); running without them"
+    write_config 0
+    start_kailashd
+fi
+wait_http "$KLS/health" "$KAILASH_PID" kailashd
+
+# ---------------------------------------------------------------- load
+# probe URL [BODY]: one request; prints the HTTP status (000 = no answer), keeps the body
+probe() {
+    if [ $# -gt 1 ]; then
+        curl -s -o "$T/probe.body" -w '%{http_code}' --max-time 5 -H 'Content-Type: application/json' \
+            --data "$2" "$1"
+    else
+        curl -s -o "$T/probe.body" -w '%{http_code}' --max-time 5 "$1"
+    fi
+}
+
+# load KEY LABEL CONNS URL [BODY]
+load() {
+    key=$1 label=$2 conns=$3 url=$4 body=${5:-}
+    case $url in "$KLS"*) wait_http "$KLS/health" "$KAILASH_PID" kailashd ;; esac
+    if [ -n "$body" ]; then code=$(probe "$url" "$body"); else code=$(probe "$url"); fi
+    case $code in
+    2??) [ "${BENCH_VERBOSE:-0}" = 1 ] && echo "bench: $label: probe $code: $(head -c 300 "$T/probe.body")" ;;
+    *) echo "bench: warning: $label: probe answered $code: $(head -c 300 "$T/probe.body" 2>/dev/null)" ;;
+    esac
+    echo "bench: $label: wrk -t$THREADS -c$conns -d$DURATION --latency $url"
+    wait_max=2s # wrk's default; the fan-out queues behind 200 ms answers, so give it longer
+    [ "$conns" -gt 256 ] && wait_max=10s
+    if [ "$WARMUP" != 0 ]; then
+        BENCH_BODY=$body "$WRK" -t"$THREADS" -c"$conns" -d"$WARMUP" --timeout "$wait_max" -s "$HERE/wrk.lua" "$url" \
+            >/dev/null 2>&1
+    fi
+    BENCH_BODY=$body "$WRK" -t"$THREADS" -c"$conns" -d"$DURATION" --timeout "$wait_max" --latency \
+        -s "$HERE/wrk.lua" "$url" >"$T/wrk.$key.out" 2>&1
+    line=$(grep '^BENCH ' "$T/wrk.$key.out")
+    if [ -z "$line" ]; then
+        echo "bench: warning: $label: wrk gave no result:" >&2
+        sed 's/^/    /' "$T/wrk.$key.out" >&2
+    fi
+    printf '%s|%s|%s|%s\n' "$key" "$label" "$conns" "$code" >"$T/res.$key"
+    printf '%s\n' "$line" >>"$T/res.$key"
+}
+
+load ngx_static "nginx static" "$CONNS" "$NGX/static"
+load kls_a "kailashd (a) transform" "$CONNS" "$KLS/workflows/bench_transform/run" "$BODY"
+load ngx_proxy "nginx proxy_pass" "$CONNS" "$NGX/proxy"
+load kls_b "kailashd (b) http node" "$CONNS" "$KLS/workflows/bench_http/run" "$BODY"
+load ngx_slow "nginx /slow direct" "$FAN_CONNS" "$NGX/slow"
+load kls_f "kailashd (f) fan-out 200ms" "$FAN_CONNS" "$KLS/workflows/bench_fanout/run" "$BODY"
+
+is_running "$KAILASH_PID" || echo "bench: warning: kailashd is no longer running after the load"
+
+# ---------------------------------------------------------------- report
+val() { # val KEY FIELD
+    sed -n "2s/.* $2=\([^ ]*\).*/\1/p" "$T/res.$1"
+}
+
+echo
+echo "kailashd bench  $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(uname -n)  $(nproc) CPUs  load at start $LOAD_AT_START  duration $DURATION  wrk -t$THREADS"
+echo "binary: $BIN ($("$BIN" --version 2>/dev/null | head -n 1))  $("$NGINX" -v 2>&1)  workers $WORKERS each"
+printf '%-28s %6s %11s %9s %9s %9s %8s %7s %6s\n' target conns "req/s" "p50 ms" "p99 ms" "max ms" non-2xx errors probe
+for key in ngx_static kls_a ngx_proxy kls_b ngx_slow kls_f; do
+    IFS='|' read -r _ label conns code <"$T/res.$key"
+    if [ -z "$(val "$key" rps)" ]; then
+        printf '%-28s %6s %11s\n' "$label" "$conns" "(no result)"
+        continue
+    fi
+    errs=$(($(val "$key" connect_err) + $(val "$key" read_err) + $(val "$key" write_err) + $(val "$key" timeouts)))
+    printf '%-28s %6s %11s %9s %9s %9s %8s %7s %6s\n' "$label" "$conns" "$(val "$key" rps)" \
+        "$(val "$key" p50_ms)" "$(val "$key" p99_ms)" "$(val "$key" max_ms)" "$(val "$key" non2xx)" "$errs" "$code"
+done
+
+ratio() { # ratio KEY_NUMERATOR KEY_DENOMINATOR
+    a=$(val "$1" ok_rps) b=$(val "$2" rps)
+    if [ -n "$a" ] && [ -n "$b" ]; then awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; else echo n/a; fi
+}
+echo
+echo "kailashd(a) / nginx static      = $(ratio kls_a ngx_static)   (2xx req/s over req/s)"
+echo "kailashd(b) / nginx proxy_pass  = $(ratio kls_b ngx_proxy)"
+if [ -n "$(val kls_f ok_rps)" ]; then
+    ideal=$(awk -v c="$FAN_CONNS" 'BEGIN { printf "%.0f", c / 0.2 }')
+    echo "fan-out: $(val kls_f ok) completed 2xx, $(val kls_f ok_rps) 2xx req/s (ideal $ideal = $FAN_CONNS conns / 200 ms)," \
+        "p50 $(val kls_f p50_ms) ms, p99 $(val kls_f p99_ms) ms, non-2xx $(val kls_f non2xx);" \
+        "nginx /slow direct: $(val ngx_slow rps) req/s"
+fi
+exit 0

@@ -1,0 +1,23 @@
+-- wrk script for bench/run.sh.
+-- With BENCH_BODY set, every request is a POST of that body as application/json (a workflow run);
+-- without it, a plain GET (the nginx baselines). The done hook prints one machine-readable line
+-- that run.sh parses, so the numbers do not depend on the layout of wrk's own report.
+local body = os.getenv("BENCH_BODY")
+if body and body ~= "" then
+  wrk.method = "POST"
+  wrk.body = body
+  wrk.headers["Content-Type"] = "application/json"
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  local secs = summary.duration / 1e6
+  -- wrk counts a status > 399 in errors.status; those are the "non-2xx" answers here
+  local ok = summary.requests - e.status
+  io.write(string.format(
+    "BENCH requests=%d ok=%d secs=%.3f rps=%.1f ok_rps=%.1f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f " ..
+    "non2xx=%d connect_err=%d read_err=%d write_err=%d timeouts=%d\n",
+    summary.requests, ok, secs, summary.requests / secs, ok / secs,
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
+    latency.max / 1000, e.status, e.connect, e.read, e.write, e.timeout))
+end

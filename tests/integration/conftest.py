@@ -1,0 +1,401 @@
+"""Fixtures for the black-box tests: a kailashd daemon in a temp dir, and a real local upstream.
+
+A daemon gets its own temp dir (config, workflows/, var/), cwd = that dir, a free port on
+127.0.0.1, stdout (the JSON access log) and stderr captured to files. It is ready when GET /health
+answers; it is stopped with SIGTERM and must then exit 0 (checked at teardown).
+
+The upstream (upstream.py) runs as its own process for the whole session.
+"""
+import json
+import os
+import re
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+BIN = os.path.abspath(os.environ.get("KAILASHD_BIN", os.path.join(REPO, "build", "kailashd")))
+
+# Environment variables that would change the daemon's or libcurl's behaviour behind our back.
+_SCRUB = ("KAILASH_CONFIG", "KAILASH_HOST", "KAILASH_PORT", "KAILASH_WORKERS", "KAILASH_REDIS_URL",
+          "KAILASH_DATABASE_URL", "KAILASH_LOG_LEVEL", "http_proxy", "https_proxy", "HTTP_PROXY",
+          "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY")
+
+
+def raise_nofile():
+    """Raise this process's RLIMIT_NOFILE soft limit to the hard limit (daemons inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+raise_nofile()
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def closed_port():
+    """A port on 127.0.0.1 where nothing listens (connections are refused)."""
+    return free_port()
+
+
+def session():
+    s = requests.Session()
+    s.trust_env = False  # never go through a proxy for 127.0.0.1
+    return s
+
+
+def base_env(extra=None):
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    env.update(extra or {})
+    return env
+
+
+def deep_merge(a, b):
+    out = dict(a)
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def write_json(path, obj):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        if isinstance(obj, (str, bytes)):
+            f.write(obj if isinstance(obj, str) else obj.decode())
+        else:
+            json.dump(obj, f, indent=2)
+
+
+def run_cli(args, cwd, env=None, timeout=20):
+    """Runs kailashd with args (no server expected); returns CompletedProcess with text output."""
+    return subprocess.run([BIN] + list(args), cwd=cwd, env=base_env(env), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+# ---------------------------------------------------------------------------------------------
+# upstream
+
+
+class Upstream:
+    def __init__(self, host="127.0.0.1"):
+        self.host = host
+        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "upstream.py"), "--host", host],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=base_env())
+        line = self.proc.stdout.readline()
+        m = re.match(r"PORT (\d+)", line or "")
+        if not m:
+            self.proc.kill()
+            raise RuntimeError("upstream did not start: %r %s" % (line, self.proc.stderr.read()))
+        self.port = int(m.group(1))
+        self.http = session()
+
+    @property
+    def base(self):
+        return "http://%s:%d" % (self.host, self.port)
+
+    def url(self, path):
+        return self.base + path
+
+    def hits(self, key):
+        return self.http.get(self.url("/_hits/" + key), timeout=5).json()["hits"]
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    u = Upstream()
+    yield u
+    u.stop()
+
+
+@pytest.fixture(scope="session")
+def canary():
+    """A second upstream that no workflow names: any hit on it means a node was redirected."""
+    u = Upstream()
+    yield u
+    u.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# daemon
+
+
+class DaemonStartError(Exception):
+    pass
+
+
+class Daemon:
+    """One kailashd process in its own directory."""
+
+    def __init__(self, root, config=None, workflows=None, data=None, env=None):
+        self.root = str(root)
+        os.makedirs(self.root, exist_ok=True)
+        self.port = free_port()
+        self.config = deep_merge({"host": "127.0.0.1", "port": self.port, "workers": 2,
+                                  "workflows_dir": "workflows", "data_dir": "var"}, config or {})
+        self.env = dict(env or {})
+        self.proc = None
+        self.http = session()
+        os.makedirs(self.wf_dir, exist_ok=True)
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.write_config(self.config)
+        for name, wf in (workflows or {}).items():
+            self.write_workflow(name, wf)
+        for name, content in (data or {}).items():
+            self.write_data(name, content)
+
+    # files
+    @property
+    def config_path(self):
+        return os.path.join(self.root, "kailashd.json")
+
+    @property
+    def wf_dir(self):
+        return os.path.join(self.root, self.config.get("workflows_dir", "workflows"))
+
+    @property
+    def data_dir(self):
+        return os.path.join(self.root, self.config.get("data_dir", "var"))
+
+    @property
+    def stdout_path(self):
+        return os.path.join(self.root, "stdout.log")
+
+    @property
+    def stderr_path(self):
+        return os.path.join(self.root, "stderr.log")
+
+    def write_config(self, cfg):
+        write_json(self.config_path, cfg)
+
+    def write_workflow(self, name, wf):
+        fname = name if name.endswith(".json") else name + ".json"
+        write_json(os.path.join(self.wf_dir, fname), wf)
+
+    def remove_workflow(self, name):
+        fname = name if name.endswith(".json") else name + ".json"
+        os.remove(os.path.join(self.wf_dir, fname))
+
+    def write_data(self, name, content):
+        path = os.path.join(self.data_dir, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        mode = "wb" if isinstance(content, bytes) else "w"
+        with open(path, mode) as f:
+            f.write(content if isinstance(content, (str, bytes)) else json.dumps(content))
+
+    # process
+    def start(self, args=None, timeout=15):
+        self._out = open(self.stdout_path, "ab")
+        self._err = open(self.stderr_path, "ab")
+        argv = [BIN] + (args if args is not None else ["--config", self.config_path])
+        self.proc = subprocess.Popen(argv, cwd=self.root, stdout=self._out, stderr=self._err,
+                                     env=base_env(self.env))
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise DaemonStartError("kailashd exited with %s before answering /health:\n%s"
+                                       % (self.proc.returncode, self.stderr()[-4000:]))
+            try:
+                r = self.http.get(self.url("/health"), timeout=0.5)
+                if r.status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        self.proc.kill()
+        raise DaemonStartError("kailashd did not answer /health within %ss:\n%s"
+                               % (timeout, self.stderr()[-4000:]))
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=20):
+        """SIGTERM, wait; returns the exit code (kills and returns None on timeout)."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self._close_files()
+                return None
+        self._close_files()
+        return self.proc.returncode
+
+    def _close_files(self):
+        for f in (getattr(self, "_out", None), getattr(self, "_err", None)):
+            if f and not f.closed:
+                f.close()
+
+    def threads(self):
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+        raise AssertionError("no Threads: line")
+
+    # output
+    def stderr(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def stdout(self):
+        try:
+            with open(self.stdout_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def access_log(self):
+        """Every JSON object line of stdout."""
+        out = []
+        for line in self.stdout().splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(obj, dict):
+                    out.append(obj)
+        return out
+
+    def wait_log(self, pred, timeout=3.0):
+        """The access-log entries matching pred, waiting up to timeout for at least one."""
+        deadline = time.time() + timeout
+        while True:
+            found = [e for e in self.access_log() if pred(e)]
+            if found or time.time() > deadline:
+                return found
+            time.sleep(0.05)
+
+    # http
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def get(self, path, **kw):
+        kw.setdefault("timeout", 15)
+        return self.http.get(self.url(path), **kw)
+
+    def post(self, path, **kw):
+        kw.setdefault("timeout", 15)
+        return self.http.post(self.url(path), **kw)
+
+    def request(self, method, path, **kw):
+        kw.setdefault("timeout", 15)
+        return self.http.request(method, self.url(path), **kw)
+
+    def run(self, name, inputs=None, body=None, params=None, headers=None, timeout=15, route="run"):
+        """POST /workflows/{name}/run with {"inputs": inputs} (or body as given)."""
+        if body is None:
+            body = {"inputs": inputs or {}}
+        return self.http.post(self.url("/workflows/%s/%s" % (name, route)), json=body,
+                              params=params, headers=headers, timeout=timeout)
+
+    def execute(self, name, inputs=None, body=None, **kw):
+        return self.run(name, inputs=inputs, body=body, route="execute", **kw)
+
+    def reload(self):
+        return self.http.post(self.url("/admin/reload"), timeout=15)
+
+
+class DaemonPool:
+    """Makes daemons under one base dir; close() stops them all and checks each exited 0."""
+
+    def __init__(self, base):
+        self.base = str(base)
+        self.daemons = []
+
+    def make(self, config=None, workflows=None, data=None, env=None, start=True, name=None):
+        root = os.path.join(self.base, name or "d%d" % len(self.daemons))
+        d = Daemon(root, config=config, workflows=workflows, data=data, env=env)
+        self.daemons.append(d)
+        if start:
+            d.start()
+        return d
+
+    def close(self):
+        problems = []
+        for d in self.daemons:
+            if d.proc is None:
+                continue
+            was_running = d.alive()
+            rc = d.stop()
+            if was_running and rc != 0:
+                problems.append("%s: exit code %s after SIGTERM; stderr tail:\n%s"
+                                % (d.root, rc, d.stderr()[-2000:]))
+        if problems:
+            pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def daemons(tmp_path):
+    pool = DaemonPool(tmp_path)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="module")
+def module_daemons(tmp_path_factory, request):
+    pool = DaemonPool(tmp_path_factory.mktemp(request.module.__name__.split(".")[-1]))
+    yield pool
+    pool.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# assertion helpers
+
+
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def assert_error(r, status, code):
+    """r is an error answer of the documented shape with this status and code; returns error obj."""
+    assert r.status_code == status, "expected %d %s, got %d: %s" % (status, code, r.status_code, r.text[:500])
+    assert r.headers.get("Content-Type", "").startswith("application/json"), r.headers
+    body = r.json()
+    assert set(body) == {"error"}, body
+    err = body["error"]
+    assert err["code"] == code, err
+    assert isinstance(err["message"], str) and err["message"], err
+    assert isinstance(err.get("request_id"), str) and err["request_id"], err
+    if "X-Request-ID" in r.headers:
+        assert err["request_id"] == r.headers["X-Request-ID"]
+    return err

@@ -1,0 +1,140 @@
+"""Per-workflow executors (bulkheads), overload and run deadlines.
+
+API.md "Errors": 503 overloaded "the workflow's executor queue is full (with Retry-After)",
+504 timeout "the run passed its timeout_ms"; WORKFLOWS.md `gateway.executor`, `gateway.timeout_ms`;
+DESIGN.md "executor of that workflow (bounded concurrency + bounded queue = bulkhead)"."""
+import threading
+import time
+
+import pytest
+
+from conftest import assert_error
+import wfs
+from wfs import http, wf
+
+
+@pytest.fixture(scope="module")
+def d(module_daemons, upstream):
+    U = upstream.base
+    return module_daemons.make(workflows={
+        "one": wf({"call": http(U + "/slow?ms={{ inputs.ms | default(1500) }}")},
+                  gateway={"executor": {"max_concurrency": 1, "max_queue": 0}}),
+        "pool": wf({"call": http(U + "/slow?ms=1500")},
+                   gateway={"executor": {"max_concurrency": 2, "max_queue": 2}}),
+        "deadline": wf({"call": http(U + "/slow?ms=3000", timeout=10)}, gateway={"timeout_ms": 400}),
+        "hello": wfs.example("hello"),
+    })
+
+
+def fire(d, name, results, inputs=None):
+    def go():
+        t0 = time.time()
+        try:
+            r = d.run(name, inputs or {}, timeout=20)
+            results.append((r.status_code, time.time() - t0, r))
+        except Exception as e:  # recorded, asserted on by the caller
+            results.append((None, time.time() - t0, e))
+    t = threading.Thread(target=go)
+    t.start()
+    return t
+
+
+def test_overloaded_503_with_retry_after(d):
+    first = []
+    t = fire(d, "one", first)
+    time.sleep(0.4)
+    t0 = time.time()
+    r = d.run("one")
+    assert time.time() - t0 < 0.5, "the refusal must not wait for the running run"
+    assert_error(r, 503, "overloaded")
+    ra = r.headers.get("Retry-After", "")
+    assert ra.isdigit() and int(ra) >= 1, r.headers
+    t.join(10)
+    assert first[0][0] == 200, first
+    assert first[0][2].json()["outputs"]["call"]["status_code"] == 200
+    # once the slot is free the workflow runs again
+    assert d.run("one", {"ms": 10}).status_code == 200
+
+
+def test_bulkhead_isolates_workflows(d):
+    running = []
+    threads = [fire(d, "pool", running) for _ in range(4)]  # 2 running + 2 queued
+    time.sleep(0.5)
+    t0 = time.time()
+    r = d.run("pool")
+    assert time.time() - t0 < 0.5
+    assert_error(r, 503, "overloaded")
+    assert int(r.headers["Retry-After"]) >= 1
+    # another workflow is not behind pool's queue
+    for _ in range(5):
+        t0 = time.time()
+        h = d.run("hello", {"name": "Ada"})
+        assert h.status_code == 200, h.text
+        assert time.time() - t0 < 0.3, "hello waited %.2fs behind a saturated workflow" % (time.time() - t0)
+    for t in threads:
+        t.join(15)
+    codes = sorted(c for c, _, _ in running)
+    assert codes == [200, 200, 200, 200], running
+    took = sorted(dt for _, dt, _ in running)
+    assert took[1] < 2.6 and took[3] > 2.6, "expected two runs at once, then the two queued: %s" % took
+
+
+def test_timeout_504(d):
+    t0 = time.time()
+    r = d.run("deadline")
+    took = time.time() - t0
+    err = assert_error(r, 504, "timeout")
+    assert r.headers.get("X-Run-ID")
+    assert err["details"].get("status", "timeout") == "timeout", err
+    assert took < 1.5, "504 came after %.2fs for timeout_ms 400" % took
+    assert d.get("/health").status_code == 200
+
+
+def fd_count(pid):
+    import os
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def test_client_gone_mid_run_and_bad_requests_leak_nothing(daemons, upstream):
+    """API.md: "The process never exits or leaks on a bad request" - nor when a client hangs up while
+    its run is in flight (the run finishes into a closed connection)."""
+    import json
+    import socket
+    slow = wf({"call": http(upstream.base + "/slow?ms=400")})
+    d = daemons.make(config={"max_body_bytes": 2048}, workflows={"slow": slow, "hello": wfs.example("hello")})
+    d.get("/health")
+    base = fd_count(d.pid)
+    payload = json.dumps({"inputs": {}}).encode()
+    socks = []
+    for _ in range(50):  # runs whose clients leave before the answer
+        s = socket.create_connection(("127.0.0.1", d.port))
+        s.sendall(b"POST /workflows/slow/run HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
+        socks.append(s)
+    time.sleep(0.1)
+    for s in socks:
+        s.close()
+    for i in range(100):  # refused requests of every kind, on fresh connections
+        kind = i % 5
+        if kind == 0:
+            d.post("/workflows/hello/run", data=b"{bad", headers={"Content-Type": "application/json"})
+        elif kind == 1:
+            d.post("/workflows/hello/run", data=b"x" * 3000, headers={"Content-Type": "application/json"})
+        elif kind == 2:
+            d.post("/workflows/hello/run", data=b"x", headers={"Content-Type": "text/plain"})
+        elif kind == 3:
+            d.get("/nope/%d" % i)
+        else:
+            s = socket.create_connection(("127.0.0.1", d.port))
+            s.sendall(b"POST /workflows/hello/run HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 100\r\n\r\n{\"inp")
+            s.close()
+    d.http.close()
+    time.sleep(1.0)  # the abandoned runs end after 400 ms
+    assert d.alive()
+    assert d.run("hello", {"name": "after"}).status_code == 200
+    d.http.close()
+    deadline = time.time() + 3
+    while fd_count(d.pid) > base + 4 and time.time() < deadline:
+        time.sleep(0.1)
+    assert fd_count(d.pid) <= base + 4, "fds: %d before, %d after" % (base, fd_count(d.pid))

@@ -1,0 +1,252 @@
+"""HTTP-type nodes against a real local upstream (upstream.py).
+
+WORKFLOWS.md node catalog: "HTTP-type nodes fail the node (502 upstream_error) only on transport
+errors ..., their own timeout, an answer over upstream.max_response_bytes, or a body that does not
+parse when response_format is json. Any HTTP status is an answer ... retry_count retries transport
+errors and 502/503/504"; "URL templates may change path and query only"; `{"$env": NAME}`."""
+import json
+import time
+import uuid
+
+import pytest
+
+from conftest import assert_error, closed_port
+from wfs import conn, http, node, transform, wf
+
+MAX_RESP = 100000
+SECRET = "s3cr3t-" + uuid.uuid4().hex
+
+
+def build(up, canary):
+    U = up.base
+    return {
+        "fetch": wf({"fetch": http(U + "/echo/items/{{ inputs.id }}?q={{ inputs.q | url }}")}),
+        "post": wf({"post": http(U + "/echo/post", method="POST",
+                                 json_data={"id": "{{ inputs.id }}", "tags": ["x"], "name": "{{ inputs.name }}"})}),
+        "trace": wf({"call": http(U + "/echo/trace", headers={"X-Trace": "{{ run.id }}", "X-Fixed": "yes"})}),
+        "refused": wf({"call": http("http://127.0.0.1:%d/x" % closed_port())}),
+        "garbage": wf({"call": http(U + "/garbage")}),
+        "closer": wf({"call": http(U + "/close")}),
+        "large": wf({"call": http(U + "/large?bytes={{ inputs.n }}")}),
+        "notjson": wf({"call": http(U + "/text")}),
+        "status": wf({"call": http(U + "/status/{{ inputs.code }}", retry_count=0)}),
+        "retry": wf({"call": http(U + "/flaky/{{ inputs.key }}?fail={{ inputs.fail }}&code={{ inputs.code }}",
+                                  retry_count=3)}),
+        "slow_node": wf({"call": http(U + "/slow?ms=3000", timeout=1)}),
+        "switch_on_status": wf({
+            "fetch": http(U + "/status/{{ inputs.code }}"),
+            "check": node("SwitchNode", condition_field="status_code", operator="==", value=200),
+            "shape": transform({"found": True, "status": "{{ params.data.content.status }}"}),
+            "missing": transform({"error": "not found"}),
+            "out": node("MergeNode", merge_type="merge_dict"),
+        }, [conn("fetch", "response", "check", "input_data"),
+            conn("check", "true_output", "shape", "data"), conn("check", "false_output", "missing", "data"),
+            conn("shape", "result", "out", "data1"), conn("missing", "result", "out", "data2")],
+            gateway={"outputs": {"answer": "out.merged_data"}}),
+        "chained": wf({
+            "first": http(U + "/echo/one?v={{ inputs.v }}"),
+            "mid": transform({"from_first": "{{ params.data.query.v }}"}),
+            "second": http(U + "/echo/two", method="POST"),
+        }, [conn("first", "response.content", "mid", "data"), conn("mid", "result", "second", "json_data")],
+            gateway={"outputs": {"body": "second.response.content.body"}}),
+        "parallel": wf({"a": http(U + "/slow?ms=600"), "b": http(U + "/slow?ms=600")},
+                       gateway={"outputs": {"a": "a.status_code", "b": "b.status_code"}}),
+        "rest": wf({"api": node("RESTClientNode", base_url=U + "/echo", resource="users/{id}",
+                                path_params={"id": "{{ inputs.id }}"}, query_params={"v": "1"}, method="GET")}),
+        "lb": wf({"lb": node("LoadBalancerNode", upstreams=[U + "/counter/lbA", U + "/counter/lbB"],
+                             url="/{{ inputs.k }}", strategy="round_robin", method="GET",
+                             response_format="json")}),
+        "lb_failover": wf({"lb": node("LoadBalancerNode", upstreams=["http://127.0.0.1:%d" % closed_port(), U],
+                                      url="/counter/lbf/{{ inputs.k }}", strategy="round_robin", method="GET",
+                                      response_format="json")}),
+        "secret": wf({"call": http(U + "/echo/secret", auth_type="bearer", auth_token={"$env": "KT_SECRET"})}),
+        # host-safety: the expression sits where a host could be smuggled in
+        "after_port": wf({"call": http("http://127.0.0.1:%d{{ inputs.p }}" % up.port)}),
+        "whole_url": wf({"call": http("{{ inputs.base }}/counter/whole")}),
+        "plain": wf({"call": http(U + "/echo/plain")}),
+    }
+
+
+@pytest.fixture(scope="module")
+def d(module_daemons, upstream, canary):
+    return module_daemons.make(config={"upstream": {"max_response_bytes": MAX_RESP, "connect_timeout_ms": 1000}},
+                               workflows=build(upstream, canary), env={"KT_SECRET": SECRET})
+
+
+def ok(r):
+    assert r.status_code == 200, r.text[:1000]
+    return r.json()
+
+
+def test_all_loaded(d):
+    """Every workflow of this module loads (the two host-safety ones may be refused at load)."""
+    errs = json.dumps(d.get("/ready").json()["workflow_errors"])
+    for name in ("fetch", "post", "trace", "retry", "switch_on_status", "chained", "parallel", "rest", "lb",
+                 "lb_failover", "secret", "plain", "large", "status"):
+        assert name + ".json" not in errs, errs
+
+
+def test_get_with_templated_path_and_query(d):
+    b = ok(d.run("fetch", {"id": 7, "q": "a b&c=d"}))
+    out = b["outputs"]["fetch"]
+    assert out["success"] is True and out["status_code"] == 200
+    resp = out["response"]
+    assert resp["status_code"] == 200
+    assert resp["content"]["path"] == "/echo/items/7"
+    assert resp["content"]["query"] == {"q": "a b&c=d"}
+    assert resp["content"]["method"] == "GET"
+    assert isinstance(resp["response_time_ms"], (int, float))
+    assert resp["url"].startswith("http://127.0.0.1:") and "/echo/items/7" in resp["url"]
+    assert "content-type" in {k.lower() for k in resp["headers"]}
+
+
+def test_post_json_data(d):
+    c = ok(d.run("post", {"id": 5, "name": "Ada"}))["outputs"]["post"]["response"]["content"]
+    assert c["method"] == "POST"
+    assert c["body"] == {"id": 5, "tags": ["x"], "name": "Ada"}
+    assert c["headers"]["content-type"].startswith("application/json")
+
+
+def test_header_template_sees_run_id(d):
+    r = d.run("trace")
+    b = ok(r)
+    h = b["outputs"]["call"]["response"]["content"]["headers"]
+    assert h["x-trace"] == b["run_id"] == r.headers["X-Run-ID"]
+    assert h["x-fixed"] == "yes"
+
+
+def test_response_port_path_connection(d):
+    b = ok(d.run("chained", {"v": "abc"}))
+    assert b["outputs"] == {"body": {"from_first": "abc"}}
+
+
+@pytest.mark.parametrize("name", ["refused", "garbage", "closer", "notjson"])
+def test_transport_failures_are_502(d, name):
+    t0 = time.time()
+    r = d.run(name)
+    err = assert_error(r, 502, "upstream_error")
+    assert err["details"]["node"] == "call"
+    assert r.headers.get("X-Run-ID")
+    assert time.time() - t0 < 5
+
+
+def test_oversize_answer_is_502(d):
+    err = assert_error(d.run("large", {"n": MAX_RESP * 3}), 502, "upstream_error")
+    assert err["details"]["node"] == "call"
+    b = ok(d.run("large", {"n": MAX_RESP // 2}))
+    assert len(b["outputs"]["call"]["response"]["content"]["data"]) == MAX_RESP // 2
+
+
+def test_node_timeout_is_502(d):
+    t0 = time.time()
+    err = assert_error(d.run("slow_node"), 502, "upstream_error")
+    assert err["details"]["node"] == "call"
+    assert time.time() - t0 < 2.8
+
+
+@pytest.mark.parametrize("code", [404, 500, 418])
+def test_http_status_is_an_answer(d, code):
+    out = ok(d.run("status", {"code": code}))["outputs"]["call"]
+    assert out["success"] is False
+    assert out["status_code"] == code
+    assert out["response"]["content"] == {"status": code}
+
+
+def test_switch_routes_on_status(d):
+    assert ok(d.run("switch_on_status", {"code": 200}))["outputs"] == {"answer": {"found": True, "status": 200}}
+    assert ok(d.run("switch_on_status", {"code": 404}))["outputs"] == {"answer": {"error": "not found"}}
+
+
+def test_retries_on_503_then_succeeds(d, upstream):
+    key = uuid.uuid4().hex
+    out = ok(d.run("retry", {"key": key, "fail": 2, "code": 503}))["outputs"]["call"]
+    assert out["success"] is True and out["status_code"] == 200
+    assert upstream.hits("flaky/" + key) == 3
+
+
+def test_retries_exhausted_gives_last_answer(d, upstream):
+    key = uuid.uuid4().hex
+    out = ok(d.run("retry", {"key": key, "fail": 10, "code": 502}))["outputs"]["call"]
+    assert out["success"] is False and out["status_code"] == 502
+    assert upstream.hits("flaky/" + key) == 4  # 1 try + retry_count 3
+
+
+def test_no_retry_on_404(d, upstream):
+    key = uuid.uuid4().hex
+    out = ok(d.run("retry", {"key": key, "fail": 5, "code": 404}))["outputs"]["call"]
+    assert out["status_code"] == 404
+    assert upstream.hits("flaky/" + key) == 1
+
+
+def test_parallel_branches_overlap(d):
+    t0 = time.time()
+    b = ok(d.run("parallel"))
+    took = time.time() - t0
+    assert b["outputs"] == {"a": 200, "b": 200}
+    assert took < 1.1, "two 600 ms branches took %.2fs: not run in parallel" % took
+
+
+def test_rest_client(d):
+    out = ok(d.run("rest", {"id": 42}))["outputs"]["api"]
+    assert out["success"] is True and out["status_code"] == 200
+    assert out["data"]["path"] == "/echo/users/42"
+    assert out["data"]["query"] == {"v": "1"}
+    assert "metadata" in out
+
+
+def test_load_balancer_round_robin(d, upstream):
+    k = uuid.uuid4().hex[:8]
+    for _ in range(4):
+        out = ok(d.run("lb", {"k": k}))["outputs"]["lb"]
+        assert out["success"] is True
+    assert upstream.hits("counter/lbA/" + k) == 2
+    assert upstream.hits("counter/lbB/" + k) == 2
+
+
+def test_load_balancer_fails_over(d, upstream):
+    k = uuid.uuid4().hex[:8]
+    for _ in range(4):
+        out = ok(d.run("lb_failover", {"k": k}))["outputs"]["lb"]
+        assert out["success"] is True and out["response"]["content"]["key"] == "lbf/" + k
+    assert upstream.hits("counter/lbf/" + k) == 4
+
+
+def test_env_secret_used_but_never_shown(d):
+    c = ok(d.run("secret"))["outputs"]["call"]["response"]["content"]
+    assert c["headers"]["authorization"] == "Bearer " + SECRET
+    r = d.get("/workflows/secret")
+    assert r.status_code == 200
+    assert SECRET not in r.text
+    cfg = r.json()["nodes"][0]["config"]
+    assert cfg["auth_token"] == {"$env": "KT_SECRET"}
+    assert SECRET not in d.stdout() and SECRET not in d.stderr()
+
+
+# --- inputs can't redirect a node to another server -----------------------------------------------
+
+def test_url_template_cannot_change_host(d, canary):
+    before = canary.hits("_all")
+    for p in ("@127.0.0.1:%d/counter/smuggled" % canary.port, ":%d/counter/smuggled" % canary.port,
+              "@localhost:%d/" % canary.port):
+        r = d.run("after_port", {"p": p})
+        assert r.status_code in (200, 400, 404, 500, 502), r.text
+        assert canary.hits("_all") == before, "inputs.p %r sent a request to another host" % p
+    r = d.run("whole_url", {"base": canary.base})
+    assert canary.hits("_all") == before, "a URL template sent a request to another host"
+    assert r.status_code != 200 or canary.base not in r.text
+
+
+def test_inputs_cannot_override_url(d, canary, upstream):
+    """Workflow-wide inputs fill a node's parameters by name (SDK rule), but never its url's host."""
+    before = canary.hits("_all")
+    r = d.run("plain", {"url": canary.url("/counter/by-inputs")})
+    assert canary.hits("_all") == before, "inputs.url redirected the node to another server"
+    if r.status_code == 200:
+        assert r.json()["outputs"]["call"]["response"]["content"]["path"] == "/echo/plain"
+
+
+def test_parameters_cannot_override_url_host(d, canary):
+    before = canary.hits("_all")
+    r = d.run("plain", body={"inputs": {}, "parameters": {"call": {"url": canary.url("/counter/by-params")}}})
+    assert canary.hits("_all") == before, "parameters.call.url redirected the node to another server"
+    assert r.status_code in (200, 400), r.text

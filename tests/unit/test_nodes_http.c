@@ -1,0 +1,1247 @@
+/* Tests of the HTTP-type nodes (HTTPRequestNode, RESTClientNode, LoadBalancerNode) against real
+ * local upstreams, no mocks:
+ *   - a libmicrohttpd daemon on 127.0.0.1 (kernel-chosen port, one thread per connection) with a
+ *     few routes: /echo answers what it received on the wire (method, raw path and query,
+ *     headers, body), /json, /text, /jsontext, /badjson, /latin1, /status/404, /big, /bigchunked,
+ *     /slow, /flaky (503 while a counter lasts); it counts connections and requests;
+ *   - a raw socket thread for upstreams that are not HTTP: garbage, reset, or close at once.
+ * Nodes are driven as the engine does: compile the config, then start() with a node_call whose
+ * inputs are the final values, and wait for done on a condition variable. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <ctype.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kailash/ioloop.h"
+#include "kailash/node.h"
+#include "kailash/util.h"
+
+extern const node_type node_http_request, node_rest_client, node_load_balancer;
+
+/* ======================================================================== an HTTP upstream */
+
+typedef struct srv {
+    struct MHD_Daemon *d;
+    int port;
+    atomic_int connections;
+    atomic_int requests;
+    atomic_int fail_left; /* /flaky answers 503 while this is > 0 */
+    atomic_int stopping;
+} srv;
+
+typedef struct srv_req {
+    buf body;
+} srv_req;
+
+static void srv_on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                              enum MHD_ConnectionNotificationCode code)
+{
+    (void)c;
+    (void)socket_context;
+    srv *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        atomic_fetch_add(&s->connections, 1);
+}
+
+static void srv_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t)
+{
+    (void)cls;
+    (void)c;
+    (void)t;
+    srv_req *r = *con_cls;
+    if (r) {
+        buf_free(&r->body);
+        free(r);
+    }
+    *con_cls = NULL;
+}
+
+/* Keep the path and query exactly as sent, so tests see the encoding on the wire. */
+static size_t srv_no_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
+static enum MHD_Result srv_collect(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    char name[128];
+    size_t i = 0;
+    for (; key[i] && i < sizeof name - 1; i++)
+        name[i] = (char)tolower((unsigned char)key[i]);
+    name[i] = '\0';
+    json_object_set_new(cls, name, json_string(value ? value : ""));
+    return MHD_YES;
+}
+
+static enum MHD_Result srv_query(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    buf *b = cls;
+    buf_appendf(b, "%s%s%s%s", b->len ? "&" : "", key, value ? "=" : "", value ? value : "");
+    return MHD_YES;
+}
+
+static enum MHD_Result srv_send(struct MHD_Connection *c, unsigned status, const char *type, const char *body,
+                                size_t len)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (type)
+        MHD_add_response_header(r, "Content-Type", type);
+    MHD_add_response_header(r, "X-Server-Port", "yes");
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result srv_echo(struct MHD_Connection *c, const char *url, const char *method, srv_req *rq)
+{
+    json_t *headers = json_object();
+    buf query = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, srv_collect, headers);
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, srv_query, &query);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:s#}", "method", method, "path", url, "query",
+                          query.data ? query.data : "", "headers", headers, "body",
+                          rq->body.data ? rq->body.data : "", (int)rq->body.len);
+    char *text = json_dumps(o, JSON_COMPACT);
+    enum MHD_Result ret = srv_send(c, 200, "application/json", text, strlen(text));
+    free(text);
+    json_decref(o);
+    buf_free(&query);
+    return ret;
+}
+
+static long srv_arg(struct MHD_Connection *c, const char *name, long dflt)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+    return v ? atol(v) : dflt;
+}
+
+static ssize_t srv_chunk(void *cls, uint64_t pos, char *out, size_t max)
+{
+    long n = *(long *)cls;
+    if ((long)pos >= n)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    size_t k = (size_t)(n - (long)pos) < max ? (size_t)(n - (long)pos) : max;
+    memset(out, 'x', k);
+    return (ssize_t)k;
+}
+
+static enum MHD_Result srv_big(struct MHD_Connection *c, int chunked)
+{
+    long n = srv_arg(c, "n", 1000);
+    if (!chunked) {
+        char *body = malloc((size_t)n);
+        memset(body, 'x', (size_t)n);
+        enum MHD_Result ret = srv_send(c, 200, "text/plain", body, (size_t)n);
+        free(body);
+        return ret;
+    }
+    long *state = malloc(sizeof *state);
+    *state = n;
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, srv_chunk, state, free);
+    enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static void srv_sleep(srv *s, long ms)
+{
+    for (long t = 0; t < ms && !atomic_load(&s->stopping); t += 10)
+        usleep(10000);
+}
+
+static enum MHD_Result srv_route(srv *s, struct MHD_Connection *c, const char *url, const char *method, srv_req *rq)
+{
+    const char *last = strrchr(url, '/');
+    last = last ? last : url;
+    if (strcmp(last, "/slow") == 0)
+        srv_sleep(s, srv_arg(c, "ms", 1000));
+    if (strcmp(last, "/flaky") == 0 && atomic_fetch_sub(&s->fail_left, 1) > 0)
+        return srv_send(c, 503, "text/plain", "busy", 4);
+    if (strcmp(last, "/echo") == 0)
+        return srv_echo(c, url, method, rq);
+    if (strcmp(last, "/text") == 0)
+        return srv_send(c, 200, "text/plain; charset=utf-8", "hello", 5);
+    if (strcmp(last, "/jsontext") == 0)
+        return srv_send(c, 200, "text/plain", "{\"a\":[1,2]}", 11);
+    if (strcmp(last, "/badjson") == 0)
+        return srv_send(c, 200, "application/json", "{not json", 9);
+    if (strcmp(last, "/latin1") == 0)
+        return srv_send(c, 200, "text/plain", "caf\xe9!", 5);
+    if (strcmp(url, "/status/404") == 0)
+        return srv_send(c, 404, "application/json", "{\"error\":\"nope\"}", 16);
+    if (strcmp(last, "/big") == 0 || strcmp(last, "/bigchunked") == 0)
+        return srv_big(c, strcmp(last, "/bigchunked") == 0);
+    char body[64];
+    int n = snprintf(body, sizeof body, "{\"ok\":true,\"port\":%d}", s->port);
+    return srv_send(c, 200, "application/json; charset=utf-8", body, (size_t)n);
+}
+
+static enum MHD_Result srv_handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                   const char *version, const char *upload, size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    srv_req *rq = *con_cls;
+    if (!rq) {
+        *con_cls = calloc(1, sizeof(srv_req));
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        buf_append(&rq->body, upload, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    srv *s = cls;
+    atomic_fetch_add(&s->requests, 1);
+    return srv_route(s, c, url, method, rq);
+}
+
+static srv *srv_start(void)
+{
+    srv *s = calloc(1, sizeof *s);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    s->d = MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL,
+                            NULL, srv_handler, s, MHD_OPTION_SOCK_ADDR, &sin, MHD_OPTION_NOTIFY_CONNECTION,
+                            srv_on_connection, s, MHD_OPTION_NOTIFY_COMPLETED, srv_on_completed, s,
+                            MHD_OPTION_UNESCAPE_CALLBACK, srv_no_unescape, NULL, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)1000, MHD_OPTION_END);
+    cr_assert_not_null(s->d, "MHD_start_daemon");
+    s->port = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT)->port;
+    return s;
+}
+
+static void srv_stop(srv *s)
+{
+    atomic_store(&s->stopping, 1);
+    MHD_stop_daemon(s->d);
+    free(s);
+}
+
+/* ======================================================================== a raw TCP upstream */
+
+typedef enum raw_mode { RAW_GARBAGE, RAW_RESET, RAW_CLOSE } raw_mode;
+
+typedef struct raw_srv {
+    int fd;
+    int port;
+    raw_mode mode;
+    atomic_int accepts;
+    atomic_int stop;
+    pthread_t th;
+} raw_srv;
+
+static void raw_serve(raw_srv *r, int c)
+{
+    if (r->mode == RAW_GARBAGE) {
+        char req[4096];
+        struct pollfd p = {.fd = c, .events = POLLIN};
+        if (poll(&p, 1, 1000) > 0 && recv(c, req, sizeof req, 0) > 0) {
+            static const char junk[] = "THIS IS NOT HTTP AT ALL\r\n\r\n";
+            ssize_t w = send(c, junk, sizeof junk - 1, MSG_NOSIGNAL);
+            (void)w;
+        }
+    } else if (r->mode == RAW_RESET) {
+        struct linger l = {.l_onoff = 1, .l_linger = 0}; /* close sends RST */
+        setsockopt(c, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
+    close(c);
+}
+
+static void *raw_main(void *arg)
+{
+    raw_srv *r = arg;
+    while (!atomic_load(&r->stop)) {
+        struct pollfd p = {.fd = r->fd, .events = POLLIN};
+        if (poll(&p, 1, 20) <= 0)
+            continue;
+        int c = accept(r->fd, NULL, NULL);
+        if (c < 0)
+            continue;
+        atomic_fetch_add(&r->accepts, 1);
+        raw_serve(r, c);
+    }
+    return NULL;
+}
+
+/* A listening socket on 127.0.0.1 with a kernel-chosen port. */
+static int listen_any(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sin;
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    cr_assert_eq(listen(fd, 64), 0);
+    getsockname(fd, (struct sockaddr *)&sin, &len);
+    *port = ntohs(sin.sin_port);
+    return fd;
+}
+
+static raw_srv *raw_start(raw_mode mode)
+{
+    raw_srv *r = calloc(1, sizeof *r);
+    r->mode = mode;
+    r->fd = listen_any(&r->port);
+    pthread_create(&r->th, NULL, raw_main, r);
+    return r;
+}
+
+static void raw_stop(raw_srv *r)
+{
+    atomic_store(&r->stop, 1);
+    pthread_join(r->th, NULL);
+    close(r->fd);
+    free(r);
+}
+
+/* A port nobody listens on: bound, then closed. */
+static int dead_port(void)
+{
+    int port;
+    close(listen_any(&port));
+    return port;
+}
+
+/* ======================================================================== driving a node */
+
+static ioloop *io;
+static node_env env;
+
+typedef struct waiter {
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    int calls; /* done must be called exactly once */
+    json_t *out;
+    node_error err;
+    int failed;
+} waiter;
+
+static void on_done(node_call *call, json_t *outputs, const node_error *err)
+{
+    waiter *w = call->engine_data;
+    pthread_mutex_lock(&w->m);
+    w->calls++;
+    w->out = outputs;
+    if (err) {
+        w->err = *err;
+        w->failed = 1;
+    }
+    pthread_cond_signal(&w->c);
+    pthread_mutex_unlock(&w->m);
+}
+
+static void waiter_wait(waiter *w)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 20;
+    pthread_mutex_lock(&w->m);
+    while (!w->calls && pthread_cond_timedwait(&w->c, &w->m, &ts) == 0)
+        ;
+    int calls = w->calls;
+    pthread_mutex_unlock(&w->m);
+    cr_assert_eq(calls, 1, "done was not called");
+}
+
+static json_t *jsonf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static json_t *jsonf(const char *fmt, ...)
+{
+    char text[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    json_error_t e;
+    json_t *v = json_loads(text, 0, &e);
+    cr_assert_not_null(v, "bad test JSON: %s: %s", text, e.text);
+    return v;
+}
+
+/* A compiled node, or a failed compile with its message in err. */
+static int compile(const node_type *t, json_t *config, void **compiled, char *err, size_t errlen)
+{
+    *compiled = NULL;
+    int rc = t->compile(&env, config, compiled, err, errlen);
+    return rc;
+}
+
+typedef struct result {
+    int rc;         /* 0: outputs; -1: failed (err) */
+    int sync_fail;  /* start() itself refused */
+    json_t *out;    /* owned */
+    node_error err;
+    double elapsed_ms;
+} result;
+
+/* Runs an already compiled node with inputs (borrowed) and a deadline deadline_ms from now. */
+static result run_compiled(const node_type *t, void *compiled, json_t *inputs, double deadline_ms)
+{
+    waiter w = {.m = PTHREAD_MUTEX_INITIALIZER, .c = PTHREAD_COND_INITIALIZER};
+    result r = {0};
+    node_call call = {.node_id = "n", .inputs = inputs, .deadline_ms = util_now_ms() + deadline_ms,
+                      .io = io, .done = on_done, .engine_data = &w};
+    double t0 = util_now_ms();
+    if (t->start(compiled, &call, &r.err) != 0) {
+        r.rc = -1;
+        r.sync_fail = 1;
+        return r;
+    }
+    waiter_wait(&w);
+    r.elapsed_ms = util_now_ms() - t0;
+    r.rc = w.failed ? -1 : 0;
+    r.out = w.out;
+    if (w.failed)
+        r.err = w.err;
+    cr_assert(w.failed ? w.out == NULL : w.out != NULL, "outputs and error are exclusive");
+    return r;
+}
+
+/* Compiles config, runs it with the config itself as inputs (what the engine passes when nothing
+ * overrides), frees the compiled node. Consumes config. */
+static result run_config(const node_type *t, json_t *config, double deadline_ms)
+{
+    char err[256];
+    void *compiled;
+    cr_assert_eq(compile(t, config, &compiled, err, sizeof err), 0, "compile: %s", err);
+    result r = run_compiled(t, compiled, config, deadline_ms);
+    t->free(compiled);
+    json_decref(config);
+    return r;
+}
+
+static void result_free(result *r)
+{
+    json_decref(r->out);
+    r->out = NULL;
+}
+
+static json_t *at(json_t *root, const char *path)
+{
+    return util_json_path(root, path);
+}
+
+static void setup(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    env = (node_env){.data_dir = "/tmp", .max_response_bytes = 1 << 20, .connect_timeout_ms = 2000, .verify_tls = 1};
+    char err[128];
+    io = ioloop_create(64, err, sizeof err);
+    cr_assert_not_null(io, "%s", err);
+}
+
+static void teardown(void)
+{
+    ioloop_destroy(io);
+    curl_global_cleanup();
+}
+
+TestSuite(http, .init = setup, .fini = teardown, .timeout = 60);
+
+/* ======================================================================== HTTPRequestNode */
+
+Test(http, get_json_answer_has_the_sdk_shape)
+{
+    srv *s = srv_start();
+    result r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/json\"}", s->port), 10000);
+    cr_assert_eq(r.rc, 0, "%s: %s", r.err.code, r.err.message);
+    cr_assert_eq(json_object_size(r.out), 3);
+    cr_assert(json_is_true(at(r.out, "success")));
+    cr_assert_eq(json_integer_value(at(r.out, "status_code")), 200);
+    json_t *resp = at(r.out, "response");
+    cr_assert_eq(json_object_size(resp), 5);
+    cr_assert_eq(json_integer_value(at(resp, "status_code")), 200);
+    cr_assert(json_is_true(at(resp, "content.ok")));
+    cr_assert_eq(json_integer_value(at(resp, "content.port")), s->port);
+    cr_assert_str_eq(json_string_value(at(resp, "headers.content-type")), "application/json; charset=utf-8");
+    cr_assert_str_eq(json_string_value(at(resp, "headers.x-server-port")), "yes");
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/json", s->port);
+    cr_assert_str_eq(json_string_value(at(resp, "url")), url);
+    cr_assert(json_is_real(at(resp, "response_time_ms")) && json_real_value(at(resp, "response_time_ms")) >= 0);
+    result_free(&r);
+    srv_stop(s);
+}
+
+Test(http, post_sends_json_body_headers_and_params_on_the_wire)
+{
+    srv *s = srv_start();
+    result r = run_config(&node_http_request,
+                          jsonf("{\"url\": \"http://127.0.0.1:%d/echo?fixed=1\", \"method\": \"post\","
+                                " \"json_data\": {\"a\": 1, \"b\": \"x y\"},"
+                                " \"headers\": {\"X-Trace\": \"t-1\", \"X-Num\": 7},"
+                                " \"params\": {\"q\": \"a b&c=d/é\", \"n\": 2, \"skip\": null, \"tag\": [\"x\", \"y\"]}}",
+                                s->port),
+                          10000);
+    cr_assert_eq(r.rc, 0, "%s: %s", r.err.code, r.err.message);
+    json_t *seen = at(r.out, "response.content");
+    cr_assert_str_eq(json_string_value(at(seen, "method")), "POST");
+    cr_assert_str_eq(json_string_value(at(seen, "path")), "/echo");
+    cr_assert_str_eq(json_string_value(at(seen, "query")), "fixed=1&q=a%20b%26c%3Dd%2F%C3%A9&n=2&tag=x&tag=y");
+    cr_assert_str_eq(json_string_value(at(seen, "body")), "{\"a\":1,\"b\":\"x y\"}");
+    cr_assert_str_eq(json_string_value(at(seen, "headers.content-type")), "application/json");
+    cr_assert_str_eq(json_string_value(at(seen, "headers.x-trace")), "t-1");
+    cr_assert_str_eq(json_string_value(at(seen, "headers.x-num")), "7");
+    cr_assert_null(at(seen, "headers.expect"));
+    result_free(&r);
+    srv_stop(s);
+}
+
+Test(http, methods_put_delete_head_and_form_data)
+{
+    srv *s = srv_start();
+    result r = run_config(&node_http_request,
+                          jsonf("{\"url\": \"http://127.0.0.1:%d/echo\", \"method\": \"PUT\","
+                                " \"data\": {\"k\": \"v w\", \"n\": 1}}", s->port), 10000);
+    cr_assert_eq(r.rc, 0, "%s", r.err.message);
+    cr_assert_str_eq(json_string_value(at(r.out, "response.content.method")), "PUT");
+    cr_assert_str_eq(json_string_value(at(r.out, "response.content.body")), "k=v%20w&n=1");
+    cr_assert_str_eq(json_string_value(at(r.out, "response.content.headers.content-type")),
+                     "application/x-www-form-urlencoded");
+    result_free(&r);
+    r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/echo\", \"method\": \"DELETE\"}", s->port),
+                   10000);
+    cr_assert_str_eq(json_string_value(at(r.out, "response.content.method")), "DELETE");
+    cr_assert_str_eq(json_string_value(at(r.out, "response.content.body")), "");
+    result_free(&r);
+    r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/json\", \"method\": \"HEAD\"}", s->port),
+                   10000);
+    cr_assert_eq(r.rc, 0, "%s", r.err.message);
+    cr_assert_eq(json_integer_value(at(r.out, "status_code")), 200);
+    cr_assert(json_is_null(at(r.out, "response.content")), "HEAD has no body to parse");
+    result_free(&r);
+    srv_stop(s);
+}
+
+Test(http, response_formats_json_text_auto)
+{
+    srv *s = srv_start();
+    /* json forces parsing whatever the Content-Type */
+    result r = run_config(&node_http_request,
+                          jsonf("{\"url\": \"http://127.0.0.1:%d/jsontext\", \"response_format\": \"json\"}", s->port),
+                          10000);
+    cr_assert_eq(r.rc, 0, "%s", r.err.message);
+    cr_assert_eq(json_integer_value(at(r.out, "response.content.a.1")), 2);
+    result_free(&r);
+    /* auto: text/plain stays text */
+    r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/jsontext\"}", s->port), 10000);
+    cr_assert_str_eq(json_string_value(at(r.out, "response.content")), "{\"a\":[1,2]}");
+    result_free(&r);
+    /* text keeps a JSON answer as a string */
+    r = run_config(&node_http_request,
+                   jsonf("{\"url\": \"http://127.0.0.1:%d/json\", \"response_format\": \"text\"}", s->port), 10000);
+    cr_assert(json_is_string(at(r.out, "response.content")));
+    cr_assert(strstr(json_string_value(at(r.out, "response.content")), "\"ok\":true"));
+    result_free(&r);
+    r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/text\"}", s->port), 10000);
+    cr_assert_str_eq(json_string_value(at(r.out, "response.content")), "hello");
+    result_free(&r);
+    /* invalid UTF-8 in a text answer becomes U+FFFD, not a failure */
+    r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/latin1\"}", s->port), 10000);
+    cr_assert_eq(r.rc, 0, "%s", r.err.message);
+    cr_assert_str_eq(json_string_value(at(r.out, "response.content")), "caf\xef\xbf\xbd!");
+    result_free(&r);
+    /* binary: base64 */
+    r = run_config(&node_http_request,
+                   jsonf("{\"url\": \"http://127.0.0.1:%d/text\", \"response_format\": \"binary\"}", s->port), 10000);
+    cr_assert_str_eq(json_string_value(at(r.out, "response.content")), "aGVsbG8=");
+    result_free(&r);
+    srv_stop(s);
+}
+
+Test(http, unparsable_json_fails_in_json_and_auto)
+{
+    srv *s = srv_start();
+    const char *formats[] = {"json", "auto"};
+    for (int i = 0; i < 2; i++) {
+        result r = run_config(&node_http_request,
+                              jsonf("{\"url\": \"http://127.0.0.1:%d/badjson\", \"response_format\": \"%s\"}",
+                                    s->port, formats[i]),
+                              10000);
+        cr_assert_eq(r.rc, -1);
+        cr_assert_str_eq(r.err.code, "upstream_error");
+        cr_assert(strstr(r.err.message, "not valid JSON"), "%s", r.err.message);
+    }
+    result r = run_config(&node_http_request,
+                          jsonf("{\"url\": \"http://127.0.0.1:%d/badjson\", \"response_format\": \"text\"}", s->port),
+                          10000);
+    cr_assert_eq(r.rc, 0);
+    cr_assert_str_eq(json_string_value(at(r.out, "response.content")), "{not json");
+    result_free(&r);
+    srv_stop(s);
+}
+
+Test(http, status_404_is_an_answer_with_success_false)
+{
+    srv *s = srv_start();
+    result r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/status/404\"}", s->port), 10000);
+    cr_assert_eq(r.rc, 0, "%s", r.err.message);
+    cr_assert(json_is_false(at(r.out, "success")));
+    cr_assert_eq(json_integer_value(at(r.out, "status_code")), 404);
+    cr_assert_str_eq(json_string_value(at(r.out, "response.content.error")), "nope");
+    result_free(&r);
+    srv_stop(s);
+}
+
+Test(http, connection_refused_is_upstream_error)
+{
+    int port = dead_port();
+    result r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/x?key=SECRETQ\"}", port), 10000);
+    cr_assert_eq(r.rc, -1);
+    cr_assert_str_eq(r.err.code, "upstream_error");
+    cr_assert(strstr(r.err.message, "GET http://127.0.0.1:"), "%s", r.err.message);
+    cr_assert_null(strstr(r.err.message, "SECRETQ"), "the query may hold keys: %s", r.err.message);
+}
+
+Test(http, garbage_and_reset_answers_are_upstream_errors)
+{
+    raw_mode modes[] = {RAW_GARBAGE, RAW_RESET, RAW_CLOSE};
+    for (int i = 0; i < 3; i++) {
+        raw_srv *raw = raw_start(modes[i]);
+        result r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/\"}", raw->port), 10000);
+        cr_assert_eq(r.rc, -1, "mode %d answered", i);
+        cr_assert_str_eq(r.err.code, "upstream_error");
+        cr_assert_eq(atomic_load(&raw->accepts), 1);
+        raw_stop(raw);
+    }
+}
+
+Test(http, oversize_answer_is_cut_off)
+{
+    srv *s = srv_start();
+    env.max_response_bytes = 64 * 1024;
+    const char *paths[] = {"big", "bigchunked"};
+    for (int i = 0; i < 2; i++) {
+        result r = run_config(&node_http_request,
+                              jsonf("{\"url\": \"http://127.0.0.1:%d/%s?n=5000000\"}", s->port, paths[i]), 10000);
+        cr_assert_eq(r.rc, -1, "%s was accepted", paths[i]);
+        cr_assert_str_eq(r.err.code, "upstream_error");
+        cr_assert(strstr(r.err.message, "max_response_bytes"), "%s", r.err.message);
+        r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/%s?n=60000\"}", s->port, paths[i]),
+                       10000);
+        cr_assert_eq(r.rc, 0, "%s", r.err.message);
+        cr_assert_eq(json_string_length(at(r.out, "response.content")), 60000);
+        result_free(&r);
+    }
+    srv_stop(s);
+}
+
+Test(http, node_timeout_is_upstream_error)
+{
+    srv *s = srv_start();
+    result r = run_config(&node_http_request,
+                          jsonf("{\"url\": \"http://127.0.0.1:%d/slow?ms=3000\", \"timeout\": 0.2}", s->port), 10000);
+    cr_assert_eq(r.rc, -1);
+    cr_assert_str_eq(r.err.code, "upstream_error");
+    cr_assert(r.elapsed_ms >= 180 && r.elapsed_ms < 1500, "%.0f ms", r.elapsed_ms);
+    srv_stop(s);
+}
+
+Test(http, run_deadline_is_timeout)
+{
+    srv *s = srv_start();
+    result r = run_config(&node_http_request,
+                          jsonf("{\"url\": \"http://127.0.0.1:%d/slow?ms=3000\", \"timeout\": 30, \"retry_count\": 3}",
+                                s->port),
+                          300);
+    cr_assert_eq(r.rc, -1);
+    cr_assert_str_eq(r.err.code, "timeout", "%s: %s", r.err.code, r.err.message);
+    cr_assert(r.elapsed_ms >= 250 && r.elapsed_ms < 1500, "%.0f ms", r.elapsed_ms);
+    /* A deadline already behind us: start() refuses at once, done is never called. */
+    r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/json\"}", s->port), -1);
+    cr_assert(r.sync_fail);
+    cr_assert_str_eq(r.err.code, "timeout");
+    srv_stop(s);
+}
+
+Test(http, retries_503_then_succeeds)
+{
+    srv *s = srv_start();
+    atomic_store(&s->fail_left, 2);
+    result r = run_config(&node_http_request,
+                          jsonf("{\"url\": \"http://127.0.0.1:%d/flaky\", \"retry_count\": 3, \"retry_backoff\": 0.05}",
+                                s->port),
+                          10000);
+    cr_assert_eq(r.rc, 0, "%s", r.err.message);
+    cr_assert_eq(json_integer_value(at(r.out, "status_code")), 200);
+    cr_assert_eq(atomic_load(&s->requests), 3);
+    cr_assert_geq(r.elapsed_ms, 50.0 + 100.0, "backoff 50 ms then 100 ms, took %.0f ms", r.elapsed_ms);
+    result_free(&r);
+    srv_stop(s);
+}
+
+Test(http, retries_exhausted_give_the_last_answer)
+{
+    srv *s = srv_start();
+    atomic_store(&s->fail_left, 100);
+    result r = run_config(&node_http_request,
+                          jsonf("{\"url\": \"http://127.0.0.1:%d/flaky\", \"retry_count\": 2, \"retry_backoff\": 0.01}",
+                                s->port),
+                          10000);
+    cr_assert_eq(r.rc, 0, "%s", r.err.message);
+    cr_assert_eq(json_integer_value(at(r.out, "status_code")), 503);
+    cr_assert(json_is_false(at(r.out, "success")));
+    cr_assert_eq(atomic_load(&s->requests), 3);
+    result_free(&r);
+    /* without retry_count a 503 is answered at once */
+    atomic_store(&s->requests, 0);
+    r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/flaky\"}", s->port), 10000);
+    cr_assert_eq(json_integer_value(at(r.out, "status_code")), 503);
+    cr_assert_eq(atomic_load(&s->requests), 1);
+    result_free(&r);
+    srv_stop(s);
+}
+
+Test(http, retries_transport_errors_and_never_past_the_deadline)
+{
+    raw_srv *raw = raw_start(RAW_CLOSE);
+    result r = run_config(&node_http_request,
+                          jsonf("{\"url\": \"http://127.0.0.1:%d/\", \"retry_count\": 2, \"retry_backoff\": 0.01}",
+                                raw->port),
+                          10000);
+    cr_assert_eq(r.rc, -1);
+    cr_assert_str_eq(r.err.code, "upstream_error");
+    cr_assert_eq(atomic_load(&raw->accepts), 3);
+    raw_stop(raw);
+
+    srv *s = srv_start();
+    atomic_store(&s->fail_left, 100);
+    r = run_config(&node_http_request,
+                   jsonf("{\"url\": \"http://127.0.0.1:%d/flaky\", \"retry_count\": 10, \"retry_backoff\": 0.2}",
+                         s->port),
+                   500);
+    /* 0.2 s, then 0.4 s would pass the 0.5 s deadline: the last answer stands, before the deadline */
+    cr_assert_eq(r.rc, 0, "%s: %s", r.err.code, r.err.message);
+    cr_assert_eq(json_integer_value(at(r.out, "status_code")), 503);
+    cr_assert_lt(r.elapsed_ms, 500.0);
+    cr_assert_eq(atomic_load(&s->requests), 2);
+    result_free(&r);
+    srv_stop(s);
+}
+
+Test(http, url_template_may_not_change_the_host_at_compile)
+{
+    const char *bad[] = {
+        "http://{{inputs.host}}/x",  "{{inputs.url}}",           "http://127.0.0.1:1{{inputs.port}}/x",
+        "http{{inputs.s}}://h/x",    "http://u:{{inputs.p}}@h/", "http://h{{inputs.x}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char err[256];
+        void *c;
+        json_t *cfg = json_pack("{s:s}", "url", bad[i]);
+        cr_assert_eq(compile(&node_http_request, cfg, &c, err, sizeof err), -1, "%s compiled", bad[i]);
+        cr_assert_str_eq(err, "config.url: a template may only change the path and query", "%s: %s", bad[i], err);
+        json_decref(cfg);
+    }
+    const char *refused[][2] = {
+        {"ftp://h/x", "config.url: scheme must be http or https"},
+        {"file:///etc/passwd", "config.url: not a valid URL with a host"},
+        {"not a url", "config.url: not a valid URL with a host"},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        char err[256];
+        void *c;
+        json_t *cfg = json_pack("{s:s}", "url", refused[i][0]);
+        cr_assert_eq(compile(&node_http_request, cfg, &c, err, sizeof err), -1);
+        cr_assert_str_eq(err, refused[i][1]);
+        json_decref(cfg);
+    }
+    const char *good[] = {"http://h:8080/{{inputs.p}}", "https://h?q={{inputs.q}}", "http://h#{{inputs.f}}",
+                          "http://h/a/{{inputs.id}}/b"};
+    for (size_t i = 0; i < 4; i++) {
+        char err[256];
+        void *c;
+        json_t *cfg = json_pack("{s:s}", "url", good[i]);
+        cr_assert_eq(compile(&node_http_request, cfg, &c, err, sizeof err), 0, "%s: %s", good[i], err);
+        node_http_request.free(c);
+        json_decref(cfg);
+    }
+}
+
+Test(http, url_may_not_change_scheme_host_or_port_at_run)
+{
+    srv *s = srv_start();
+    char err[256];
+    void *c;
+    json_t *cfg = jsonf("{\"url\": \"http://127.0.0.1:%d/{{inputs.path}}\"}", s->port);
+    cr_assert_eq(compile(&node_http_request, cfg, &c, err, sizeof err), 0, "%s", err);
+    const char *fmts[] = {"http://localhost:%d/echo", "http://127.0.0.1:%d/echo", "https://127.0.0.1:%d/echo",
+                          "http://127.0.0.1:%d@127.0.0.2/echo"};
+    for (int i = 0; i < 4; i++) {
+        char url[128];
+        snprintf(url, sizeof url, fmts[i], i == 1 ? s->port + 1 : s->port);
+        json_t *in = json_pack("{s:s}", "url", url);
+        result r = run_compiled(&node_http_request, c, in, 10000);
+        cr_assert(r.sync_fail, "%s was allowed", url);
+        cr_assert_str_eq(r.err.code, "bad_request");
+        cr_assert_str_eq(r.err.message, "url: scheme, host and port may not change");
+        json_decref(in);
+    }
+    json_t *in = jsonf("{\"url\": \"HTTP://127.0.0.1:%d/echo\"}", s->port); /* same origin, other spelling */
+    result r = run_compiled(&node_http_request, c, in, 10000);
+    cr_assert_eq(r.rc, 0, "%s", r.err.message);
+    cr_assert_eq(atomic_load(&s->requests), 1, "only the same-origin call reached the server");
+    result_free(&r);
+    json_decref(in);
+    node_http_request.free(c);
+    json_decref(cfg);
+    srv_stop(s);
+}
+
+Test(http, auth_headers_are_sent_and_never_shown)
+{
+    srv *s = srv_start();
+    struct {
+        const char *cfg, *header, *value;
+    } cases[] = {
+        {"\"auth_type\": \"bearer\", \"auth_token\": \"tok-123\"", "headers.authorization", "Bearer tok-123"},
+        {"\"auth_type\": \"basic\", \"auth_token\": \"user:pw\"", "headers.authorization", "Basic dXNlcjpwdw=="},
+        {"\"auth_type\": \"basic\", \"auth_username\": \"user\", \"auth_password\": \"pw\"", "headers.authorization",
+         "Basic dXNlcjpwdw=="},
+        {"\"auth_type\": \"api_key\", \"auth_token\": \"k-9\"", "headers.x-api-key", "k-9"},
+        {"\"auth_type\": \"api_key\", \"auth_token\": \"k-9\", \"api_key_header\": \"X-Key\"", "headers.x-key", "k-9"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        result r = run_config(&node_http_request,
+                              jsonf("{\"url\": \"http://127.0.0.1:%d/echo\", \"headers\": {\"Authorization\": \"x\"},"
+                                    " %s}", s->port, cases[i].cfg),
+                              10000);
+        cr_assert_eq(r.rc, 0, "%s", r.err.message);
+        json_t *seen = at(r.out, "response.content");
+        cr_assert_str_eq(json_string_value(at(seen, cases[i].header)), cases[i].value, "case %zu", i);
+        result_free(&r);
+    }
+    /* Outputs of a normal answer never carry the credentials. */
+    result r = run_config(&node_http_request,
+                          jsonf("{\"url\": \"http://127.0.0.1:%d/json\", \"auth_type\": \"bearer\","
+                                " \"auth_token\": \"SECRET-TOKEN\", \"headers\": {\"X-Private\": \"SECRET-HDR\"}}",
+                                s->port),
+                          10000);
+    char *dump = json_dumps(r.out, 0);
+    cr_assert_null(strstr(dump, "SECRET"), "%s", dump);
+    free(dump);
+    result_free(&r);
+    srv_stop(s);
+}
+
+Test(http, errors_never_quote_secrets_or_let_headers_break_lines)
+{
+    int port = dead_port();
+    result r = run_config(&node_http_request,
+                          jsonf("{\"url\": \"http://u:SECRET-PW@127.0.0.1:%d/\", \"auth_type\": \"bearer\","
+                                " \"auth_token\": \"SECRET-TOKEN\"}", port),
+                          10000);
+    cr_assert_eq(r.rc, -1);
+    cr_assert_null(strstr(r.err.message, "SECRET"), "%s", r.err.message);
+    r = run_config(&node_http_request,
+                   jsonf("{\"url\": \"http://127.0.0.1:%d/\", \"headers\": {\"X-A\": \"v\\r\\nX-Evil: SECRET\"}}", port),
+                   10000);
+    cr_assert(r.sync_fail);
+    cr_assert_str_eq(r.err.message, "headers.X-A: value holds a line break or NUL");
+    r = run_config(&node_http_request,
+                   jsonf("{\"url\": \"http://127.0.0.1:%d/\", \"auth_type\": \"bearer\", \"auth_token\": \"a\\nSECRET\"}",
+                         port),
+                   10000);
+    cr_assert(r.sync_fail);
+    cr_assert_null(strstr(r.err.message, "SECRET"), "%s", r.err.message);
+    r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/\", \"auth_type\": \"bearer\"}", port),
+                   10000);
+    cr_assert(r.sync_fail);
+    cr_assert_str_eq(r.err.message, "auth_token: required for auth_type bearer");
+}
+
+Test(http, credentials_in_the_url_are_sent_but_not_output)
+{
+    srv *s = srv_start();
+    result r = run_config(&node_http_request,
+                          jsonf("{\"url\": \"http://user:SECRET@127.0.0.1:%d/echo\"}", s->port), 10000);
+    cr_assert_eq(r.rc, 0, "%s", r.err.message);
+    cr_assert_str_eq(json_string_value(at(r.out, "response.content.headers.authorization")), "Basic dXNlcjpTRUNSRVQ=");
+    cr_assert_null(strstr(json_string_value(at(r.out, "response.url")), "SECRET"));
+    result_free(&r);
+    srv_stop(s);
+}
+
+Test(http, config_types_are_checked_at_compile_and_run)
+{
+    struct {
+        const char *cfg, *msg;
+    } cases[] = {
+        {"{\"url\": \"http://h/\", \"method\": \"FETCH\"}", "config.method: expected one of GET POST PUT PATCH DELETE HEAD OPTIONS"},
+        {"{\"url\": \"http://h/\", \"timeout\": 0}", "config.timeout: expected a number of seconds > 0 and at most 3600"},
+        {"{\"url\": \"http://h/\", \"retry_count\": -1}", "config.retry_count: expected an integer from 0 to 10"},
+        {"{\"url\": \"http://h/\", \"headers\": {\"A\": [1]}}", "config.headers.A: expected a string, number or boolean"},
+        {"{\"url\": \"http://h/\", \"response_format\": \"xml\"}", "config.response_format: expected one of auto json text binary"},
+        {"{\"url\": \"http://h/\", \"verify_ssl\": \"{{inputs.v}}\"}", "config.verify_ssl: must be a literal value, not a template"},
+        {"{\"method\": \"GET\"}", "config.url: required, a string (templates may fill its path and query)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[256];
+        void *c;
+        json_t *cfg = jsonf("%s", cases[i].cfg);
+        cr_assert_eq(compile(&node_http_request, cfg, &c, err, sizeof err), -1, "%s compiled", cases[i].cfg);
+        cr_assert_str_eq(err, cases[i].msg);
+        json_decref(cfg);
+    }
+    /* templated values pass compile and are checked when they arrive */
+    char err[256];
+    void *c;
+    json_t *cfg = jsonf("{\"url\": \"http://127.0.0.1:1/\", \"timeout\": \"{{inputs.t}}\", \"verify_ssl\": true}");
+    cr_assert_eq(compile(&node_http_request, cfg, &c, err, sizeof err), 0, "%s", err);
+    json_t *in = jsonf("{\"url\": \"http://127.0.0.1:1/\", \"timeout\": \"soon\"}");
+    result r = run_compiled(&node_http_request, c, in, 10000);
+    cr_assert(r.sync_fail);
+    cr_assert_str_eq(r.err.code, "internal");
+    cr_assert_str_eq(r.err.message, "timeout: expected a number of seconds > 0 and at most 3600");
+    json_decref(in);
+    in = jsonf("{\"url\": \"http://127.0.0.1:1/\", \"timeout\": 1, \"verify_ssl\": false}");
+    r = run_compiled(&node_http_request, c, in, 10000);
+    cr_assert(r.sync_fail);
+    cr_assert_str_eq(r.err.code, "bad_request");
+    cr_assert_str_eq(r.err.message, "verify_ssl: may not change at run time");
+    json_decref(in);
+    node_http_request.free(c);
+    json_decref(cfg);
+}
+
+Test(http, sequential_calls_reuse_one_keep_alive_connection)
+{
+    srv *s = srv_start();
+    char err[256];
+    void *c;
+    json_t *cfg = jsonf("{\"url\": \"http://127.0.0.1:%d/json\"}", s->port);
+    cr_assert_eq(compile(&node_http_request, cfg, &c, err, sizeof err), 0);
+    for (int i = 0; i < 4; i++) {
+        result r = run_compiled(&node_http_request, c, cfg, 10000);
+        cr_assert_eq(r.rc, 0, "%s", r.err.message);
+        result_free(&r);
+    }
+    cr_assert_eq(atomic_load(&s->requests), 4);
+    cr_assert_eq(atomic_load(&s->connections), 1, "connections: %d", atomic_load(&s->connections));
+    node_http_request.free(c);
+    json_decref(cfg);
+    srv_stop(s);
+}
+
+/* Many runs of one node at once, on one loop. */
+typedef struct par {
+    waiter w;
+    node_call call;
+} par;
+
+Test(http, many_concurrent_runs_on_one_loop)
+{
+    srv *s = srv_start();
+    enum { N = 200 };
+    char err[256];
+    void *c;
+    json_t *cfg = jsonf("{\"url\": \"http://127.0.0.1:%d/slow?ms=300\"}", s->port);
+    cr_assert_eq(compile(&node_http_request, cfg, &c, err, sizeof err), 0);
+    par *p = calloc(N, sizeof *p);
+    double t0 = util_now_ms();
+    for (int i = 0; i < N; i++) {
+        pthread_mutex_init(&p[i].w.m, NULL);
+        pthread_cond_init(&p[i].w.c, NULL);
+        p[i].call = (node_call){.node_id = "n", .inputs = cfg, .deadline_ms = t0 + 20000, .io = io,
+                                .done = on_done, .engine_data = &p[i].w};
+        node_error e;
+        cr_assert_eq(node_http_request.start(c, &p[i].call, &e), 0, "%s", e.message);
+    }
+    for (int i = 0; i < N; i++) {
+        waiter_wait(&p[i].w);
+        cr_assert_not(p[i].w.failed, "%d: %s", i, p[i].w.err.message);
+        cr_assert_eq(json_integer_value(at(p[i].w.out, "status_code")), 200);
+        json_decref(p[i].w.out);
+    }
+    double elapsed = util_now_ms() - t0;
+    cr_assert_lt(elapsed, 5000.0, "%d runs of 300 ms took %.0f ms", N, elapsed);
+    cr_assert_eq(ioloop_inflight(io), 0);
+    free(p);
+    node_http_request.free(c);
+    json_decref(cfg);
+    srv_stop(s);
+}
+
+/* ======================================================================== RESTClientNode */
+
+Test(http, rest_path_params_are_encoded_into_their_segment)
+{
+    srv *s = srv_start();
+    result r = run_config(&node_rest_client,
+                          jsonf("{\"base_url\": \"http://127.0.0.1:%d/api/\", \"version\": \"v2\","
+                                " \"resource\": \"/items/{id}/sub/{name}/echo\","
+                                " \"path_params\": {\"id\": \"a/b c?#%%\", \"name\": 42, \"unused\": 1},"
+                                " \"query_params\": {\"x\": \"1 2\"}}",
+                                s->port),
+                          10000);
+    cr_assert_eq(r.rc, 0, "%s: %s", r.err.code, r.err.message);
+    cr_assert_eq(json_object_size(r.out), 4);
+    json_t *seen = at(r.out, "data");
+    cr_assert_str_eq(json_string_value(at(seen, "path")), "/api/v2/items/a%2Fb%20c%3F%23%25/sub/42/echo");
+    cr_assert_str_eq(json_string_value(at(seen, "query")), "x=1%202");
+    cr_assert_str_eq(json_string_value(at(seen, "headers.accept")), "application/json");
+    cr_assert(json_is_true(at(r.out, "success")));
+    cr_assert_eq(json_integer_value(at(r.out, "status_code")), 200);
+    cr_assert_str_eq(json_string_value(at(r.out, "metadata.method")), "GET");
+    cr_assert(strstr(json_string_value(at(r.out, "metadata.url")), "/api/v2/items/a%2Fb"));
+    cr_assert(json_is_object(at(r.out, "metadata.headers")));
+    cr_assert(json_is_number(at(r.out, "metadata.response_time_ms")));
+    result_free(&r);
+    srv_stop(s);
+}
+
+Test(http, rest_refuses_dot_segments_and_missing_params)
+{
+    int port = dead_port();
+    result r = run_config(&node_rest_client,
+                          jsonf("{\"base_url\": \"http://127.0.0.1:%d/api\", \"resource\": \"users/{id}\","
+                                " \"path_params\": {\"id\": \"..\"}}", port),
+                          10000);
+    cr_assert(r.sync_fail);
+    cr_assert_str_eq(r.err.code, "bad_request");
+    r = run_config(&node_rest_client,
+                   jsonf("{\"base_url\": \"http://127.0.0.1:%d/api\", \"resource\": \"users/{id}\"}", port), 10000);
+    cr_assert(r.sync_fail);
+    cr_assert_str_eq(r.err.message, "path_params.id: missing for the resource");
+    char err[256];
+    void *c;
+    json_t *cfg = jsonf("{\"base_url\": \"http://{{inputs.host}}/api\"}");
+    cr_assert_eq(compile(&node_rest_client, cfg, &c, err, sizeof err), -1);
+    cr_assert_str_eq(err, "config.base_url: a template may only change the path and query");
+    json_decref(cfg);
+}
+
+Test(http, rest_posts_json_data_and_reports_errors_as_answers)
+{
+    srv *s = srv_start();
+    result r = run_config(&node_rest_client,
+                          jsonf("{\"base_url\": \"http://127.0.0.1:%d\", \"resource\": \"echo\", \"method\": \"POST\","
+                                " \"data\": {\"name\": \"n\"}}", s->port),
+                          10000);
+    cr_assert_eq(r.rc, 0, "%s", r.err.message);
+    cr_assert_str_eq(json_string_value(at(r.out, "data.body")), "{\"name\":\"n\"}");
+    cr_assert_str_eq(json_string_value(at(r.out, "data.headers.content-type")), "application/json");
+    cr_assert_str_eq(json_string_value(at(r.out, "metadata.method")), "POST");
+    result_free(&r);
+    r = run_config(&node_rest_client,
+                   jsonf("{\"base_url\": \"http://127.0.0.1:%d/status\", \"resource\": \"{code}\","
+                         " \"path_params\": {\"code\": 404}}", s->port),
+                   10000);
+    cr_assert_eq(r.rc, 0, "%s", r.err.message);
+    cr_assert(json_is_false(at(r.out, "success")));
+    cr_assert_str_eq(json_string_value(at(r.out, "data.error")), "nope");
+    result_free(&r);
+    srv_stop(s);
+}
+
+/* ======================================================================== LoadBalancerNode */
+
+static json_t *lb_config(const char *extra, int n, const int *ports)
+{
+    char list[512] = "";
+    for (int i = 0; i < n; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s\"http://127.0.0.1:%d/p\"", i ? ", " : "", ports[i]);
+    return jsonf("{\"upstreams\": [%s]%s%s}", list, *extra ? ", " : "", extra);
+}
+
+Test(http, lb_round_robin_spreads_evenly)
+{
+    srv *s[3] = {srv_start(), srv_start(), srv_start()};
+    int ports[3] = {s[0]->port, s[1]->port, s[2]->port};
+    json_t *cfg = lb_config("\"url\": \"/echo\", \"params\": {\"a\": 1}", 3, ports);
+    char err[256];
+    void *c;
+    cr_assert_eq(compile(&node_load_balancer, cfg, &c, err, sizeof err), 0, "%s", err);
+    for (int i = 0; i < 30; i++) {
+        result r = run_compiled(&node_load_balancer, c, cfg, 10000);
+        cr_assert_eq(r.rc, 0, "%s", r.err.message);
+        cr_assert_str_eq(json_string_value(at(r.out, "response.content.path")), "/p/echo");
+        cr_assert_str_eq(json_string_value(at(r.out, "response.content.query")), "a=1");
+        result_free(&r);
+    }
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(atomic_load(&s[i]->requests), 10, "upstream %d: %d", i, atomic_load(&s[i]->requests));
+    node_load_balancer.free(c);
+    json_decref(cfg);
+    for (int i = 0; i < 3; i++)
+        srv_stop(s[i]);
+}
+
+typedef struct bg_run {
+    void *compiled;
+    json_t *inputs;
+    result r;
+} bg_run;
+
+static void *bg_main(void *arg)
+{
+    bg_run *b = arg;
+    b->r = run_compiled(&node_load_balancer, b->compiled, b->inputs, 20000);
+    return NULL;
+}
+
+Test(http, lb_least_inflight_avoids_the_busy_upstream)
+{
+    srv *s[2] = {srv_start(), srv_start()};
+    int ports[2] = {s[0]->port, s[1]->port};
+    json_t *cfg = lb_config("\"strategy\": \"least_inflight\"", 2, ports);
+    char err[256];
+    void *c;
+    cr_assert_eq(compile(&node_load_balancer, cfg, &c, err, sizeof err), 0, "%s", err);
+    bg_run slow = {.compiled = c, .inputs = jsonf("{\"url\": \"/slow?ms=1500\"}")};
+    json_object_update_missing(slow.inputs, cfg);
+    pthread_t th;
+    pthread_create(&th, NULL, bg_main, &slow);
+    while (atomic_load(&s[0]->requests) + atomic_load(&s[1]->requests) == 0)
+        usleep(5000);
+    int busy = atomic_load(&s[0]->requests) ? 0 : 1;
+    for (int i = 0; i < 10; i++) {
+        result r = run_compiled(&node_load_balancer, c, cfg, 10000);
+        cr_assert_eq(r.rc, 0, "%s", r.err.message);
+        cr_assert_eq(json_integer_value(at(r.out, "response.content.port")), s[1 - busy]->port);
+        result_free(&r);
+    }
+    cr_assert_eq(atomic_load(&s[busy]->requests), 1);
+    cr_assert_eq(atomic_load(&s[1 - busy]->requests), 10);
+    pthread_join(th, NULL);
+    cr_assert_eq(slow.r.rc, 0, "%s", slow.r.err.message);
+    result_free(&slow.r);
+    json_decref(slow.inputs);
+    node_load_balancer.free(c);
+    json_decref(cfg);
+    srv_stop(s[0]);
+    srv_stop(s[1]);
+}
+
+Test(http, lb_fails_over_and_cools_a_dead_upstream_down)
+{
+    raw_srv *dead = raw_start(RAW_CLOSE);
+    srv *live = srv_start();
+    int ports[2] = {dead->port, live->port};
+    json_t *cfg = lb_config("\"cooldown_s\": 0.5", 2, ports);
+    char err[256];
+    void *c;
+    cr_assert_eq(compile(&node_load_balancer, cfg, &c, err, sizeof err), 0, "%s", err);
+    for (int i = 0; i < 4; i++) {
+        result r = run_compiled(&node_load_balancer, c, cfg, 10000);
+        cr_assert_eq(r.rc, 0, "run %d: %s", i, r.err.message);
+        cr_assert_eq(json_integer_value(at(r.out, "response.content.port")), live->port);
+        result_free(&r);
+    }
+    cr_assert_eq(atomic_load(&dead->accepts), 1, "a cooling upstream was tried");
+    cr_assert_eq(atomic_load(&live->requests), 4);
+    usleep(600 * 1000);
+    for (int i = 0; i < 2; i++) { /* round robin comes back to it within two runs */
+        result r = run_compiled(&node_load_balancer, c, cfg, 10000);
+        cr_assert_eq(r.rc, 0, "%s", r.err.message);
+        result_free(&r);
+    }
+    cr_assert_eq(atomic_load(&dead->accepts), 2, "the cooled-down upstream was not tried again");
+    node_load_balancer.free(c);
+    json_decref(cfg);
+    srv_stop(live);
+    raw_stop(dead);
+}
+
+Test(http, lb_all_down_tries_the_one_whose_cooldown_ends_first)
+{
+    raw_srv *d[2] = {raw_start(RAW_CLOSE), raw_start(RAW_RESET)};
+    int ports[2] = {d[0]->port, d[1]->port};
+    json_t *cfg = lb_config("", 2, ports);
+    char err[256];
+    void *c;
+    cr_assert_eq(compile(&node_load_balancer, cfg, &c, err, sizeof err), 0, "%s", err);
+    result r = run_compiled(&node_load_balancer, c, cfg, 10000);
+    cr_assert_eq(r.rc, -1);
+    cr_assert_str_eq(r.err.code, "upstream_error");
+    cr_assert_eq(atomic_load(&d[0]->accepts), 1);
+    cr_assert_eq(atomic_load(&d[1]->accepts), 1);
+    /* both cool down; d[0] failed first, so its cooldown ends first */
+    r = run_compiled(&node_load_balancer, c, cfg, 10000);
+    cr_assert_eq(r.rc, -1);
+    cr_assert_eq(atomic_load(&d[0]->accepts), 2);
+    cr_assert_eq(atomic_load(&d[1]->accepts), 1);
+    node_load_balancer.free(c);
+    json_decref(cfg);
+    raw_stop(d[0]);
+    raw_stop(d[1]);
+}
+
+Test(http, lb_config_is_checked_and_pinned)
+{
+    struct {
+        const char *cfg, *msg;
+    } cases[] = {
+        {"{\"upstreams\": [\"http://{{inputs.h}}/\"]}", "config.upstreams[0]: expected a literal URL"},
+        {"{\"upstreams\": \"{{inputs.u}}\"}", "config.upstreams: must be a literal value, not a template"},
+        {"{\"upstreams\": []}", "config.upstreams: expected a non-empty array of URLs"},
+        {"{\"upstreams\": [\"http://h/?a=1\"]}", "config.upstreams[0]: only scheme, host, port and a path prefix"},
+        {"{\"upstreams\": [\"ftp://h/\"]}", "config.upstreams[0]: expected an http(s) URL with a host"},
+        {"{\"upstreams\": [\"http://h\"], \"url\": \"x/{{inputs.p}}\"}",
+         "config.url: a path starting with '/' (appended to the upstream)"},
+        {"{\"upstreams\": [\"http://h\"], \"strategy\": \"random\"}",
+         "config.strategy: expected one of round_robin least_inflight"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[256];
+        void *c;
+        json_t *cfg = jsonf("%s", cases[i].cfg);
+        cr_assert_eq(compile(&node_load_balancer, cfg, &c, err, sizeof err), -1, "%s compiled", cases[i].cfg);
+        cr_assert_str_eq(err, cases[i].msg);
+        json_decref(cfg);
+    }
+    char err[256];
+    void *c;
+    json_t *cfg = jsonf("{\"upstreams\": [\"http://127.0.0.1:1\"], \"url\": \"/{{inputs.p}}\"}");
+    cr_assert_eq(compile(&node_load_balancer, cfg, &c, err, sizeof err), 0, "%s", err);
+    json_t *in = jsonf("{\"upstreams\": [\"http://127.0.0.2:1\"], \"url\": \"/x\"}");
+    result r = run_compiled(&node_load_balancer, c, in, 10000);
+    cr_assert(r.sync_fail);
+    cr_assert_str_eq(r.err.code, "bad_request");
+    cr_assert_str_eq(r.err.message, "upstreams: may not change at run time");
+    json_decref(in);
+    in = jsonf("{\"upstreams\": [\"http://127.0.0.1:1\"], \"url\": \"@evil/x\"}");
+    r = run_compiled(&node_load_balancer, c, in, 10000);
+    cr_assert(r.sync_fail);
+    cr_assert_str_eq(r.err.message, "url: a path starting with '/'");
+    json_decref(in);
+    node_load_balancer.free(c);
+    json_decref(cfg);
+}
+
+Test(http, node_types_declare_their_ports_and_keys)
+{
+    cr_assert_str_eq(node_http_request.name, "HTTPRequestNode");
+    cr_assert_str_eq(node_rest_client.name, "RESTClientNode");
+    cr_assert_str_eq(node_load_balancer.name, "LoadBalancerNode");
+    const node_type *types[] = {&node_http_request, &node_rest_client, &node_load_balancer};
+    for (int i = 0; i < 3; i++) {
+        cr_assert_null(types[i]->run);
+        cr_assert_not_null(types[i]->start);
+        cr_assert(types[i]->has_output(NULL, "status_code"));
+        cr_assert(types[i]->has_output(NULL, "success"));
+        cr_assert_not(types[i]->has_output(NULL, "result"));
+    }
+    cr_assert(node_http_request.has_output(NULL, "response"));
+    cr_assert(node_load_balancer.has_output(NULL, "response"));
+    cr_assert(node_rest_client.has_output(NULL, "data"));
+    cr_assert(node_rest_client.has_output(NULL, "metadata"));
+    int found = 0;
+    for (const char *const *k = node_load_balancer.config_keys; *k; k++)
+        found += strcmp(*k, "upstreams") == 0 || strcmp(*k, "auth_token") == 0 || strcmp(*k, "url") == 0;
+    cr_assert_eq(found, 3);
+}
