@@ -29,6 +29,9 @@ int buf_appendf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3
 /* Makes data NUL-terminated (not counted in len); returns 0 or -1. */
 int buf_terminate(buf *b);
 void buf_free(buf *b);
+/* Appends s as a quoted JSON string (escaping quotes, backslashes and control characters; other
+ * bytes are copied, so s must be UTF-8). Returns 0 or -1. */
+int buf_append_json_str(buf *b, const char *s);
 
 /* Looks up a dotted path ("a.b.0.c", numeric segments index arrays; "a[0].b" also accepted)
  * inside root. Returns a borrowed reference or NULL when any segment is missing. */

@@ -80,39 +80,41 @@ static int http_is_scalar(json_t *v)
     return json_is_string(v) || json_is_number(v) || json_is_boolean(v);
 }
 
-/* headers: scalars. params: scalars, null (skipped) or arrays of scalars (repeated). */
+/* A member of a headers/params object; at load, a template member is checked when it arrives. */
+static int http_field_ok(json_t *f, int query, int at_load)
+{
+    if (http_is_scalar(f) || (at_load && http_value_deferred(f)) || (query && json_is_null(f)))
+        return 1;
+    if (!query || !json_is_array(f))
+        return 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(f, i, e) if (!http_is_scalar(e) && !(at_load && http_value_deferred(e))) return 0;
+    return 1;
+}
+
 static int http_check_fields(const http_key *k, json_t *v, int at_load, const char *pfx, char *err,
                              size_t errlen)
 {
     if (!json_is_object(v))
         return util_err(err, errlen, "%s%s: expected an object", pfx, k->name);
-    int is_query = strcmp(k->name, "headers") != 0;
     const char *name;
     json_t *f;
     json_object_foreach(v, name, f) {
-        if ((at_load && http_value_deferred(f)) || http_is_scalar(f) || (is_query && json_is_null(f)))
-            continue;
-        if (is_query && json_is_array(f)) {
-            size_t i;
-            json_t *e;
-            int ok = 1;
-            json_array_foreach(f, i, e) ok = ok && (http_is_scalar(e) || (at_load && http_value_deferred(e)));
-            if (ok)
-                continue;
-        }
-        return util_err(err, errlen, "%s%s.%s: expected a string, number or boolean", pfx, k->name, name);
+        if (!http_field_ok(f, k->kind == HTTP_K_QUERY, at_load))
+            return util_err(err, errlen, "%s%s.%s: expected a string, number or boolean", pfx, k->name, name);
     }
     return 0;
 }
 
-static int http_check_seconds(const http_key *k, json_t *v, double min_excl, const char *pfx, char *err,
+static int http_check_seconds(const http_key *k, json_t *v, int allow_zero, const char *pfx, char *err,
                               size_t errlen)
 {
     double s = json_number_value(v);
-    if (!json_is_number(v) || !(s > min_excl || (min_excl < 0 && s >= 0)) || s > HTTP_MAX_SECONDS)
-        return util_err(err, errlen, "%s%s: expected a number of seconds %s 0 and at most %.0f", pfx,
-                        k->name, min_excl < 0 ? ">=" : ">", HTTP_MAX_SECONDS);
-    return 0;
+    if (json_is_number(v) && (allow_zero ? s >= 0 : s > 0) && s <= HTTP_MAX_SECONDS)
+        return 0;
+    return util_err(err, errlen, "%s%s: expected a number of seconds %s 0 and at most %.0f", pfx, k->name,
+                    allow_zero ? ">=" : ">", HTTP_MAX_SECONDS);
 }
 
 static int http_check_value(const http_key *k, json_t *v, int at_load, const char *pfx, char *err,
@@ -124,6 +126,7 @@ static int http_check_value(const http_key *k, json_t *v, int at_load, const cha
     case HTTP_K_ENUM:
         return http_check_enum(k, v, pfx, err, errlen);
     case HTTP_K_FIELDS:
+    case HTTP_K_QUERY:
         return http_check_fields(k, v, at_load, pfx, err, errlen);
     case HTTP_K_ANY:
         return 0;
@@ -132,9 +135,9 @@ static int http_check_value(const http_key *k, json_t *v, int at_load, const cha
                    ? 0
                    : util_err(err, errlen, "%s%s: expected a string or an object", pfx, k->name);
     case HTTP_K_SECONDS:
-        return http_check_seconds(k, v, 0.0, pfx, err, errlen);
+        return http_check_seconds(k, v, 0, pfx, err, errlen);
     case HTTP_K_SECONDS0:
-        return http_check_seconds(k, v, -1.0, pfx, err, errlen);
+        return http_check_seconds(k, v, 1, pfx, err, errlen);
     case HTTP_K_RETRIES:
         if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= HTTP_MAX_RETRIES)
             return 0;
@@ -542,8 +545,9 @@ static int http_auth_basic(json_t *inputs, buf *line, node_error *err)
     const char *user = http_str(inputs, "auth_username"), *token = http_str(inputs, "auth_token");
     buf cred = {0};
     int rc = -1;
+    const char *password = http_str(inputs, "auth_password");
     if (user)
-        rc = buf_appendf(&cred, "%s:%s", user, http_str(inputs, "auth_password") ? http_str(inputs, "auth_password") : "");
+        rc = buf_appendf(&cred, "%s:%s", user, password ? password : "");
     else if (token && strchr(token, ':'))
         rc = buf_appendf(&cred, "%s", token);
     else
@@ -709,7 +713,6 @@ http_exchange *http_exchange_new(node_call *call, const http_limits *lim, const 
 
 http_request *http_exchange_request(http_exchange *ex) { return &ex->req; }
 void *http_exchange_ud(http_exchange *ex) { return ex->ud; }
-node_call *http_exchange_call(http_exchange *ex) { return ex->call; }
 
 void http_exchange_free(http_exchange *ex)
 {
@@ -764,7 +767,11 @@ static size_t http_on_body(char *p, size_t size, size_t nmemb, void *ud)
 static size_t http_utf8_seq(const unsigned char *s, size_t n)
 {
     unsigned c = s[0];
-    size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    size_t len = c < 0x80                 ? 1
+                 : c >= 0xC2 && c <= 0xDF ? 2
+                 : c >= 0xE0 && c <= 0xEF ? 3
+                 : c >= 0xF0 && c <= 0xF4 ? 4
+                                          : 0;
     if (len == 0 || len > n)
         return 0;
     for (size_t i = 1; i < len; i++)
@@ -957,10 +964,13 @@ static http_outcome http_timed_out(http_exchange *ex, const char *where, node_er
         node_fail(err, "timeout", "the run's deadline passed while waiting for %s", where);
         return HTTP_FATAL;
     }
-    if (ex->errbuf[0] && strstr(ex->errbuf, "onnect"))
-        node_fail(err, "upstream_error", "%s: %s", where, ex->errbuf);
-    else
+    curl_off_t connected = 0;
+    curl_easy_getinfo(ex->easy, CURLINFO_CONNECT_TIME_T, &connected);
+    if (connected)
         node_fail(err, "upstream_error", "%s: no answer within %.3g s", where, ex->req.timeout_ms / 1000.0);
+    else
+        node_fail(err, "upstream_error", "%s: no connection within %.3g s", where,
+                  fmin(ex->req.timeout_ms, (double)ex->lim.connect_timeout_ms) / 1000.0);
     return HTTP_TRANSPORT;
 }
 
@@ -1080,7 +1090,9 @@ static void http_on_done(CURL *easy, CURLcode rc, void *ud)
     http_exchange *ex = ud;
     node_error err;
     http_outcome out = http_classify(ex, rc, &err);
-    http_hook_end(ex, out == HTTP_ANSWER ? HTTP_END_ANSWER : out == HTTP_TRANSPORT ? HTTP_END_TRANSPORT : HTTP_END_OTHER);
+    http_hook_end(ex, out == HTTP_ANSWER      ? HTTP_END_ANSWER
+                      : out == HTTP_TRANSPORT ? HTTP_END_TRANSPORT
+                                              : HTTP_END_OTHER);
     if (out == HTTP_ANSWER) {
         long status = 0;
         curl_easy_getinfo(ex->easy, CURLINFO_RESPONSE_CODE, &status);

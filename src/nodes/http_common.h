@@ -25,8 +25,8 @@
 typedef enum http_kind {
     HTTP_K_STRING,   /* a string */
     HTTP_K_ENUM,     /* one of choices (case-insensitive) */
-    HTTP_K_FIELDS,   /* object of scalars (headers, params): strings, numbers, booleans; query values
-                        may also be null (skipped) or arrays of scalars (repeated) */
+    HTTP_K_FIELDS,   /* object of scalars: strings, numbers, booleans (headers, path_params) */
+    HTTP_K_QUERY,    /* object of scalars, nulls (skipped) and arrays of scalars (repeated) */
     HTTP_K_ANY,      /* any JSON value */
     HTTP_K_BODY,     /* a string (sent as is) or an object */
     HTTP_K_SECONDS,  /* a number > 0, at most one hour */
@@ -65,7 +65,7 @@ extern const char *const http_auth_types[];   /* bearer basic api_key oauth2 */
 /* HTTPRequestNode's own keys (LoadBalancerNode takes them too, `url` being a path there). */
 #define HTTP_KEYS_REQUEST(X)                                                                       \
     X("url", HTTP_K_STRING, NULL, 0)                                                               \
-    X("params", HTTP_K_FIELDS, NULL, 0)                                                            \
+    X("params", HTTP_K_QUERY, NULL, 0)                                                             \
     X("json_data", HTTP_K_ANY, NULL, 0)                                                            \
     X("data", HTTP_K_BODY, NULL, 0)                                                                \
     X("response_format", HTTP_K_ENUM, http_formats, 0)                                             \
@@ -205,7 +205,6 @@ typedef struct http_hooks {
 http_exchange *http_exchange_new(node_call *call, const http_limits *lim, const http_hooks *hooks, void *ud);
 http_request *http_exchange_request(http_exchange *ex);
 void *http_exchange_ud(http_exchange *ex);
-node_call *http_exchange_call(http_exchange *ex);
 
 /* Starts the first attempt. Consumes ex: returns 0 and later calls call->done exactly once (on the
  * loop thread), or returns -1 with err, ex freed and done never called. */

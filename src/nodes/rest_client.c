@@ -19,7 +19,7 @@
     X("resource", HTTP_K_STRING, NULL, 0)                                                          \
     X("version", HTTP_K_STRING, NULL, 0)                                                           \
     X("path_params", HTTP_K_FIELDS, NULL, 0)                                                       \
-    X("query_params", HTTP_K_FIELDS, NULL, 0)                                                      \
+    X("query_params", HTTP_K_QUERY, NULL, 0)                                                       \
     X("data", HTTP_K_ANY, NULL, 0)                                                                 \
     HTTP_KEYS_COMMON(X)
 

@@ -382,6 +382,31 @@ def module_daemons(tmp_path_factory, request):
 # ---------------------------------------------------------------------------------------------
 # assertion helpers
 
+TCP_STATES = {"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1", "05": "FIN_WAIT2",
+              "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT", "09": "LAST_ACK", "0A": "LISTEN",
+              "0B": "CLOSING"}
+
+
+def tcp_sockets(local_port=None, remote_port=None):
+    """States of the IPv4/IPv6 TCP sockets on this machine with that local and/or remote port."""
+    out = []
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            lport = int(parts[1].rsplit(":", 1)[1], 16)
+            rport = int(parts[2].rsplit(":", 1)[1], 16)
+            if local_port is not None and lport != local_port:
+                continue
+            if remote_port is not None and rport != remote_port:
+                continue
+            out.append(TCP_STATES.get(parts[3], parts[3]))
+    return out
+
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 

@@ -1177,6 +1177,18 @@ Test(http, lb_all_down_tries_the_one_whose_cooldown_ends_first)
     cr_assert_eq(atomic_load(&d[1]->accepts), 1);
     node_load_balancer.free(c);
     json_decref(cfg);
+    /* retry_count adds rounds after a backoff, each trying the soonest-back upstream again */
+    cfg = lb_config("\"retry_count\": 2, \"retry_backoff\": 0.01", 2, ports);
+    cr_assert_eq(compile(&node_load_balancer, cfg, &c, err, sizeof err), 0, "%s", err);
+    r = run_compiled(&node_load_balancer, c, cfg, 10000);
+    cr_assert_eq(r.rc, -1);
+    cr_assert_str_eq(r.err.code, "upstream_error");
+    /* 3 accepts before; round 1 tries both, rounds 2 and 3 the soonest-back one each */
+    cr_assert_eq(atomic_load(&d[0]->accepts) + atomic_load(&d[1]->accepts), 3 + 2 + 1 + 1);
+    cr_assert_eq(atomic_load(&d[0]->accepts), 4);
+    cr_assert_eq(atomic_load(&d[1]->accepts), 3);
+    node_load_balancer.free(c);
+    json_decref(cfg);
     raw_stop(d[0]);
     raw_stop(d[1]);
 }
