@@ -20,7 +20,9 @@
 #include "kailash/log.h"
 
 static const char *g_config_path;
-static kconfig *g_cfg;
+static kconfig *g_cfg;          /* the config serving now */
+static kconfig **g_retired;     /* replaced by reloads; freed at exit (requests may still read them) */
+static size_t g_nretired;
 static pthread_mutex_t g_reload_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void usage(FILE *f)
@@ -67,6 +69,21 @@ static int do_check(void)
     return bad;
 }
 
+/* Makes cfg the serving config; the previous one is retired, not freed. */
+static void config_publish(kconfig *cfg)
+{
+    kconfig **r = realloc(g_retired, (g_nretired + 1) * sizeof *r);
+    if (!r) {
+        config_free(cfg); /* keep serving with the old one rather than free what requests read */
+        return;
+    }
+    g_retired = r;
+    g_retired[g_nretired++] = g_cfg;
+    g_cfg = cfg;
+    log_set_level(cfg->log_level);
+    http_server_set_config(cfg);
+}
+
 /* api_reload_fn: new config, new registry, swap. */
 static int do_reload(json_t **result, char *err, size_t errlen)
 {
@@ -82,8 +99,8 @@ static int do_reload(json_t **result, char *err, size_t errlen)
     registry *prev = registry_acquire();
     registry *reg = registry_load(cfg, engine_node_env(), prev);
     registry_release(prev);
-    config_free(cfg);
     if (!reg) {
+        config_free(cfg);
         pthread_mutex_unlock(&g_reload_mu);
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -93,6 +110,7 @@ static int do_reload(json_t **result, char *err, size_t errlen)
     log_msg(LOG_INFO, "reloaded: %zu workflow(s), %zu file(s) with errors", registry_count(reg),
             json_array_size(registry_errors(reg)));
     registry_publish(reg);
+    config_publish(cfg);
     pthread_mutex_unlock(&g_reload_mu);
     return 0;
 }
@@ -111,6 +129,7 @@ static int graceful_stop(void)
 {
     log_msg(LOG_INFO, "stopping: no new connections, waiting for %d request(s)", http_server_inflight());
     http_server_quiesce();
+    pthread_mutex_lock(&g_reload_mu); /* no reload may swap g_cfg from here on */
     double end = util_now_ms() + g_cfg->shutdown_grace_ms;
     while (http_server_inflight() > 0 && util_now_ms() < end) {
         struct timespec ts = {0, 5 * 1000 * 1000};
@@ -124,6 +143,9 @@ static int graceful_stop(void)
     engine_stop();
     registry_publish(NULL);
     config_free(g_cfg);
+    for (size_t i = 0; i < g_nretired; i++)
+        config_free(g_retired[i]);
+    free(g_retired);
     log_msg(LOG_INFO, "stopped");
     return 0;
 }

@@ -74,8 +74,11 @@ void http_server_quiesce(void);
 int http_server_inflight(void);
 /* Closes everything. Call when http_server_inflight() is 0 (or the grace time is over). */
 void http_server_stop(void);
-/* The config the server runs with (borrowed). */
+/* The config requests are checked against (borrowed; configs stay alive until exit). */
 const kconfig *http_server_config(void);
+/* Publishes a reloaded config (max_body_bytes, trusted_proxies take effect for new requests). The
+ * caller keeps the old one alive: requests in flight may still read it. */
+void http_server_set_config(const kconfig *cfg);
 
 /* Responses. body is stolen. The Content-Type, X-Request-ID and Server-Timing headers are added. */
 void http_reply_json(kreq *r, int status, json_t *body);

@@ -50,6 +50,8 @@ char *util_read_file(const char *path, size_t max, size_t *len, char *err, size_
 /* True when the textual IPv4/IPv6 address ip lies in cidr ("10.0.0.0/8", "::1", "fd00::/8"). An
  * IPv4-mapped IPv6 address (::ffff:a.b.c.d) is matched as IPv4. */
 int util_cidr_match(const char *cidr, const char *ip);
+/* True when cidr is "addr" or "addr/bits" with bits within the family's width. */
+int util_cidr_valid(const char *cidr);
 
 /* True when ip is a loopback address (127.0.0.0/8, ::1, ::ffff:127.x.x.x). */
 int util_ip_loopback(const char *ip);

@@ -7,7 +7,6 @@
  * start-up saying so, instead of being silently ignored. */
 #include "kailash/config.h"
 
-#include <arpa/inet.h>
 #include <jansson.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -109,26 +108,6 @@ static void free_list(char **l, size_t n)
     free(l);
 }
 
-static int cidr_valid(const char *s)
-{
-    char addr[64];
-    const char *slash = strchr(s, '/');
-    size_t n = slash ? (size_t)(slash - s) : strlen(s);
-    if (n == 0 || n >= sizeof addr)
-        return 0;
-    memcpy(addr, s, n);
-    addr[n] = '\0';
-    unsigned char tmp[16];
-    int v6 = strchr(addr, ':') != NULL;
-    if (inet_pton(v6 ? AF_INET6 : AF_INET, addr, tmp) != 1)
-        return 0;
-    if (!slash)
-        return 1;
-    char *end;
-    long bits = strtol(slash + 1, &end, 10);
-    return slash[1] && *end == '\0' && bits >= 0 && bits <= (v6 ? 128 : 32);
-}
-
 static int load_list(kconfig *c, const key_row *r, json_t *v, char *err, size_t errlen)
 {
     const char *file = c->file;
@@ -140,7 +119,7 @@ static int load_list(kconfig *c, const key_row *r, json_t *v, char *err, size_t 
         return util_err(err, errlen, "%s: out of memory", file);
     for (size_t i = 0; i < n; i++) {
         json_t *e = json_array_get(v, i);
-        if (!json_is_string(e) || (r->kind == K_CIDRS && !cidr_valid(json_string_value(e)))) {
+        if (!json_is_string(e) || (r->kind == K_CIDRS && !util_cidr_valid(json_string_value(e)))) {
             free_list(l, i);
             return util_err(err, errlen, "%s: key '%s[%zu]': expected %s", file, r->key, i,
                             r->kind == K_CIDRS ? "a CIDR such as \"10.0.0.0/8\"" : "a string");

@@ -26,16 +26,22 @@
 #include "kailash/middleware.h"
 
 static struct MHD_Daemon *g_daemon;
-static const kconfig *g_cfg;
+static _Atomic(const kconfig *) g_cfg;
 static atomic_int g_inflight;
 
-const kconfig *http_server_config(void) { return g_cfg; }
+const kconfig *http_server_config(void) { return atomic_load(&g_cfg); }
+
+void http_server_set_config(const kconfig *cfg)
+{
+    atomic_store(&g_cfg, cfg);
+}
 int http_server_inflight(void) { return atomic_load(&g_inflight); }
 
 static int proxy_trusted(const char *ip)
 {
-    for (size_t i = 0; i < g_cfg->n_trusted_proxies; i++)
-        if (util_cidr_match(g_cfg->trusted_proxies[i], ip))
+    const kconfig *cfg = http_server_config();
+    for (size_t i = 0; i < cfg->n_trusted_proxies; i++)
+        if (util_cidr_match(cfg->trusted_proxies[i], ip))
             return 1;
     return 0;
 }
@@ -77,7 +83,7 @@ static void client_addr(kreq *r)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->client_ip, sizeof r->client_ip);
     else if (sa && sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->client_ip, sizeof r->client_ip);
-    if (g_cfg->n_trusted_proxies)
+    if (http_server_config()->n_trusted_proxies)
         client_forwarded(r);
     r->client_loopback = util_ip_loopback(r->client_ip);
 }
@@ -153,7 +159,7 @@ static int req_first(kreq *r)
 
 static void body_take(kreq *r, const char *data, size_t n)
 {
-    if (r->body_too_large || r->body.len + n > g_cfg->max_body_bytes) {
+    if (r->body_too_large || r->body.len + n > http_server_config()->max_body_bytes) {
         r->body_too_large = 1;
         return;
     }
@@ -212,8 +218,15 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     (void)cls;
     (void)c;
     (void)t;
-    if (*con_cls)
-        req_free(*con_cls);
+    kreq *r = *con_cls;
+    if (!r)
+        return;
+    if (!r->logged) { /* the client left before an answer: log it as nginx does, 499 */
+        r->logged = 1;
+        r->status = 499;
+        mw_after(r);
+    }
+    req_free(r);
     *con_cls = NULL;
 }
 
@@ -254,7 +267,7 @@ int http_server_start(const kconfig *cfg, char *err, size_t errlen)
     struct sockaddr_in a4 = {0};
     const struct sockaddr *sa = (const struct sockaddr *)&a4;
     unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
-    g_cfg = cfg;
+    atomic_store(&g_cfg, cfg);
     a4.sin_family = AF_INET;
     a4.sin_port = htons((uint16_t)cfg->port);
     if (inet_pton(AF_INET, cfg->host, &a4.sin_addr) != 1) {

@@ -14,23 +14,15 @@
  * headers every record is an array of strings.
  *
  * file_path is checked at load when literal and resolved again at every run (see json_reader.c). */
-#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "kailash/node.h"
 #include "kailash/util.h"
 
-#define CSV_READER_MAX ((size_t)64 << 20)
-
 static const char *const csv_reader_keys[] = {"file_path", "headers", "delimiter", NULL};
 static const char *const csv_reader_ports[] = {"file_path", NULL};
-
-typedef struct csv_reader {
-    char *data_dir; /* owned copy of env->data_dir */
-} csv_reader;
 
 typedef struct csv_opts {
     int headers;
@@ -43,14 +35,6 @@ typedef struct csv_parser {
     int line;  /* line of p, from 1, for messages */
     buf field; /* the field being read; owned, freed by the caller of csv_parse */
 } csv_parser;
-
-static void csv_reader_free(void *compiled)
-{
-    csv_reader *cr = compiled;
-    if (cr)
-        free(cr->data_dir);
-    free(cr);
-}
 
 /* 1 when v is a string holding a template (only checked at run). */
 static int csv_is_template(json_t *v)
@@ -80,32 +64,6 @@ static int csv_read_opts(json_t *src, int at_load, csv_opts *o, char *msg, size_
     return 0;
 }
 
-/* node_file_resolve's message without its leading "file_path" (and ':'), for "config.file_path: ...". */
-static const char *csv_reader_reason(const char *why)
-{
-    if (strncmp(why, "file_path", 9) == 0)
-        why += 9;
-    return why + strspn(why, ": ");
-}
-
-/* A literal file_path must resolve inside data_dir; a template is checked at run. */
-static int csv_reader_check_path(const char *data_dir, json_t *config, char *err, size_t errlen)
-{
-    json_t *v = json_object_get(config, "file_path");
-    char path[PATH_MAX], why[256];
-    if (!v) /* may come from workflow inputs or a connection */
-        return 0;
-    if (!json_is_string(v))
-        return util_err(err, errlen, "config.file_path: expected a string");
-    if (tmpl_string_has_expr(json_string_value(v)))
-        return 0;
-    if (json_string_length(v) != strlen(json_string_value(v)))
-        return util_err(err, errlen, "config.file_path: must not contain NUL");
-    if (node_file_resolve(data_dir, json_string_value(v), 0, path, sizeof path, why, sizeof why) != 0)
-        return util_err(err, errlen, "config.file_path: %s", csv_reader_reason(why));
-    return 0;
-}
-
 static int csv_reader_compile(const node_env *env, json_t *config, void **compiled, char *err,
                               size_t errlen)
 {
@@ -114,15 +72,7 @@ static int csv_reader_compile(const node_env *env, json_t *config, void **compil
     *compiled = NULL;
     if (csv_read_opts(config, 1, &o, msg, sizeof msg) != 0)
         return util_err(err, errlen, "config.%s", msg);
-    if (csv_reader_check_path(env->data_dir, config, err, errlen) != 0)
-        return -1;
-    csv_reader *cr = calloc(1, sizeof *cr);
-    if (!cr || !(cr->data_dir = strdup(env->data_dir))) {
-        csv_reader_free(cr);
-        return util_err(err, errlen, "out of memory");
-    }
-    *compiled = cr;
-    return 0;
+    return node_file_compile(env, config, compiled, err, errlen);
 }
 
 static int csv_reader_has_output(const void *compiled, const char *port)
@@ -275,78 +225,26 @@ static json_t *csv_parse(const char *text, size_t len, const csv_opts *o, char *
     return rows;
 }
 
-/* Resolves the run's file_path into path; *given borrows the string from the inputs. */
-static int csv_reader_path(const csv_reader *cr, json_t *inputs, char *path, size_t len,
-                           const char **given, node_error *err)
-{
-    json_t *v = json_object_get(inputs, "file_path");
-    char why[256];
-    if (!json_is_string(v))
-        return node_fail(err, "internal", "file_path: expected a string");
-    if (json_string_length(v) != strlen(json_string_value(v)))
-        return node_fail(err, "bad_request", "file_path must not contain NUL");
-    *given = json_string_value(v);
-    if (node_file_resolve(cr->data_dir, *given, 0, path, len, why, sizeof why) != 0)
-        return node_fail(err, "bad_request", "%s", why);
-    return 0;
-}
-
-/* Reads the regular file at path (at most CSV_READER_MAX bytes); caller frees. */
-static char *csv_reader_load(const char *path, const char *given, size_t *len, node_error *err)
-{
-    struct stat st;
-    char why[256];
-    if (stat(path, &st) != 0) {
-        if (errno == ENOENT || errno == ENOTDIR)
-            node_fail(err, "internal", "file '%.120s' not found", given);
-        else
-            node_fail(err, "internal", "file '%.120s': %s", given, strerror(errno));
-        return NULL;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        node_fail(err, "internal", "file '%.120s' is not a regular file", given);
-        return NULL;
-    }
-    if ((size_t)st.st_size > CSV_READER_MAX) {
-        node_fail(err, "internal", "file '%.120s' is larger than 64 MiB", given);
-        return NULL;
-    }
-    /* util_read_file's message names the absolute path, so only the failure is passed on. */
-    char *text = util_read_file(path, CSV_READER_MAX, len, why, sizeof why);
-    if (!text)
-        node_fail(err, "internal", "file '%.120s' could not be read", given);
-    return text;
-}
-
 static int csv_reader_run(const void *compiled, node_call *call, json_t **outputs, node_error *err)
 {
-    const csv_reader *cr = compiled;
+    const char *data_dir = compiled;
     char path[PATH_MAX], msg[200];
-    const char *given = NULL;
+    json_t *file = NULL; /* borrowed from the inputs */
     size_t len;
     csv_opts o;
     if (csv_read_opts(call->inputs, 0, &o, msg, sizeof msg) != 0)
         return node_fail(err, "internal", "%s", msg);
-    if (csv_reader_path(cr, call->inputs, path, sizeof path, &given, err) != 0)
+    if (node_file_path_input(data_dir, call->inputs, 0, path, sizeof path, &file, err) != 0)
         return -1;
-    char *text = csv_reader_load(path, given, &len, err); /* owned, freed below */
+    const char *given = json_string_value(file);
+    char *text = node_file_load(path, given, &len, err); /* owned, freed below */
     if (!text)
         return -1;
     json_t *data = csv_parse(text, len, &o, msg, sizeof msg);
     free(text);
     if (!data)
         return node_fail(err, "internal", "file '%.120s': %s", given, msg);
-    json_t *out = json_object();
-    if (!out) {
-        json_decref(data);
-        return node_fail(err, "internal", "out of memory");
-    }
-    if (json_object_set_new(out, "data", data) != 0) { /* consumes data even on failure */
-        json_decref(out);
-        return node_fail(err, "internal", "out of memory");
-    }
-    *outputs = out;
-    return 0;
+    return node_file_output("data", data, outputs, err); /* consumes data */
 }
 
 const node_type node_csv_reader = {
@@ -357,5 +255,5 @@ const node_type node_csv_reader = {
     .has_output = csv_reader_has_output,
     .run = csv_reader_run,
     .start = NULL,
-    .free = csv_reader_free,
+    .free = free,
 };

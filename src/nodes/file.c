@@ -12,7 +12,12 @@
  *
  * Every message starts with "file_path " (compile() turns it into "config.file_path: ...") and shows
  * the path as given only when it is relative or lies inside data_dir: an absolute path outside it is
- * never echoed. */
+ * never echoed.
+ *
+ * The file nodes share the rest of their plumbing here too: compile (node_file_compile, whose compiled
+ * state is just a copy of data_dir, after the load-time check of a literal config.file_path), the
+ * run-time file_path input (node_file_path_input), the bounded read of a file (node_file_load) and
+ * the one-port outputs (node_file_output), so the three nodes give the same messages. */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -24,6 +29,9 @@
 
 /* How much of a given path a message shows. */
 #define FILE_SHOW_MAX 120
+
+/* The largest file node_file_load reads; its message says "64 MiB". */
+#define FILE_READ_MAX ((size_t)64 << 20)
 
 /* Appends the components of path to out (an absolute folded path of *n bytes, at least "/"),
  * folding "." and ".." lexically; ".." at the root stays at the root. Returns -1 when out is full. */
@@ -169,5 +177,100 @@ int node_file_resolve(const char *data_dir, const char *file_path, int for_write
     if (len + 1 > outlen)
         return util_err(err, errlen, "file_path is longer than %zu bytes", outlen ? outlen - 1 : 0);
     memcpy(out, path, len + 1);
+    return 0;
+}
+
+/* node_file_resolve's message without its leading "file_path" (and ':'), for "config.file_path: ...". */
+static const char *file_reason(const char *why)
+{
+    if (strncmp(why, "file_path", 9) == 0)
+        why += 9;
+    return why + strspn(why, ": ");
+}
+
+int node_file_check_config(const char *data_dir, json_t *config, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(config, "file_path");
+    char path[PATH_MAX], why[256];
+    if (!v) /* may come from workflow inputs or a connection */
+        return 0;
+    if (!json_is_string(v))
+        return util_err(err, errlen, "config.file_path: expected a string");
+    if (tmpl_string_has_expr(json_string_value(v)))
+        return 0;
+    if (json_string_length(v) != strlen(json_string_value(v)))
+        return util_err(err, errlen, "config.file_path: must not contain NUL");
+    /* A writer's directory may appear before its first run, so the load check never needs it. */
+    if (node_file_resolve(data_dir, json_string_value(v), 0, path, sizeof path, why, sizeof why) != 0)
+        return util_err(err, errlen, "config.file_path: %s", file_reason(why));
+    return 0;
+}
+
+int node_file_compile(const node_env *env, json_t *config, void **compiled, char *err, size_t errlen)
+{
+    *compiled = NULL;
+    if (node_file_check_config(env->data_dir, config, err, errlen) != 0)
+        return -1;
+    char *data_dir = strdup(env->data_dir);
+    if (!data_dir)
+        return util_err(err, errlen, "out of memory");
+    *compiled = data_dir;
+    return 0;
+}
+
+int node_file_path_input(const char *data_dir, json_t *inputs, int for_write, char *path, size_t len,
+                         json_t **given, node_error *err)
+{
+    json_t *v = json_object_get(inputs, "file_path");
+    char why[256];
+    if (!json_is_string(v))
+        return node_fail(err, "internal", "file_path: expected a string");
+    if (json_string_length(v) != strlen(json_string_value(v)))
+        return node_fail(err, "bad_request", "file_path must not contain NUL");
+    if (node_file_resolve(data_dir, json_string_value(v), for_write, path, len, why, sizeof why) != 0)
+        return node_fail(err, "bad_request", "%s", why);
+    *given = v;
+    return 0;
+}
+
+char *node_file_load(const char *path, const char *given, size_t *len, node_error *err)
+{
+    struct stat st;
+    char why[256];
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            node_fail(err, "internal", "file '%.120s' not found", given);
+        else
+            node_fail(err, "internal", "file '%.120s': %s", given, strerror(errno));
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        node_fail(err, "internal", "file '%.120s' is not a regular file", given);
+        return NULL;
+    }
+    if ((size_t)st.st_size > FILE_READ_MAX) {
+        node_fail(err, "internal", "file '%.120s' is larger than 64 MiB", given);
+        return NULL;
+    }
+    /* util_read_file enforces the limit again if the file grew; its message names the absolute
+     * path, so only the fact of the failure is passed on. */
+    char *text = util_read_file(path, FILE_READ_MAX, len, why, sizeof why);
+    if (!text)
+        node_fail(err, "internal", "file '%.120s' could not be read", given);
+    return text;
+}
+
+int node_file_output(const char *port, json_t *value, json_t **outputs, node_error *err)
+{
+    json_t *out = json_object();
+    if (!out) {
+        json_decref(value);
+        return node_fail(err, "internal", "out of memory");
+    }
+    if (json_object_set_new(out, port, value) != 0) { /* consumes value even on failure */
+        json_decref(out);
+        return node_fail(err, "internal", "out of memory");
+    }
+    *outputs = out;
     return 0;
 }

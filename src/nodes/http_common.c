@@ -199,6 +199,35 @@ void http_base_clear(http_base *base)
     base->pinned = NULL;
 }
 
+int http_origin_node_compile(const http_key *keys, const char *url_key, const char *missing, const node_env *env,
+                             json_t *config, void **compiled, char *err, size_t errlen)
+{
+    if (http_keys_check(keys, config, 1, err, errlen) != 0)
+        return -1;
+    json_t *url = json_object_get(config, url_key);
+    if (!json_is_string(url))
+        return util_err(err, errlen, "%s", missing);
+    http_origin_node *n = calloc(1, sizeof *n);
+    if (!n)
+        return util_err(err, errlen, "out of memory");
+    if (http_origin_from_config(url_key, json_string_value(url), &n->origin, err, errlen) != 0 ||
+        http_base_init(&n->base, keys, env, config, err, errlen) != 0) {
+        free(n);
+        return -1;
+    }
+    *compiled = n;
+    return 0;
+}
+
+void http_origin_node_free(void *compiled)
+{
+    http_origin_node *n = compiled;
+    if (!n)
+        return;
+    http_base_clear(&n->base);
+    free(n);
+}
+
 int http_base_check_inputs(const http_base *base, json_t *inputs, node_error *err)
 {
     char msg[sizeof err->message];
@@ -665,6 +694,18 @@ int http_request_headers(http_request *r, json_t *inputs, const char *default_ac
     return rc == 0 ? 0 : node_fail(err, "internal", "out of memory building headers");
 }
 
+int http_request_fill(http_request *r, json_t *inputs, node_error *err)
+{
+    if (http_request_options(r, inputs, HTTP_FMT_AUTO, err) != 0)
+        return -1;
+    json_t *json_data = json_object_get(inputs, "json_data");
+    int rc = json_data && !json_is_null(json_data) ? http_request_body_json(r, json_data, err)
+                                                   : http_request_body_data(r, json_object_get(inputs, "data"), err);
+    if (rc != 0)
+        return -1;
+    return http_request_headers(r, inputs, NULL, err);
+}
+
 /* ======================================================================== 3. the exchange */
 
 struct http_exchange {
@@ -1124,10 +1165,33 @@ int http_exchange_start(http_exchange *ex, node_error *err)
     return 0;
 }
 
+int http_exchange_run(node_call *call, const http_limits *lim, const http_hooks *hooks, void *ud,
+                      http_build_fn build, const void *compiled, node_error *err)
+{
+    http_exchange *ex = http_exchange_new(call, lim, hooks, ud);
+    if (!ex)
+        return node_fail(err, "internal", "out of memory");
+    if (build(compiled, call->inputs, http_exchange_request(ex), err) != 0) {
+        http_exchange_free(ex);
+        return -1;
+    }
+    return http_exchange_start(ex, err);
+}
+
+int http_origin_node_start(const void *compiled, node_call *call, const http_hooks *hooks, http_build_fn build,
+                           node_error *err)
+{
+    const http_origin_node *n = compiled;
+    if (http_base_check_inputs(&n->base, call->inputs, err) != 0)
+        return -1;
+    return http_exchange_run(call, &n->base.lim, hooks, NULL, build, n, err);
+}
+
 /* ======================================================================== outputs */
 
-json_t *http_outputs_response(const http_answer *a)
+json_t *http_outputs_response(http_exchange *ex, const http_answer *a)
 {
+    (void)ex;
     json_t *response = json_pack("{s:I, s:O, s:O, s:f, s:s}", "status_code", (json_int_t)a->status_code,
                                  "headers", a->headers, "content", a->content, "response_time_ms",
                                  a->response_time_ms, "url", a->url);

@@ -118,6 +118,20 @@ int http_base_check_inputs(const http_base *base, json_t *inputs, node_error *er
  * scheme://host[:port] followed by '/', '?' or '#'. Fills o. 0, or -1 with err ("config.<key>: ..."). */
 int http_origin_from_config(const char *key, const char *url, http_origin *o, char *err, size_t errlen);
 
+/* Compiled state of a node bound to the origin of one config URL (HTTPRequestNode's url,
+ * RESTClientNode's base_url). */
+typedef struct http_origin_node {
+    http_base base;
+    http_origin origin; /* where the run's URL must point */
+} http_origin_node;
+
+/* compile() of such a node: checks config against keys, requires config.<url_key> to be a string
+ * (else err is `missing`, a static message), fixes its origin and fills the base. *compiled is a
+ * new http_origin_node, freed with http_origin_node_free. 0, or -1 with err. */
+int http_origin_node_compile(const http_key *keys, const char *url_key, const char *missing, const node_env *env,
+                             json_t *config, void **compiled, char *err, size_t errlen);
+void http_origin_node_free(void *compiled);
+
 /* ---- 2. one request ---- */
 
 typedef enum http_format { HTTP_FMT_AUTO, HTTP_FMT_JSON, HTTP_FMT_TEXT, HTTP_FMT_BINARY } http_format;
@@ -166,6 +180,10 @@ int http_request_body_data(http_request *r, json_t *v, node_error *err);
  * when headers don't set them. */
 int http_request_headers(http_request *r, json_t *inputs, const char *default_accept, node_error *err);
 
+/* HTTPRequestNode's request but its URL, from inputs: options (response_format default auto), the
+ * body (json_data wins over data, as in the SDK), then headers without a default Accept. */
+int http_request_fill(http_request *r, json_t *inputs, node_error *err);
+
 /* ---- 3. the exchange ---- */
 
 /* One answer as a node sees it. Everything is borrowed for the outputs callback's duration. */
@@ -212,8 +230,22 @@ int http_exchange_start(http_exchange *ex, node_error *err);
 /* Frees an exchange that was never started. */
 void http_exchange_free(http_exchange *ex);
 
-/* HTTPRequestNode's outputs {"response": {...}, "status_code", "success"} (LoadBalancerNode too). */
-json_t *http_outputs_response(const http_answer *a);
+/* Builds a run's request into r from its inputs (borrowed); compiled is the node's. 0 or -1 with err. */
+typedef int (*http_build_fn)(const void *compiled, json_t *inputs, http_request *r, node_error *err);
+
+/* http_exchange_new, then build(compiled, call->inputs, ...), then http_exchange_start; ud is owned
+ * as by http_exchange_new. Returns 0 and later calls call->done once, or -1 with err. */
+int http_exchange_run(node_call *call, const http_limits *lim, const http_hooks *hooks, void *ud,
+                      http_build_fn build, const void *compiled, node_error *err);
+
+/* start() of an http_origin_node (compiled): http_base_check_inputs, then http_exchange_run
+ * without ud. */
+int http_origin_node_start(const void *compiled, node_call *call, const http_hooks *hooks, http_build_fn build,
+                           node_error *err);
+
+/* HTTPRequestNode's outputs {"response": {...}, "status_code", "success"} (LoadBalancerNode too),
+ * as an http_hooks.outputs. */
+json_t *http_outputs_response(http_exchange *ex, const http_answer *a);
 
 /* Output ports of HTTPRequestNode / LoadBalancerNode. */
 int http_has_response_output(const void *compiled, const char *port);

@@ -26,18 +26,6 @@
 static const char *const json_writer_keys[] = {"file_path", "data", "indent", NULL};
 static const char *const json_writer_ports[] = {"data", "file_path", NULL};
 
-typedef struct json_writer {
-    char *data_dir; /* owned copy of env->data_dir */
-} json_writer;
-
-static void json_writer_free(void *compiled)
-{
-    json_writer *jw = compiled;
-    if (jw)
-        free(jw->data_dir);
-    free(jw);
-}
-
 /* indent from src (absent or null: 2) into *indent; at_load skips a template. */
 static int json_writer_indent(json_t *src, int at_load, int *indent, char *msg, size_t msglen)
 {
@@ -51,33 +39,6 @@ static int json_writer_indent(json_t *src, int at_load, int *indent, char *msg, 
     return 0;
 }
 
-/* node_file_resolve's message without its leading "file_path" (and ':'), for "config.file_path: ...". */
-static const char *json_writer_reason(const char *why)
-{
-    if (strncmp(why, "file_path", 9) == 0)
-        why += 9;
-    return why + strspn(why, ": ");
-}
-
-/* A literal file_path must lie inside data_dir (its directory may appear later); a template is
- * checked at run. */
-static int json_writer_check_path(const char *data_dir, json_t *config, char *err, size_t errlen)
-{
-    json_t *v = json_object_get(config, "file_path");
-    char path[PATH_MAX], why[256];
-    if (!v) /* may come from workflow inputs or a connection */
-        return 0;
-    if (!json_is_string(v))
-        return util_err(err, errlen, "config.file_path: expected a string");
-    if (tmpl_string_has_expr(json_string_value(v)))
-        return 0;
-    if (json_string_length(v) != strlen(json_string_value(v)))
-        return util_err(err, errlen, "config.file_path: must not contain NUL");
-    if (node_file_resolve(data_dir, json_string_value(v), 0, path, sizeof path, why, sizeof why) != 0)
-        return util_err(err, errlen, "config.file_path: %s", json_writer_reason(why));
-    return 0;
-}
-
 static int json_writer_compile(const node_env *env, json_t *config, void **compiled, char *err,
                                size_t errlen)
 {
@@ -86,15 +47,7 @@ static int json_writer_compile(const node_env *env, json_t *config, void **compi
     *compiled = NULL;
     if (json_writer_indent(config, 1, &indent, msg, sizeof msg) != 0)
         return util_err(err, errlen, "config.%s", msg);
-    if (json_writer_check_path(env->data_dir, config, err, errlen) != 0)
-        return -1;
-    json_writer *jw = calloc(1, sizeof *jw);
-    if (!jw || !(jw->data_dir = strdup(env->data_dir))) {
-        json_writer_free(jw);
-        return util_err(err, errlen, "out of memory");
-    }
-    *compiled = jw;
-    return 0;
+    return node_file_compile(env, config, compiled, err, errlen);
 }
 
 static int json_writer_has_output(const void *compiled, const char *port)
@@ -148,22 +101,6 @@ static int json_writer_replace(const char *path, const char *text, size_t len)
     return 0;
 }
 
-/* Resolves the run's file_path (its directory must exist) into path; *given borrows the input. */
-static int json_writer_path(const json_writer *jw, json_t *inputs, char *path, size_t len,
-                            json_t **given, node_error *err)
-{
-    json_t *v = json_object_get(inputs, "file_path");
-    char why[256];
-    if (!json_is_string(v))
-        return node_fail(err, "internal", "file_path: expected a string");
-    if (json_string_length(v) != strlen(json_string_value(v)))
-        return node_fail(err, "bad_request", "file_path must not contain NUL");
-    if (node_file_resolve(jw->data_dir, json_string_value(v), 1, path, len, why, sizeof why) != 0)
-        return node_fail(err, "bad_request", "%s", why);
-    *given = v;
-    return 0;
-}
-
 /* json_dump_callback sink: appends to a buf. */
 static int json_writer_collect(const char *text, size_t len, void *data)
 {
@@ -183,7 +120,7 @@ static int json_writer_text(json_t *data, int indent, buf *b)
 
 static int json_writer_run(const void *compiled, node_call *call, json_t **outputs, node_error *err)
 {
-    const json_writer *jw = compiled;
+    const char *data_dir = compiled;
     char path[PATH_MAX], msg[200];
     json_t *given = NULL; /* borrowed from the inputs */
     int indent;
@@ -192,7 +129,7 @@ static int json_writer_run(const void *compiled, node_call *call, json_t **outpu
         return node_fail(err, "internal", "input 'data' is missing");
     if (json_writer_indent(call->inputs, 0, &indent, msg, sizeof msg) != 0)
         return node_fail(err, "internal", "%s", msg);
-    if (json_writer_path(jw, call->inputs, path, sizeof path, &given, err) != 0)
+    if (node_file_path_input(data_dir, call->inputs, 1, path, sizeof path, &given, err) != 0)
         return -1;
     buf text = {0}; /* owned, freed below */
     if (json_writer_text(data, indent, &text) != 0)
@@ -203,13 +140,7 @@ static int json_writer_run(const void *compiled, node_call *call, json_t **outpu
     if (rc != 0)
         return node_fail(err, "internal", "file '%.120s' could not be written: %s",
                          json_string_value(given), strerror(e));
-    json_t *out = json_object();
-    if (!out || json_object_set(out, "file_path", given) != 0) { /* set takes its own reference */
-        json_decref(out);
-        return node_fail(err, "internal", "out of memory");
-    }
-    *outputs = out;
-    return 0;
+    return node_file_output("file_path", json_incref(given), outputs, err); /* consumes the incref */
 }
 
 const node_type node_json_writer = {
@@ -220,5 +151,5 @@ const node_type node_json_writer = {
     .has_output = json_writer_has_output,
     .run = json_writer_run,
     .start = NULL,
-    .free = json_writer_free,
+    .free = free,
 };

@@ -254,12 +254,6 @@ static int lb_failover(http_exchange *ex)
     return 0;
 }
 
-static json_t *lb_outputs(http_exchange *ex, const http_answer *a)
-{
-    (void)ex;
-    return http_outputs_response(a);
-}
-
 static void lb_run_free(void *ud)
 {
     lb_run *run = ud;
@@ -274,7 +268,7 @@ static const http_hooks lb_hooks = {
     .begin = lb_begin,
     .end = lb_end,
     .failover = lb_failover,
-    .outputs = lb_outputs,
+    .outputs = http_outputs_response,
     .free_ud = lb_run_free,
 };
 
@@ -304,16 +298,10 @@ static lb_run *lb_run_new(const lb_node *lb, json_t *in, node_error *err)
 }
 
 /* Everything but the URL, which lb_begin builds per attempt. */
-static int lb_build(json_t *in, http_request *r, node_error *err)
+static int lb_build(const void *compiled, json_t *in, http_request *r, node_error *err)
 {
-    if (http_request_options(r, in, HTTP_FMT_AUTO, err) != 0)
-        return -1;
-    json_t *json_data = json_object_get(in, "json_data");
-    int rc = json_data && !json_is_null(json_data) ? http_request_body_json(r, json_data, err)
-                                                   : http_request_body_data(r, json_object_get(in, "data"), err);
-    if (rc != 0)
-        return -1;
-    return http_request_headers(r, in, NULL, err);
+    (void)compiled;
+    return http_request_fill(r, in, err);
 }
 
 static int lb_start(const void *compiled, node_call *call, node_error *err)
@@ -324,14 +312,7 @@ static int lb_start(const void *compiled, node_call *call, node_error *err)
     lb_run *run = lb_run_new(lb, call->inputs, err);
     if (!run)
         return -1;
-    http_exchange *ex = http_exchange_new(call, &lb->base.lim, &lb_hooks, run);
-    if (!ex)
-        return node_fail(err, "internal", "out of memory");
-    if (lb_build(call->inputs, http_exchange_request(ex), err) != 0) {
-        http_exchange_free(ex);
-        return -1;
-    }
-    return http_exchange_start(ex, err);
+    return http_exchange_run(call, &lb->base.lim, &lb_hooks, run, lb_build, lb, err);
 }
 
 const node_type node_load_balancer = {

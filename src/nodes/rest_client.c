@@ -23,40 +23,13 @@
     X("data", HTTP_K_ANY, NULL, 0)                                                                 \
     HTTP_KEYS_COMMON(X)
 
-typedef struct rest_node {
-    http_base base;
-    http_origin origin;
-} rest_node;
-
 static const http_key rest_keys[] = {REST_KEYS(HTTP_KEY_ROW){NULL, 0, NULL, 0}};
 static const char *const rest_key_names[] = {REST_KEYS(HTTP_KEY_NAME) NULL};
 
-static void rest_free(void *compiled)
-{
-    rest_node *n = compiled;
-    if (!n)
-        return;
-    http_base_clear(&n->base);
-    free(n);
-}
-
 static int rest_compile(const node_env *env, json_t *config, void **compiled, char *err, size_t errlen)
 {
-    if (http_keys_check(rest_keys, config, 1, err, errlen) != 0)
-        return -1;
-    json_t *base_url = json_object_get(config, "base_url");
-    if (!json_is_string(base_url))
-        return util_err(err, errlen, "config.base_url: required, a string");
-    rest_node *n = calloc(1, sizeof *n);
-    if (!n)
-        return util_err(err, errlen, "out of memory");
-    if (http_origin_from_config("base_url", json_string_value(base_url), &n->origin, err, errlen) != 0 ||
-        http_base_init(&n->base, rest_keys, env, config, err, errlen) != 0) {
-        free(n);
-        return -1;
-    }
-    *compiled = n;
-    return 0;
+    return http_origin_node_compile(rest_keys, "base_url", "config.base_url: required, a string", env, config,
+                                    compiled, err, errlen);
 }
 
 /* Appends one path parameter, percent-encoded, as the text of a `{name}` slot. */
@@ -146,8 +119,9 @@ static int rest_body(http_request *r, json_t *data, node_error *err)
     return 0;
 }
 
-static int rest_build(const rest_node *n, json_t *in, http_request *r, node_error *err)
+static int rest_build(const void *compiled, json_t *in, http_request *r, node_error *err)
 {
+    const http_origin_node *n = compiled;
     buf url = {0};
     int rc = rest_url_text(in, &url, err);
     if (rc == 0)
@@ -172,17 +146,7 @@ static const http_hooks rest_hooks = {.outputs = rest_outputs};
 
 static int rest_start(const void *compiled, node_call *call, node_error *err)
 {
-    const rest_node *n = compiled;
-    if (http_base_check_inputs(&n->base, call->inputs, err) != 0)
-        return -1;
-    http_exchange *ex = http_exchange_new(call, &n->base.lim, &rest_hooks, NULL);
-    if (!ex)
-        return node_fail(err, "internal", "out of memory");
-    if (rest_build(n, call->inputs, http_exchange_request(ex), err) != 0) {
-        http_exchange_free(ex);
-        return -1;
-    }
-    return http_exchange_start(ex, err);
+    return http_origin_node_start(compiled, call, &rest_hooks, rest_build, err);
 }
 
 static int rest_has_output(const void *compiled, const char *port)
@@ -200,5 +164,5 @@ const node_type node_rest_client = {
     .has_output = rest_has_output,
     .run = NULL,
     .start = rest_start,
-    .free = rest_free,
+    .free = http_origin_node_free,
 };

@@ -22,7 +22,8 @@ static int ip_parse(const char *ip, unsigned char out[16])
     return memcmp(out, mapped, 12) == 0 ? 4 : 6;
 }
 
-int util_cidr_match(const char *cidr, const char *ip)
+/* Parses "addr[/bits]" into net (16 bytes) and a prefix length over those 16 bytes; 4/6, or 0. */
+static int cidr_parse(const char *cidr, unsigned char net[16], long *bits)
 {
     char addr[64];
     const char *slash = strchr(cidr, '/');
@@ -31,14 +32,28 @@ int util_cidr_match(const char *cidr, const char *ip)
         return 0;
     memcpy(addr, cidr, n);
     addr[n] = '\0';
-    unsigned char net[16], host[16];
-    int fam = ip_parse(addr, net), hfam = ip_parse(ip, host);
-    if (!fam || fam != hfam)
+    int fam = ip_parse(addr, net);
+    char *end = NULL;
+    long b = slash ? strtol(slash + 1, &end, 10) : (fam == 4 ? 32 : 128);
+    if (!fam || (slash && (!slash[1] || *end)) || b < 0 || b > (fam == 4 ? 32 : 128))
         return 0;
-    long bits = slash ? strtol(slash + 1, NULL, 10) : (fam == 4 ? 32 : 128);
-    if (fam == 4)
-        bits += 96;
-    if (bits < 0 || bits > 128)
+    *bits = fam == 4 ? b + 96 : b;
+    return fam;
+}
+
+int util_cidr_valid(const char *cidr)
+{
+    unsigned char net[16];
+    long bits;
+    return cidr_parse(cidr, net, &bits) != 0;
+}
+
+int util_cidr_match(const char *cidr, const char *ip)
+{
+    unsigned char net[16], host[16];
+    long bits;
+    int fam = cidr_parse(cidr, net, &bits);
+    if (!fam || fam != ip_parse(ip, host))
         return 0;
     for (long i = 0; i < bits; i++) {
         unsigned char m = (unsigned char)(0x80 >> (i % 8));

@@ -217,7 +217,7 @@ def test_unknown_workflow_beats_media_type(d):
 def test_run_headers(d):
     r = d.run("hello", {"name": "Ada"})
     b = run_ok(r)
-    assert r.headers["Content-Type"].startswith("application/json")
+    assert r.headers["Content-Type"] == "application/json; charset=utf-8"
     assert r.headers["X-Run-ID"] == b["run_id"]
     assert UUID_RE.match(b["run_id"]), b["run_id"]
     assert r.headers["X-Cache"] == "BYPASS"
@@ -240,6 +240,12 @@ def test_request_id_replaced_when_invalid(d, rid):
     assert r.status_code == 200
     new = r.headers["X-Request-ID"]
     assert new != rid and REQUEST_ID_RE.match(new), new
+
+
+def test_generated_request_ids_are_unique(d):
+    ids = {d.get("/health").headers.get("X-Request-ID") for _ in range(10)} | \
+          {d.run("hello", {"name": "u"}).headers["X-Request-ID"] for _ in range(10)}
+    assert None not in ids and len(ids) == 20
 
 
 def test_request_id_in_error_body(d):
@@ -310,6 +316,21 @@ def test_access_log_errors_and_counts(d):
     assert by[tag + "404"]["status"] == 404 and by[tag + "404"]["path"] == "/no/such/route"
     assert by[tag + "415"]["status"] == 415 and by[tag + "415"]["method"] == "POST"
     assert by[tag + "0"]["status"] == 200 and by[tag + "0"]["method"] == "GET"
+
+
+def test_access_log_client_gone_before_answer(d):
+    """A request whose client hangs up before the answer still gets its one access-log line, with
+    nginx's 499 (client closed request)."""
+    import socket
+    tag = "gone-%s" % uuid.uuid4().hex[:10]
+    s = socket.create_connection(("127.0.0.1", d.port))
+    s.sendall(b"POST /workflows/hello/run HTTP/1.1\r\nHost: t\r\nX-Request-ID: " + tag.encode() +
+              b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"inp")
+    time.sleep(0.2)
+    s.close()
+    lines = d.wait_log(lambda e: e.get("request_id") == tag)
+    assert len(lines) == 1, lines
+    assert lines[0]["status"] == 499 and lines[0]["path"] == "/workflows/hello/run"
 
 
 # --- /run ------------------------------------------------------------------------------------------

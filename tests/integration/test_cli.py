@@ -111,6 +111,15 @@ REFUSALS = [
          "minimun"),
     _bad("outputs_unknown_node", wf({"t": transform({})}, gateway={"outputs": {"x": "ghostnode.result"}}),
          "ghostnode"),
+    _bad("env_secret_unset", wf({"call": node("HTTPRequestNode", url="http://127.0.0.1:9/x", method="GET",
+                                              auth_type="bearer", auth_token={"$env": "KT_UNSET_VAR_XYZ"})}),
+         "call", "KT_UNSET_VAR_XYZ"),
+    _bad("gateway_unknown_key", wf({"t": transform({})}, gateway={"outptus": {}}), "outptus"),
+    _bad("executor_zero_concurrency", wf({"t": transform({})}, gateway={"executor": {"max_concurrency": 0}}),
+         "max_concurrency"),
+    _bad("negative_timeout", wf({"t": transform({})}, gateway={"timeout_ms": -5}), "timeout_ms"),
+    _bad("schema_bad_pattern", wf({"t": transform({})}, gateway={"inputs": {"type": "object", "properties": {
+        "a": {"type": "string", "pattern": "([a-z"}}}}), "pattern"),
     _bad("not_json", wfs.fixture("not_json")),
     _bad("nodes_not_object_or_list", {"nodes": "TransformNode", "connections": []}, "nodes"),
     _bad("bad_name", {"name": "bad name!", "nodes": {"t": {"node_type": "TransformNode", "config": {"template": {}}}},
@@ -271,3 +280,26 @@ def test_kailash_config_env_and_default_path(tmp_path):
             assert [w["name"] for w in wl["workflows"]] == ["hello"], (how, wl)
         finally:
             assert _stop(proc) == 0, how
+
+
+def test_env_host_workers_and_log_level(tmp_path):
+    """KAILASH_HOST and KAILASH_WORKERS override the file; KAILASH_LOG_LEVEL=error silences info lines."""
+    os.makedirs(tmp_path / "workflows")
+    os.makedirs(tmp_path / "var")
+    port = free_port()
+    write_json(str(tmp_path / "k.json"), {"host": "203.0.113.1", "port": port, "workers": 1,
+                                          "workflows_dir": "workflows", "data_dir": "var"})
+    threads = {}
+    for workers in ("1", "6"):
+        proc, r = _serve_until_health([BIN, "--config", "k.json"], str(tmp_path),
+                                      {"KAILASH_HOST": "127.0.0.1", "KAILASH_WORKERS": workers,
+                                       "KAILASH_LOG_LEVEL": "error"}, port)
+        try:
+            assert r is not None and r.status_code == 200, "KAILASH_HOST did not override host"
+            with open("/proc/%d/status" % proc.pid) as f:
+                threads[workers] = int([ln for ln in f if ln.startswith("Threads:")][0].split()[1])
+        finally:
+            assert _stop(proc) == 0
+        err = proc.stderr.read()
+        assert '"info"' not in err and "listening" not in err, err
+    assert threads["6"] > threads["1"], threads

@@ -137,3 +137,15 @@ def test_reload_during_inflight_run(daemons, upstream):
     assert res and res[0].status_code == 200, res and res[0].text
     assert res[0].json()["outputs"] == {"code": 200}, "the in-flight run must finish on its old definition"
     assert d.run("slow").json()["outputs"] == {"t": {"result": {"new": True}}}
+
+
+def test_reload_applies_config_changes(daemons):
+    d = daemons.make(config={"max_body_bytes": 4096}, workflows={"hello": greeting_wf("Hello", "1")})
+    body = {"inputs": {"name": "x" * 60}}
+    assert d.run("hello", body=body).status_code == 200
+    cfg = dict(d.config)
+    cfg["max_body_bytes"] = 40
+    d.write_config(cfg)
+    assert d.reload().status_code == 200
+    assert_error(d.run("hello", body=body), 413, "payload_too_large")
+    assert d.get("/health").status_code == 200
