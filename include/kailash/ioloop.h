@@ -19,7 +19,8 @@ typedef void (*ioloop_done_fn)(CURL *easy, CURLcode result, void *ud);
 ioloop *ioloop_create(long max_connects, char *err, size_t errlen);
 
 /* Stops the thread; transfers still running end with CURLE_ABORTED_BY_CALLBACK (their done is
- * called), pending timers are dropped. */
+ * called), then pending timers fire at once on the calling thread (so their owners can let go of
+ * what they hold); ioloop_add and ioloop_after refuse from then on. */
 void ioloop_destroy(ioloop *io);
 
 /* Adds a configured easy handle. Thread-safe. Returns 0, or -1 (done will not be called). */

@@ -12,10 +12,15 @@ ioloop *engine_io(void);
 /* Object of template_env names -> values (borrowed). */
 json_t *engine_template_env(void);
 
+/* run.c: the executor r belongs to (borrowed while r is held). */
+executor *run_executor(const run *r);
+/* run.c: r now holds an executor slot (given back when it ends). */
+void run_take_slot(run *r);
 /* run.c: begin executing r (it has a slot) on the calling thread. */
 void run_begin(run *r);
 /* run.c: end r as timed out without running it (its deadline passed while queued). */
 int run_expired(const run *r);
+double run_deadline_ms(const run *r);
 void run_end_timeout(run *r);
 
 /* executor.c: r (which held a slot) has ended; hand the slot to the next queued run. */

@@ -11,6 +11,7 @@
 
 #include "engine_internal.h"
 #include "kailash/log.h"
+#include "kailash/util.h"
 
 struct executor {
     atomic_int refs;
@@ -73,15 +74,63 @@ int exec_queued(executor *ex)
     return n;
 }
 
-/* Pool task: a run that waited in the queue got a slot. */
-static void exec_start_queued(void *arg)
+/* Pool task: r got a slot (straight away, or after waiting in the queue). */
+static void exec_start_slot(void *arg)
 {
     run *r = arg;
+    run_take_slot(r);
     if (run_expired(r))
         run_end_timeout(r);
     else
         run_begin(r);
     run_release(r);
+}
+
+/* Pool task: r's deadline passed while it waited; it never got a slot. */
+static void exec_expire_task(void *arg)
+{
+    run *r = arg;
+    run_end_timeout(r);
+    run_release(r);
+}
+
+/* Removes r from the queue if it is still there; 1 when it was (its queue reference moves to the
+ * caller). O(queue length), paid only when a queued run times out. */
+static int exec_unqueue_locked(executor *ex, run *r)
+{
+    size_t cap = (size_t)ex->wf->max_queue;
+    for (size_t i = 0; i < ex->qlen; i++) {
+        if (ex->queue[(ex->qhead + i) % cap] != r)
+            continue;
+        for (size_t j = i; j + 1 < ex->qlen; j++)
+            ex->queue[(ex->qhead + j) % cap] = ex->queue[(ex->qhead + j + 1) % cap];
+        ex->qlen--;
+        return 1;
+    }
+    return 0;
+}
+
+/* I/O loop timer at a queued run's deadline: answer 504 now rather than when a slot frees. */
+static void exec_queue_deadline(void *arg)
+{
+    run *r = arg;
+    executor *ex = run_executor(r);
+    pthread_mutex_lock(&ex->mu);
+    int waiting = exec_unqueue_locked(ex, r);
+    pthread_mutex_unlock(&ex->mu);
+    run_release(r); /* the timer's reference */
+    if (waiting && pool_submit(engine_pool(), exec_expire_task, r) != 0)
+        exec_expire_task(r);
+}
+
+static void exec_arm_deadline(executor *ex, run *r)
+{
+    double wait = run_deadline_ms(r) - util_now_ms();
+    run_retain(r);
+    if (ioloop_after(engine_io(), wait > 0 ? wait : 0, exec_queue_deadline, r) != 0) {
+        log_msg(LOG_WARN, "%s: cannot arm a queued run's deadline; it will time out when dequeued", ex->wf->name);
+        run_release(r);
+    }
 }
 
 int exec_submit(executor *ex, run *r, int may_inline)
@@ -90,16 +139,19 @@ int exec_submit(executor *ex, run *r, int may_inline)
     if (ex->running < ex->wf->max_concurrency) {
         ex->running++;
         pthread_mutex_unlock(&ex->mu);
-        if (may_inline) {
-            run_begin(r);
-            run_release(r);
-        } else if (pool_submit(engine_pool(), exec_start_queued, r) != 0) {
-            exec_start_queued(r);
+        if (!may_inline) {
+            if (pool_submit(engine_pool(), exec_start_slot, r) != 0)
+                exec_start_slot(r);
+            return EXEC_OK;
         }
+        run_take_slot(r);
+        run_begin(r);
+        run_release(r);
         return EXEC_OK;
     }
     if (ex->qlen < (size_t)ex->wf->max_queue) {
         ex->queue[(ex->qhead + ex->qlen++) % (size_t)ex->wf->max_queue] = r;
+        exec_arm_deadline(ex, r);
         pthread_mutex_unlock(&ex->mu);
         return EXEC_OK;
     }
@@ -107,20 +159,26 @@ int exec_submit(executor *ex, run *r, int may_inline)
     return EXEC_OVERLOADED;
 }
 
-void exec_slot_release(executor *ex)
+/* The next queued run (its reference moves to the caller), or NULL. */
+static run *exec_dequeue_locked(executor *ex)
 {
-    pthread_mutex_lock(&ex->mu);
-    if (ex->qlen == 0) {
-        ex->running--;
-        pthread_mutex_unlock(&ex->mu);
-        return;
-    }
+    if (ex->qlen == 0)
+        return NULL;
     run *next = ex->queue[ex->qhead];
     ex->qhead = (ex->qhead + 1) % (size_t)ex->wf->max_queue;
     ex->qlen--;
+    return next;
+}
+
+void exec_slot_release(executor *ex)
+{
+    pthread_mutex_lock(&ex->mu);
+    run *next = exec_dequeue_locked(ex);
+    if (!next)
+        ex->running--;
     pthread_mutex_unlock(&ex->mu);
-    if (pool_submit(engine_pool(), exec_start_queued, next) != 0) {
+    if (next && pool_submit(engine_pool(), exec_start_slot, next) != 0) {
         log_msg(LOG_ERROR, "worker pool refused a queued run of %s; running it here", ex->wf->name);
-        exec_start_queued(next);
+        exec_start_slot(next);
     }
 }

@@ -422,10 +422,22 @@ void ioloop_destroy(ioloop *io)
     io_wake_locked(io);
     pthread_mutex_unlock(&io->lock);
     pthread_join(io->thread, NULL);
+    /* Timers still pending fire now, early, on this thread: their owners (a queued run's deadline, a
+     * retry's backoff) hold references that must be let go; ioloop_after refuses from here on. */
+    for (;;) {
+        pthread_mutex_lock(&io->lock);
+        if (io->heap_len == 0) {
+            pthread_mutex_unlock(&io->lock);
+            break;
+        }
+        io_timer t = io_heap_pop_locked(io);
+        pthread_mutex_unlock(&io->lock);
+        t.fn(t.ud);
+    }
     curl_multi_cleanup(io->multi); /* closes the cached keep-alive connections */
     close(io->epfd);
     close(io->wakefd);
-    free(io->heap); /* pending timers are dropped, as the header says */
+    free(io->heap);
     pthread_mutex_destroy(&io->lock);
     free(io);
 }

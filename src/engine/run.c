@@ -56,6 +56,7 @@ struct run {
     int scheduled;
     run_done_fn done;
     void *ud;
+    int has_slot;       /* it holds one of its executor's max_concurrency slots */
 };
 
 static void run_drain(run *r);
@@ -173,7 +174,8 @@ static void run_end(run *r, run_status st)
     exec_retain(ex);
     if (r->done)
         r->done(r, r->ud);
-    exec_slot_release(ex);
+    if (r->has_slot)
+        exec_slot_release(ex);
     exec_release(ex);
 }
 
@@ -183,6 +185,11 @@ static void run_fail(run *r, size_t node, const node_error *e)
     snprintf(r->err_msg, sizeof r->err_msg, "%s", e->message);
     snprintf(r->err_node, sizeof r->err_node, "%s", node == (size_t)-1 ? "" : r->wf->nodes[node].id);
     run_end(r, strcmp(r->err_code, "timeout") == 0 ? RUN_TIMEOUT : RUN_FAILED);
+}
+
+double run_deadline_ms(const run *r)
+{
+    return r->deadline;
 }
 
 int run_expired(const run *r)
@@ -426,6 +433,16 @@ static void run_drain(run *r)
     /* Each applied completion held one reference; dropping them may free r, so do it last. */
     while (applied-- > 0)
         run_release(r);
+}
+
+executor *run_executor(const run *r)
+{
+    return r->ex;
+}
+
+void run_take_slot(run *r)
+{
+    r->has_slot = 1;
 }
 
 void run_begin(run *r)

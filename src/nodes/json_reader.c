@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "kailash/node.h"
-#include "kailash/util.h"
 
 static const char *const json_reader_keys[] = {"file_path", NULL};
 static const char *const json_reader_ports[] = {"file_path", NULL};
