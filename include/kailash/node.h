@@ -99,9 +99,10 @@ int node_file_compile(const node_env *env, json_t *config, void **compiled, char
 int node_file_path_input(const char *data_dir, json_t *inputs, int for_write, char *path, size_t len,
                          json_t **given, node_error *err);
 
-/* Reads the regular file at path (at most 64 MiB) into a new NUL-terminated string of *len bytes
- * (caller frees); messages name the file as given. NULL with err ("internal") on failure. */
-char *node_file_load(const char *path, const char *given, size_t *len, node_error *err);
+/* Reads the regular file that the run's file_path input names (node_file_path_input, at most 64 MiB)
+ * into a new NUL-terminated string of *len bytes (caller frees); *given borrows file_path from inputs
+ * for messages. NULL with err on failure. */
+char *node_file_read(const char *data_dir, json_t *inputs, const char **given, size_t *len, node_error *err);
 
 /* *outputs = a new object {port: value}; value is stolen, even on failure. 0, or -1 with err. */
 int node_file_output(const char *port, json_t *value, json_t **outputs, node_error *err);

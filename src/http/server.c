@@ -68,7 +68,10 @@ static void client_forwarded(kreq *r)
         unsigned char tmp[16];
         if (inet_pton(AF_INET, a, tmp) != 1 && inet_pton(AF_INET6, a, tmp) != 1)
             return; /* garbage: keep the socket address */
-        snprintf(r->client_ip, sizeof r->client_ip, "%s", a);
+        size_t alen = strlen(a); /* an address inet_pton accepted: at most 45 characters */
+        if (alen >= sizeof r->client_ip)
+            return;
+        memcpy(r->client_ip, a, alen + 1);
         if (!proxy_trusted(a))
             return;
         end = start > list ? start - 1 : list;

@@ -14,7 +14,6 @@
  * headers every record is an array of strings.
  *
  * file_path is checked at load when literal and resolved again at every run (see json_reader.c). */
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -228,16 +227,13 @@ static json_t *csv_parse(const char *text, size_t len, const csv_opts *o, char *
 static int csv_reader_run(const void *compiled, node_call *call, json_t **outputs, node_error *err)
 {
     const char *data_dir = compiled;
-    char path[PATH_MAX], msg[200];
-    json_t *file = NULL; /* borrowed from the inputs */
+    char msg[200];
+    const char *given = NULL; /* borrowed from the inputs */
     size_t len;
     csv_opts o;
     if (csv_read_opts(call->inputs, 0, &o, msg, sizeof msg) != 0)
         return node_fail(err, "internal", "%s", msg);
-    if (node_file_path_input(data_dir, call->inputs, 0, path, sizeof path, &file, err) != 0)
-        return -1;
-    const char *given = json_string_value(file);
-    char *text = node_file_load(path, given, &len, err); /* owned, freed below */
+    char *text = node_file_read(data_dir, call->inputs, &given, &len, err); /* owned, freed below */
     if (!text)
         return -1;
     json_t *data = csv_parse(text, len, &o, msg, sizeof msg);

@@ -16,8 +16,8 @@
  *
  * The file nodes share the rest of their plumbing here too: compile (node_file_compile, whose compiled
  * state is just a copy of data_dir, after the load-time check of a literal config.file_path), the
- * run-time file_path input (node_file_path_input), the bounded read of a file (node_file_load) and
- * the one-port outputs (node_file_output), so the three nodes give the same messages. */
+ * run-time file_path input (node_file_path_input), the bounded read of that file (node_file_read)
+ * and the one-port outputs (node_file_output), so the three nodes give the same messages. */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -30,7 +30,7 @@
 /* How much of a given path a message shows. */
 #define FILE_SHOW_MAX 120
 
-/* The largest file node_file_load reads; its message says "64 MiB". */
+/* The largest file node_file_read reads; its message says "64 MiB". */
 #define FILE_READ_MAX ((size_t)64 << 20)
 
 /* Appends the components of path to out (an absolute folded path of *n bytes, at least "/"),
@@ -233,7 +233,8 @@ int node_file_path_input(const char *data_dir, json_t *inputs, int for_write, ch
     return 0;
 }
 
-char *node_file_load(const char *path, const char *given, size_t *len, node_error *err)
+/* Reads the regular file at path (at most FILE_READ_MAX bytes); messages name it as given. Caller frees. */
+static char *file_load(const char *path, const char *given, size_t *len, node_error *err)
 {
     struct stat st;
     char why[256];
@@ -258,6 +259,16 @@ char *node_file_load(const char *path, const char *given, size_t *len, node_erro
     if (!text)
         node_fail(err, "internal", "file '%.120s' could not be read", given);
     return text;
+}
+
+char *node_file_read(const char *data_dir, json_t *inputs, const char **given, size_t *len, node_error *err)
+{
+    char path[PATH_MAX];
+    json_t *file = NULL; /* borrowed from the inputs */
+    if (node_file_path_input(data_dir, inputs, 0, path, sizeof path, &file, err) != 0)
+        return NULL;
+    *given = json_string_value(file);
+    return file_load(path, *given, len, err);
 }
 
 int node_file_output(const char *port, json_t *value, json_t **outputs, node_error *err)

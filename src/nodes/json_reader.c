@@ -5,8 +5,7 @@
  * request parameters may all change it. The file is read whole, up to 64 MiB (a bigger one is an
  * error, not a truncation); any JSON value is accepted at the top level. Messages name the file as
  * the workflow gave it, never by its absolute path. The checks and the read are file.c's
- * (node_file_check_config, node_file_path_input, node_file_load), shared by every file node. */
-#include <limits.h>
+ * (node_file_compile, node_file_read, node_file_output), shared by every file node. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,13 +23,9 @@ static int json_reader_has_output(const void *compiled, const char *port)
 static int json_reader_run(const void *compiled, node_call *call, json_t **outputs, node_error *err)
 {
     const char *data_dir = compiled;
-    char path[PATH_MAX];
-    json_t *file = NULL; /* borrowed from the inputs */
+    const char *given = NULL; /* borrowed from the inputs */
     size_t len;
-    if (node_file_path_input(data_dir, call->inputs, 0, path, sizeof path, &file, err) != 0)
-        return -1;
-    const char *given = json_string_value(file);
-    char *text = node_file_load(path, given, &len, err); /* owned, freed below */
+    char *text = node_file_read(data_dir, call->inputs, &given, &len, err); /* owned, freed below */
     if (!text)
         return -1;
     json_error_t jerr;
