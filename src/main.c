@@ -20,8 +20,8 @@
 #include "kailash/log.h"
 
 static const char *g_config_path;
-static kconfig *g_cfg;          /* the config serving now */
-static kconfig **g_retired;     /* replaced by reloads; freed at exit (requests may still read them) */
+static kconfig *g_cfg;      /* the config serving now */
+static kconfig **g_retired; /* replaced by reloads; freed at exit (requests may still read them) */
 static size_t g_nretired;
 static pthread_mutex_t g_reload_mu = PTHREAD_MUTEX_INITIALIZER;
 

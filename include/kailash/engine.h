@@ -26,7 +26,8 @@ typedef struct registry registry;
 /* Resolves data_dir (creating it if missing) and the template environment, without starting threads
  * (enough for loading workflows, as `kailashd --check` does). */
 int engine_prepare(const kconfig *cfg, char *err, size_t errlen);
-/* engine_prepare, then starts the worker pool (cfg->workers threads) and the I/O loop. Call once before anything else. */
+/* engine_prepare, then starts the worker pool (cfg->workers threads) and the I/O loop. Call once before anything else.
+ */
 int engine_start(const kconfig *cfg, char *err, size_t errlen);
 /* Stops them; call after every run has finished. */
 void engine_stop(void);
@@ -72,9 +73,7 @@ int exec_submit(executor *ex, run *r, int may_inline);
 
 /* ---- run ---- */
 
-typedef enum run_status {
-    RUN_QUEUED, RUN_RUNNING, RUN_COMPLETED, RUN_FAILED, RUN_TIMEOUT, RUN_CANCELLED
-} run_status;
+typedef enum run_status { RUN_QUEUED, RUN_RUNNING, RUN_COMPLETED, RUN_FAILED, RUN_TIMEOUT, RUN_CANCELLED } run_status;
 
 /* Called once when r ends, on whatever thread ended it. r stays valid until run_release. */
 typedef void (*run_done_fn)(run *r, void *ud);
@@ -97,9 +96,9 @@ void run_release(run *r);
 const char *run_id(const run *r);
 run_status run_get_status(const run *r);
 const char *run_status_name(run_status s);
-json_t *run_outputs(const run *r);      /* the run's outputs object */
-json_t *run_results(const run *r);      /* node id -> output object, for nodes that ran */
-json_t *run_skipped(const run *r);      /* new reference: array of skipped node ids */
+json_t *run_outputs(const run *r); /* the run's outputs object */
+json_t *run_results(const run *r); /* node id -> output object, for nodes that ran */
+json_t *run_skipped(const run *r); /* new reference: array of skipped node ids */
 /* error fields when status is failed/timeout: code (API.md), message, node id ("" if none). */
 const char *run_error_code(const run *r);
 const char *run_error_message(const run *r);

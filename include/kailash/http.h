@@ -27,24 +27,24 @@ enum { HTTP_DONE = 0, HTTP_PENDING = 1, HTTP_CONTINUE = 1 };
  * "handler". Freed after the response is sent (or the client went away). */
 struct kreq {
     struct MHD_Connection *conn;
-    const char *method;        /* borrowed from MHD */
-    const char *path;          /* without query string, borrowed from MHD */
-    char request_id[132];      /* set by the request_id middleware */
+    const char *method;   /* borrowed from MHD */
+    const char *path;     /* without query string, borrowed from MHD */
+    char request_id[132]; /* set by the request_id middleware */
     char client_ip[64];
     int client_loopback;
-    double t0;                 /* util_now_ms() at arrival */
+    double t0; /* util_now_ms() at arrival */
     const http_route *route;
-    char param[132];           /* the {name} segment of the path, if the route has one */
+    char param[132]; /* the {name} segment of the path, if the route has one */
     buf body;
-    long long content_length;  /* -1 when not given */
+    long long content_length; /* -1 when not given */
     int body_too_large;
-    int status;                /* of the response set */
+    int status; /* of the response set */
     struct MHD_Response *resp;
-    char run_id[40];           /* handler: for X-Run-ID and the access log */
-    char workflow[132];        /* handler: for the access log */
-    void *state;               /* handler: its own per-request state */
+    char run_id[40];    /* handler: for X-Run-ID and the access log */
+    char workflow[132]; /* handler: for the access log */
+    void *state;        /* handler: its own per-request state */
     void (*state_free)(void *state);
-    pthread_mutex_t mu;        /* guards ready/suspended between the handler and http_complete */
+    pthread_mutex_t mu; /* guards ready/suspended between the handler and http_complete */
     int ready;
     int suspended;
     int logged;
@@ -56,15 +56,15 @@ typedef int (*http_handler)(kreq *r);
  * may answer (HTTP_DONE); handle runs when the body is complete. */
 struct http_route {
     const char *method;
-    const char *pattern;   /* "/workflows/{name}/run": {name} matches one segment */
+    const char *pattern; /* "/workflows/{name}/run": {name} matches one segment */
     http_handler prepare;
     http_handler handle;
 };
 
 /* Finds the route for method + path. Returns the row, or NULL with *status 404, or 405 with the
  * methods the path takes in allow ("GET, POST"). param receives the {name} segment. */
-const http_route *http_route_find(const char *method, const char *path, char *param, size_t paramlen,
-                                  int *status, char *allow, size_t allowlen);
+const http_route *http_route_find(const char *method, const char *path, char *param, size_t paramlen, int *status,
+                                  char *allow, size_t allowlen);
 
 /* Starts listening (cfg is kept borrowed for the server's life). Returns 0 or -1 with err. */
 int http_server_start(const kconfig *cfg, char *err, size_t errlen);

@@ -24,10 +24,10 @@ struct ioloop;
 
 /* Load-time facts a node's compile may use. Borrowed, valid during compile only (copy what you keep). */
 typedef struct node_env {
-    const char *data_dir;           /* absolute, symlinks resolved, no trailing slash */
-    size_t max_response_bytes;      /* upstream.max_response_bytes */
-    int connect_timeout_ms;         /* upstream.connect_timeout_ms */
-    int verify_tls;                 /* upstream.verify_tls */
+    const char *data_dir;      /* absolute, symlinks resolved, no trailing slash */
+    size_t max_response_bytes; /* upstream.max_response_bytes */
+    int connect_timeout_ms;    /* upstream.connect_timeout_ms */
+    int verify_tls;            /* upstream.verify_tls */
 } node_env;
 
 /* A node failure. code is an API.md error code: "upstream_error" (502: transport error, node timeout,
@@ -51,12 +51,12 @@ typedef void (*node_done_fn)(node_call *call, json_t *outputs, const node_error 
 /* One execution of one node. Everything is borrowed and valid until run() returns or done() is called. */
 struct node_call {
     const char *node_id;
-    json_t *inputs;            /* final resolved inputs (an object) */
-    const tmpl_scope *scope;   /* the run's template scope */
-    double deadline_ms;        /* util_now_ms() after which the run is out of time */
-    struct ioloop *io;         /* the I/O loop, for start() */
-    node_done_fn done;         /* for start() */
-    void *engine_data;         /* the engine's own; nodes don't touch it */
+    json_t *inputs;          /* final resolved inputs (an object) */
+    const tmpl_scope *scope; /* the run's template scope */
+    double deadline_ms;      /* util_now_ms() after which the run is out of time */
+    struct ioloop *io;       /* the I/O loop, for start() */
+    node_done_fn done;       /* for start() */
+    void *engine_data;       /* the engine's own; nodes don't touch it */
 };
 
 typedef struct node_type {
@@ -83,8 +83,8 @@ const node_type *node_registry_find(const char *name);
  * lie inside it; ".." that escapes, and symlinks that lead out of data_dir, are refused.
  * for_write: the file may not exist yet (its directory must). Writes the absolute path into out.
  * Returns 0, or -1 with err such as "file_path '../x' escapes data_dir". */
-int node_file_resolve(const char *data_dir, const char *file_path, int for_write, char *out,
-                      size_t outlen, char *err, size_t errlen);
+int node_file_resolve(const char *data_dir, const char *file_path, int for_write, char *out, size_t outlen, char *err,
+                      size_t errlen);
 
 /* Load-time check of a file node's config.file_path (borrowed config): absent or a template passes,
  * a literal must resolve inside data_dir. Returns 0, or -1 with err "config.file_path: ...". */
@@ -96,8 +96,8 @@ int node_file_compile(const node_env *env, json_t *config, void **compiled, char
 
 /* The run's file_path input resolved by node_file_resolve into path (len bytes); *given borrows the
  * input string from inputs. Returns 0, or -1 with err ("internal": not a string; "bad_request"). */
-int node_file_path_input(const char *data_dir, json_t *inputs, int for_write, char *path, size_t len,
-                         json_t **given, node_error *err);
+int node_file_path_input(const char *data_dir, json_t *inputs, int for_write, char *path, size_t len, json_t **given,
+                         node_error *err);
 
 /* Reads the regular file that the run's file_path input names (node_file_path_input, at most 64 MiB)
  * into a new NUL-terminated string of *len bytes (caller frees); *given borrows file_path from inputs

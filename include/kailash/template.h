@@ -26,9 +26,9 @@ typedef struct tmpl_ctx {
 
 /* What an expression may read at run time. Every member is borrowed; any may be NULL (reads as null). */
 typedef struct tmpl_scope {
-    json_t *inputs;     /* the run's inputs */
-    json_t *params;     /* this node's resolved inputs */
-    json_t *nodes;      /* object: node id -> that node's output object */
+    json_t *inputs; /* the run's inputs */
+    json_t *params; /* this node's resolved inputs */
+    json_t *nodes;  /* object: node id -> that node's output object */
     const char *run_id;
     const char *request_id;
     const char *principal_id;

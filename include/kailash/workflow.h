@@ -18,9 +18,9 @@
 
 /* One connection: source node's port (plus an optional dotted path inside it) into a target input. */
 typedef struct wf_conn {
-    size_t src, dst;     /* node indices */
-    char *src_port;      /* first segment of source_output */
-    char *src_path;      /* the rest ("content.items"), or NULL */
+    size_t src, dst; /* node indices */
+    char *src_port;  /* first segment of source_output */
+    char *src_path;  /* the rest ("content.items"), or NULL */
     char *dst_input;
 } wf_conn;
 
@@ -34,17 +34,17 @@ typedef struct wf_param {
 typedef struct wf_node {
     char *id;
     const node_type *type;
-    void *compiled;     /* owned; freed with type->free */
-    wf_param *params;   /* config keys except on_error */
+    void *compiled;   /* owned; freed with type->free */
+    wf_param *params; /* config keys except on_error */
     size_t nparams;
     int on_error_continue;
-    size_t *in;         /* indices of connections into this node */
+    size_t *in; /* indices of connections into this node */
     size_t nin;
-    size_t *deps;       /* distinct nodes this one waits for (connections and nodes.<id> references) */
+    size_t *deps; /* distinct nodes this one waits for (connections and nodes.<id> references) */
     size_t ndeps;
-    size_t *succ;       /* nodes waiting for this one */
+    size_t *succ; /* nodes waiting for this one */
     size_t nsucc;
-    int has_out;        /* some connection leaves this node */
+    int has_out; /* some connection leaves this node */
 } wf_node;
 
 /* gateway.outputs entry: name -> node.port[.path] */
@@ -68,9 +68,9 @@ typedef struct workflow {
     int timeout_ms;
     int max_concurrency;
     int max_queue;
-    int has_async;         /* some node runs on the I/O loop */
-    json_t *normalized;    /* GET /workflows/{name} */
-    json_t *summary;       /* one entry of GET /workflows */
+    int has_async;      /* some node runs on the I/O loop */
+    json_t *normalized; /* GET /workflows/{name} */
+    json_t *summary;    /* one entry of GET /workflows */
 } workflow;
 
 /* What loading needs besides the file. Borrowed. */
@@ -86,8 +86,8 @@ int workflow_load_file(const char *path, const wf_load_env *env, workflow **out,
 
 /* Same from parsed JSON (borrowed); file names the source in messages, default_name is used when the
  * document has no "name". */
-int workflow_load_json(json_t *doc, const char *file, const char *default_name, const wf_load_env *env,
-                       workflow **out, json_t *problems);
+int workflow_load_json(json_t *doc, const char *file, const char *default_name, const wf_load_env *env, workflow **out,
+                       json_t *problems);
 
 void workflow_free(workflow *wf);
 

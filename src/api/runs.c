@@ -84,7 +84,8 @@ static int check_keys(kreq *r, json_t *body, int execute)
 {
     const char *k;
     json_t *v;
-    json_object_foreach(body, k, v) {
+    json_object_foreach(body, k, v)
+    {
         int known = strcmp(k, "inputs") == 0 || strcmp(k, "parameters") == 0 ||
                     strcmp(k, execute ? "mode" : "callback_url") == 0;
         if (!known) {
@@ -106,9 +107,11 @@ static int check_parameters(kreq *r, const workflow *wf, json_t *params)
         reply_errorf(r, 400, "bad_request", NULL, "parameters: expected an object keyed by node id");
         return -1;
     }
-    json_object_foreach(params, k, v) {
+    json_object_foreach(params, k, v)
+    {
         if (workflow_node_index(wf, k) < 0) {
-            reply_errorf(r, 400, "bad_request", NULL, "parameters: '%.64s' is not a node of workflow '%s'", k, wf->name);
+            reply_errorf(r, 400, "bad_request", NULL, "parameters: '%.64s' is not a node of workflow '%s'", k,
+                         wf->name);
             return -1;
         }
         if (!json_is_object(v)) {
@@ -130,7 +133,8 @@ static int check_mode(kreq *r, json_t *body, int execute)
     if (m && strcmp(m, "sync") != 0)
         return reply_errorf(r, 400, "bad_request", NULL, "mode '%.16s': only synchronous runs are built yet", m), -1;
     if (!execute && prefer && strstr(prefer, "respond-async"))
-        return reply_errorf(r, 400, "bad_request", NULL, "Prefer: respond-async: only synchronous runs are built yet"), -1;
+        return reply_errorf(r, 400, "bad_request", NULL, "Prefer: respond-async: only synchronous runs are built yet"),
+               -1;
     if (!execute && json_object_get(body, "callback_url"))
         return reply_errorf(r, 400, "bad_request", NULL, "callback_url is only for asynchronous runs"), -1;
     return 0;
@@ -161,7 +165,8 @@ static int body_parse(kreq *r, const workflow *wf, int execute, json_t **inputs,
     json_t *body = r->body.len ? json_loadb(r->body.data, r->body.len, JSON_REJECT_DUPLICATES, &je) : json_object();
     if (!body)
         return reply_errorf(r, 400, "bad_request", NULL, "body is not valid JSON: %s (line %d, column %d)", je.text,
-                            je.line, je.column), -1;
+                            je.line, je.column),
+               -1;
     int rc = -1;
     if (!json_is_object(body)) {
         reply_errorf(r, 400, "bad_request", NULL, "body: expected a JSON object");

@@ -21,14 +21,17 @@ enum kind { K_OBJ, K_STR, K_INT, K_SIZE, K_BOOL, K_STRLIST, K_CIDRS, K_LEVEL, K_
 typedef struct key_row {
     const char *key;
     enum kind kind;
-    size_t off;        /* offsetof(kconfig, ...) for stored kinds */
+    size_t off; /* offsetof(kconfig, ...) for stored kinds */
     long long min, max;
-    const char *dflt;  /* K_UNBUILT: the only accepted value, as JSON; K_STR: default */
-    const char *why;   /* K_UNBUILT: what is missing */
+    const char *dflt; /* K_UNBUILT: the only accepted value, as JSON; K_STR: default */
+    const char *why;  /* K_UNBUILT: what is missing */
 } key_row;
 
 #define OFF(f) offsetof(kconfig, f)
-#define NOTYET(k, d, w) {k, K_UNBUILT, 0, 0, 0, d, w}
+#define NOTYET(k, d, w)                                                                                                \
+    {                                                                                                                  \
+        k, K_UNBUILT, 0, 0, 0, d, w                                                                                    \
+    }
 
 static const key_row rows[] = {
     {"host", K_STR, OFF(host), 0, 0, "0.0.0.0", NULL},
@@ -156,8 +159,7 @@ static int load_scalar(kconfig *c, const key_row *r, json_t *v, char *err, size_
     case K_SIZE: {
         json_int_t i = json_is_integer(v) ? json_integer_value(v) : 0;
         if (!json_is_integer(v) || i < r->min || i > r->max)
-            return util_err(err, errlen, "%s: key '%s': expected an integer %lld..%lld", file, r->key,
-                            r->min, r->max);
+            return util_err(err, errlen, "%s: key '%s': expected an integer %lld..%lld", file, r->key, r->min, r->max);
         if (r->kind == K_INT)
             *(int *)(base + r->off) = (int)i;
         else
@@ -167,8 +169,7 @@ static int load_scalar(kconfig *c, const key_row *r, json_t *v, char *err, size_
     case K_LEVEL: {
         int lv = json_is_string(v) ? log_level_parse(json_string_value(v)) : -1;
         if (lv < 0)
-            return util_err(err, errlen, "%s: key '%s': expected one of debug, info, warn, error", file,
-                            r->key);
+            return util_err(err, errlen, "%s: key '%s': expected one of debug, info, warn, error", file, r->key);
         *(int *)(base + r->off) = lv;
         return 0;
     }
@@ -184,15 +185,15 @@ static int load_unbuilt(const kconfig *c, const key_row *r, json_t *v, char *err
     json_decref(d);
     if (same)
         return 0;
-    return util_err(err, errlen, "%s: key '%s': %s; only the default %s is accepted", c->file, r->key,
-                    r->why, r->dflt);
+    return util_err(err, errlen, "%s: key '%s': %s; only the default %s is accepted", c->file, r->key, r->why, r->dflt);
 }
 
 static int load_object(kconfig *c, json_t *obj, const char *prefix, char *err, size_t errlen)
 {
     const char *k;
     json_t *v;
-    json_object_foreach(obj, k, v) {
+    json_object_foreach(obj, k, v)
+    {
         char key[128];
         snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", k);
         const key_row *r = row_find(key);

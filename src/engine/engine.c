@@ -16,10 +16,22 @@ static json_t *g_env;
 static node_env g_nenv;
 static char g_data_dir[PATH_MAX];
 
-pool *engine_pool(void) { return g_pool; }
-ioloop *engine_io(void) { return g_io; }
-json_t *engine_template_env(void) { return g_env; }
-const node_env *engine_node_env(void) { return &g_nenv; }
+pool *engine_pool(void)
+{
+    return g_pool;
+}
+ioloop *engine_io(void)
+{
+    return g_io;
+}
+json_t *engine_template_env(void)
+{
+    return g_env;
+}
+const node_env *engine_node_env(void)
+{
+    return &g_nenv;
+}
 
 static json_t *env_values(const kconfig *cfg)
 {

@@ -95,8 +95,8 @@ static void load_one(registry *r, const char *path, const wf_load_env *env, regi
     size_t from = json_array_size(r->problems);
     workflow *wf = NULL;
     if (workflow_load_file(path, env, &wf, r->problems) == 0 && registry_find(r, wf->name)) {
-        json_array_append_new(r->problems, json_sprintf("%s: workflow name '%s' is already used by another file",
-                                                        path, wf->name));
+        json_array_append_new(r->problems,
+                              json_sprintf("%s: workflow name '%s' is already used by another file", path, wf->name));
         workflow_free(wf);
         wf = NULL;
     }
@@ -133,7 +133,8 @@ registry *registry_load(const kconfig *cfg, const node_env *nenv, registry *prev
     if (!names && n == 0) {
         DIR *d = opendir(cfg->workflows_dir);
         if (!d)
-            json_array_append_new(r->problems, json_sprintf("%s: cannot read the workflows directory", cfg->workflows_dir));
+            json_array_append_new(r->problems,
+                                  json_sprintf("%s: cannot read the workflows directory", cfg->workflows_dir));
         else
             closedir(d);
     }
@@ -150,9 +151,18 @@ registry *registry_load(const kconfig *cfg, const node_env *nenv, registry *prev
     return r;
 }
 
-json_t *registry_errors(const registry *r) { return r->errors; }
-json_t *registry_problems(const registry *r) { return r->problems; }
-size_t registry_count(const registry *r) { return r->n; }
+json_t *registry_errors(const registry *r)
+{
+    return r->errors;
+}
+json_t *registry_problems(const registry *r)
+{
+    return r->problems;
+}
+size_t registry_count(const registry *r)
+{
+    return r->n;
+}
 
 executor *registry_at(const registry *r, size_t i)
 {

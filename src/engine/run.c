@@ -38,13 +38,13 @@ struct run {
     char id[37];
     char request_id[132];
     json_t *inputs, *parameters;
-    json_t *results;       /* node id -> outputs: also the template scope's `nodes` */
+    json_t *results; /* node id -> outputs: also the template scope's `nodes` */
     json_t *outputs;
     unsigned char *state;
-    size_t *waiting;       /* dependencies not yet finished, per node */
-    size_t *ready;         /* FIFO of node indices */
+    size_t *waiting; /* dependencies not yet finished, per node */
+    size_t *ready;   /* FIFO of node indices */
     size_t rhead, rtail;
-    node_call *calls;      /* per node, for I/O nodes in flight */
+    node_call *calls; /* per node, for I/O nodes in flight */
     tmpl_scope scope;
     int inflight;
     int ended;
@@ -56,7 +56,7 @@ struct run {
     int scheduled;
     run_done_fn done;
     void *ud;
-    int has_slot;       /* it holds one of its executor's max_concurrency slots */
+    int has_slot; /* it holds one of its executor's max_concurrency slots */
 };
 
 static void run_drain(run *r);
@@ -98,8 +98,11 @@ run *run_create(executor *ex, const run_opts *o)
     for (size_t i = 0; i < n; i++)
         if (wf->nodes[wf->order[i]].ndeps == 0)
             r->ready[r->rtail++] = wf->order[i];
-    r->scope = (tmpl_scope){.inputs = r->inputs, .nodes = r->results, .run_id = r->id,
-                            .request_id = r->request_id, .principal_id = "anonymous",
+    r->scope = (tmpl_scope){.inputs = r->inputs,
+                            .nodes = r->results,
+                            .run_id = r->id,
+                            .request_id = r->request_id,
+                            .principal_id = "anonymous",
                             .env = engine_template_env()};
     return r;
 }
@@ -246,8 +249,7 @@ static json_t *inputs_layered(run *r, const wf_node *n)
             json_object_set(p, n->params[i].key, n->params[i].constant);
     const char *k;
     json_t *v;
-    json_object_foreach(r->inputs, k, v) if (node_takes(n, k) && !conn_fills(n, r->wf, k))
-        json_object_set(p, k, v);
+    json_object_foreach(r->inputs, k, v) if (node_takes(n, k) && !conn_fills(n, r->wf, k)) json_object_set(p, k, v);
     for (size_t c = 0; c < n->nin; c++) {
         const wf_conn *cn = &r->wf->conns[n->in[c]];
         json_t *cv = conn_value(r, cn);
@@ -358,8 +360,13 @@ static int node_exec(run *r, size_t i)
     if (!in)
         return node_result(r, i, NULL, &e);
     node_call *call = &r->calls[i];
-    *call = (node_call){.node_id = n->id, .inputs = in, .scope = &r->scope, .deadline_ms = r->deadline,
-                        .io = engine_io(), .done = node_async_done, .engine_data = r};
+    *call = (node_call){.node_id = n->id,
+                        .inputs = in,
+                        .scope = &r->scope,
+                        .deadline_ms = r->deadline,
+                        .io = engine_io(),
+                        .done = node_async_done,
+                        .engine_data = r};
     if (n->type->start) {
         r->state[i] = N_RUNNING;
         r->inflight++;
@@ -460,14 +467,38 @@ void run_begin(run *r)
 
 /* ---- accessors -------------------------------------------------------------------------------- */
 
-const char *run_id(const run *r) { return r->id; }
-run_status run_get_status(const run *r) { return r->status; }
-json_t *run_outputs(const run *r) { return r->outputs; }
-json_t *run_results(const run *r) { return r->results; }
-const char *run_error_code(const run *r) { return r->err_code; }
-const char *run_error_message(const run *r) { return r->err_msg; }
-const char *run_error_node(const run *r) { return r->err_node; }
-const workflow *run_workflow(const run *r) { return r->wf; }
+const char *run_id(const run *r)
+{
+    return r->id;
+}
+run_status run_get_status(const run *r)
+{
+    return r->status;
+}
+json_t *run_outputs(const run *r)
+{
+    return r->outputs;
+}
+json_t *run_results(const run *r)
+{
+    return r->results;
+}
+const char *run_error_code(const run *r)
+{
+    return r->err_code;
+}
+const char *run_error_message(const run *r)
+{
+    return r->err_msg;
+}
+const char *run_error_node(const run *r)
+{
+    return r->err_node;
+}
+const workflow *run_workflow(const run *r)
+{
+    return r->wf;
+}
 
 double run_duration_ms(const run *r)
 {

@@ -38,8 +38,8 @@ static int match(const char *pat, const char *path, char *param, size_t paramlen
     return *pat == '\0' && *path == '\0';
 }
 
-const http_route *http_route_find(const char *method, const char *path, char *param, size_t paramlen,
-                                  int *status, char *allow, size_t allowlen)
+const http_route *http_route_find(const char *method, const char *path, char *param, size_t paramlen, int *status,
+                                  char *allow, size_t allowlen)
 {
     size_t alen = 0;
     allow[0] = '\0';
@@ -52,8 +52,8 @@ const http_route *http_route_find(const char *method, const char *path, char *pa
             return &routes[i];
         }
         if (!strstr(allow, routes[i].method))
-            alen += (size_t)snprintf(allow + alen, alen < allowlen ? allowlen - alen : 0, "%s%s",
-                                     alen ? ", " : "", routes[i].method);
+            alen += (size_t)snprintf(allow + alen, alen < allowlen ? allowlen - alen : 0, "%s%s", alen ? ", " : "",
+                                     routes[i].method);
     }
     *status = alen ? 405 : 404;
     return NULL;

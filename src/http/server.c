@@ -29,13 +29,19 @@ static struct MHD_Daemon *g_daemon;
 static _Atomic(const kconfig *) g_cfg;
 static atomic_int g_inflight;
 
-const kconfig *http_server_config(void) { return atomic_load(&g_cfg); }
+const kconfig *http_server_config(void)
+{
+    return atomic_load(&g_cfg);
+}
 
 void http_server_set_config(const kconfig *cfg)
 {
     atomic_store(&g_cfg, cfg);
 }
-int http_server_inflight(void) { return atomic_load(&g_inflight); }
+int http_server_inflight(void)
+{
+    return atomic_load(&g_inflight);
+}
 
 static int proxy_trusted(const char *ip)
 {
@@ -67,7 +73,7 @@ static void client_forwarded(kreq *r)
         *b = '\0';
         unsigned char tmp[16];
         if (inet_pton(AF_INET, a, tmp) != 1 && inet_pton(AF_INET6, a, tmp) != 1)
-            return; /* garbage: keep the socket address */
+            return;              /* garbage: keep the socket address */
         size_t alen = strlen(a); /* an address inet_pton accepted: at most 45 characters */
         if (alen >= sizeof r->client_ip)
             return;
@@ -281,15 +287,11 @@ int http_server_start(const kconfig *cfg, char *err, size_t errlen)
         sa = (const struct sockaddr *)&a6;
         flags |= MHD_USE_IPv6;
     }
-    g_daemon = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, NULL,
-                                MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->workers,
-                                MHD_OPTION_SOCK_ADDR, sa,
-                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)60000,
-                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-                                MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
-                                MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-                                MHD_OPTION_END);
+    g_daemon = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, NULL, MHD_OPTION_THREAD_POOL_SIZE,
+                                (unsigned)cfg->workers, MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_NOTIFY_COMPLETED,
+                                on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)60000,
+                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+                                (unsigned)4096, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
     if (!g_daemon)
         return util_err(err, errlen, "cannot listen on %s:%d (in use, or not allowed)", cfg->host, cfg->port);
     return 0;

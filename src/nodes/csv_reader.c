@@ -56,15 +56,13 @@ static int csv_read_opts(json_t *src, int at_load, csv_opts *o, char *msg, size_
     if (delim && !json_is_null(delim) && !(at_load && csv_is_template(delim))) {
         const char *d = json_is_string(delim) ? json_string_value(delim) : "";
         if (!json_is_string(delim) || json_string_length(delim) != 1 || strchr("\"\r\n", d[0]))
-            return util_err(msg, msglen,
-                            "delimiter: expected one character other than a quote or a line break");
+            return util_err(msg, msglen, "delimiter: expected one character other than a quote or a line break");
         o->delim = d[0];
     }
     return 0;
 }
 
-static int csv_reader_compile(const node_env *env, json_t *config, void **compiled, char *err,
-                              size_t errlen)
+static int csv_reader_compile(const node_env *env, json_t *config, void **compiled, char *err, size_t errlen)
 {
     csv_opts o;
     char msg[200];
@@ -114,8 +112,7 @@ static int csv_quoted(csv_parser *cp, char *msg, size_t msglen)
             continue;
         }
         if (!csv_at_eol(cp) && *cp->p != cp->delim)
-            return util_err(msg, msglen, "line %d: unexpected character after a closing quote",
-                            cp->line);
+            return util_err(msg, msglen, "line %d: unexpected character after a closing quote", cp->line);
         return 0;
     }
 }

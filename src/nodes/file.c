@@ -126,16 +126,15 @@ static int file_dir_exists(const char *path)
 
 /* Step 1: folds file_path against dir (data_dir, folded) into path[PATH_MAX], which must lie
  * strictly inside dir. */
-static int file_resolve_lexical(const char *dir, const char *file_path, char *path, char *err,
-                                size_t errlen)
+static int file_resolve_lexical(const char *dir, const char *file_path, char *path, char *err, size_t errlen)
 {
     if (file_fold_path(dir, file_path, path, PATH_MAX) != 0)
         return util_err(err, errlen, "file_path is longer than %d bytes", PATH_MAX - 1);
     if (file_is_inside(dir, path, 0))
         return 0;
     if (file_is_inside(dir, path, 1))
-        return util_err(err, errlen, "file_path '%.*s' names data_dir itself, not a file in it",
-                        FILE_SHOW_MAX, file_path);
+        return util_err(err, errlen, "file_path '%.*s' names data_dir itself, not a file in it", FILE_SHOW_MAX,
+                        file_path);
     if (file_path[0] == '/')
         return util_err(err, errlen, "file_path: an absolute path outside data_dir is refused");
     return util_err(err, errlen, "file_path '%.*s' escapes data_dir", FILE_SHOW_MAX, file_path);
@@ -143,27 +142,25 @@ static int file_resolve_lexical(const char *dir, const char *file_path, char *pa
 
 /* Step 2: the existing part of path (folded, inside dir) must not lead out of dir by a symlink;
  * for_write also needs path's directory to exist. */
-static int file_resolve_disk(const char *dir, const char *path, const char *file_path, int for_write,
-                             char *err, size_t errlen)
+static int file_resolve_disk(const char *dir, const char *path, const char *file_path, int for_write, char *err,
+                             size_t errlen)
 {
     char real_dir[PATH_MAX], real[PATH_MAX];
     if (!realpath(dir, real_dir))
-        return util_err(err, errlen, "file_path '%.*s': data_dir cannot be resolved: %s",
-                        FILE_SHOW_MAX, file_path, strerror(errno));
+        return util_err(err, errlen, "file_path '%.*s': data_dir cannot be resolved: %s", FILE_SHOW_MAX, file_path,
+                        strerror(errno));
     if (file_real_prefix(path, real) != 0)
-        return util_err(err, errlen, "file_path '%.*s' cannot be resolved: %s", FILE_SHOW_MAX,
-                        file_path, strerror(errno));
+        return util_err(err, errlen, "file_path '%.*s' cannot be resolved: %s", FILE_SHOW_MAX, file_path,
+                        strerror(errno));
     if (!file_is_inside(real_dir, real, 1))
-        return util_err(err, errlen, "file_path '%.*s' escapes data_dir through a symlink",
-                        FILE_SHOW_MAX, file_path);
+        return util_err(err, errlen, "file_path '%.*s' escapes data_dir through a symlink", FILE_SHOW_MAX, file_path);
     if (for_write && file_dir_exists(path) != 0)
-        return util_err(err, errlen, "file_path '%.*s': its directory does not exist", FILE_SHOW_MAX,
-                        file_path);
+        return util_err(err, errlen, "file_path '%.*s': its directory does not exist", FILE_SHOW_MAX, file_path);
     return 0;
 }
 
-int node_file_resolve(const char *data_dir, const char *file_path, int for_write, char *out,
-                      size_t outlen, char *err, size_t errlen)
+int node_file_resolve(const char *data_dir, const char *file_path, int for_write, char *out, size_t outlen, char *err,
+                      size_t errlen)
 {
     char dir[PATH_MAX], path[PATH_MAX];
     if (!file_path || !*file_path)
@@ -218,8 +215,8 @@ int node_file_compile(const node_env *env, json_t *config, void **compiled, char
     return 0;
 }
 
-int node_file_path_input(const char *data_dir, json_t *inputs, int for_write, char *path, size_t len,
-                         json_t **given, node_error *err)
+int node_file_path_input(const char *data_dir, json_t *inputs, int for_write, char *path, size_t len, json_t **given,
+                         node_error *err)
 {
     json_t *v = json_object_get(inputs, "file_path");
     char why[256];

@@ -93,22 +93,21 @@ static int http_field_ok(json_t *f, int query, int at_load)
     return 1;
 }
 
-static int http_check_fields(const http_key *k, json_t *v, int at_load, const char *pfx, char *err,
-                             size_t errlen)
+static int http_check_fields(const http_key *k, json_t *v, int at_load, const char *pfx, char *err, size_t errlen)
 {
     if (!json_is_object(v))
         return util_err(err, errlen, "%s%s: expected an object", pfx, k->name);
     const char *name;
     json_t *f;
-    json_object_foreach(v, name, f) {
+    json_object_foreach(v, name, f)
+    {
         if (!http_field_ok(f, k->kind == HTTP_K_QUERY, at_load))
             return util_err(err, errlen, "%s%s.%s: expected a string, number or boolean", pfx, k->name, name);
     }
     return 0;
 }
 
-static int http_check_seconds(const http_key *k, json_t *v, int allow_zero, const char *pfx, char *err,
-                              size_t errlen)
+static int http_check_seconds(const http_key *k, json_t *v, int allow_zero, const char *pfx, char *err, size_t errlen)
 {
     double s = json_number_value(v);
     if (json_is_number(v) && (allow_zero ? s >= 0 : s > 0) && s <= HTTP_MAX_SECONDS)
@@ -117,8 +116,7 @@ static int http_check_seconds(const http_key *k, json_t *v, int allow_zero, cons
                     allow_zero ? ">=" : ">", HTTP_MAX_SECONDS);
 }
 
-static int http_check_value(const http_key *k, json_t *v, int at_load, const char *pfx, char *err,
-                            size_t errlen)
+static int http_check_value(const http_key *k, json_t *v, int at_load, const char *pfx, char *err, size_t errlen)
 {
     switch (k->kind) {
     case HTTP_K_STRING:
@@ -172,8 +170,7 @@ int http_keys_check(const http_key *keys, json_t *obj, int at_load, char *err, s
 
 /* ======================================================================== compiled base */
 
-int http_base_init(http_base *base, const http_key *keys, const node_env *env, json_t *config,
-                   char *err, size_t errlen)
+int http_base_init(http_base *base, const http_key *keys, const node_env *env, json_t *config, char *err, size_t errlen)
 {
     base->lim.max_response_bytes = env->max_response_bytes ? env->max_response_bytes : HTTP_DEFAULT_MAX_RESPONSE;
     base->lim.connect_timeout_ms = env->connect_timeout_ms > 0 ? env->connect_timeout_ms : HTTP_DEFAULT_CONNECT_MS;
@@ -414,7 +411,8 @@ int http_url_add_query(CURLU *u, const char *key, json_t *params, node_error *er
     const char *name;
     json_t *v;
     int rc = 0;
-    json_object_foreach(params, name, v) {
+    json_object_foreach(params, name, v)
+    {
         size_t i;
         json_t *e;
         if (json_is_array(v))
@@ -500,7 +498,8 @@ static int http_body_form(http_request *r, json_t *obj, node_error *err)
     buf b = {0};
     const char *name;
     json_t *v;
-    json_object_foreach(obj, name, v) {
+    json_object_foreach(obj, name, v)
+    {
         if (json_is_null(v))
             continue;
         if (!http_is_scalar(v) || http_form_pair(&b, name, v) != 0) {
@@ -669,7 +668,8 @@ int http_request_headers(http_request *r, json_t *inputs, const char *default_ac
     const char *name;
     json_t *v;
     if (json_is_object(h)) {
-        json_object_foreach(h, name, v) {
+        json_object_foreach(h, name, v)
+        {
             if ((rc = http_user_header(r, name, v, auth_name, err)) != 0)
                 break;
             has_ct |= strcasecmp(name, "content-type") == 0;
@@ -752,8 +752,14 @@ http_exchange *http_exchange_new(node_call *call, const http_limits *lim, const 
     return ex;
 }
 
-http_request *http_exchange_request(http_exchange *ex) { return &ex->req; }
-void *http_exchange_ud(http_exchange *ex) { return ex->ud; }
+http_request *http_exchange_request(http_exchange *ex)
+{
+    return &ex->req;
+}
+void *http_exchange_ud(http_exchange *ex)
+{
+    return ex->ud;
+}
 
 void http_exchange_free(http_exchange *ex)
 {
@@ -1165,8 +1171,8 @@ int http_exchange_start(http_exchange *ex, node_error *err)
     return 0;
 }
 
-int http_exchange_run(node_call *call, const http_limits *lim, const http_hooks *hooks, void *ud,
-                      http_build_fn build, const void *compiled, node_error *err)
+int http_exchange_run(node_call *call, const http_limits *lim, const http_hooks *hooks, void *ud, http_build_fn build,
+                      const void *compiled, node_error *err)
 {
     http_exchange *ex = http_exchange_new(call, lim, hooks, ud);
     if (!ex)
@@ -1192,13 +1198,13 @@ int http_origin_node_start(const void *compiled, node_call *call, const http_hoo
 json_t *http_outputs_response(http_exchange *ex, const http_answer *a)
 {
     (void)ex;
-    json_t *response = json_pack("{s:I, s:O, s:O, s:f, s:s}", "status_code", (json_int_t)a->status_code,
-                                 "headers", a->headers, "content", a->content, "response_time_ms",
-                                 a->response_time_ms, "url", a->url);
+    json_t *response =
+        json_pack("{s:I, s:O, s:O, s:f, s:s}", "status_code", (json_int_t)a->status_code, "headers", a->headers,
+                  "content", a->content, "response_time_ms", a->response_time_ms, "url", a->url);
     if (!response)
         return NULL;
-    return json_pack("{s:o, s:I, s:b}", "response", response, "status_code", (json_int_t)a->status_code,
-                     "success", a->status_code >= 200 && a->status_code < 300);
+    return json_pack("{s:o, s:I, s:b}", "response", response, "status_code", (json_int_t)a->status_code, "success",
+                     a->status_code >= 200 && a->status_code < 300);
 }
 
 int http_has_response_output(const void *compiled, const char *port)

@@ -32,8 +32,8 @@ static int json_reader_run(const void *compiled, node_call *call, json_t **outpu
     json_t *data = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
     free(text);
     if (!data)
-        return node_fail(err, "internal", "file '%.120s': invalid JSON at line %d column %d: %s", given,
-                         jerr.line, jerr.column, jerr.text);
+        return node_fail(err, "internal", "file '%.120s': invalid JSON at line %d column %d: %s", given, jerr.line,
+                         jerr.column, jerr.text);
     return node_file_output("data", data, outputs, err); /* consumes data */
 }
 

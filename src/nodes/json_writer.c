@@ -39,8 +39,7 @@ static int json_writer_indent(json_t *src, int at_load, int *indent, char *msg, 
     return 0;
 }
 
-static int json_writer_compile(const node_env *env, json_t *config, void **compiled, char *err,
-                               size_t errlen)
+static int json_writer_compile(const node_env *env, json_t *config, void **compiled, char *err, size_t errlen)
 {
     int indent;
     char msg[200];
@@ -138,8 +137,8 @@ static int json_writer_run(const void *compiled, node_call *call, json_t **outpu
     int e = errno;
     buf_free(&text);
     if (rc != 0)
-        return node_fail(err, "internal", "file '%.120s' could not be written: %s",
-                         json_string_value(given), strerror(e));
+        return node_fail(err, "internal", "file '%.120s' could not be written: %s", json_string_value(given),
+                         strerror(e));
     return node_file_output("file_path", json_incref(given), outputs, err); /* consumes the incref */
 }
 

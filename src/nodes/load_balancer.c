@@ -30,17 +30,17 @@
 
 static const char *const lb_strategies[] = {"round_robin", "least_inflight", NULL};
 
-#define LB_KEYS(X)                                                                                 \
-    X("upstreams", HTTP_K_URLS, NULL, 1)                                                           \
-    X("strategy", HTTP_K_ENUM, lb_strategies, 1)                                                   \
-    X("cooldown_s", HTTP_K_SECONDS0, NULL, 1)                                                      \
+#define LB_KEYS(X)                                                                                                     \
+    X("upstreams", HTTP_K_URLS, NULL, 1)                                                                               \
+    X("strategy", HTTP_K_ENUM, lb_strategies, 1)                                                                       \
+    X("cooldown_s", HTTP_K_SECONDS0, NULL, 1)                                                                          \
     HTTP_KEYS_REQUEST(X)
 
 static const http_key lb_keys[] = {LB_KEYS(HTTP_KEY_ROW){NULL, 0, NULL, 0}};
 static const char *const lb_key_names[] = {LB_KEYS(HTTP_KEY_NAME) NULL};
 
 typedef struct lb_upstream {
-    char *base;         /* owned: "http://host:port/prefix" without a trailing '/' */
+    char *base; /* owned: "http://host:port/prefix" without a trailing '/' */
     http_origin origin;
     atomic_int inflight;
     atomic_llong down_until_us; /* util_now_ms() * 1000 until which it is skipped; 0: healthy */
@@ -101,8 +101,8 @@ static int lb_upstream_init(lb_upstream *u, size_t i, json_t *v, char *err, size
     node_error e;
     if (http_url_parse("upstreams", s, NULL, &url, &e) != 0)
         return util_err(err, errlen, "config.upstreams[%zu]: expected an http(s) URL with a host", i);
-    int extra = lb_url_has(url, CURLUPART_QUERY) || lb_url_has(url, CURLUPART_FRAGMENT) ||
-                lb_url_has(url, CURLUPART_USER);
+    int extra =
+        lb_url_has(url, CURLUPART_QUERY) || lb_url_has(url, CURLUPART_FRAGMENT) || lb_url_has(url, CURLUPART_USER);
     int rc = http_url_origin(url, &u->origin);
     curl_url_cleanup(url);
     if (extra || rc != 0)

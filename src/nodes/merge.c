@@ -73,8 +73,7 @@ static int merge_read_opts(json_t *src, int at_load, merge_opts *o, char *msg, s
     return 0;
 }
 
-static int merge_compile(const node_env *env, json_t *config, void **compiled, char *err,
-                         size_t errlen)
+static int merge_compile(const node_env *env, json_t *config, void **compiled, char *err, size_t errlen)
 {
     (void)env;
     *compiled = NULL;
@@ -211,7 +210,8 @@ static json_t *merge_join(json_t *const *in, size_t n, const char *key)
     for (size_t i = 0; rc == 0 && i < n; i++) {
         size_t j;
         json_t *item;
-        json_array_foreach(in[i], j, item) {
+        json_array_foreach(in[i], j, item)
+        {
             if ((rc = merge_join_item(out, index, item, key)) != 0)
                 break;
         }
@@ -233,8 +233,14 @@ static int merge_all(json_t *const *in, size_t n, int (*is_type)(const json_t *)
     return 1;
 }
 
-static int merge_is_object(const json_t *v) { return json_is_object(v); }
-static int merge_is_array(const json_t *v) { return json_is_array(v); }
+static int merge_is_object(const json_t *v)
+{
+    return json_is_object(v);
+}
+static int merge_is_array(const json_t *v)
+{
+    return json_is_array(v);
+}
 
 /* merged_data for two or more inputs (new reference), or NULL with err filled. */
 static json_t *merge_many(const merge_opts *o, json_t *const *in, size_t n, node_error *err)

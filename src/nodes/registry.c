@@ -10,9 +10,8 @@ extern const node_type node_json_reader, node_csv_reader, node_json_writer;
 extern const node_type node_http_request, node_rest_client, node_load_balancer;
 
 static const node_type *const registry[] = {
-    &node_transform,   &node_switch,     &node_merge,
-    &node_json_reader, &node_csv_reader, &node_json_writer,
-    &node_http_request, &node_rest_client, &node_load_balancer,
+    &node_transform,   &node_switch,       &node_merge,       &node_json_reader,   &node_csv_reader,
+    &node_json_writer, &node_http_request, &node_rest_client, &node_load_balancer,
 };
 
 const node_type *node_registry_find(const char *name)

@@ -14,13 +14,13 @@
 #include "http_common.h"
 #include "kailash/util.h"
 
-#define REST_KEYS(X)                                                                               \
-    X("base_url", HTTP_K_STRING, NULL, 0)                                                          \
-    X("resource", HTTP_K_STRING, NULL, 0)                                                          \
-    X("version", HTTP_K_STRING, NULL, 0)                                                           \
-    X("path_params", HTTP_K_FIELDS, NULL, 0)                                                       \
-    X("query_params", HTTP_K_QUERY, NULL, 0)                                                       \
-    X("data", HTTP_K_ANY, NULL, 0)                                                                 \
+#define REST_KEYS(X)                                                                                                   \
+    X("base_url", HTTP_K_STRING, NULL, 0)                                                                              \
+    X("resource", HTTP_K_STRING, NULL, 0)                                                                              \
+    X("version", HTTP_K_STRING, NULL, 0)                                                                               \
+    X("path_params", HTTP_K_FIELDS, NULL, 0)                                                                           \
+    X("query_params", HTTP_K_QUERY, NULL, 0)                                                                           \
+    X("data", HTTP_K_ANY, NULL, 0)                                                                                     \
     HTTP_KEYS_COMMON(X)
 
 static const http_key rest_keys[] = {REST_KEYS(HTTP_KEY_ROW){NULL, 0, NULL, 0}};
@@ -28,8 +28,8 @@ static const char *const rest_key_names[] = {REST_KEYS(HTTP_KEY_NAME) NULL};
 
 static int rest_compile(const node_env *env, json_t *config, void **compiled, char *err, size_t errlen)
 {
-    return http_origin_node_compile(rest_keys, "base_url", "config.base_url: required, a string", env, config,
-                                    compiled, err, errlen);
+    return http_origin_node_compile(rest_keys, "base_url", "config.base_url: required, a string", env, config, compiled,
+                                    err, errlen);
 }
 
 /* Appends one path parameter, percent-encoded, as the text of a `{name}` slot. */
@@ -137,9 +137,9 @@ static json_t *rest_outputs(http_exchange *ex, const http_answer *a)
 {
     (void)ex;
     return json_pack("{s:O, s:I, s:b, s:{s:s, s:s, s:f, s:O}}", "data", a->content, "status_code",
-                     (json_int_t)a->status_code, "success", a->status_code >= 200 && a->status_code < 300,
-                     "metadata", "url", a->url, "method", a->method, "response_time_ms", a->response_time_ms,
-                     "headers", a->headers);
+                     (json_int_t)a->status_code, "success", a->status_code >= 200 && a->status_code < 300, "metadata",
+                     "url", a->url, "method", a->method, "response_time_ms", a->response_time_ms, "headers",
+                     a->headers);
 }
 
 static const http_hooks rest_hooks = {.outputs = rest_outputs};

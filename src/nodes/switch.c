@@ -40,19 +40,18 @@ enum switch_op {
     SWITCH_IS_NOT_NULL,
 };
 
-static const char *const switch_op_names[] = {"==", "!=", ">",        "<",       ">=",
-                                              "<=", "in", "contains", "is_null", "is_not_null"};
+static const char *const switch_op_names[] = {
+    "==", "!=", ">", "<", ">=", "<=", "in", "contains", "is_null", "is_not_null"};
 #define SWITCH_OP_COUNT (sizeof switch_op_names / sizeof switch_op_names[0])
 #define SWITCH_OP_EXPECTED "expected one of == != > < >= <= in contains is_null is_not_null"
 
-static const char *const switch_keys[] = {"input_data", "condition_field", "operator",
-                                          "value",      "cases",           "case_prefix",
-                                          "default_field", NULL};
+static const char *const switch_keys[] = {"input_data", "condition_field", "operator",      "value",
+                                          "cases",      "case_prefix",     "default_field", NULL};
 static const char *const switch_ports[] = {"input_data", NULL};
 
 typedef struct switch_conf {
-    json_t *cases;      /* owned deep copy of the literal cases, or NULL in boolean mode */
-    char **case_ports;  /* owned: case_ports[i] names the port of case i */
+    json_t *cases;     /* owned deep copy of the literal cases, or NULL in boolean mode */
+    char **case_ports; /* owned: case_ports[i] names the port of case i */
     size_t n_cases;
     char *default_port; /* owned; NULL in boolean mode */
 } switch_conf;
@@ -102,7 +101,8 @@ static int switch_equal(json_t *a, json_t *b)
             return 0;
         const char *k;
         json_t *va;
-        json_object_foreach(a, k, va) {
+        json_object_foreach(a, k, va)
+        {
             json_t *vb = json_object_get(b, k);
             if (!vb || !switch_equal(va, vb))
                 return 0;
@@ -137,8 +137,8 @@ static int switch_order(json_t *a, json_t *b, int *cmp)
 /* 1 when string s contains string part (both JSON strings, may hold NUL bytes). */
 static int switch_substring(json_t *s, json_t *part)
 {
-    return memmem(json_string_value(s), json_string_length(s), json_string_value(part),
-                  json_string_length(part)) != NULL;
+    return memmem(json_string_value(s), json_string_length(s), json_string_value(part), json_string_length(part)) !=
+           NULL;
 }
 
 /* 1 when array arr holds an element equal to v. */
@@ -146,7 +146,8 @@ static int switch_array_has(json_t *arr, json_t *v)
 {
     size_t i;
     json_t *e;
-    json_array_foreach(arr, i, e) {
+    json_array_foreach(arr, i, e)
+    {
         if (switch_equal(e, v))
             return 1;
     }
@@ -264,16 +265,15 @@ static void switch_conf_free(void *compiled)
 }
 
 /* Reads an optional literal string key holding a port name part; *out borrows from config. */
-static int switch_literal_name(json_t *config, const char *key, const char *dflt, const char **out,
-                               char *err, size_t errlen)
+static int switch_literal_name(json_t *config, const char *key, const char *dflt, const char **out, char *err,
+                               size_t errlen)
 {
     json_t *v = json_object_get(config, key);
     *out = dflt;
     if (!v)
         return 0;
     if (!json_is_string(v) || tmpl_string_has_expr(json_string_value(v)))
-        return util_err(err, errlen, "config.%s: expected a literal string (ports are named at load)",
-                        key);
+        return util_err(err, errlen, "config.%s: expected a literal string (ports are named at load)", key);
     if (strchr(json_string_value(v), '.') || json_string_length(v) != strlen(json_string_value(v)))
         return util_err(err, errlen, "config.%s: must not contain '.' or NUL", key);
     *out = json_string_value(v);
@@ -281,8 +281,7 @@ static int switch_literal_name(json_t *config, const char *key, const char *dflt
 }
 
 /* Checks one literal case value and names its port into sc->case_ports[i]. */
-static int switch_compile_case(switch_conf *sc, size_t i, const char *prefix, int op, char *err,
-                               size_t errlen)
+static int switch_compile_case(switch_conf *sc, size_t i, const char *prefix, int op, char *err, size_t errlen)
 {
     json_t *c = json_array_get(sc->cases, i);
     if (json_is_object(c) || json_is_array(c))
@@ -293,8 +292,7 @@ static int switch_compile_case(switch_conf *sc, size_t i, const char *prefix, in
         return util_err(err, errlen, "config.cases[%zu]: must not contain NUL", i);
     const char *problem = op >= 0 ? switch_value_problem(op, c) : NULL;
     if (problem)
-        return util_err(err, errlen, "config.cases[%zu]: %s for operator '%s'", i, problem,
-                        switch_op_names[op]);
+        return util_err(err, errlen, "config.cases[%zu]: %s for operator '%s'", i, problem, switch_op_names[op]);
     char name[512];
     switch_case_name(c, name, sizeof name);
     size_t len = strlen(prefix) + strlen(name) + 1;
@@ -315,8 +313,7 @@ static int switch_check_unique(const switch_conf *sc, char *err, size_t errlen)
             return util_err(err, errlen, "config.cases[%zu]: port '%s' is already taken", i, p);
         for (size_t j = 0; j < i; j++)
             if (strcmp(p, sc->case_ports[j]) == 0)
-                return util_err(err, errlen, "config.cases[%zu]: port '%s' is also the port of cases[%zu]",
-                                i, p, j);
+                return util_err(err, errlen, "config.cases[%zu]: port '%s' is also the port of cases[%zu]", i, p, j);
     }
     if (strcmp(sc->default_port, "condition_result") == 0)
         return util_err(err, errlen, "config.default_field: 'condition_result' is already a port");
@@ -382,8 +379,7 @@ static int switch_compile_op(json_t *config, int *op, char *err, size_t errlen)
     return 0;
 }
 
-static int switch_compile(const node_env *env, json_t *config, void **compiled, char *err,
-                          size_t errlen)
+static int switch_compile(const node_env *env, json_t *config, void **compiled, char *err, size_t errlen)
 {
     (void)env;
     *compiled = NULL;
@@ -446,8 +442,7 @@ static json_t *switch_run_tested(json_t *inputs, json_t *data, node_error *err)
 }
 
 /* Boolean mode: fills out with the taken port and condition_result. */
-static int switch_run_bool(int op, json_t *inputs, json_t *data, json_t *tested, json_t *out,
-                           node_error *err)
+static int switch_run_bool(int op, json_t *inputs, json_t *data, json_t *tested, json_t *out, node_error *err)
 {
     json_t *value = json_object_get(inputs, "value");
     if (!value)
@@ -463,8 +458,7 @@ static int switch_run_bool(int op, json_t *inputs, json_t *data, json_t *tested,
 }
 
 /* Cases mode: fills out with the first matching case's port (or the default) and condition_result. */
-static int switch_run_cases(const switch_conf *sc, int op, json_t *data, json_t *tested, json_t *out,
-                            node_error *err)
+static int switch_run_cases(const switch_conf *sc, int op, json_t *data, json_t *tested, json_t *out, node_error *err)
 {
     const char *port = sc->default_port;
     json_t *matched = json_null();
@@ -472,8 +466,7 @@ static int switch_run_cases(const switch_conf *sc, int op, json_t *data, json_t 
         json_t *c = json_array_get(sc->cases, i);
         const char *problem = switch_value_problem(op, c);
         if (problem)
-            return node_fail(err, "internal", "cases[%zu]: %s for operator '%s'", i, problem,
-                             switch_op_names[op]);
+            return node_fail(err, "internal", "cases[%zu]: %s for operator '%s'", i, problem, switch_op_names[op]);
         if (switch_test(op, tested, c)) {
             port = sc->case_ports[i];
             matched = c;

@@ -11,8 +11,7 @@
 
 static const char *const transform_keys[] = {"template", NULL};
 
-static int transform_compile(const node_env *env, json_t *config, void **compiled, char *err,
-                             size_t errlen)
+static int transform_compile(const node_env *env, json_t *config, void **compiled, char *err, size_t errlen)
 {
     (void)env;
     *compiled = NULL;

@@ -4,12 +4,12 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <sys/random.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 

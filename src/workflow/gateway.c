@@ -46,8 +46,8 @@ static void load_output(ld *l, wf_output *o, const char *name, json_t *ref)
         o->node = (size_t)idx;
         const wf_node *n = &l->wf->nodes[idx];
         if (!wf_node_has_output(n, o->port))
-            ld_problem(l, NULL, "gateway.outputs.%s: %s '%s' has no output port '%s'", name, n->type->name,
-                       node, o->port);
+            ld_problem(l, NULL, "gateway.outputs.%s: %s '%s' has no output port '%s'", name, n->type->name, node,
+                       o->port);
     }
     free(node);
 }
@@ -72,7 +72,8 @@ static void load_executor(ld *l, json_t *ex)
         ld_problem(l, NULL, "gateway.executor: expected an object");
         return;
     }
-    json_object_foreach(ex, k, v) {
+    json_object_foreach(ex, k, v)
+    {
         if (strcmp(k, "max_concurrency") == 0 && int_in(v, 1, 100000))
             l->wf->max_concurrency = (int)json_integer_value(v);
         else if (strcmp(k, "max_queue") == 0 && int_in(v, 0, 1000000))
@@ -103,22 +104,24 @@ static void load_access(ld *l, json_t *acc)
         ld_problem(l, NULL, "gateway.access: expected an object");
         return;
     }
-    json_object_foreach(acc, k, v) {
+    json_object_foreach(acc, k, v)
+    {
         int ok = (strcmp(k, "roles") == 0 && strings_array(v)) || (strcmp(k, "public") == 0 && json_is_boolean(v));
         if (strcmp(k, "conditions") == 0 && json_is_array(v)) {
             size_t i;
             json_t *c;
             ok = 1;
-            json_array_foreach(v, i, c) ok &= json_is_string(json_object_get(c, "attribute")) &&
-                                              (json_is_string(json_object_get(c, "equals")) ||
-                                               json_object_get(c, "value") != NULL);
+            json_array_foreach(v, i, c) ok &=
+                json_is_string(json_object_get(c, "attribute")) &&
+                (json_is_string(json_object_get(c, "equals")) || json_object_get(c, "value") != NULL);
         }
         if (!ok)
-            ld_problem(l, NULL, "gateway.access.%s: expected roles (strings), conditions "
-                                "([{attribute, equals|value}]) or public (bool)", k);
+            ld_problem(l, NULL,
+                       "gateway.access.%s: expected roles (strings), conditions "
+                       "([{attribute, equals|value}]) or public (bool)",
+                       k);
     }
-    log_msg(LOG_WARN, "%s: gateway.access is not enforced: authentication is off (enable_auth is false)",
-            l->file);
+    log_msg(LOG_WARN, "%s: gateway.access is not enforced: authentication is off (enable_auth is false)", l->file);
 }
 
 static void load_key(ld *l, const char *k, json_t *v)
@@ -179,13 +182,11 @@ void ld_build_views(ld *l, json_t *nodes, json_t *conns, json_t *gw)
 {
     workflow *wf = l->wf;
     json_t *inputs = json_object_get(gw, "inputs");
-    wf->normalized = json_pack("{s:s,s:s,s:s,s:O,s:O,s:o}", "name", wf->name, "version", wf->version,
-                               "description", wf->description, "nodes", nodes, "connections", conns,
-                               "gateway", gateway_view(wf, gw));
+    wf->normalized = json_pack("{s:s,s:s,s:s,s:O,s:O,s:o}", "name", wf->name, "version", wf->version, "description",
+                               wf->description, "nodes", nodes, "connections", conns, "gateway", gateway_view(wf, gw));
     json_t *in = inputs ? json_incref(inputs) : json_object();
-    wf->summary = json_pack("{s:s,s:s,s:s,s:o,s:n,s:I}", "name", wf->name, "version", wf->version,
-                            "description", wf->description, "inputs", in, "cache_ttl_s", "nodes",
-                            (json_int_t)wf->nnodes);
+    wf->summary = json_pack("{s:s,s:s,s:s,s:o,s:n,s:I}", "name", wf->name, "version", wf->version, "description",
+                            wf->description, "inputs", in, "cache_ttl_s", "nodes", (json_int_t)wf->nnodes);
     if (!wf->normalized || !wf->summary)
         ld_problem(l, NULL, "out of memory building the workflow's description");
 }

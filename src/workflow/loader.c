@@ -41,8 +41,8 @@ int ld_name_valid(const char *s)
         return 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-              c == '.' || c == '-'))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+              c == '-'))
             return 0;
     }
     return 1;
@@ -94,7 +94,8 @@ static json_t *norm_nodes(ld *l, json_t *nodes)
     } else if (json_is_array(nodes)) {
         size_t i;
         json_t *e;
-        json_array_foreach(nodes, i, e) {
+        json_array_foreach(nodes, i, e)
+        {
             const char *id = json_is_object(e) ? str_of(e, "id", "node_id") : NULL;
             if (!id) {
                 ld_problem(l, NULL, "nodes[%zu]: expected an object with a string \"id\"", i);
@@ -129,8 +130,10 @@ static json_t *norm_conn(ld *l, size_t i, json_t *c)
 static json_t *subst_env(ld *l, const char *node, const char *key, json_t *v)
 {
     if (json_is_string(v) && strcmp(json_string_value(v), "***REDACTED***") == 0) {
-        ld_problem(l, node, "config.%s: the value is \"***REDACTED***\" (as the SDK exports secrets); "
-                         "supply it as {\"$env\": \"NAME\"}", key);
+        ld_problem(l, node,
+                   "config.%s: the value is \"***REDACTED***\" (as the SDK exports secrets); "
+                   "supply it as {\"$env\": \"NAME\"}",
+                   key);
         return NULL;
     }
     if (json_is_object(v) && json_object_size(v) == 1 && json_object_get(v, "$env")) {
@@ -148,7 +151,8 @@ static json_t *subst_env(ld *l, const char *node, const char *key, json_t *v)
         json_t *e;
         size_t i;
         if (json_is_object(v)) {
-            json_object_foreach(v, k, e) {
+            json_object_foreach(v, k, e)
+            {
                 json_t *s = subst_env(l, node, key, e);
                 if (!s) {
                     json_decref(out);
@@ -157,7 +161,8 @@ static json_t *subst_env(ld *l, const char *node, const char *key, json_t *v)
                 json_object_set_new(out, k, s);
             }
         } else {
-            json_array_foreach(v, i, e) {
+            json_array_foreach(v, i, e)
+            {
                 json_t *s = subst_env(l, node, key, e);
                 if (!s) {
                     json_decref(out);
@@ -235,7 +240,8 @@ static void compile_node(ld *l, size_t idx, json_t *cfg)
     size_t before = json_array_size(l->problems);
     l->cur = idx;
     n->params = calloc(json_object_size(cfg) + 1, sizeof *n->params);
-    json_object_foreach(cfg, k, v) {
+    json_object_foreach(cfg, k, v)
+    {
         if (strcmp(k, "on_error") == 0) {
             const char *s = json_is_string(v) ? json_string_value(v) : "";
             if (strcmp(s, "continue") != 0 && strcmp(s, "fail") != 0)
@@ -256,7 +262,8 @@ static void compile_node(ld *l, size_t idx, json_t *cfg)
         json_object_set_new(plain, k, s);
     }
     char err[512] = "";
-    if (json_array_size(l->problems) == before && n->type->compile(l->env->nodes, plain, &n->compiled, err, sizeof err) != 0)
+    if (json_array_size(l->problems) == before &&
+        n->type->compile(l->env->nodes, plain, &n->compiled, err, sizeof err) != 0)
         ld_problem(l, n->id, "%s", err);
     json_decref(plain);
 }
@@ -345,13 +352,15 @@ static json_t *load_conns(ld *l, json_t *conns)
     }
     size_t i;
     json_t *c;
-    json_array_foreach(conns, i, c) {
+    json_array_foreach(conns, i, c)
+    {
         json_t *n = norm_conn(l, i, c);
         if (n)
             json_array_append_new(norm, n);
     }
     l->wf->conns = calloc(json_array_size(norm) + 1, sizeof *l->wf->conns);
-    json_array_foreach(norm, i, c) {
+    json_array_foreach(norm, i, c)
+    {
         load_conn(l, c, &l->wf->conns[l->wf->nconns]);
         if (l->wf->conns[l->wf->nconns].dst_input)
             l->wf->nconns++;
@@ -360,18 +369,18 @@ static json_t *load_conns(ld *l, json_t *conns)
     return norm;
 }
 
-
 /* ---- top level ------------------------------------------------------------------------------ */
 
-static const char *const known_top[] = {"name", "version", "description", "nodes", "connections", "gateway",
-                                        "workflow_id", "author", "metadata", "position", "created_at",
-                                        "updated_at", "tags", "id", NULL};
+static const char *const known_top[] = {"name",       "version",     "description", "nodes",    "connections",
+                                        "gateway",    "workflow_id", "author",      "metadata", "position",
+                                        "created_at", "updated_at",  "tags",        "id",       NULL};
 
 static void warn_unknown_top(ld *l, json_t *doc)
 {
     const char *k;
     json_t *v;
-    json_object_foreach(doc, k, v) {
+    json_object_foreach(doc, k, v)
+    {
         int known = 0;
         for (const char *const *t = known_top; *t; t++)
             known |= strcmp(*t, k) == 0;
@@ -403,8 +412,8 @@ static void load_header(ld *l, json_t *doc, const char *default_name)
     wf->description = strdup(json_is_string(desc) ? json_string_value(desc) : "");
 }
 
-int workflow_load_json(json_t *doc, const char *file, const char *default_name, const wf_load_env *env,
-                       workflow **out, json_t *problems)
+int workflow_load_json(json_t *doc, const char *file, const char *default_name, const wf_load_env *env, workflow **out,
+                       json_t *problems)
 {
     ld l = {file, env, problems, calloc(1, sizeof(workflow)), 0, 0};
     if (!l.wf)

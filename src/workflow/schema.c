@@ -40,8 +40,7 @@ enum {
 };
 
 /* Indexed by bit position of the T_* masks above. */
-static const char *const schema_type_names[] = {"object",  "array",   "string", "number",
-                                                "integer", "boolean", "null"};
+static const char *const schema_type_names[] = {"object", "array", "string", "number", "integer", "boolean", "null"};
 #define SCHEMA_NTYPES (sizeof schema_type_names / sizeof schema_type_names[0])
 
 typedef enum { FMT_NONE, FMT_EMAIL, FMT_UUID, FMT_DATE_TIME } schema_format;
@@ -67,16 +66,16 @@ typedef struct {
 } schema_name;
 
 struct schema {
-    unsigned types;       /* T_* mask; 0 means any type */
-    char types_text[96];  /* "string or null", for "expected ..." */
-    schema_prop *props;   /* sorted by name (bsearch) */
+    unsigned types;      /* T_* mask; 0 means any type */
+    char types_text[96]; /* "string or null", for "expected ..." */
+    schema_prop *props;  /* sorted by name (bsearch) */
     size_t nprops;
     schema_name *required; /* in definition order, so reports follow it */
     size_t nrequired;
-    bool closed;     /* additionalProperties: false */
-    schema *items;   /* owned, or NULL */
-    json_t *enums;   /* owned deep copy, or NULL */
-    json_t *constv;  /* owned deep copy, or NULL (a JSON null const is json_null(), not NULL) */
+    bool closed;    /* additionalProperties: false */
+    schema *items;  /* owned, or NULL */
+    json_t *enums;  /* owned deep copy, or NULL */
+    json_t *constv; /* owned deep copy, or NULL (a JSON null const is json_null(), not NULL) */
     schema_num minimum, maximum, xminimum, xmaximum;
     long long min_len, max_len, min_items, max_items; /* -1 when unset */
     bool has_pattern;
@@ -173,8 +172,7 @@ static void schema_types_text(schema *s)
         if (!((s->types >> i) & 1u))
             continue;
         const char *sep = seen == 0 ? "" : seen + 1 == total ? " or " : ", ";
-        off += (size_t)snprintf(s->types_text + off, sizeof s->types_text - off, "%s%s", sep,
-                                schema_type_names[i]);
+        off += (size_t)snprintf(s->types_text + off, sizeof s->types_text - off, "%s%s", sep, schema_type_names[i]);
         seen++;
     }
 }
@@ -207,7 +205,8 @@ static int schema_kw_type(schema *s, json_t *val, int depth, schema_cx *cx)
     } else if (json_is_array(val) && json_array_size(val) > 0) {
         size_t i;
         json_t *t;
-        json_array_foreach(val, i, t) {
+        json_array_foreach(val, i, t)
+        {
             if (!json_is_string(t))
                 return schema_fail(cx, "expected a type name or a non-empty array of type names");
             if (schema_kw_type_one(s, t, cx) != 0)
@@ -231,7 +230,8 @@ static int schema_kw_properties(schema *s, json_t *val, int depth, schema_cx *cx
     const char *key;
     size_t klen, mark;
     json_t *sub;
-    json_object_keylen_foreach(val, key, klen, sub) {
+    json_object_keylen_foreach(val, key, klen, sub)
+    {
         schema_prop *p = &s->props[s->nprops];
         if (!(p->name = schema_dupn(key, klen)))
             return schema_fail(cx, "out of memory");
@@ -265,7 +265,8 @@ static int schema_kw_required(schema *s, json_t *val, int depth, schema_cx *cx)
         return schema_fail(cx, "out of memory");
     size_t i;
     json_t *name;
-    json_array_foreach(val, i, name) {
+    json_array_foreach(val, i, name)
+    {
         if (!json_is_string(name))
             return schema_fail(cx, "expected an array of unique property names");
         const char *str = json_string_value(name);
@@ -546,7 +547,8 @@ static int schema_apply_keywords(schema *s, json_t *def, int depth, schema_cx *c
     const char *key;
     size_t klen, mark;
     json_t *val;
-    json_object_keylen_foreach(def, key, klen, val) {
+    json_object_keylen_foreach(def, key, klen, val)
+    {
         const struct schema_keyword *kw = schema_keyword_find(key, klen);
         if (!kw)
             return schema_fail(cx, "unknown keyword '%.64s'", key);
@@ -715,8 +717,8 @@ static int schema_days_in_month(int year, int month)
 static bool schema_date_time_main(const char *s, size_t n, size_t *pos, int f[6])
 {
     f[0] = schema_digits(s, n, pos, 4);
-    if (f[0] < 0 || !schema_expect(s, n, pos, "-") || (f[1] = schema_digits(s, n, pos, 2)) < 1 ||
-        f[1] > 12 || !schema_expect(s, n, pos, "-") || (f[2] = schema_digits(s, n, pos, 2)) < 1 ||
+    if (f[0] < 0 || !schema_expect(s, n, pos, "-") || (f[1] = schema_digits(s, n, pos, 2)) < 1 || f[1] > 12 ||
+        !schema_expect(s, n, pos, "-") || (f[2] = schema_digits(s, n, pos, 2)) < 1 ||
         f[2] > schema_days_in_month(f[0], f[1]) || !schema_expect(s, n, pos, "Tt"))
         return false;
     if ((f[3] = schema_digits(s, n, pos, 2)) < 0 || f[3] > 23 || !schema_expect(s, n, pos, ":") ||
@@ -838,14 +840,21 @@ static bool schema_real_is_integral(double d)
 static unsigned schema_type_of(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return T_OBJECT;
-    case JSON_ARRAY: return T_ARRAY;
-    case JSON_STRING: return T_STRING;
-    case JSON_INTEGER: return T_INTEGER | T_NUMBER;
-    case JSON_REAL: return T_NUMBER | (schema_real_is_integral(json_real_value(v)) ? T_INTEGER : 0);
+    case JSON_OBJECT:
+        return T_OBJECT;
+    case JSON_ARRAY:
+        return T_ARRAY;
+    case JSON_STRING:
+        return T_STRING;
+    case JSON_INTEGER:
+        return T_INTEGER | T_NUMBER;
+    case JSON_REAL:
+        return T_NUMBER | (schema_real_is_integral(json_real_value(v)) ? T_INTEGER : 0);
     case JSON_TRUE:
-    case JSON_FALSE: return T_BOOLEAN;
-    case JSON_NULL: return T_NULL;
+    case JSON_FALSE:
+        return T_BOOLEAN;
+    case JSON_NULL:
+        return T_NULL;
     }
     return 0;
 }
@@ -853,14 +862,21 @@ static unsigned schema_type_of(const json_t *v)
 static const char *schema_type_name(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "object";
-    case JSON_ARRAY: return "array";
-    case JSON_STRING: return "string";
-    case JSON_INTEGER: return "integer";
-    case JSON_REAL: return "number";
+    case JSON_OBJECT:
+        return "object";
+    case JSON_ARRAY:
+        return "array";
+    case JSON_STRING:
+        return "string";
+    case JSON_INTEGER:
+        return "integer";
+    case JSON_REAL:
+        return "number";
     case JSON_TRUE:
-    case JSON_FALSE: return "boolean";
-    case JSON_NULL: return "null";
+    case JSON_FALSE:
+        return "boolean";
+    case JSON_NULL:
+        return "null";
     }
     return "unknown";
 }
@@ -874,7 +890,8 @@ static bool schema_equal_object(json_t *a, json_t *b)
     json_t *va;
     if (json_object_size(a) != json_object_size(b))
         return false;
-    json_object_keylen_foreach(a, key, klen, va) {
+    json_object_keylen_foreach(a, key, klen, va)
+    {
         json_t *vb = json_object_getn(b, key, klen);
         if (!vb || !schema_equal(va, vb))
             return false;
@@ -949,10 +966,14 @@ static size_t schema_utf8_len(const char *s, size_t n)
 static bool schema_format_ok(schema_format f, const char *str, size_t n)
 {
     switch (f) {
-    case FMT_EMAIL: return schema_is_email(str, n);
-    case FMT_UUID: return schema_is_uuid(str, n);
-    case FMT_DATE_TIME: return schema_is_date_time(str, n);
-    case FMT_NONE: return true;
+    case FMT_EMAIL:
+        return schema_is_email(str, n);
+    case FMT_UUID:
+        return schema_is_uuid(str, n);
+    case FMT_DATE_TIME:
+        return schema_is_date_time(str, n);
+    case FMT_NONE:
+        return true;
     }
     return true;
 }
@@ -970,11 +991,9 @@ static void schema_check_string(const schema *s, json_t *v, const schema_seg *at
     if (s->min_len >= 0 || s->max_len >= 0) {
         long long cps = (long long)schema_utf8_len(str, n);
         if (s->min_len >= 0 && cps < s->min_len)
-            schema_report_add(r, at, "must be at least %lld character%s long", s->min_len,
-                              schema_plural(s->min_len));
+            schema_report_add(r, at, "must be at least %lld character%s long", s->min_len, schema_plural(s->min_len));
         if (s->max_len >= 0 && cps > s->max_len)
-            schema_report_add(r, at, "must be at most %lld character%s long", s->max_len,
-                              schema_plural(s->max_len));
+            schema_report_add(r, at, "must be at most %lld character%s long", s->max_len, schema_plural(s->max_len));
     }
     /* regexec stops at NUL; a string with an embedded NUL fails rather than match a prefix. */
     if (s->has_pattern && (strlen(str) != n || regexec(&s->pattern, str, 0, NULL, 0) != 0))
@@ -989,11 +1008,9 @@ static void schema_check_array(const schema *s, json_t *v, const schema_seg *at,
 {
     size_t n = json_array_size(v);
     if (s->min_items >= 0 && (long long)n < s->min_items)
-        schema_report_add(r, at, "must have at least %lld item%s", s->min_items,
-                          schema_plural(s->min_items));
+        schema_report_add(r, at, "must have at least %lld item%s", s->min_items, schema_plural(s->min_items));
     if (s->max_items >= 0 && (long long)n > s->max_items)
-        schema_report_add(r, at, "must have at most %lld item%s", s->max_items,
-                          schema_plural(s->max_items));
+        schema_report_add(r, at, "must have at most %lld item%s", s->max_items, schema_plural(s->max_items));
     if (!s->items)
         return;
     for (size_t i = 0; i < n; i++) {
@@ -1023,7 +1040,8 @@ static void schema_check_object(const schema *s, json_t *v, const schema_seg *at
     const char *key;
     size_t klen;
     json_t *child;
-    json_object_keylen_foreach(v, key, klen, child) {
+    json_object_keylen_foreach(v, key, klen, child)
+    {
         schema_seg seg = {.up = at, .key = key, .len = klen};
         const schema_prop *p = schema_prop_find(s, key, klen);
         if (p)

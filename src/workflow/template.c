@@ -292,13 +292,27 @@ static void tmpl_put_jstring(tmpl_sb *b, const char *s, size_t n)
         char esc[6] = {'\\', 0, 0, 0, 0, 0};
         size_t len = 2;
         switch (c) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
         default:
             memcpy(esc + 1, "u00", 3);
             esc[4] = hex[c >> 4];
@@ -431,14 +445,21 @@ static int tmpl_is_null(const tmpl_val *v)
 static const char *tmpl_type_name(const json_t *v)
 {
     switch (v ? json_typeof(v) : JSON_NULL) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a real number";
     case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: break;
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        break;
     }
     return "null";
 }
@@ -565,16 +586,22 @@ static int tmpl_truthy(json_t *v)
 {
     const char *s;
     switch (v ? json_typeof(v) : JSON_NULL) {
-    case JSON_TRUE: return 1;
-    case JSON_INTEGER: return json_integer_value(v) != 0;
-    case JSON_REAL: return json_real_value(v) != 0.0;
-    case JSON_ARRAY: return json_array_size(v) > 0;
-    case JSON_OBJECT: return json_object_size(v) > 0;
+    case JSON_TRUE:
+        return 1;
+    case JSON_INTEGER:
+        return json_integer_value(v) != 0;
+    case JSON_REAL:
+        return json_real_value(v) != 0.0;
+    case JSON_ARRAY:
+        return json_array_size(v) > 0;
+    case JSON_OBJECT:
+        return json_object_size(v) > 0;
     case JSON_STRING:
         s = json_string_value(v);
         return json_string_length(v) > 0 && strcasecmp(s, "false") != 0 && strcmp(s, "0") != 0;
     case JSON_FALSE:
-    case JSON_NULL: break;
+    case JSON_NULL:
+        break;
     }
     return 0;
 }
@@ -661,8 +688,8 @@ static int tmpl_f_url(const tmpl_filter *f, tmpl_val *v, char *why, size_t whyle
     tmpl_put_text(&raw, v->v);
     for (size_t i = 0; i < raw.len; i++) {
         unsigned char c = (unsigned char)raw.data[i];
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-            c == '.' || c == '_' || c == '~') {
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+            c == '_' || c == '~') {
             tmpl_sb_putc(&out, (char)c);
         } else {
             char pct[3] = {'%', hex[c >> 4], hex[c & 15]};
@@ -750,13 +777,20 @@ static const char *tmpl_root_text(tmpl_root r, const tmpl_scope *s)
 static json_t *tmpl_root_json(tmpl_root r, const tmpl_scope *s)
 {
     switch (r) {
-    case TMPL_ROOT_INPUTS: return s->inputs;
-    case TMPL_ROOT_PARAMS: return s->params;
-    case TMPL_ROOT_NODES: return s->nodes;
-    case TMPL_ROOT_PRINCIPAL_ROLES: return s->principal_roles;
-    case TMPL_ROOT_PRINCIPAL_ATTRIBUTES: return s->principal_attributes;
-    case TMPL_ROOT_ENV: return s->env;
-    default: return NULL;
+    case TMPL_ROOT_INPUTS:
+        return s->inputs;
+    case TMPL_ROOT_PARAMS:
+        return s->params;
+    case TMPL_ROOT_NODES:
+        return s->nodes;
+    case TMPL_ROOT_PRINCIPAL_ROLES:
+        return s->principal_roles;
+    case TMPL_ROOT_PRINCIPAL_ATTRIBUTES:
+        return s->principal_attributes;
+    case TMPL_ROOT_ENV:
+        return s->env;
+    default:
+        return NULL;
     }
 }
 
@@ -838,8 +872,7 @@ static json_t *tmpl_render_kids(const tmpl *t, const tmpl_scope *s, char *err, s
             return NULL;
         }
         /* keys come from a parsed JSON object, so they are valid UTF-8 */
-        int rc = c->key ? json_object_setn_new_nocheck(out, c->key, c->key_len, v)
-                        : json_array_append_new(out, v);
+        int rc = c->key ? json_object_setn_new_nocheck(out, c->key, c->key_len, v) : json_array_append_new(out, v);
         if (rc != 0)
             goto oom;
     }
@@ -853,11 +886,15 @@ oom:
 static json_t *tmpl_render_node(const tmpl *t, const tmpl_scope *s, char *err, size_t errlen)
 {
     switch (t->kind) {
-    case TMPL_CONST: return json_incref(t->u.constant);
-    case TMPL_EXPR: return tmpl_render_expr(t->u.expr, s, err, errlen);
-    case TMPL_CONCAT: return tmpl_render_concat(t, s, err, errlen);
+    case TMPL_CONST:
+        return json_incref(t->u.constant);
+    case TMPL_EXPR:
+        return tmpl_render_expr(t->u.expr, s, err, errlen);
+    case TMPL_CONCAT:
+        return tmpl_render_concat(t, s, err, errlen);
     case TMPL_OBJECT:
-    case TMPL_ARRAY: return tmpl_render_kids(t, s, err, errlen);
+    case TMPL_ARRAY:
+        return tmpl_render_kids(t, s, err, errlen);
     }
     return NULL;
 }
@@ -917,8 +954,7 @@ static const char *tmpl_skip_ws(const char *p, const char *e)
 static size_t tmpl_name_len(const char *p, const char *e)
 {
     const char *q = p;
-    while (q < e && (isalnum((unsigned char)*q) || *q == '_' || *q == '-' || *q == '$' ||
-                     (unsigned char)*q >= 0x80))
+    while (q < e && (isalnum((unsigned char)*q) || *q == '_' || *q == '-' || *q == '$' || (unsigned char)*q >= 0x80))
         q++;
     return (size_t)(q - p);
 }
@@ -1057,8 +1093,10 @@ static int tmpl_bind_principal(tmpl_cc *cc, tmpl_expr *x)
     else if (strcmp(f, "attributes") == 0)
         x->root = TMPL_ROOT_PRINCIPAL_ATTRIBUTES;
     else
-        return tmpl_cc_fail(cc, "'{{ %s }}': principal has only principal.id, principal.roles "
-                                "and principal.attributes", x->src);
+        return tmpl_cc_fail(cc,
+                            "'{{ %s }}': principal has only principal.id, principal.roles "
+                            "and principal.attributes",
+                            x->src);
     tmpl_seg_shift(x);
     return 0;
 }
@@ -1092,8 +1130,10 @@ static int tmpl_bind_root(tmpl_cc *cc, tmpl_expr *x, const char *name, size_t n)
         if (!tmpl_env_allowed(cc->ctx, first))
             return tmpl_cc_fail(cc, "env.%s is not listed in template_env", first);
     } else {
-        return tmpl_cc_fail(cc, "unknown root '%.*s' in '{{ %s }}' (expected inputs, params, nodes, "
-                                "run, principal or env)", (int)n, name, x->src);
+        return tmpl_cc_fail(cc,
+                            "unknown root '%.*s' in '{{ %s }}' (expected inputs, params, nodes, "
+                            "run, principal or env)",
+                            (int)n, name, x->src);
     }
     return 0;
 #undef TMPL_IS
@@ -1124,8 +1164,7 @@ static json_t *tmpl_decode_literal(const char *a, size_t n)
         }
     }
     tmpl_sb_putc(&b, '"');
-    json_t *v = b.oom || end < 2 || a[end - 1] != '\'' ? NULL
-                                                        : json_loadb(b.data, b.len, JSON_DECODE_ANY, NULL);
+    json_t *v = b.oom || end < 2 || a[end - 1] != '\'' ? NULL : json_loadb(b.data, b.len, JSON_DECODE_ANY, NULL);
     tmpl_sb_free(&b);
     return v;
 }
@@ -1155,8 +1194,7 @@ static const char *tmpl_scan_arg(const char *p, const char *e)
 }
 
 /* `(arg, ...)` after a filter name; keeps the first argument in f->arg and counts them all. */
-static int tmpl_parse_args(tmpl_cc *cc, tmpl_expr *x, tmpl_filter *f, const char **pp, const char *e,
-                           int *count)
+static int tmpl_parse_args(tmpl_cc *cc, tmpl_expr *x, tmpl_filter *f, const char **pp, const char *e, int *count)
 {
     const char *p = tmpl_skip_ws(*pp + 1, e);
     *count = 0;
@@ -1170,8 +1208,9 @@ static int tmpl_parse_args(tmpl_cc *cc, tmpl_expr *x, tmpl_filter *f, const char
             return tmpl_cc_fail(cc, "unterminated quote in '{{ %s }}'", x->src);
         json_t *v = tmpl_decode_literal(a, (size_t)(p - a));
         if (!v)
-            return tmpl_cc_fail(cc, "filter '%s': argument %d is not a JSON literal (a number, "
-                                    "\"string\", 'string', true, false or null) in '{{ %s }}'",
+            return tmpl_cc_fail(cc,
+                                "filter '%s': argument %d is not a JSON literal (a number, "
+                                "\"string\", 'string', true, false or null) in '{{ %s }}'",
                                 f->def->name, *count + 1, x->src);
         if (*count == 0)
             f->arg = v;
@@ -1212,8 +1251,8 @@ static int tmpl_parse_filter(tmpl_cc *cc, tmpl_expr *x, const char **pp, const c
     if (p < e && *p == '(' && tmpl_parse_args(cc, x, f, &p, e, &count) != 0)
         return -1;
     if (count != def->n_args)
-        return tmpl_cc_fail(cc, "filter '%s' takes %d argument%s, got %d, in '{{ %s }}'", def->name,
-                            def->n_args, def->n_args == 1 ? "" : "s", count, x->src);
+        return tmpl_cc_fail(cc, "filter '%s' takes %d argument%s, got %d, in '{{ %s }}'", def->name, def->n_args,
+                            def->n_args == 1 ? "" : "s", count, x->src);
     *pp = p;
     return 0;
 }
@@ -1423,10 +1462,9 @@ int tmpl_compile(json_t *value, const tmpl_ctx *ctx, tmpl **out, char *err, size
 /* ---- the filter table ------------------------------------------------------------------------- */
 
 static const tmpl_filter_def tmpl_filters[] = {
-    {"default", 1, tmpl_f_default}, {"json", 0, tmpl_f_json},   {"string", 0, tmpl_f_string},
-    {"int", 0, tmpl_f_int},         {"float", 0, tmpl_f_float}, {"bool", 0, tmpl_f_bool},
-    {"lower", 0, tmpl_f_lower},     {"upper", 0, tmpl_f_upper}, {"length", 0, tmpl_f_length},
-    {"url", 0, tmpl_f_url},         {"first", 0, tmpl_f_first}, {"last", 0, tmpl_f_last},
+    {"default", 1, tmpl_f_default}, {"json", 0, tmpl_f_json}, {"string", 0, tmpl_f_string}, {"int", 0, tmpl_f_int},
+    {"float", 0, tmpl_f_float},     {"bool", 0, tmpl_f_bool}, {"lower", 0, tmpl_f_lower},   {"upper", 0, tmpl_f_upper},
+    {"length", 0, tmpl_f_length},   {"url", 0, tmpl_f_url},   {"first", 0, tmpl_f_first},   {"last", 0, tmpl_f_last},
     {"keys", 0, tmpl_f_keys},
 };
 

@@ -112,7 +112,8 @@ Test(config, unbuilt_features_refused_unless_default)
     refused("{\"log\": {\"format\": \"text\"}}", "json");
     kconfig *c;
     char err[512];
-    cr_assert_eq(load("{\"rate_limiting\": {\"anonymous\": 100}, \"auth\": {\"api_keys\": []}}", &c, err), 0, "%s", err);
+    cr_assert_eq(load("{\"rate_limiting\": {\"anonymous\": 100}, \"auth\": {\"api_keys\": []}}", &c, err), 0, "%s",
+                 err);
     config_free(c);
 }
 

@@ -71,26 +71,33 @@ static void setup(void)
     cfg->data_dir = strdup(path);
     cfg->workers = 2;
     open_stuck_port();
-    put("route", "{\"nodes\":{\"src\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":{\"n\":\"{{inputs.n}}\"}}},"
-                 "\"sw\":{\"node_type\":\"SwitchNode\",\"config\":{\"condition_field\":\"n\",\"operator\":\">\",\"value\":10}},"
-                 "\"hi\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":{\"size\":\"big\",\"n\":\"{{params.data.n}}\"}}},"
-                 "\"lo\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":{\"size\":\"small\"}}},"
-                 "\"after_lo\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":\"{{params.data.size}}\"}},"
-                 "\"out\":{\"node_type\":\"MergeNode\",\"config\":{\"merge_type\":\"merge_dict\"}}},"
-                 "\"connections\":[{\"source_node\":\"src\",\"source_output\":\"result\",\"target_node\":\"sw\",\"target_input\":\"input_data\"},"
-                 "{\"source_node\":\"sw\",\"source_output\":\"true_output\",\"target_node\":\"hi\",\"target_input\":\"data\"},"
-                 "{\"source_node\":\"sw\",\"source_output\":\"false_output\",\"target_node\":\"lo\",\"target_input\":\"data\"},"
-                 "{\"source_node\":\"lo\",\"source_output\":\"result\",\"target_node\":\"after_lo\",\"target_input\":\"data\"},"
-                 "{\"source_node\":\"hi\",\"source_output\":\"result\",\"target_node\":\"out\",\"target_input\":\"data1\"},"
-                 "{\"source_node\":\"lo\",\"source_output\":\"result\",\"target_node\":\"out\",\"target_input\":\"data2\"}],"
-                 "\"gateway\":{\"outputs\":{\"decision\":\"out.merged_data\",\"size\":\"out.merged_data.size\"}}}");
+    put("route",
+        "{\"nodes\":{\"src\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":{\"n\":\"{{inputs.n}}\"}}},"
+        "\"sw\":{\"node_type\":\"SwitchNode\",\"config\":{\"condition_field\":\"n\",\"operator\":\">\",\"value\":10}},"
+        "\"hi\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":{\"size\":\"big\",\"n\":\"{{params.data.n}}"
+        "\"}}},"
+        "\"lo\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":{\"size\":\"small\"}}},"
+        "\"after_lo\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":\"{{params.data.size}}\"}},"
+        "\"out\":{\"node_type\":\"MergeNode\",\"config\":{\"merge_type\":\"merge_dict\"}}},"
+        "\"connections\":[{\"source_node\":\"src\",\"source_output\":\"result\",\"target_node\":\"sw\",\"target_"
+        "input\":\"input_data\"},"
+        "{\"source_node\":\"sw\",\"source_output\":\"true_output\",\"target_node\":\"hi\",\"target_input\":\"data\"},"
+        "{\"source_node\":\"sw\",\"source_output\":\"false_output\",\"target_node\":\"lo\",\"target_input\":\"data\"},"
+        "{\"source_node\":\"lo\",\"source_output\":\"result\",\"target_node\":\"after_lo\",\"target_input\":\"data\"},"
+        "{\"source_node\":\"hi\",\"source_output\":\"result\",\"target_node\":\"out\",\"target_input\":\"data1\"},"
+        "{\"source_node\":\"lo\",\"source_output\":\"result\",\"target_node\":\"out\",\"target_input\":\"data2\"}],"
+        "\"gateway\":{\"outputs\":{\"decision\":\"out.merged_data\",\"size\":\"out.merged_data.size\"}}}");
     put("fails", "{\"nodes\":{\"read\":{\"node_type\":\"JSONReaderNode\",\"config\":{\"file_path\":\"missing.json\"}},"
-                 "\"soft\":{\"node_type\":\"JSONReaderNode\",\"config\":{\"file_path\":\"missing.json\",\"on_error\":\"continue\"}}}}");
-    put("soft", "{\"nodes\":{\"soft\":{\"node_type\":\"JSONReaderNode\",\"config\":{\"file_path\":\"missing.json\",\"on_error\":\"continue\"}},"
+                 "\"soft\":{\"node_type\":\"JSONReaderNode\",\"config\":{\"file_path\":\"missing.json\",\"on_error\":"
+                 "\"continue\"}}}}");
+    put("soft", "{\"nodes\":{\"soft\":{\"node_type\":\"JSONReaderNode\",\"config\":{\"file_path\":\"missing.json\","
+                "\"on_error\":\"continue\"}},"
                 "\"next\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":1}},"
                 "\"ok\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":{\"v\":\"{{inputs.v}}\"}}}},"
-                "\"connections\":[{\"source_node\":\"soft\",\"source_output\":\"data\",\"target_node\":\"next\",\"target_input\":\"data\"}]}");
-    put("params", "{\"nodes\":{\"w\":{\"node_type\":\"JSONWriterNode\",\"config\":{\"file_path\":\"p.json\",\"data\":{\"from\":\"config\"}}},"
+                "\"connections\":[{\"source_node\":\"soft\",\"source_output\":\"data\",\"target_node\":\"next\","
+                "\"target_input\":\"data\"}]}");
+    put("params", "{\"nodes\":{\"w\":{\"node_type\":\"JSONWriterNode\",\"config\":{\"file_path\":\"p.json\",\"data\":{"
+                  "\"from\":\"config\"}}},"
                   "\"t\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":\"{{params.extra}}\"}}}}");
     snprintf(slow, sizeof slow,
              "{\"nodes\":{\"call\":{\"node_type\":\"HTTPRequestNode\",\"config\":{\"url\":\"http://127.0.0.1:%d/x\","
@@ -178,7 +185,8 @@ Test(engine, switch_false_branch)
     run *r = run_sync("route", "{\"n\": 3}", NULL);
     cr_assert_eq(run_get_status(r), RUN_COMPLETED);
     cr_assert_str_eq(json_string_value(json_object_get(run_outputs(r), "size")), "small");
-    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(run_results(r), "after_lo"), "result")), "small");
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(run_results(r), "after_lo"), "result")),
+                     "small");
     json_t *sk = run_skipped(r);
     cr_assert(has(sk, "hi") && !has(sk, "lo"));
     json_decref(sk);
@@ -205,7 +213,8 @@ Test(engine, on_error_continue_records_error_and_skips_dependants)
     json_t *sk = run_skipped(r);
     cr_assert(has(sk, "next"));
     json_decref(sk);
-    cr_assert_eq(json_integer_value(json_object_get(json_object_get(json_object_get(run_outputs(r), "ok"), "result"), "v")), 7);
+    cr_assert_eq(
+        json_integer_value(json_object_get(json_object_get(json_object_get(run_outputs(r), "ok"), "result"), "v")), 7);
     run_release(r);
 }
 

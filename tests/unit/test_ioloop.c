@@ -143,7 +143,10 @@ static CURL *easy_for(int port, const char *path, xfer_result *r)
     return e;
 }
 
-static void noop(void *ud) { (void)ud; }
+static void noop(void *ud)
+{
+    (void)ud;
+}
 
 static void on_xfer_done(CURL *e, CURLcode rc, void *ud)
 {

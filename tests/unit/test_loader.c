@@ -56,12 +56,13 @@ static void refused(const char *text, const char *expect)
 Test(loader, sdk_to_dict_shape)
 {
     json_t *p;
-    workflow *wf = load("{\"workflow_id\":\"x1\",\"name\":\"orders\",\"version\":3,\"author\":\"me\",\"metadata\":{},"
-                        "\"nodes\":{\"a\":{\"node_id\":\"a\",\"node_type\":\"TransformNode\",\"config\":{\"template\":"
-                        "{\"v\":\"{{inputs.x}}\"}},\"position\":[1,2]},\"b\":{\"node_type\":\"MergeNode\",\"config\":{}}},"
-                        "\"connections\":[{\"source_node\":\"a\",\"source_output\":\"result\",\"target_node\":\"b\","
-                        "\"target_input\":\"data1\"}]}",
-                        &p);
+    workflow *wf =
+        load("{\"workflow_id\":\"x1\",\"name\":\"orders\",\"version\":3,\"author\":\"me\",\"metadata\":{},"
+             "\"nodes\":{\"a\":{\"node_id\":\"a\",\"node_type\":\"TransformNode\",\"config\":{\"template\":"
+             "{\"v\":\"{{inputs.x}}\"}},\"position\":[1,2]},\"b\":{\"node_type\":\"MergeNode\",\"config\":{}}},"
+             "\"connections\":[{\"source_node\":\"a\",\"source_output\":\"result\",\"target_node\":\"b\","
+             "\"target_input\":\"data1\"}]}",
+             &p);
     cr_assert_not_null(wf, "%s", json_dumps(p, 0));
     cr_assert_str_eq(wf->name, "orders");
     cr_assert_str_eq(wf->version, "3");
@@ -142,11 +143,13 @@ Test(loader, refusals_nodes)
     refused(T1("TransformNode", "{\"template\":\"{{ nowhere.x }}\"}"), "config.template");
     refused(T1("TransformNode", "{\"template\":\"{{ env.SECRET }}\"}"), "template_env");
     refused(T1("TransformNode", "{\"template\":\"***REDACTED***\"}"), "\\\"$env\\\"");
-    refused(T1("TransformNode", "{\"template\":{\"$env\":\"KAILASH_SURELY_UNSET_VAR\"}}"), "KAILASH_SURELY_UNSET_VAR is not set");
+    refused(T1("TransformNode", "{\"template\":{\"$env\":\"KAILASH_SURELY_UNSET_VAR\"}}"),
+            "KAILASH_SURELY_UNSET_VAR is not set");
     refused(T1("TransformNode", "{\"template\":1,\"on_error\":\"ignore\"}"), "config.on_error");
     refused(T1("JSONReaderNode", "{\"file_path\":\"../etc/passwd\"}"), "node 'a': config.file_path");
     refused(T1("JSONReaderNode", "{\"file_path\":\"/etc/passwd\"}"), "config.file_path");
-    refused("{\"nodes\":[{\"id\":\"a\",\"type\":\"MergeNode\"},{\"id\":\"a\",\"type\":\"MergeNode\"}]}", "node 'a': duplicate node id");
+    refused("{\"nodes\":[{\"id\":\"a\",\"type\":\"MergeNode\"},{\"id\":\"a\",\"type\":\"MergeNode\"}]}",
+            "node 'a': duplicate node id");
     refused("{\"nodes\":{}}", "nodes: expected 1..");
     refused("{\"nodes\":5}", "nodes: expected");
     refused("{\"nodes\":{\"bad id\":{\"node_type\":\"MergeNode\"}}}", "node ids must match");
@@ -159,9 +162,11 @@ Test(loader, refusals_connections_and_graph)
     const char *two = "{\"nodes\":{\"a\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":1}},"
                       "\"b\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":1}}},\"connections\":[%s]}";
     char buf[1024];
-    snprintf(buf, sizeof buf, two, "{\"source_node\":\"a\",\"source_output\":\"result\",\"target_node\":\"zz\",\"target_input\":\"x\"}");
+    snprintf(buf, sizeof buf, two,
+             "{\"source_node\":\"a\",\"source_output\":\"result\",\"target_node\":\"zz\",\"target_input\":\"x\"}");
     refused(buf, "unknown node 'zz'");
-    snprintf(buf, sizeof buf, two, "{\"source_node\":\"a\",\"source_output\":\"nope\",\"target_node\":\"b\",\"target_input\":\"x\"}");
+    snprintf(buf, sizeof buf, two,
+             "{\"source_node\":\"a\",\"source_output\":\"nope\",\"target_node\":\"b\",\"target_input\":\"x\"}");
     refused(buf, "node 'a': connection to 'b': TransformNode has no output port 'nope'");
     snprintf(buf, sizeof buf, two,
              "{\"source_node\":\"a\",\"source_output\":\"result\",\"target_node\":\"b\",\"target_input\":\"x\"},"
@@ -169,15 +174,17 @@ Test(loader, refusals_connections_and_graph)
     refused(buf, "cycle through nodes 'a', 'b'");
     snprintf(buf, sizeof buf, two, "{\"source_node\":\"a\",\"target_node\":\"b\"}");
     refused(buf, "connections[0].source_output: expected a string");
-    refused("{\"nodes\":{\"s\":{\"node_type\":\"SwitchNode\",\"config\":{\"operator\":\"is_null\"}},\"m\":{\"node_type\":"
-            "\"MergeNode\"}},\"connections\":[{\"source_node\":\"s\",\"source_output\":\"true_output\",\"target_node\":"
-            "\"m\",\"target_input\":\"data9\"}]}",
-            "node 'm': connection from 's': MergeNode has no input 'data9'");
+    refused(
+        "{\"nodes\":{\"s\":{\"node_type\":\"SwitchNode\",\"config\":{\"operator\":\"is_null\"}},\"m\":{\"node_type\":"
+        "\"MergeNode\"}},\"connections\":[{\"source_node\":\"s\",\"source_output\":\"true_output\",\"target_node\":"
+        "\"m\",\"target_input\":\"data9\"}]}",
+        "node 'm': connection from 's': MergeNode has no input 'data9'");
 }
 
 Test(loader, refusals_gateway)
 {
-    const char *base = "{\"nodes\":{\"a\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":1}}},\"gateway\":%s}";
+    const char *base =
+        "{\"nodes\":{\"a\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":1}}},\"gateway\":%s}";
     char buf[512];
     snprintf(buf, sizeof buf, base, "{\"cache\":{\"ttl_s\":5}}");
     refused(buf, "gateway.cache: response caching is not built yet");
@@ -224,7 +231,8 @@ Test(loader, file_errors)
     workflow *wf = NULL;
     json_t *p = json_array();
     cr_assert_eq(workflow_load_file(path, &env, &wf, p), -1);
-    cr_assert(strstr(json_string_value(json_array_get(p, 0)), "duplicate"), "%s", json_string_value(json_array_get(p, 0)));
+    cr_assert(strstr(json_string_value(json_array_get(p, 0)), "duplicate"), "%s",
+              json_string_value(json_array_get(p, 0)));
     unlink(path);
     cr_assert_eq(workflow_load_file("/tmp/definitely/missing.json", &env, &wf, p), -1);
     cr_assert_eq(json_array_size(p), 2);
@@ -243,6 +251,7 @@ Test(loader, template_node_reference_orders_nodes)
     cr_assert_eq(wf->order[1], 0);
     workflow_free(wf);
     json_decref(p);
-    refused("{\"nodes\":{\"a\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":\"{{ nodes.ghost.result }}\"}}}}",
-            "unknown node");
+    refused(
+        "{\"nodes\":{\"a\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":\"{{ nodes.ghost.result }}\"}}}}",
+        "unknown node");
 }

@@ -188,14 +188,12 @@ Test(switch_bool, ordering_mixed_types_is_false)
 
 Test(switch_bool, in_array_and_string)
 {
-    switch_expect("{\"condition_field\": \"r\", \"operator\": \"in\", \"value\": [\"admin\", 2]}",
-                  "{\"r\": \"admin\"}", 1);
-    switch_expect("{\"condition_field\": \"r\", \"operator\": \"in\", \"value\": [\"admin\", 2]}",
-                  "{\"r\": 2.0}", 1);
-    switch_expect("{\"condition_field\": \"r\", \"operator\": \"in\", \"value\": [\"admin\"]}",
-                  "{\"r\": \"user\"}", 0);
-    switch_expect("{\"condition_field\": \"r\", \"operator\": \"in\", \"value\": \"read,write\"}",
-                  "{\"r\": \"write\"}", 1);
+    switch_expect("{\"condition_field\": \"r\", \"operator\": \"in\", \"value\": [\"admin\", 2]}", "{\"r\": \"admin\"}",
+                  1);
+    switch_expect("{\"condition_field\": \"r\", \"operator\": \"in\", \"value\": [\"admin\", 2]}", "{\"r\": 2.0}", 1);
+    switch_expect("{\"condition_field\": \"r\", \"operator\": \"in\", \"value\": [\"admin\"]}", "{\"r\": \"user\"}", 0);
+    switch_expect("{\"condition_field\": \"r\", \"operator\": \"in\", \"value\": \"read,write\"}", "{\"r\": \"write\"}",
+                  1);
     switch_expect("{\"condition_field\": \"r\", \"operator\": \"in\", \"value\": \"read\"}", "{\"r\": 1}", 0);
 }
 
@@ -207,8 +205,7 @@ Test(switch_bool, contains_array_and_string)
                   "{\"tags\": [\"new\"]}", 0);
     switch_expect("{\"condition_field\": \"msg\", \"operator\": \"contains\", \"value\": \"err\"}",
                   "{\"msg\": \"an error\"}", 1);
-    switch_expect("{\"condition_field\": \"msg\", \"operator\": \"contains\", \"value\": \"err\"}",
-                  "{\"msg\": 5}", 0);
+    switch_expect("{\"condition_field\": \"msg\", \"operator\": \"contains\", \"value\": \"err\"}", "{\"msg\": 5}", 0);
 }
 
 Test(switch_bool, null_tests)
@@ -230,9 +227,9 @@ Test(switch_bool, dotted_path_and_whole_input)
 
 Test(switch_bool, templated_operator_and_value_read_at_run)
 {
-    call_result r = run_node(&node_switch,
-                             "{\"condition_field\": \"n\", \"operator\": \"{{inputs.op}}\", \"value\": \"{{inputs.v}}\"}",
-                             "{\"operator\": \">\", \"value\": 3, \"input_data\": {\"n\": 4}}");
+    call_result r = run_node(
+        &node_switch, "{\"condition_field\": \"n\", \"operator\": \"{{inputs.op}}\", \"value\": \"{{inputs.v}}\"}",
+        "{\"operator\": \">\", \"value\": 3, \"input_data\": {\"n\": 4}}");
     cr_assert_eq(r.rc, 0, "%s", r.err.message);
     assert_port(r.out, "true_output", "{\"n\": 4}");
     json_decref(r.out);
@@ -341,9 +338,9 @@ Test(switch_cases, port_names_follow_the_sdk)
     json_t *cfg = parse("{\"cases\": [\"in-progress\", \"a.b c:d/e\", 1.5, 2.0, true, null, -7, 1e20, 0.0001]}");
     void *c = NULL;
     cr_assert_eq(node_switch.compile(&test_env, cfg, &c, err, sizeof err), 0, "%s", err);
-    const char *ports[] = {"case_in_progress", "case_a_b_c_d_e", "case_1_5", "case_2_0", "case_True",
-                           "case_None", "case__7", "case_1e+20", "case_0_0001", "default",
-                           "condition_result"};
+    const char *ports[] = {"case_in_progress", "case_a_b_c_d_e", "case_1_5",        "case_2_0",
+                           "case_True",        "case_None",      "case__7",         "case_1e+20",
+                           "case_0_0001",      "default",        "condition_result"};
     for (size_t i = 0; i < sizeof ports / sizeof ports[0]; i++)
         cr_assert(node_switch.has_output(c, ports[i]), "missing port %s", ports[i]);
     cr_assert_not(node_switch.has_output(c, "true_output"));
@@ -391,9 +388,11 @@ Test(switch_cases, compile_errors)
     cr_assert_eq(compile_only(&node_switch, "{\"cases\": [1, \"1\"]}", err, sizeof err), -1);
     cr_assert_str_eq(err, "config.cases[1]: port 'case_1' is also the port of cases[0]");
     cr_assert_eq(compile_only(&node_switch, "{\"cases\": [\"x\"], \"case_prefix\": \"\", \"default_field\": \"x\"}",
-                              err, sizeof err), -1);
+                              err, sizeof err),
+                 -1);
     cr_assert_str_eq(err, "config.cases[0]: port 'x' is already taken");
-    cr_assert_eq(compile_only(&node_switch, "{\"cases\": [1], \"case_prefix\": \"{{inputs.p}}\"}", err, sizeof err), -1);
+    cr_assert_eq(compile_only(&node_switch, "{\"cases\": [1], \"case_prefix\": \"{{inputs.p}}\"}", err, sizeof err),
+                 -1);
     cr_assert_str_eq(err, "config.case_prefix: expected a literal string (ports are named at load)");
     cr_assert_eq(compile_only(&node_switch, "{\"cases\": [1], \"default_field\": \"a.b\"}", err, sizeof err), -1);
     cr_assert_str_eq(err, "config.default_field: must not contain '.' or NUL");
@@ -446,9 +445,10 @@ Test(merge, zip_to_the_shortest)
 
 Test(merge, merge_dict_later_wins_shallow)
 {
-    merge_expect("{\"merge_type\": \"merge_dict\"}",
-                 "{\"data1\": {\"a\": 1, \"n\": {\"x\": 1}}, \"data2\": {\"b\": 2}, \"data3\": {\"a\": 3, \"n\": {\"y\": 2}}}",
-                 "{\"a\": 3, \"b\": 2, \"n\": {\"y\": 2}}");
+    merge_expect(
+        "{\"merge_type\": \"merge_dict\"}",
+        "{\"data1\": {\"a\": 1, \"n\": {\"x\": 1}}, \"data2\": {\"b\": 2}, \"data3\": {\"a\": 3, \"n\": {\"y\": 2}}}",
+        "{\"a\": 3, \"b\": 2, \"n\": {\"y\": 2}}");
 }
 
 Test(merge, merge_dict_key_join)
@@ -466,7 +466,8 @@ Test(merge, merge_dict_key_join)
 
 Test(merge, merge_dict_wrong_inputs_fail)
 {
-    call_result r = run_node(&node_merge, "{\"merge_type\": \"merge_dict\"}", "{\"data1\": {\"a\": 1}, \"data2\": [1]}");
+    call_result r =
+        run_node(&node_merge, "{\"merge_type\": \"merge_dict\"}", "{\"data1\": {\"a\": 1}, \"data2\": [1]}");
     cr_assert_eq(r.rc, -1);
     cr_assert_str_eq(r.err.code, "internal");
     cr_assert_str_eq(r.err.message, "merge_dict: expected objects, or arrays of objects with a key");

@@ -256,7 +256,8 @@ static void csv_expect_error(const char *text, const char *config_members, const
 Test(csv, header_rows_become_objects_of_strings)
 {
     csv_expect("id,name,total\n1,Ann,9.50\n2,Bob,\n", "",
-               "[{\"id\": \"1\", \"name\": \"Ann\", \"total\": \"9.50\"}, {\"id\": \"2\", \"name\": \"Bob\", \"total\": \"\"}]");
+               "[{\"id\": \"1\", \"name\": \"Ann\", \"total\": \"9.50\"}, {\"id\": \"2\", \"name\": \"Bob\", "
+               "\"total\": \"\"}]");
 }
 
 Test(csv, rfc4180_quoting)
@@ -296,21 +297,26 @@ Test(csv, malformed_quotes_fail_with_their_line)
 {
     csv_expect_error("a,b\n1,\"open\nstill open\n", "", "file 't.csv': line 2: quoted field is not closed");
     csv_expect_error("a,b\n\"x\"y,2\n", "", "file 't.csv': line 2: unexpected character after a closing quote");
-    csv_expect_error("a\n\"multi\nline\"\n\"bad\"!\n", "", "file 't.csv': line 4: unexpected character after a closing quote");
+    csv_expect_error("a\n\"multi\nline\"\n\"bad\"!\n", "",
+                     "file 't.csv': line 4: unexpected character after a closing quote");
 }
 
 Test(csv, options_checked_at_load_and_run)
 {
     char err[256];
-    cr_assert_eq(compile_only(&node_csv_reader, "{\"file_path\": \"t.csv\", \"delimiter\": \";;\"}", err, sizeof err), -1);
+    cr_assert_eq(compile_only(&node_csv_reader, "{\"file_path\": \"t.csv\", \"delimiter\": \";;\"}", err, sizeof err),
+                 -1);
     cr_assert_str_eq(err, "config.delimiter: expected one character other than a quote or a line break");
-    cr_assert_eq(compile_only(&node_csv_reader, "{\"file_path\": \"t.csv\", \"delimiter\": \"\\\"\"}", err, sizeof err), -1);
-    cr_assert_eq(compile_only(&node_csv_reader, "{\"file_path\": \"t.csv\", \"headers\": \"yes\"}", err, sizeof err), -1);
+    cr_assert_eq(compile_only(&node_csv_reader, "{\"file_path\": \"t.csv\", \"delimiter\": \"\\\"\"}", err, sizeof err),
+                 -1);
+    cr_assert_eq(compile_only(&node_csv_reader, "{\"file_path\": \"t.csv\", \"headers\": \"yes\"}", err, sizeof err),
+                 -1);
     cr_assert_str_eq(err, "config.headers: expected a boolean");
     cr_assert_eq(compile_only(&node_csv_reader, "{\"file_path\": \"../t.csv\"}", err, sizeof err), -1);
     cr_assert_str_eq(err, "config.file_path: '../t.csv' escapes data_dir");
-    cr_assert_eq(compile_only(&node_csv_reader, "{\"file_path\": \"{{inputs.f}}\", \"headers\": \"{{inputs.h}}\"}",
-                              err, sizeof err), 0);
+    cr_assert_eq(compile_only(&node_csv_reader, "{\"file_path\": \"{{inputs.f}}\", \"headers\": \"{{inputs.h}}\"}", err,
+                              sizeof err),
+                 0);
     write_text("t.csv", "a\n1\n");
     call_result r = run_node(&node_csv_reader, "{\"file_path\": \"{{inputs.f}}\", \"headers\": \"{{inputs.h}}\"}",
                              "{\"file_path\": \"t.csv\", \"headers\": \"no\"}");
@@ -381,7 +387,8 @@ Test(json_file, run_time_escapes_are_bad_requests)
     cr_assert_eq(w.rc, -1);
     cr_assert_str_eq(w.err.code, "bad_request");
     cr_assert_str_eq(w.err.message, "file_path '../evil.json' escapes data_dir");
-    w = run_node(&node_json_writer, "{\"file_path\": \"{{inputs.name}}\"}", "{\"file_path\": \"out/x.json\", \"data\": 1}");
+    w = run_node(&node_json_writer, "{\"file_path\": \"{{inputs.name}}\"}",
+                 "{\"file_path\": \"out/x.json\", \"data\": 1}");
     cr_assert_eq(w.rc, -1);
     cr_assert_str_eq(w.err.code, "bad_request");
     cr_assert_str_eq(w.err.message, "file_path 'out/x.json' escapes data_dir through a symlink");
@@ -453,7 +460,9 @@ Test(json_file, compile_checks)
     cr_assert_eq(compile_only(&node_json_writer, "{\"file_path\": \"later/x.json\"}", err, sizeof err), 0);
     cr_assert_eq(compile_only(&node_json_writer, "{\"file_path\": \"x.json\", \"indent\": 9}", err, sizeof err), -1);
     cr_assert_str_eq(err, "config.indent: expected an integer from 0 to 8");
-    cr_assert_eq(compile_only(&node_json_writer, "{\"file_path\": \"x.json\", \"indent\": \"{{inputs.i}}\"}", err, sizeof err), 0);
+    cr_assert_eq(
+        compile_only(&node_json_writer, "{\"file_path\": \"x.json\", \"indent\": \"{{inputs.i}}\"}", err, sizeof err),
+        0);
     cr_assert(node_json_writer.has_output(NULL, "file_path"));
     cr_assert(node_json_reader.has_output(NULL, "data"));
     cr_assert_not(node_json_reader.has_output(NULL, "file_path"));

@@ -115,9 +115,9 @@ static enum MHD_Result srv_echo(struct MHD_Connection *c, const char *url, const
     buf query = {0};
     MHD_get_connection_values(c, MHD_HEADER_KIND, srv_collect, headers);
     MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, srv_query, &query);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:s#}", "method", method, "path", url, "query",
-                          query.data ? query.data : "", "headers", headers, "body",
-                          rq->body.data ? rq->body.data : "", (int)rq->body.len);
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:o, s:s#}", "method", method, "path", url, "query", query.data ? query.data : "",
+                  "headers", headers, "body", rq->body.data ? rq->body.data : "", (int)rq->body.len);
     char *text = json_dumps(o, JSON_COMPACT);
     enum MHD_Result ret = srv_send(c, 200, "application/json", text, strlen(text));
     free(text);
@@ -216,11 +216,11 @@ static srv *srv_start(void)
 {
     srv *s = calloc(1, sizeof *s);
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    s->d = MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL,
-                            NULL, srv_handler, s, MHD_OPTION_SOCK_ADDR, &sin, MHD_OPTION_NOTIFY_CONNECTION,
-                            srv_on_connection, s, MHD_OPTION_NOTIFY_COMPLETED, srv_on_completed, s,
-                            MHD_OPTION_UNESCAPE_CALLBACK, srv_no_unescape, NULL, MHD_OPTION_CONNECTION_LIMIT,
-                            (unsigned)1000, MHD_OPTION_END);
+    s->d =
+        MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL, NULL,
+                         srv_handler, s, MHD_OPTION_SOCK_ADDR, &sin, MHD_OPTION_NOTIFY_CONNECTION, srv_on_connection, s,
+                         MHD_OPTION_NOTIFY_COMPLETED, srv_on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK,
+                         srv_no_unescape, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_END);
     cr_assert_not_null(s->d, "MHD_start_daemon");
     s->port = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT)->port;
     return s;
@@ -381,9 +381,9 @@ static int compile(const node_type *t, json_t *config, void **compiled, char *er
 }
 
 typedef struct result {
-    int rc;         /* 0: outputs; -1: failed (err) */
-    int sync_fail;  /* start() itself refused */
-    json_t *out;    /* owned */
+    int rc;        /* 0: outputs; -1: failed (err) */
+    int sync_fail; /* start() itself refused */
+    json_t *out;   /* owned */
     node_error err;
     double elapsed_ms;
 } result;
@@ -393,8 +393,12 @@ static result run_compiled(const node_type *t, void *compiled, json_t *inputs, d
 {
     waiter w = {.m = PTHREAD_MUTEX_INITIALIZER, .c = PTHREAD_COND_INITIALIZER};
     result r = {0};
-    node_call call = {.node_id = "n", .inputs = inputs, .deadline_ms = util_now_ms() + deadline_ms,
-                      .io = io, .done = on_done, .engine_data = &w};
+    node_call call = {.node_id = "n",
+                      .inputs = inputs,
+                      .deadline_ms = util_now_ms() + deadline_ms,
+                      .io = io,
+                      .done = on_done,
+                      .engine_data = &w};
     double t0 = util_now_ms();
     if (t->start(compiled, &call, &r.err) != 0) {
         r.rc = -1;
@@ -480,13 +484,14 @@ Test(http, get_json_answer_has_the_sdk_shape)
 Test(http, post_sends_json_body_headers_and_params_on_the_wire)
 {
     srv *s = srv_start();
-    result r = run_config(&node_http_request,
-                          jsonf("{\"url\": \"http://127.0.0.1:%d/echo?fixed=1\", \"method\": \"post\","
-                                " \"json_data\": {\"a\": 1, \"b\": \"x y\"},"
-                                " \"headers\": {\"X-Trace\": \"t-1\", \"X-Num\": 7},"
-                                " \"params\": {\"q\": \"a b&c=d/é\", \"n\": 2, \"skip\": null, \"tag\": [\"x\", \"y\"]}}",
-                                s->port),
-                          10000);
+    result r =
+        run_config(&node_http_request,
+                   jsonf("{\"url\": \"http://127.0.0.1:%d/echo?fixed=1\", \"method\": \"post\","
+                         " \"json_data\": {\"a\": 1, \"b\": \"x y\"},"
+                         " \"headers\": {\"X-Trace\": \"t-1\", \"X-Num\": 7},"
+                         " \"params\": {\"q\": \"a b&c=d/é\", \"n\": 2, \"skip\": null, \"tag\": [\"x\", \"y\"]}}",
+                         s->port),
+                   10000);
     cr_assert_eq(r.rc, 0, "%s: %s", r.err.code, r.err.message);
     json_t *seen = at(r.out, "response.content");
     cr_assert_str_eq(json_string_value(at(seen, "method")), "POST");
@@ -506,15 +511,17 @@ Test(http, methods_put_delete_head_and_form_data)
     srv *s = srv_start();
     result r = run_config(&node_http_request,
                           jsonf("{\"url\": \"http://127.0.0.1:%d/echo\", \"method\": \"PUT\","
-                                " \"data\": {\"k\": \"v w\", \"n\": 1}}", s->port), 10000);
+                                " \"data\": {\"k\": \"v w\", \"n\": 1}}",
+                                s->port),
+                          10000);
     cr_assert_eq(r.rc, 0, "%s", r.err.message);
     cr_assert_str_eq(json_string_value(at(r.out, "response.content.method")), "PUT");
     cr_assert_str_eq(json_string_value(at(r.out, "response.content.body")), "k=v%20w&n=1");
     cr_assert_str_eq(json_string_value(at(r.out, "response.content.headers.content-type")),
                      "application/x-www-form-urlencoded");
     result_free(&r);
-    r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/echo\", \"method\": \"DELETE\"}", s->port),
-                   10000);
+    r = run_config(&node_http_request,
+                   jsonf("{\"url\": \"http://127.0.0.1:%d/echo\", \"method\": \"DELETE\"}", s->port), 10000);
     cr_assert_str_eq(json_string_value(at(r.out, "response.content.method")), "DELETE");
     cr_assert_str_eq(json_string_value(at(r.out, "response.content.body")), "");
     result_free(&r);
@@ -531,9 +538,9 @@ Test(http, response_formats_json_text_auto)
 {
     srv *s = srv_start();
     /* json forces parsing whatever the Content-Type */
-    result r = run_config(&node_http_request,
-                          jsonf("{\"url\": \"http://127.0.0.1:%d/jsontext\", \"response_format\": \"json\"}", s->port),
-                          10000);
+    result r =
+        run_config(&node_http_request,
+                   jsonf("{\"url\": \"http://127.0.0.1:%d/jsontext\", \"response_format\": \"json\"}", s->port), 10000);
     cr_assert_eq(r.rc, 0, "%s", r.err.message);
     cr_assert_eq(json_integer_value(at(r.out, "response.content.a.1")), 2);
     result_free(&r);
@@ -568,17 +575,17 @@ Test(http, unparsable_json_fails_in_json_and_auto)
     srv *s = srv_start();
     const char *formats[] = {"json", "auto"};
     for (int i = 0; i < 2; i++) {
-        result r = run_config(&node_http_request,
-                              jsonf("{\"url\": \"http://127.0.0.1:%d/badjson\", \"response_format\": \"%s\"}",
-                                    s->port, formats[i]),
-                              10000);
+        result r = run_config(
+            &node_http_request,
+            jsonf("{\"url\": \"http://127.0.0.1:%d/badjson\", \"response_format\": \"%s\"}", s->port, formats[i]),
+            10000);
         cr_assert_eq(r.rc, -1);
         cr_assert_str_eq(r.err.code, "upstream_error");
         cr_assert(strstr(r.err.message, "not valid JSON"), "%s", r.err.message);
     }
-    result r = run_config(&node_http_request,
-                          jsonf("{\"url\": \"http://127.0.0.1:%d/badjson\", \"response_format\": \"text\"}", s->port),
-                          10000);
+    result r =
+        run_config(&node_http_request,
+                   jsonf("{\"url\": \"http://127.0.0.1:%d/badjson\", \"response_format\": \"text\"}", s->port), 10000);
     cr_assert_eq(r.rc, 0);
     cr_assert_str_eq(json_string_value(at(r.out, "response.content")), "{not json");
     result_free(&r);
@@ -654,10 +661,9 @@ Test(http, node_timeout_is_upstream_error)
 Test(http, run_deadline_is_timeout)
 {
     srv *s = srv_start();
-    result r = run_config(&node_http_request,
-                          jsonf("{\"url\": \"http://127.0.0.1:%d/slow?ms=3000\", \"timeout\": 30, \"retry_count\": 3}",
-                                s->port),
-                          300);
+    result r = run_config(
+        &node_http_request,
+        jsonf("{\"url\": \"http://127.0.0.1:%d/slow?ms=3000\", \"timeout\": 30, \"retry_count\": 3}", s->port), 300);
     cr_assert_eq(r.rc, -1);
     cr_assert_str_eq(r.err.code, "timeout", "%s: %s", r.err.code, r.err.message);
     cr_assert(r.elapsed_ms >= 250 && r.elapsed_ms < 1500, "%.0f ms", r.elapsed_ms);
@@ -672,10 +678,9 @@ Test(http, retries_503_then_succeeds)
 {
     srv *s = srv_start();
     atomic_store(&s->fail_left, 2);
-    result r = run_config(&node_http_request,
-                          jsonf("{\"url\": \"http://127.0.0.1:%d/flaky\", \"retry_count\": 3, \"retry_backoff\": 0.05}",
-                                s->port),
-                          10000);
+    result r = run_config(
+        &node_http_request,
+        jsonf("{\"url\": \"http://127.0.0.1:%d/flaky\", \"retry_count\": 3, \"retry_backoff\": 0.05}", s->port), 10000);
     cr_assert_eq(r.rc, 0, "%s", r.err.message);
     cr_assert_eq(json_integer_value(at(r.out, "status_code")), 200);
     cr_assert_eq(atomic_load(&s->requests), 3);
@@ -688,10 +693,9 @@ Test(http, retries_exhausted_give_the_last_answer)
 {
     srv *s = srv_start();
     atomic_store(&s->fail_left, 100);
-    result r = run_config(&node_http_request,
-                          jsonf("{\"url\": \"http://127.0.0.1:%d/flaky\", \"retry_count\": 2, \"retry_backoff\": 0.01}",
-                                s->port),
-                          10000);
+    result r = run_config(
+        &node_http_request,
+        jsonf("{\"url\": \"http://127.0.0.1:%d/flaky\", \"retry_count\": 2, \"retry_backoff\": 0.01}", s->port), 10000);
     cr_assert_eq(r.rc, 0, "%s", r.err.message);
     cr_assert_eq(json_integer_value(at(r.out, "status_code")), 503);
     cr_assert(json_is_false(at(r.out, "success")));
@@ -709,10 +713,9 @@ Test(http, retries_exhausted_give_the_last_answer)
 Test(http, retries_transport_errors_and_never_past_the_deadline)
 {
     raw_srv *raw = raw_start(RAW_CLOSE);
-    result r = run_config(&node_http_request,
-                          jsonf("{\"url\": \"http://127.0.0.1:%d/\", \"retry_count\": 2, \"retry_backoff\": 0.01}",
-                                raw->port),
-                          10000);
+    result r = run_config(
+        &node_http_request,
+        jsonf("{\"url\": \"http://127.0.0.1:%d/\", \"retry_count\": 2, \"retry_backoff\": 0.01}", raw->port), 10000);
     cr_assert_eq(r.rc, -1);
     cr_assert_str_eq(r.err.code, "upstream_error");
     cr_assert_eq(atomic_load(&raw->accepts), 3);
@@ -720,10 +723,9 @@ Test(http, retries_transport_errors_and_never_past_the_deadline)
 
     srv *s = srv_start();
     atomic_store(&s->fail_left, 100);
-    r = run_config(&node_http_request,
-                   jsonf("{\"url\": \"http://127.0.0.1:%d/flaky\", \"retry_count\": 10, \"retry_backoff\": 0.2}",
-                         s->port),
-                   500);
+    r = run_config(
+        &node_http_request,
+        jsonf("{\"url\": \"http://127.0.0.1:%d/flaky\", \"retry_count\": 10, \"retry_backoff\": 0.2}", s->port), 500);
     /* 0.2 s, then 0.4 s would pass the 0.5 s deadline: the last answer stands, before the deadline */
     cr_assert_eq(r.rc, 0, "%s: %s", r.err.code, r.err.message);
     cr_assert_eq(json_integer_value(at(r.out, "status_code")), 503);
@@ -736,8 +738,8 @@ Test(http, retries_transport_errors_and_never_past_the_deadline)
 Test(http, url_template_may_not_change_the_host_at_compile)
 {
     const char *bad[] = {
-        "http://{{inputs.host}}/x",  "{{inputs.url}}",           "http://127.0.0.1:1{{inputs.port}}/x",
-        "http{{inputs.s}}://h/x",    "http://u:{{inputs.p}}@h/", "http://h{{inputs.x}}",
+        "http://{{inputs.host}}/x", "{{inputs.url}}",           "http://127.0.0.1:1{{inputs.port}}/x",
+        "http{{inputs.s}}://h/x",   "http://u:{{inputs.p}}@h/", "http://h{{inputs.x}}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char err[256];
@@ -818,7 +820,8 @@ Test(http, auth_headers_are_sent_and_never_shown)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         result r = run_config(&node_http_request,
                               jsonf("{\"url\": \"http://127.0.0.1:%d/echo\", \"headers\": {\"Authorization\": \"x\"},"
-                                    " %s}", s->port, cases[i].cfg),
+                                    " %s}",
+                                    s->port, cases[i].cfg),
                               10000);
         cr_assert_eq(r.rc, 0, "%s", r.err.message);
         json_t *seen = at(r.out, "response.content");
@@ -843,19 +846,20 @@ Test(http, errors_never_quote_secrets_or_let_headers_break_lines)
     int port = dead_port();
     result r = run_config(&node_http_request,
                           jsonf("{\"url\": \"http://u:SECRET-PW@127.0.0.1:%d/\", \"auth_type\": \"bearer\","
-                                " \"auth_token\": \"SECRET-TOKEN\"}", port),
+                                " \"auth_token\": \"SECRET-TOKEN\"}",
+                                port),
                           10000);
     cr_assert_eq(r.rc, -1);
     cr_assert_null(strstr(r.err.message, "SECRET"), "%s", r.err.message);
-    r = run_config(&node_http_request,
-                   jsonf("{\"url\": \"http://127.0.0.1:%d/\", \"headers\": {\"X-A\": \"v\\r\\nX-Evil: SECRET\"}}", port),
-                   10000);
+    r = run_config(
+        &node_http_request,
+        jsonf("{\"url\": \"http://127.0.0.1:%d/\", \"headers\": {\"X-A\": \"v\\r\\nX-Evil: SECRET\"}}", port), 10000);
     cr_assert(r.sync_fail);
     cr_assert_str_eq(r.err.message, "headers.X-A: value holds a line break or NUL");
-    r = run_config(&node_http_request,
-                   jsonf("{\"url\": \"http://127.0.0.1:%d/\", \"auth_type\": \"bearer\", \"auth_token\": \"a\\nSECRET\"}",
-                         port),
-                   10000);
+    r = run_config(
+        &node_http_request,
+        jsonf("{\"url\": \"http://127.0.0.1:%d/\", \"auth_type\": \"bearer\", \"auth_token\": \"a\\nSECRET\"}", port),
+        10000);
     cr_assert(r.sync_fail);
     cr_assert_null(strstr(r.err.message, "SECRET"), "%s", r.err.message);
     r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/\", \"auth_type\": \"bearer\"}", port),
@@ -867,8 +871,8 @@ Test(http, errors_never_quote_secrets_or_let_headers_break_lines)
 Test(http, credentials_in_the_url_are_sent_but_not_output)
 {
     srv *s = srv_start();
-    result r = run_config(&node_http_request,
-                          jsonf("{\"url\": \"http://user:SECRET@127.0.0.1:%d/echo\"}", s->port), 10000);
+    result r =
+        run_config(&node_http_request, jsonf("{\"url\": \"http://user:SECRET@127.0.0.1:%d/echo\"}", s->port), 10000);
     cr_assert_eq(r.rc, 0, "%s", r.err.message);
     cr_assert_str_eq(json_string_value(at(r.out, "response.content.headers.authorization")), "Basic dXNlcjpTRUNSRVQ=");
     cr_assert_null(strstr(json_string_value(at(r.out, "response.url")), "SECRET"));
@@ -881,12 +885,17 @@ Test(http, config_types_are_checked_at_compile_and_run)
     struct {
         const char *cfg, *msg;
     } cases[] = {
-        {"{\"url\": \"http://h/\", \"method\": \"FETCH\"}", "config.method: expected one of GET POST PUT PATCH DELETE HEAD OPTIONS"},
-        {"{\"url\": \"http://h/\", \"timeout\": 0}", "config.timeout: expected a number of seconds > 0 and at most 3600"},
+        {"{\"url\": \"http://h/\", \"method\": \"FETCH\"}",
+         "config.method: expected one of GET POST PUT PATCH DELETE HEAD OPTIONS"},
+        {"{\"url\": \"http://h/\", \"timeout\": 0}",
+         "config.timeout: expected a number of seconds > 0 and at most 3600"},
         {"{\"url\": \"http://h/\", \"retry_count\": -1}", "config.retry_count: expected an integer from 0 to 10"},
-        {"{\"url\": \"http://h/\", \"headers\": {\"A\": [1]}}", "config.headers.A: expected a string, number or boolean"},
-        {"{\"url\": \"http://h/\", \"response_format\": \"xml\"}", "config.response_format: expected one of auto json text binary"},
-        {"{\"url\": \"http://h/\", \"verify_ssl\": \"{{inputs.v}}\"}", "config.verify_ssl: must be a literal value, not a template"},
+        {"{\"url\": \"http://h/\", \"headers\": {\"A\": [1]}}",
+         "config.headers.A: expected a string, number or boolean"},
+        {"{\"url\": \"http://h/\", \"response_format\": \"xml\"}",
+         "config.response_format: expected one of auto json text binary"},
+        {"{\"url\": \"http://h/\", \"verify_ssl\": \"{{inputs.v}}\"}",
+         "config.verify_ssl: must be a literal value, not a template"},
         {"{\"method\": \"GET\"}", "config.url: required, a string (templates may fill its path and query)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -956,8 +965,12 @@ Test(http, many_concurrent_runs_on_one_loop)
     for (int i = 0; i < N; i++) {
         pthread_mutex_init(&p[i].w.m, NULL);
         pthread_cond_init(&p[i].w.c, NULL);
-        p[i].call = (node_call){.node_id = "n", .inputs = cfg, .deadline_ms = t0 + 20000, .io = io,
-                                .done = on_done, .engine_data = &p[i].w};
+        p[i].call = (node_call){.node_id = "n",
+                                .inputs = cfg,
+                                .deadline_ms = t0 + 20000,
+                                .io = io,
+                                .done = on_done,
+                                .engine_data = &p[i].w};
         node_error e;
         cr_assert_eq(node_http_request.start(c, &p[i].call, &e), 0, "%s", e.message);
     }
@@ -1009,7 +1022,8 @@ Test(http, rest_refuses_dot_segments_and_missing_params)
     int port = dead_port();
     result r = run_config(&node_rest_client,
                           jsonf("{\"base_url\": \"http://127.0.0.1:%d/api\", \"resource\": \"users/{id}\","
-                                " \"path_params\": {\"id\": \"..\"}}", port),
+                                " \"path_params\": {\"id\": \"..\"}}",
+                                port),
                           10000);
     cr_assert(r.sync_fail);
     cr_assert_str_eq(r.err.code, "bad_request");
@@ -1030,7 +1044,8 @@ Test(http, rest_posts_json_data_and_reports_errors_as_answers)
     srv *s = srv_start();
     result r = run_config(&node_rest_client,
                           jsonf("{\"base_url\": \"http://127.0.0.1:%d\", \"resource\": \"echo\", \"method\": \"POST\","
-                                " \"data\": {\"name\": \"n\"}}", s->port),
+                                " \"data\": {\"name\": \"n\"}}",
+                                s->port),
                           10000);
     cr_assert_eq(r.rc, 0, "%s", r.err.message);
     cr_assert_str_eq(json_string_value(at(r.out, "data.body")), "{\"name\":\"n\"}");
@@ -1039,7 +1054,8 @@ Test(http, rest_posts_json_data_and_reports_errors_as_answers)
     result_free(&r);
     r = run_config(&node_rest_client,
                    jsonf("{\"base_url\": \"http://127.0.0.1:%d/status\", \"resource\": \"{code}\","
-                         " \"path_params\": {\"code\": 404}}", s->port),
+                         " \"path_params\": {\"code\": 404}}",
+                         s->port),
                    10000);
     cr_assert_eq(r.rc, 0, "%s", r.err.message);
     cr_assert(json_is_false(at(r.out, "success")));
@@ -1054,7 +1070,8 @@ static json_t *lb_config(const char *extra, int n, const int *ports)
 {
     char list[512] = "";
     for (int i = 0; i < n; i++)
-        snprintf(list + strlen(list), sizeof list - strlen(list), "%s\"http://127.0.0.1:%d/p\"", i ? ", " : "", ports[i]);
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s\"http://127.0.0.1:%d/p\"", i ? ", " : "",
+                 ports[i]);
     return jsonf("{\"upstreams\": [%s]%s%s}", list, *extra ? ", " : "", extra);
 }
 

@@ -376,8 +376,7 @@ Test(template, interpolation_stringifies)
     expect_str("id={{ inputs.user.id }}", "\"id=42\"");
     expect_str(" {{ inputs.user.id }}", "\" 42\""); /* outer whitespace: a string */
     expect_str("{{ inputs.user.id }}{{ inputs.user.id }}", "\"4242\"");
-    expect_str("{{ inputs.n }}|{{ inputs.tenth }}|{{ inputs.two }}|{{ inputs.big }}",
-               "\"3.7|0.1|2.0|1e+30\"");
+    expect_str("{{ inputs.n }}|{{ inputs.tenth }}|{{ inputs.two }}|{{ inputs.big }}", "\"3.7|0.1|2.0|1e+30\"");
     expect_str("{{ inputs.t }}/{{ inputs.f }}/{{ inputs.nil }}/", "\"true/false//\"");
     expect_str("o={{ inputs.obj }}", "\"o={\\\"b\\\":1,\\\"a\\\":[true,null]}\"");
     expect_str("q={{ inputs.quote }}", "\"q=say \\\"hi\\\"\\n\"");
