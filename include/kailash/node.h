@@ -76,6 +76,10 @@ typedef struct node_type {
     void (*free)(void *compiled); /* may be NULL */
 } node_type;
 
+/* Releases what node types keep between runs (e.g. idle HTTP handles); call once at shutdown, after
+ * the last run. */
+void node_registry_shutdown(void);
+
 /* The node type called name (the SDK's class name), or NULL. Thread-safe. */
 const node_type *node_registry_find(const char *name);
 

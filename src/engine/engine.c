@@ -3,6 +3,7 @@
  * once at start). */
 #include <curl/curl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -11,7 +12,12 @@
 #include "kailash/util.h"
 
 static pool *g_pool;
-static ioloop *g_io;
+/* One I/O loop per worker (at most ENGINE_MAX_IO): a single loop thread saturates one core with
+ * libcurl's per-transfer work long before the sockets do; runs are spread over the loops. */
+#define ENGINE_MAX_IO 8
+static ioloop *g_io[ENGINE_MAX_IO];
+static int g_nio;
+static atomic_uint g_io_next;
 static json_t *g_env;
 static node_env g_nenv;
 static char g_data_dir[PATH_MAX];
@@ -22,7 +28,9 @@ pool *engine_pool(void)
 }
 ioloop *engine_io(void)
 {
-    return g_io;
+    if (g_nio == 0)
+        return NULL;
+    return g_io[atomic_fetch_add(&g_io_next, 1) % (unsigned)g_nio];
 }
 json_t *engine_template_env(void)
 {
@@ -64,19 +72,24 @@ int engine_start(const kconfig *cfg, char *err, size_t errlen)
     g_pool = pool_create(cfg->workers, err, errlen);
     if (!g_pool)
         return -1;
-    g_io = ioloop_create(1024, err, errlen);
-    if (!g_io)
-        return -1;
+    g_nio = cfg->workers < ENGINE_MAX_IO ? cfg->workers : ENGINE_MAX_IO;
+    for (int i = 0; i < g_nio; i++)
+        if (!(g_io[i] = ioloop_create(1024, err, errlen)))
+            return -1;
     return 0;
 }
 
 void engine_stop(void)
 {
     /* The loop first: aborting its transfers hands their runs to the pool, which then finishes them. */
-    ioloop_destroy(g_io);
-    g_io = NULL;
+    for (int i = 0; i < g_nio; i++) {
+        ioloop_destroy(g_io[i]);
+        g_io[i] = NULL;
+    }
+    g_nio = 0;
     pool_destroy(g_pool);
     g_pool = NULL;
+    node_registry_shutdown();
     json_decref(g_env);
     g_env = NULL;
     curl_global_cleanup();

@@ -327,6 +327,20 @@ static int node_result(run *r, size_t i, json_t *outputs, const node_error *e)
     return 0;
 }
 
+static void run_drain_task(void *arg)
+{
+    run_drain(arg);
+}
+
+/* True when completing node leaves nothing to run but the answer: no node waits for it, none is
+ * ready, no other is in flight. Such a completion is finished on the thread that delivers it (the
+ * I/O loop): building the answer costs less than waking a worker to build it. Anything that would
+ * run a node still goes to the pool. */
+static int only_answer_left(const run *r, size_t node)
+{
+    return r->wf->nodes[node].nsucc == 0 && r->inflight == 1 && r->rhead == r->rtail;
+}
+
 static void node_async_done(node_call *call, json_t *outputs, const node_error *err)
 {
     run *r = call->engine_data;
@@ -347,8 +361,10 @@ static void node_async_done(node_call *call, json_t *outputs, const node_error *
     r->mail_tail = m;
     int start = !r->scheduled;
     r->scheduled = 1;
+    /* With the token comes a stable view of the run (its last holder released r->mu). */
+    int here = start && only_answer_left(r, m->node);
     pthread_mutex_unlock(&r->mu);
-    if (start && pool_submit(engine_pool(), (void (*)(void *))run_drain, r) != 0)
+    if (here || (start && pool_submit(engine_pool(), run_drain_task, r) != 0))
         run_drain(r);
 }
 

@@ -732,12 +732,12 @@ http_exchange *http_exchange_new(node_call *call, const http_limits *lim, const 
 {
     http_exchange *ex = calloc(1, sizeof *ex);
     if (ex) {
-        ex->easy = curl_easy_init();
+        ex->easy = http_easy_get();
         ex->rheaders = json_object();
     }
     if (!ex || !ex->easy || !ex->rheaders) {
         if (ex) {
-            curl_easy_cleanup(ex->easy);
+            http_easy_put(ex->easy);
             json_decref(ex->rheaders);
             free(ex);
         }
@@ -765,7 +765,7 @@ void http_exchange_free(http_exchange *ex)
 {
     if (!ex)
         return;
-    curl_easy_cleanup(ex->easy);
+    http_easy_put(ex->easy);
     http_request_clear(&ex->req);
     buf_free(&ex->body);
     json_decref(ex->rheaders);

@@ -250,4 +250,11 @@ json_t *http_outputs_response(http_exchange *ex, const http_answer *a);
 /* Output ports of HTTPRequestNode / LoadBalancerNode. */
 int http_has_response_output(const void *compiled, const char *port);
 
+/* http_easy.c: idle easy handles, reused across requests. get: a fresh-state handle (NULL when out of
+ * memory); put: resets it and keeps it (or cleans it up when the cache is full). Thread-safe. */
+CURL *http_easy_get(void);
+void http_easy_put(CURL *e);
+/* Cleans up every cached handle (at shutdown). */
+void http_easy_drain(void);
+
 #endif
