@@ -134,9 +134,11 @@ static int graceful_stop(void)
     while (http_server_inflight() > 0 && util_now_ms() < end) {
         struct timespec ts = {0, 5 * 1000 * 1000};
         nanosleep(&ts, NULL);
+        log_access_flush();
     }
     if (http_server_inflight() > 0) {
         log_msg(LOG_WARN, "shutdown_grace_ms passed with %d request(s) in flight; exiting", http_server_inflight());
+        log_access_flush();
         _exit(0);
     }
     http_server_stop();
@@ -146,6 +148,7 @@ static int graceful_stop(void)
     for (size_t i = 0; i < g_nretired; i++)
         config_free(g_retired[i]);
     free(g_retired);
+    log_shutdown();
     log_msg(LOG_INFO, "stopped");
     return 0;
 }
@@ -187,9 +190,12 @@ static int serve(void)
     log_msg(LOG_INFO, "kailashd %s listening on %s:%d with %d worker(s)", KAILASH_VERSION, g_cfg->host, g_cfg->port,
             g_cfg->workers);
     for (;;) {
-        int sig = 0;
-        if (sigwait(&set, &sig) != 0)
+        struct timespec tick = {0, 100 * 1000 * 1000};
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig < 0) { /* the 100 ms tick (or EINTR): push out queued access-log lines */
+            log_access_flush();
             continue;
+        }
         if (sig == SIGHUP) {
             json_t *res = NULL;
             if (do_reload(&res, err, sizeof err) == 0)

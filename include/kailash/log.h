@@ -10,7 +10,12 @@ int log_level_parse(const char *s);
 void log_set_level(int level);
 /* One JSON line {"time","level","msg"} on stderr when level is enabled. Never pass secrets. */
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Writes one complete line (text must end with '\n') to stdout with a single write. */
+/* Queues one complete access-log line (text must end with '\n') for stdout; lines are never split
+ * or interleaved, and reach stdout when the thread's buffer fills or at the next log_access_flush. */
 void log_access_line(const char *text, unsigned long len);
+/* Writes every thread's queued lines (the main thread calls it every 100 ms). */
+void log_access_flush(void);
+/* Flushes and frees the buffers; call at exit, after every other thread has stopped. */
+void log_shutdown(void);
 
 #endif
