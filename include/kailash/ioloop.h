@@ -1,6 +1,7 @@
-/* ioloop: the one I/O loop (src/engine/ioloop.c). A thread running libcurl's multi-socket API on
- * epoll; transfers of HTTP-type nodes run here, so waiting on an upstream costs a socket, not a
- * thread. All transfers share the multi handle's connection cache (keep-alive to upstreams).
+/* ioloop: an I/O loop (src/engine/ioloop.c). A thread running libcurl's multi-socket API on epoll;
+ * transfers of HTTP-type nodes run here, so waiting on an upstream costs a socket, not a thread. The
+ * engine runs one loop per worker and spreads runs over them; the transfers of one loop share its
+ * multi handle's connection cache (keep-alive to upstreams).
  *
  * Callbacks run on the loop's thread and must be short: hand real work to the worker pool. */
 #ifndef KAILASH_IOLOOP_H
