@@ -20,6 +20,8 @@ static char data_dir[PATH_MAX];
 static char outside[PATH_MAX];
 static node_env test_env;
 
+#include "node_harness.h"
+
 static void write_text(const char *rel, const char *text)
 {
     char path[PATH_MAX * 2];
@@ -162,69 +164,6 @@ Test(file_resolve, write_needs_an_existing_directory)
 
 /* ---- calling the file nodes ---- */
 
-typedef struct call_result {
-    int rc;
-    json_t *out; /* owned; NULL when rc != 0 */
-    node_error err;
-} call_result;
-
-static json_t *parse(const char *text)
-{
-    json_error_t je;
-    json_t *v = json_loads(text, JSON_DECODE_ANY, &je);
-    cr_assert_not_null(v, "bad test JSON '%s': %s", text, je.text);
-    return v;
-}
-
-/* compile() of config; returns -1 with the message in err. */
-static int compile_only(const node_type *t, const char *config, char *err, size_t errlen)
-{
-    json_t *cfg = parse(config);
-    void *compiled = NULL;
-    err[0] = '\0';
-    int rc = t->compile(&test_env, cfg, &compiled, err, errlen);
-    if (rc == 0)
-        t->free(compiled);
-    json_decref(cfg);
-    return rc;
-}
-
-/* compile() then run() with inputs = config overlaid with extra (JSON text or NULL). */
-static call_result run_node(const node_type *t, const char *config, const char *extra)
-{
-    call_result r = {0};
-    json_t *cfg = parse(config);
-    void *compiled = NULL;
-    char err[256] = "";
-    cr_assert_eq(t->compile(&test_env, cfg, &compiled, err, sizeof err), 0, "compile: %s", err);
-    json_t *inputs = json_deep_copy(cfg);
-    if (extra) {
-        json_t *x = parse(extra);
-        json_object_update(inputs, x);
-        json_decref(x);
-    }
-    json_t *before = json_deep_copy(inputs);
-    node_call call = {.node_id = "n", .inputs = inputs};
-    r.rc = t->run(compiled, &call, &r.out, &r.err);
-    cr_assert(json_equal(before, inputs), "run() changed its inputs");
-    json_decref(before);
-    json_decref(inputs);
-    t->free(compiled);
-    json_decref(cfg);
-    return r;
-}
-
-/* Asserts that port holds exactly the JSON expected (text). */
-static void assert_port(json_t *out, const char *port, const char *expected)
-{
-    json_t *want = parse(expected);
-    json_t *got = json_object_get(out, port);
-    cr_assert_not_null(got, "port '%s' is absent", port);
-    char *g = json_dumps(got, JSON_ENCODE_ANY | JSON_COMPACT);
-    cr_assert(json_equal(got, want), "port '%s': got %s, want %s", port, g, expected);
-    free(g);
-    json_decref(want);
-}
 
 /* Runs a CSV reader on data_dir/t.csv holding text, with extra config (JSON members or ""). */
 static call_result csv_read(const char *text, const char *config_members)
