@@ -67,6 +67,8 @@ struct ioloop {
     uint64_t timer_seq;
     int stopping;
     int woken; /* an eventfd write is outstanding: later callers need not write again */
+    int awake; /* the loop is between two epoll_waits and will look at the queue and timers again
+                * before it sleeps: callers need not write at all (saves two syscalls a request) */
 
     /* Loop thread only. */
     io_xfer *active;    /* transfers inside the multi handle */
@@ -125,7 +127,7 @@ static io_timer io_heap_pop_locked(ioloop *io)
 /* Caller holds io->lock. One outstanding write is enough: the loop drains everything it finds. */
 static void io_wake_locked(ioloop *io)
 {
-    if (io->woken)
+    if (io->woken || io->awake)
         return;
     uint64_t one = 1;
     if (write(io->wakefd, &one, sizeof one) == (ssize_t)sizeof one)
@@ -299,6 +301,9 @@ static int io_wait_ms(ioloop *io)
     pthread_mutex_lock(&io->lock);
     if (io->heap_len && (due < 0 || io->heap[0].due_ms < due))
         due = io->heap[0].due_ms;
+    if (io->queue_head || io->stopping) /* queued while we were busy, without a wake-up write */
+        due = 0;
+    io->awake = 0; /* from here on, callers write the eventfd */
     pthread_mutex_unlock(&io->lock);
     if (due < 0)
         return -1;
@@ -326,6 +331,9 @@ static void *io_main(void *arg)
     struct epoll_event evs[64];
     for (;;) {
         int n = epoll_wait(io->epfd, evs, (int)(sizeof evs / sizeof evs[0]), io_wait_ms(io));
+        pthread_mutex_lock(&io->lock);
+        io->awake = 1;
+        pthread_mutex_unlock(&io->lock);
         for (int i = 0; i < n; i++) {
             if (evs[i].data.fd == io->wakefd)
                 io_on_wake(io);
