@@ -7,9 +7,9 @@
 
 #include <jansson.h>
 #include <pthread.h>
-#include <stdlib.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 

@@ -7,7 +7,6 @@
 
 #include "kailash/config.h"
 #include "kailash/log.h"
-#include "kailash/util.h"
 
 static char path[64];
 
@@ -139,19 +138,4 @@ Test(config, environment_overrides)
     cr_assert_eq(load("{}", &c, err), -1);
     cr_assert(strstr(err, "KAILASH_REDIS_URL"), "%s", err);
     unsetenv("KAILASH_REDIS_URL");
-}
-
-Test(net, cidr_and_loopback)
-{
-    cr_assert(util_cidr_match("10.0.0.0/8", "10.2.3.4"));
-    cr_assert_not(util_cidr_match("10.0.0.0/8", "11.0.0.1"));
-    cr_assert(util_cidr_match("192.168.1.7", "192.168.1.7"));
-    cr_assert_not(util_cidr_match("192.168.1.7", "192.168.1.8"));
-    cr_assert(util_cidr_match("fd00::/8", "fd12::1"));
-    cr_assert_not(util_cidr_match("fd00::/8", "fe80::1"));
-    cr_assert(util_cidr_match("127.0.0.0/8", "::ffff:127.0.0.9"), "mapped IPv4 matches as IPv4");
-    cr_assert_not(util_cidr_match("10.0.0.0/8", "not-an-ip"));
-    cr_assert(util_ip_loopback("127.1.2.3"));
-    cr_assert(util_ip_loopback("::1"));
-    cr_assert_not(util_ip_loopback("203.0.113.9"));
 }

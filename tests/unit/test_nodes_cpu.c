@@ -14,7 +14,6 @@ static const node_env test_env = {.data_dir = "/tmp", .max_response_bytes = 1 <<
 
 #include "node_harness.h"
 
-
 static void assert_absent(json_t *out, const char *port)
 {
     cr_assert_null(json_object_get(out, port), "port '%s' should be absent", port);

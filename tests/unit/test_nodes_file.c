@@ -164,7 +164,6 @@ Test(file_resolve, write_needs_an_existing_directory)
 
 /* ---- calling the file nodes ---- */
 
-
 /* Runs a CSV reader on data_dir/t.csv holding text, with extra config (JSON members or ""). */
 static call_result csv_read(const char *text, const char *config_members)
 {

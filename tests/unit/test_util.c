@@ -1,0 +1,118 @@
+/* util: ids, JSON string escaping, JSON paths, bounded file reads, timestamps, CIDRs. */
+#include <criterion/criterion.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kailash/util.h"
+
+Test(util, uuid7_is_well_formed_unique_and_time_ordered)
+{
+    regex_t re;
+    cr_assert_eq(
+        regcomp(&re, "^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", REG_EXTENDED | REG_NOSUB),
+        0);
+    char prev[37] = "", id[37];
+    for (int i = 0; i < 2000; i++) {
+        util_uuid7(id);
+        cr_assert_eq(regexec(&re, id, 0, NULL, 0), 0, "%s", id);
+        cr_assert_str_neq(id, prev);
+        /* the first 48 bits are milliseconds: never going backwards */
+        cr_assert_leq(strncmp(prev, id, 13), 0, "%s then %s", prev, id);
+        memcpy(prev, id, sizeof id);
+    }
+    regfree(&re);
+}
+
+Test(util, json_string_escaping)
+{
+    buf b = {0};
+    cr_assert_eq(buf_append_json_str(&b, "a\"b\\c\n\x01z"), 0);
+    cr_assert_str_eq(b.data, "\"a\\\"b\\\\c\\u000a\\u0001z\"");
+    json_t *back = json_loads(b.data, JSON_DECODE_ANY, NULL);
+    cr_assert_str_eq(json_string_value(back), "a\"b\\c\n\x01z");
+    json_decref(back);
+    buf_free(&b);
+}
+
+Test(util, buf_grows_and_formats)
+{
+    buf b = {0};
+    for (int i = 0; i < 1000; i++)
+        cr_assert_eq(buf_appendf(&b, "%d,", i), 0);
+    cr_assert_eq(strncmp(b.data, "0,1,2,", 6), 0);
+    cr_assert_eq(b.len, strlen(b.data));
+    buf_free(&b);
+    cr_assert_null(b.data);
+}
+
+Test(util, json_paths)
+{
+    json_t *v = json_loads("{\"a\":{\"b\":[10,{\"c\":\"x\"}]}}", 0, NULL);
+    cr_assert_eq(json_integer_value(util_json_path(v, "a.b.0")), 10);
+    cr_assert_str_eq(json_string_value(util_json_path(v, "a.b[1].c")), "x");
+    cr_assert_null(util_json_path(v, "a.b.7"));
+    cr_assert_null(util_json_path(v, "a.zz.c"));
+    cr_assert_null(util_json_path(v, "a.b.x"));
+    cr_assert_eq(util_json_path(v, ""), v);
+    json_decref(v);
+}
+
+Test(util, read_file_bounded)
+{
+    char path[] = "/tmp/kutilXXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(write(fd, "0123456789", 10) == 10);
+    close(fd);
+    char err[256];
+    size_t n;
+    char *s = util_read_file(path, 10, &n, err, sizeof err);
+    cr_assert_not_null(s, "%s", err);
+    cr_assert_eq(n, 10);
+    cr_assert_str_eq(s, "0123456789");
+    free(s);
+    cr_assert_null(util_read_file(path, 9, &n, err, sizeof err));
+    cr_assert(strstr(err, "larger than 9 bytes"), "%s", err);
+    unlink(path);
+    cr_assert_null(util_read_file(path, 9, &n, err, sizeof err));
+}
+
+Test(util, rfc3339_milliseconds)
+{
+    char ts[40];
+    util_rfc3339_now(ts, sizeof ts);
+    regex_t re;
+    regcomp(&re, "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$", REG_EXTENDED | REG_NOSUB);
+    cr_assert_eq(regexec(&re, ts, 0, NULL, 0), 0, "%s", ts);
+    regfree(&re);
+}
+
+Test(util, cidr_validity)
+{
+    cr_assert(util_cidr_valid("10.0.0.0/8"));
+    cr_assert(util_cidr_valid("::1"));
+    cr_assert(util_cidr_valid("fd00::/8"));
+    cr_assert_not(util_cidr_valid("10.0.0.0/33"));
+    cr_assert_not(util_cidr_valid("10.0.0.0/"));
+    cr_assert_not(util_cidr_valid("10.0.0.0/8x"));
+    cr_assert_not(util_cidr_valid("::1/129"));
+    cr_assert_not(util_cidr_valid("example.com"));
+    cr_assert_not(util_cidr_valid(""));
+}
+
+Test(util, cidr_match_and_loopback)
+{
+    cr_assert(util_cidr_match("10.0.0.0/8", "10.2.3.4"));
+    cr_assert_not(util_cidr_match("10.0.0.0/8", "11.0.0.1"));
+    cr_assert(util_cidr_match("192.168.1.7", "192.168.1.7"));
+    cr_assert_not(util_cidr_match("192.168.1.7", "192.168.1.8"));
+    cr_assert(util_cidr_match("fd00::/8", "fd12::1"));
+    cr_assert_not(util_cidr_match("fd00::/8", "fe80::1"));
+    cr_assert(util_cidr_match("127.0.0.0/8", "::ffff:127.0.0.9"), "mapped IPv4 matches as IPv4");
+    cr_assert_not(util_cidr_match("10.0.0.0/8", "not-an-ip"));
+    cr_assert(util_ip_loopback("127.1.2.3"));
+    cr_assert(util_ip_loopback("::1"));
+    cr_assert_not(util_ip_loopback("203.0.113.9"));
+}
