@@ -69,7 +69,7 @@ check-deps:
 	@sh scripts/deps.sh check
 
 fmt:
-	clang-format -i $(wildcard src/*.c src/*/*.c include/kailash/*.h tests/unit/*.c)
+	clang-format -i $(wildcard src/*.c src/*/*.c src/*/*.h include/kailash/*.h tests/unit/*.c tests/unit/*.h)
 
 clean:
 	rm -rf build build-asan

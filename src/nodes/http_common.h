@@ -33,7 +33,7 @@ typedef enum http_kind {
     HTTP_K_SECONDS0, /* a number >= 0, at most one hour */
     HTTP_K_RETRIES,  /* an integer 0..10 */
     HTTP_K_BOOL,
-    HTTP_K_URLS,     /* a non-empty array of strings */
+    HTTP_K_URLS, /* a non-empty array of strings */
 } http_kind;
 
 typedef struct http_key {
@@ -43,32 +43,32 @@ typedef struct http_key {
     int pinned;                 /* fixed at load: no template, and a run may not change it */
 } http_key;
 
-extern const char *const http_methods[];      /* GET POST PUT PATCH DELETE HEAD OPTIONS */
-extern const char *const http_formats[];      /* auto json text binary */
-extern const char *const http_auth_types[];   /* bearer basic api_key oauth2 */
+extern const char *const http_methods[];    /* GET POST PUT PATCH DELETE HEAD OPTIONS */
+extern const char *const http_formats[];    /* auto json text binary */
+extern const char *const http_auth_types[]; /* bearer basic api_key oauth2 */
 
 /* The keys every HTTP-type node takes, as X-macro rows X(name, kind, choices, pinned), so one list
  * gives both the node's config_keys and its http_key table. */
-#define HTTP_KEYS_COMMON(X)                                                                        \
-    X("method", HTTP_K_ENUM, http_methods, 0)                                                      \
-    X("headers", HTTP_K_FIELDS, NULL, 0)                                                           \
-    X("timeout", HTTP_K_SECONDS, NULL, 0)                                                          \
-    X("retry_count", HTTP_K_RETRIES, NULL, 0)                                                      \
-    X("retry_backoff", HTTP_K_SECONDS0, NULL, 0)                                                   \
-    X("auth_type", HTTP_K_ENUM, http_auth_types, 0)                                                \
-    X("auth_token", HTTP_K_STRING, NULL, 0)                                                        \
-    X("auth_username", HTTP_K_STRING, NULL, 0)                                                     \
-    X("auth_password", HTTP_K_STRING, NULL, 0)                                                     \
-    X("api_key_header", HTTP_K_STRING, NULL, 0)                                                    \
+#define HTTP_KEYS_COMMON(X)                                                                                            \
+    X("method", HTTP_K_ENUM, http_methods, 0)                                                                          \
+    X("headers", HTTP_K_FIELDS, NULL, 0)                                                                               \
+    X("timeout", HTTP_K_SECONDS, NULL, 0)                                                                              \
+    X("retry_count", HTTP_K_RETRIES, NULL, 0)                                                                          \
+    X("retry_backoff", HTTP_K_SECONDS0, NULL, 0)                                                                       \
+    X("auth_type", HTTP_K_ENUM, http_auth_types, 0)                                                                    \
+    X("auth_token", HTTP_K_STRING, NULL, 0)                                                                            \
+    X("auth_username", HTTP_K_STRING, NULL, 0)                                                                         \
+    X("auth_password", HTTP_K_STRING, NULL, 0)                                                                         \
+    X("api_key_header", HTTP_K_STRING, NULL, 0)                                                                        \
     X("verify_ssl", HTTP_K_BOOL, NULL, 1)
 
 /* HTTPRequestNode's own keys (LoadBalancerNode takes them too, `url` being a path there). */
-#define HTTP_KEYS_REQUEST(X)                                                                       \
-    X("url", HTTP_K_STRING, NULL, 0)                                                               \
-    X("params", HTTP_K_QUERY, NULL, 0)                                                             \
-    X("json_data", HTTP_K_ANY, NULL, 0)                                                            \
-    X("data", HTTP_K_BODY, NULL, 0)                                                                \
-    X("response_format", HTTP_K_ENUM, http_formats, 0)                                             \
+#define HTTP_KEYS_REQUEST(X)                                                                                           \
+    X("url", HTTP_K_STRING, NULL, 0)                                                                                   \
+    X("params", HTTP_K_QUERY, NULL, 0)                                                                                 \
+    X("json_data", HTTP_K_ANY, NULL, 0)                                                                                \
+    X("data", HTTP_K_BODY, NULL, 0)                                                                                    \
+    X("response_format", HTTP_K_ENUM, http_formats, 0)                                                                 \
     HTTP_KEYS_COMMON(X)
 
 #define HTTP_KEY_ROW(name, kind, choices, pinned) {name, kind, choices, pinned},
@@ -88,7 +88,7 @@ int http_keys_check(const http_key *keys, json_t *obj, int at_load, char *err, s
 typedef struct http_origin {
     char scheme[8]; /* "http" or "https" */
     char host[256];
-    long port;      /* explicit or the scheme's default */
+    long port; /* explicit or the scheme's default */
 } http_origin;
 
 typedef struct http_limits {
@@ -105,8 +105,8 @@ typedef struct http_base {
 } http_base;
 
 /* Fills base from env and config: limits, verify_ssl, the pinned values. 0 or -1 with err. */
-int http_base_init(http_base *base, const http_key *keys, const node_env *env, json_t *config,
-                   char *err, size_t errlen);
+int http_base_init(http_base *base, const http_key *keys, const node_env *env, json_t *config, char *err,
+                   size_t errlen);
 void http_base_clear(http_base *base);
 
 /* Checks a run's final inputs: every key's type ("internal" on a mismatch), and that no pinned key
@@ -138,12 +138,12 @@ typedef enum http_format { HTTP_FMT_AUTO, HTTP_FMT_JSON, HTTP_FMT_TEXT, HTTP_FMT
 
 /* Everything one request needs. Zero-initialise; http_request_clear frees the members. */
 typedef struct http_request {
-    CURLU *url;                   /* owned; the load balancer replaces it per attempt */
+    CURLU *url; /* owned; the load balancer replaces it per attempt */
     char method[8];
-    struct curl_slist *headers;   /* owned; holds secrets: never printed */
-    char *body;                   /* owned, body_len bytes; NULL: no body */
+    struct curl_slist *headers; /* owned; holds secrets: never printed */
+    char *body;                 /* owned, body_len bytes; NULL: no body */
     size_t body_len;
-    const char *body_type;        /* static Content-Type for the body, unless headers set one */
+    const char *body_type; /* static Content-Type for the body, unless headers set one */
     http_format format;
     double timeout_ms;
     int retry_count;
@@ -189,10 +189,10 @@ int http_request_fill(http_request *r, json_t *inputs, node_error *err);
 /* One answer as a node sees it. Everything is borrowed for the outputs callback's duration. */
 typedef struct http_answer {
     long status_code;
-    json_t *headers;        /* object, lower-case names */
-    json_t *content;        /* parsed per response_format */
+    json_t *headers; /* object, lower-case names */
+    json_t *content; /* parsed per response_format */
     double response_time_ms;
-    const char *url;        /* the URL asked, without credentials */
+    const char *url; /* the URL asked, without credentials */
     const char *method;
 } http_answer;
 
@@ -235,8 +235,8 @@ typedef int (*http_build_fn)(const void *compiled, json_t *inputs, http_request 
 
 /* http_exchange_new, then build(compiled, call->inputs, ...), then http_exchange_start; ud is owned
  * as by http_exchange_new. Returns 0 and later calls call->done once, or -1 with err. */
-int http_exchange_run(node_call *call, const http_limits *lim, const http_hooks *hooks, void *ud,
-                      http_build_fn build, const void *compiled, node_error *err);
+int http_exchange_run(node_call *call, const http_limits *lim, const http_hooks *hooks, void *ud, http_build_fn build,
+                      const void *compiled, node_error *err);
 
 /* start() of an http_origin_node (compiled): http_base_check_inputs, then http_exchange_run
  * without ud. */
