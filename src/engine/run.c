@@ -380,7 +380,7 @@ static int node_exec(run *r, size_t i)
                         .inputs = in,
                         .scope = &r->scope,
                         .deadline_ms = r->deadline,
-                        .io = engine_io(),
+                        .io = n->type->start ? engine_io() : NULL,
                         .done = node_async_done,
                         .engine_data = r};
     if (n->type->start) {
