@@ -39,6 +39,9 @@ typedef struct tmpl_scope {
 
 /* True when s contains a `{{` ... `}}` expression. */
 int tmpl_string_has_expr(const char *s);
+/* True when v is a JSON string holding an expression: a config value only known at run time, which a
+ * node's compile must not type-check. */
+int tmpl_value_has_expr(json_t *v);
 
 /* Compiles value (borrowed; not kept). On error returns -1 with a message such as
  * "unknown filter 'lowr'" or "env.SECRET is not listed in template_env" in err. */

@@ -68,18 +68,17 @@ run *run_create(executor *ex, const run_opts *o)
     size_t n = wf->nnodes;
     if (!r)
         return NULL;
+    atomic_init(&r->refs, 1);
+    pthread_mutex_init(&r->mu, NULL); /* before any failure: run_release destroys it */
     r->state = calloc(n, 1);
     r->waiting = calloc(n, sizeof *r->waiting);
     r->ready = calloc(n, sizeof *r->ready);
     r->calls = calloc(n, sizeof *r->calls);
     r->results = json_object();
     if (!r->state || !r->waiting || !r->ready || !r->calls || !r->results) {
-        r->refs = 1;
-        r->ex = NULL;
-        run_release(r);
+        run_release(r); /* r->ex is still NULL: nothing to give back to the executor */
         return NULL;
     }
-    atomic_init(&r->refs, 1);
     exec_retain(ex);
     r->ex = ex;
     r->wf = wf;
@@ -92,7 +91,6 @@ run *run_create(executor *ex, const run_opts *o)
     r->status = RUN_QUEUED;
     r->t_created = util_now_ms();
     r->deadline = r->t_created + wf->timeout_ms;
-    pthread_mutex_init(&r->mu, NULL);
     for (size_t i = 0; i < n; i++)
         r->waiting[i] = wf->nodes[i].ndeps;
     for (size_t i = 0; i < n; i++)

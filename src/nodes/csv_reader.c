@@ -35,12 +35,6 @@ typedef struct csv_parser {
     buf field; /* the field being read; owned, freed by the caller of csv_parse */
 } csv_parser;
 
-/* 1 when v is a string holding a template (only checked at run). */
-static int csv_is_template(json_t *v)
-{
-    return json_is_string(v) && tmpl_string_has_expr(json_string_value(v));
-}
-
 /* Reads headers and delimiter from src (config at load, inputs at run); absent or null means the
  * default, at_load skips templates. Returns 0 or -1 with "delimiter: expected ..." in msg. */
 static int csv_read_opts(json_t *src, int at_load, csv_opts *o, char *msg, size_t msglen)
@@ -48,12 +42,12 @@ static int csv_read_opts(json_t *src, int at_load, csv_opts *o, char *msg, size_
     json_t *headers = json_object_get(src, "headers");
     json_t *delim = json_object_get(src, "delimiter");
     *o = (csv_opts){.headers = 1, .delim = ','};
-    if (headers && !json_is_null(headers) && !(at_load && csv_is_template(headers))) {
+    if (headers && !json_is_null(headers) && !(at_load && tmpl_value_has_expr(headers))) {
         if (!json_is_boolean(headers))
             return util_err(msg, msglen, "headers: expected a boolean");
         o->headers = json_is_true(headers);
     }
-    if (delim && !json_is_null(delim) && !(at_load && csv_is_template(delim))) {
+    if (delim && !json_is_null(delim) && !(at_load && tmpl_value_has_expr(delim))) {
         const char *d = json_is_string(delim) ? json_string_value(delim) : "";
         if (!json_is_string(delim) || json_string_length(delim) != 1 || strchr("\"\r\n", d[0]))
             return util_err(msg, msglen, "delimiter: expected one character other than a quote or a line break");

@@ -51,7 +51,7 @@ const char *const http_auth_types[] = {"bearer", "basic", "api_key", "oauth2", N
 int http_value_deferred(json_t *v)
 {
     if (json_is_string(v))
-        return tmpl_string_has_expr(json_string_value(v));
+        return tmpl_value_has_expr(v);
     return json_is_object(v) && json_object_size(v) == 1 && json_object_get(v, "$env") != NULL;
 }
 

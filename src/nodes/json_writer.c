@@ -31,7 +31,7 @@ static int json_writer_indent(json_t *src, int at_load, int *indent, char *msg, 
 {
     json_t *v = json_object_get(src, "indent");
     *indent = 2;
-    if (!v || json_is_null(v) || (at_load && json_is_string(v) && tmpl_string_has_expr(json_string_value(v))))
+    if (!v || json_is_null(v) || (at_load && tmpl_value_has_expr(v)))
         return 0;
     if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 8)
         return util_err(msg, msglen, "indent: expected an integer from 0 to 8");

@@ -35,12 +35,6 @@ typedef struct merge_opts {
     int skip_none;
 } merge_opts;
 
-/* 1 when v is a string holding a template (only checked at run). */
-static int merge_is_template(json_t *v)
-{
-    return json_is_string(v) && tmpl_string_has_expr(json_string_value(v));
-}
-
 /* Reads merge_type, key and skip_none from src (config at load, inputs at run) into o; absent or
  * null means the default. at_load skips template strings. Returns 0 or -1 with "key: expected ...". */
 static int merge_read_opts(json_t *src, int at_load, merge_opts *o, char *msg, size_t msglen)
@@ -49,7 +43,7 @@ static int merge_read_opts(json_t *src, int at_load, merge_opts *o, char *msg, s
     json_t *key = json_object_get(src, "key");
     json_t *skip = json_object_get(src, "skip_none");
     *o = (merge_opts){.kind = MERGE_CONCAT, .key = NULL, .skip_none = 1};
-    if (type && !json_is_null(type) && !(at_load && merge_is_template(type))) {
+    if (type && !json_is_null(type) && !(at_load && tmpl_value_has_expr(type))) {
         const char *t = json_is_string(type) ? json_string_value(type) : "";
         if (strcmp(t, "concat") == 0)
             o->kind = MERGE_CONCAT;
@@ -65,7 +59,7 @@ static int merge_read_opts(json_t *src, int at_load, merge_opts *o, char *msg, s
             return util_err(msg, msglen, "key: expected a string");
         o->key = json_string_value(key);
     }
-    if (skip && !json_is_null(skip) && !(at_load && merge_is_template(skip))) {
+    if (skip && !json_is_null(skip) && !(at_load && tmpl_value_has_expr(skip))) {
         if (!json_is_boolean(skip))
             return util_err(msg, msglen, "skip_none: expected a boolean");
         o->skip_none = json_is_true(skip);

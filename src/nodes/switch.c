@@ -286,7 +286,7 @@ static int switch_compile_case(switch_conf *sc, size_t i, const char *prefix, in
     json_t *c = json_array_get(sc->cases, i);
     if (json_is_object(c) || json_is_array(c))
         return util_err(err, errlen, "config.cases[%zu]: expected a string, number, boolean or null", i);
-    if (json_is_string(c) && tmpl_string_has_expr(json_string_value(c)))
+    if (tmpl_value_has_expr(c))
         return util_err(err, errlen, "config.cases[%zu]: must be literal (ports are named at load)", i);
     if (json_is_string(c) && json_string_length(c) != strlen(json_string_value(c)))
         return util_err(err, errlen, "config.cases[%zu]: must not contain NUL", i);
@@ -355,7 +355,7 @@ static int switch_has_cases(json_t *config)
 static int switch_compile_value(json_t *config, int op, char *err, size_t errlen)
 {
     json_t *value = json_object_get(config, "value");
-    if (!value || op < 0 || (json_is_string(value) && tmpl_string_has_expr(json_string_value(value))))
+    if (!value || op < 0 || tmpl_value_has_expr(value))
         return 0;
     const char *problem = switch_value_problem(op, value);
     if (problem)
@@ -370,7 +370,7 @@ static int switch_compile_op(json_t *config, int *op, char *err, size_t errlen)
     *op = SWITCH_EQ;
     if (!v)
         return 0;
-    if (json_is_string(v) && tmpl_string_has_expr(json_string_value(v))) {
+    if (tmpl_value_has_expr(v)) {
         *op = -2;
         return 0;
     }

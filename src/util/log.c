@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,7 @@
 
 #include "kailash/util.h"
 
-static int g_level = LOG_INFO;
+static atomic_int g_level = LOG_INFO; /* set by reloads while other threads log */
 static const char *const names[] = {"debug", "info", "warn", "error"};
 
 int log_level_parse(const char *s)
@@ -28,7 +29,7 @@ int log_level_parse(const char *s)
 
 void log_set_level(int level)
 {
-    g_level = level;
+    atomic_store(&g_level, level);
 }
 
 static void write_all(int fd, const char *p, size_t n)
@@ -44,7 +45,7 @@ static void write_all(int fd, const char *p, size_t n)
 
 void log_msg(int level, const char *fmt, ...)
 {
-    if (level < g_level || level < 0 || level > LOG_ERROR)
+    if (level < atomic_load(&g_level) || level < 0 || level > LOG_ERROR)
         return;
     char msg[1024], ts[40];
     va_list ap;

@@ -196,6 +196,11 @@ int tmpl_string_has_expr(const char *s)
     return open && strstr(open + 2, "}}") != NULL;
 }
 
+int tmpl_value_has_expr(json_t *v)
+{
+    return json_is_string(v) && tmpl_string_has_expr(json_string_value(v));
+}
+
 /* ---- output buffer and compact JSON writer ---------------------------------------------------- */
 
 /* A growable buffer that starts on the stack; out-of-memory is sticky and checked once at the end,

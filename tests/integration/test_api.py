@@ -801,6 +801,24 @@ def test_admin_reload_refused_for_forwarded_client_via_trusted_proxy(daemons):
     assert dm.post("/admin/reload").status_code == 200
 
 
+def test_forwarded_for_hostile_values(daemons):
+    """The client is the right-most X-Forwarded-For entry that is not a trusted proxy: entries to its
+    left are the client's own words. Garbage keeps the socket address; nothing crashes."""
+    dm = daemons.make(config={"trusted_proxies": ["127.0.0.0/8"]}, workflows={"hello": wfs.example("hello")})
+    # a forged loopback entry on the left does not help
+    assert_error(dm.post("/admin/reload", headers={"X-Forwarded-For": "127.0.0.1, 203.0.113.9"}), 403, "forbidden")
+    # trusted hops on the right are skipped until an untrusted one
+    assert_error(dm.post("/admin/reload", headers={"X-Forwarded-For": "203.0.113.9, 127.0.0.2"}), 403, "forbidden")
+    for junk in ("not-an-ip", "", ",", "1.2.3.4,,5.6.7.8", "1.2.3.4.5", "::ffff:999.1.1.1", "x" * 4000):
+        r = dm.post("/admin/reload", headers={"X-Forwarded-For": junk})
+        assert r.status_code in (200, 403), (junk[:20], r.status_code)
+    tag = "xff-%s" % uuid.uuid4().hex[:8]
+    dm.get("/health", headers={"X-Forwarded-For": "198.51.100.7", "X-Request-ID": tag})
+    lines = dm.wait_log(lambda e: e.get("request_id") == tag)
+    assert lines and lines[0]["client"] == "198.51.100.7", lines
+    assert dm.alive() and dm.get("/health").status_code == 200
+
+
 def _non_loopback_ipv4():
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:

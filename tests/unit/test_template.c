@@ -674,3 +674,15 @@ Test(template, concurrent_render)
     tmpl_free(shared_tmpl);
     json_decref(v);
 }
+
+Test(template, value_has_expr)
+{
+    json_t *t = json_string("a {{ inputs.x }}"), *plain = json_string("a { b }"), *num = json_integer(1);
+    cr_assert(tmpl_value_has_expr(t));
+    cr_assert_not(tmpl_value_has_expr(plain));
+    cr_assert_not(tmpl_value_has_expr(num));
+    cr_assert_not(tmpl_value_has_expr(NULL));
+    json_decref(t);
+    json_decref(plain);
+    json_decref(num);
+}
