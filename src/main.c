@@ -183,7 +183,9 @@ static int serve(void)
     registry_publish(reg);
     api_set_reload(do_reload);
     api_set_start_time(util_now_ms());
-    if (http_server_start(g_cfg, err, sizeof err) != 0) {
+    int nloops;
+    struct ioloop *const *loops = engine_loops(&nloops);
+    if (http_server_start(g_cfg, loops, nloops, err, sizeof err) != 0) {
         fprintf(stderr, "kailashd: %s\n", err);
         return 1;
     }

@@ -26,9 +26,11 @@ typedef struct registry registry;
 /* Resolves data_dir (creating it if missing) and the template environment, without starting threads
  * (enough for loading workflows, as `kailashd --check` does). */
 int engine_prepare(const kconfig *cfg, char *err, size_t errlen);
-/* engine_prepare, then starts the worker pool (cfg->workers threads) and the I/O loop. Call once before anything else.
- */
+/* engine_prepare, then starts the worker pool and the I/O loops (cfg->workers threads each, at most 64
+ * loops). Call once before anything else. */
 int engine_start(const kconfig *cfg, char *err, size_t errlen);
+/* The I/O loops engine_start made (*n of them), for the HTTP front end to run its daemons on. */
+struct ioloop *const *engine_loops(int *n);
 /* Stops them; call after every run has finished. */
 void engine_stop(void);
 /* The node_env handed to node compiles for cfg (data_dir resolved); valid until engine_stop. */

@@ -27,6 +27,7 @@ enum { HTTP_DONE = 0, HTTP_PENDING = 1, HTTP_CONTINUE = 1 };
  * "handler". Freed after the response is sent (or the client went away). */
 struct kreq {
     struct MHD_Connection *conn;
+    void *srv;            /* the server's: which daemon and loop the connection belongs to */
     const char *method;   /* borrowed from MHD */
     const char *path;     /* without query string, borrowed from MHD */
     char request_id[132]; /* set by the request_id middleware */
@@ -66,8 +67,10 @@ struct http_route {
 const http_route *http_route_find(const char *method, const char *path, char *param, size_t paramlen, int *status,
                                   char *allow, size_t allowlen);
 
-/* Starts listening (cfg is kept borrowed for the server's life). Returns 0 or -1 with err. */
-int http_server_start(const kconfig *cfg, char *err, size_t errlen);
+/* Starts listening, with one libmicrohttpd daemon on each of the nloops I/O loops (cfg is kept
+ * borrowed for the server's life). Returns 0 or -1 with err. */
+struct ioloop;
+int http_server_start(const kconfig *cfg, struct ioloop *const *loops, int nloops, char *err, size_t errlen);
 /* Stops accepting new connections; requests in flight go on. */
 void http_server_quiesce(void);
 /* Requests accepted and not yet finished. */

@@ -1,7 +1,11 @@
 /* ioloop: an I/O loop (src/engine/ioloop.c). A thread running libcurl's multi-socket API on epoll;
  * transfers of HTTP-type nodes run here, so waiting on an upstream costs a socket, not a thread. The
- * engine runs one loop per worker and spreads runs over them; the transfers of one loop share its
- * multi handle's connection cache (keep-alive to upstreams).
+ * engine runs one loop per worker; the transfers of one loop share its multi handle's connection
+ * cache (keep-alive to upstreams).
+ *
+ * A loop may host one guest: another event source that shares its thread. The HTTP front end puts
+ * one libmicrohttpd daemon on each loop, so a request, its upstream calls and its answer all stay
+ * on one thread (no hand-off, no wake-up of another thread).
  *
  * Callbacks run on the loop's thread and must be short: hand real work to the worker pool. */
 #ifndef KAILASH_IOLOOP_H
@@ -9,6 +13,7 @@
 
 #include <curl/curl.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct ioloop ioloop;
 
@@ -29,6 +34,28 @@ int ioloop_add(ioloop *io, CURL *easy, ioloop_done_fn done, void *ud);
 
 /* Calls fn(ud) on the loop thread after delay_ms (for retry backoff). Thread-safe. Returns 0 or -1. */
 int ioloop_after(ioloop *io, double delay_ms, void (*fn)(void *ud), void *ud);
+
+/* Runs fn(ud) on the loop thread and returns after it did (at once when called on that thread).
+ * Returns 0, or -1 when the loop is stopping or out of memory (fn not called). */
+int ioloop_call(ioloop *io, void (*fn)(void *ud), void *ud);
+
+/* The loop whose thread is calling, or NULL on any other thread. */
+ioloop *ioloop_current(void);
+
+/* A guest's callbacks, all on the loop thread. */
+typedef struct ioloop_guest {
+    void (*on_event)(void *ud, int fd, uint32_t events); /* an fd it watches is ready */
+    int (*wait_ms)(void *ud); /* before each sleep: the longest it may last, -1 for no limit */
+    void (*after)(void *ud);  /* after each round of socket events, adds, curl timeouts and timers */
+    void *ud;
+} ioloop_guest;
+
+/* Loop thread only (from ioloop_call or a guest callback). set_guest copies g; NULL detaches.
+ * watch adds fd to the loop's epoll set with the given events (EPOLLET allowed), reported to the
+ * guest's on_event; an fd that is closed leaves the set by itself. */
+void ioloop_set_guest(ioloop *io, const ioloop_guest *g);
+int ioloop_watch(ioloop *io, int fd, uint32_t events);
+void ioloop_unwatch(ioloop *io, int fd);
 
 /* Transfers currently in the loop (for tests and metrics). Thread-safe. */
 size_t ioloop_inflight(ioloop *io);

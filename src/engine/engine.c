@@ -13,10 +13,11 @@
 
 static pool *g_pool;
 /* One I/O loop per worker (at most ENGINE_MAX_IO): a single loop thread saturates one core with
- * libcurl's per-transfer work long before the sockets do. Each calling thread sticks to one loop
- * (picked round-robin on its first call): an MHD thread then always hands off to, and is woken by,
- * the same loop, which measured about a quarter faster than spreading every call (bench (b)). */
-#define ENGINE_MAX_IO 8
+ * libcurl's per-transfer work long before the sockets do. The HTTP front end runs one daemon on each
+ * loop, so a run started by a request uses the loop it arrived on; other threads (the pool) each
+ * stick to one loop, picked round-robin on their first call, which measured about a quarter faster
+ * than spreading every call (bench (b)). */
+#define ENGINE_MAX_IO 64
 static ioloop *g_io[ENGINE_MAX_IO];
 static int g_nio;
 static atomic_uint g_io_next;
@@ -31,11 +32,19 @@ pool *engine_pool(void)
 ioloop *engine_io(void)
 {
     static _Thread_local int mine = -1;
+    ioloop *cur = ioloop_current();
+    if (cur)
+        return cur;
     if (g_nio == 0)
         return NULL;
     if (mine < 0)
         mine = (int)(atomic_fetch_add(&g_io_next, 1) % (unsigned)g_nio);
     return g_io[mine];
+}
+ioloop *const *engine_loops(int *n)
+{
+    *n = g_nio;
+    return g_io;
 }
 json_t *engine_template_env(void)
 {

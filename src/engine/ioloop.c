@@ -18,6 +18,9 @@
  * The multi handle's connection cache is the keep-alive pool to upstreams (CURLMOPT_MAXCONNECTS);
  * there is no per-host cap, so one slow upstream cannot starve another of connections.
  *
+ * A guest (ioloop.h) adds its own fds to the same epoll set, tagged in the high half of the event's
+ * data, and its hooks run on the loop thread: the HTTP front end's daemon lives here.
+ *
  * While a transfer is in the loop we borrow its CURLOPT_PRIVATE (to find our record in O(1) when
  * curl reports it done) and restore the caller's value before done runs. */
 #include "kailash/ioloop.h"
@@ -73,7 +76,13 @@ struct ioloop {
     /* Loop thread only. */
     io_xfer *active;    /* transfers inside the multi handle */
     double curl_due_ms; /* < 0: curl wants no timeout */
+    ioloop_guest guest; /* on_event == NULL: none */
 };
+
+/* epoll data: curl's sockets and the eventfd carry the bare fd; a guest's fds carry this tag too. */
+#define IO_GUEST_TAG (UINT64_C(1) << 32)
+
+static _Thread_local ioloop *t_current;
 
 /* ---- timer heap (caller holds io->lock) ---- */
 
@@ -160,7 +169,7 @@ static int io_on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp,
     }
     struct epoll_event ev = {0};
     ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
-    ev.data.fd = s;
+    ev.data.u64 = (uint64_t)(uint32_t)s;
     if (epoll_ctl(io->epfd, EPOLL_CTL_MOD, s, &ev) == 0)
         return 0;
     if (errno == ENOENT && epoll_ctl(io->epfd, EPOLL_CTL_ADD, s, &ev) == 0)
@@ -325,25 +334,51 @@ static void io_abort_all(ioloop *io)
     }
 }
 
+/* The sleep: io_wait_ms, shortened to what the guest allows. */
+static int io_sleep_ms(ioloop *io)
+{
+    int wait = io_wait_ms(io);
+    if (!io->guest.on_event || !io->guest.wait_ms)
+        return wait;
+    int g = io->guest.wait_ms(io->guest.ud);
+    return (g >= 0 && (wait < 0 || g < wait)) ? g : wait;
+}
+
+static void io_on_event(ioloop *io, const struct epoll_event *ev)
+{
+    int fd = (int)(uint32_t)ev->data.u64;
+    if (fd == io->wakefd)
+        io_on_wake(io);
+    else if (!(ev->data.u64 & IO_GUEST_TAG))
+        io_on_socket(io, fd, ev->events);
+    else if (io->guest.on_event)
+        io->guest.on_event(io->guest.ud, fd, ev->events);
+    else /* the guest left: its fds are of no interest any more */
+        epoll_ctl(io->epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
 static void *io_main(void *arg)
 {
     ioloop *io = arg;
+    t_current = io;
     struct epoll_event evs[64];
     for (;;) {
-        int n = epoll_wait(io->epfd, evs, (int)(sizeof evs / sizeof evs[0]), io_wait_ms(io));
+        int n = epoll_wait(io->epfd, evs, (int)(sizeof evs / sizeof evs[0]), io_sleep_ms(io));
         pthread_mutex_lock(&io->lock);
         io->awake = 1;
         pthread_mutex_unlock(&io->lock);
-        for (int i = 0; i < n; i++) {
-            if (evs[i].data.fd == io->wakefd)
-                io_on_wake(io);
-            else
-                io_on_socket(io, evs[i].data.fd, evs[i].events);
-        }
+        for (int i = 0; i < n; i++)
+            io_on_event(io, &evs[i]);
         if (io_drain_queue(io))
             break;
         io_run_curl_timeout(io);
         io_run_timers(io);
+        if (!io->guest.after)
+            continue;
+        io->guest.after(io->guest.ud); /* may add transfers: start them now, not after another wait */
+        if (io_drain_queue(io))
+            break;
+        io_run_curl_timeout(io);
     }
     io_abort_all(io);
     return NULL;
@@ -394,7 +429,7 @@ ioloop *ioloop_create(long max_connects, char *err, size_t errlen)
         util_err(err, errlen, "ioloop: epoll/eventfd: %s", strerror(errno));
         goto err;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = io->wakefd};
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)(uint32_t)io->wakefd};
     if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, io->wakefd, &ev) != 0) {
         util_err(err, errlen, "ioloop: epoll_ctl: %s", strerror(errno));
         goto err;
@@ -502,4 +537,71 @@ int ioloop_after(ioloop *io, double delay_ms, void (*fn)(void *ud), void *ud)
 size_t ioloop_inflight(ioloop *io)
 {
     return io ? atomic_load(&io->inflight) : 0;
+}
+
+/* ---- ioloop_call and guests ---- */
+
+typedef struct io_call {
+    void (*fn)(void *ud);
+    void *ud;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+} io_call;
+
+static void io_call_run(void *p)
+{
+    io_call *c = p;
+    c->fn(c->ud);
+    pthread_mutex_lock(&c->mu);
+    c->done = 1;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+int ioloop_call(ioloop *io, void (*fn)(void *ud), void *ud)
+{
+    if (!io || !fn)
+        return -1;
+    if (t_current == io) {
+        fn(ud);
+        return 0;
+    }
+    io_call c = {.fn = fn, .ud = ud};
+    pthread_mutex_init(&c.mu, NULL);
+    pthread_cond_init(&c.cv, NULL);
+    int rc = ioloop_after(io, 0, io_call_run, &c);
+    if (rc == 0) {
+        pthread_mutex_lock(&c.mu);
+        while (!c.done)
+            pthread_cond_wait(&c.cv, &c.mu);
+        pthread_mutex_unlock(&c.mu);
+    }
+    pthread_cond_destroy(&c.cv);
+    pthread_mutex_destroy(&c.mu);
+    return rc;
+}
+
+ioloop *ioloop_current(void)
+{
+    return t_current;
+}
+
+void ioloop_set_guest(ioloop *io, const ioloop_guest *g)
+{
+    if (g)
+        io->guest = *g;
+    else
+        memset(&io->guest, 0, sizeof io->guest);
+}
+
+int ioloop_watch(ioloop *io, int fd, uint32_t events)
+{
+    struct epoll_event ev = {.events = events, .data.u64 = IO_GUEST_TAG | (uint32_t)fd};
+    return epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+void ioloop_unwatch(ioloop *io, int fd)
+{
+    epoll_ctl(io->epfd, EPOLL_CTL_DEL, fd, NULL);
 }

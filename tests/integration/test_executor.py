@@ -148,3 +148,29 @@ def test_client_gone_mid_run_and_bad_requests_leak_nothing(daemons, upstream):
     assert served == [], "client connections the daemon still holds: %s" % served
     assert extra() <= 4, "fds: %d before, %d after (%d pooled upstream)" % (
         base, fd_count(d.pid), tcp_sockets(remote_port=upstream.port).count("ESTABLISHED"))
+
+
+def test_request_and_fin_together_never_linger(daemons, upstream):
+    """A client that sends part of a request (or a whole one) and shuts its side at once must not leave
+    the daemon holding the connection in CLOSE_WAIT until the idle timeout: the bytes and the FIN often
+    arrive as one event, which an edge-triggered front end can read as "drained" and never revisit.
+    Spaced out, so each one meets an idle loop (the case that slipped through once)."""
+    import socket
+    slow = wf({"call": http(upstream.base + "/slow?ms=100")})
+    d = daemons.make(workflows={"hello": wfs.example("hello"), "slow": slow})
+    requests = (b"POST /workflows/hello/run HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n{\"inp",
+                b"POST /workflows/slow/run HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 13\r\n\r\n{\"inputs\":{}}",
+                b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+    for i in range(30):
+        s = socket.create_connection(("127.0.0.1", d.port))
+        s.sendall(requests[i % len(requests)])
+        s.shutdown(socket.SHUT_WR) if i % 2 else None
+        s.close()
+        time.sleep(0.03)
+    deadline = time.time() + 3
+    while "CLOSE_WAIT" in tcp_sockets(local_port=d.port) and time.time() < deadline:
+        time.sleep(0.05)
+    assert "CLOSE_WAIT" not in tcp_sockets(local_port=d.port), tcp_sockets(local_port=d.port)
+    assert d.run("hello", {"name": "after"}).status_code == 200
