@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -371,4 +373,115 @@ Test(ioloop, add_rejects_bad_arguments)
     cr_assert_eq(ioloop_add(the_io, NULL, on_xfer_done, NULL), -1);
     cr_assert_eq(ioloop_after(the_io, 1, NULL, NULL), -1);
     cr_assert_eq(ioloop_inflight(NULL), 0);
+}
+
+/* ---- ioloop_call and guests ---- */
+
+typedef struct guest_seen {
+    ioloop *current; /* ioloop_current() inside the call */
+    int fd;          /* the fd on_event reported */
+    int events;      /* on_event calls */
+    int afters;      /* after calls */
+    int wait_ms;     /* what wait_ms answers */
+} guest_seen;
+
+static guest_seen gs;
+
+static void see_current(void *ud)
+{
+    ((guest_seen *)ud)->current = ioloop_current();
+}
+
+Test(ioloop, call_runs_on_the_loop_thread_and_waits)
+{
+    guest_seen seen = {0};
+    cr_assert_null(ioloop_current(), "this thread is not a loop's");
+    cr_assert_eq(ioloop_call(the_io, see_current, &seen), 0);
+    cr_assert_eq(seen.current, the_io, "ioloop_call returned before fn ran, or ran it elsewhere");
+}
+
+static void g_on_event(void *ud, int fd, uint32_t events)
+{
+    (void)events;
+    guest_seen *g = ud;
+    uint64_t n;
+    if (read(fd, &n, sizeof n) < 0) /* drain the eventfd: level-triggered */
+        return;
+    pthread_mutex_lock(&lock);
+    g->fd = fd;
+    g->events++;
+    pthread_cond_broadcast(&cond);
+    pthread_mutex_unlock(&lock);
+}
+
+static int g_wait_ms(void *ud)
+{
+    return ((guest_seen *)ud)->wait_ms;
+}
+
+static void g_after(void *ud)
+{
+    guest_seen *g = ud;
+    pthread_mutex_lock(&lock);
+    g->afters++;
+    pthread_cond_broadcast(&cond);
+    pthread_mutex_unlock(&lock);
+}
+
+static int g_efd;
+
+static void g_attach(void *ud)
+{
+    ioloop_guest g = {g_on_event, g_wait_ms, g_after, ud};
+    ioloop_set_guest(the_io, &g);
+    cr_assert_eq(ioloop_watch(the_io, g_efd, EPOLLIN), 0);
+}
+
+static void g_detach(void *ud)
+{
+    (void)ud;
+    ioloop_unwatch(the_io, g_efd);
+    ioloop_set_guest(the_io, NULL);
+}
+
+static int locked_read(const int *v)
+{
+    pthread_mutex_lock(&lock);
+    int x = *v;
+    pthread_mutex_unlock(&lock);
+    return x;
+}
+
+Test(ioloop, guest_gets_its_fd_events_and_after_each_round)
+{
+    memset(&gs, 0, sizeof gs);
+    gs.wait_ms = -1;
+    g_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    cr_assert_geq(g_efd, 0);
+    cr_assert_eq(ioloop_call(the_io, g_attach, &gs), 0);
+    uint64_t one = 1;
+    cr_assert_eq(write(g_efd, &one, sizeof one), (ssize_t)sizeof one);
+    cr_assert_eq(wait_count(&gs.events, 1, 5000), 1);
+    cr_assert_eq(locked_read(&gs.fd), g_efd);
+    cr_assert_geq(wait_count(&gs.afters, 1, 5000), 1, "after must run in the round that had the event");
+    cr_assert_eq(ioloop_call(the_io, g_detach, NULL), 0);
+    int events = locked_read(&gs.events);
+    cr_assert_eq(write(g_efd, &one, sizeof one), (ssize_t)sizeof one);
+    usleep(50 * 1000);
+    cr_assert_eq(locked_read(&gs.events), events, "a detached guest got an event");
+    close(g_efd);
+}
+
+Test(ioloop, guest_wait_ms_bounds_the_sleep)
+{
+    memset(&gs, 0, sizeof gs);
+    gs.wait_ms = 5; /* with nothing else to do, the loop wakes every 5 ms for the guest */
+    g_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    cr_assert_eq(ioloop_call(the_io, g_attach, &gs), 0);
+    usleep(200 * 1000);
+    int afters = locked_read(&gs.afters);
+    cr_assert_eq(ioloop_call(the_io, g_detach, NULL), 0);
+    cr_assert_geq(afters, 5, "after ran %d times in 200 ms with a 5 ms bound", afters);
+    cr_assert_eq(locked_read(&gs.events), 0, "no event was written");
+    close(g_efd);
 }
