@@ -158,10 +158,11 @@ static void io_on_wake(ioloop *io)
 
 /* ---- curl callbacks (loop thread, from inside curl calls: no curl calls here) ---- */
 
+/* socketp (curl_multi_assign) marks a socket we added: curl forgets it when it says REMOVE, so the
+ * next use of a kept-alive connection is an ADD again, never a MOD that fails first. */
 static int io_on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     (void)easy;
-    (void)socketp;
     ioloop *io = userp;
     if (what == CURL_POLL_REMOVE) {
         epoll_ctl(io->epfd, EPOLL_CTL_DEL, s, NULL); /* curl may already have closed it: ignore */
@@ -170,10 +171,13 @@ static int io_on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp,
     struct epoll_event ev = {0};
     ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
     ev.data.u64 = (uint64_t)(uint32_t)s;
-    if (epoll_ctl(io->epfd, EPOLL_CTL_MOD, s, &ev) == 0)
+    if (socketp && epoll_ctl(io->epfd, EPOLL_CTL_MOD, s, &ev) == 0)
         return 0;
-    if (errno == ENOENT && epoll_ctl(io->epfd, EPOLL_CTL_ADD, s, &ev) == 0)
+    if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, s, &ev) == 0 ||
+        (errno == EEXIST && epoll_ctl(io->epfd, EPOLL_CTL_MOD, s, &ev) == 0)) {
+        curl_multi_assign(io->multi, s, io); /* any non-NULL mark */
         return 0;
+    }
     return -1;
 }
 
@@ -357,6 +361,17 @@ static void io_on_event(ioloop *io, const struct epoll_event *ev)
         epoll_ctl(io->epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
+/* The guest's after, and again while it asks to run at once (at most IO_GUEST_ROUNDS times): saves
+ * an epoll_wait per round on the loop's own set. libmicrohttpd takes a few runs to take a connection
+ * from "answer sent" back to "waiting for the next request". */
+#define IO_GUEST_ROUNDS 4
+static void io_run_guest(ioloop *io)
+{
+    io->guest.after(io->guest.ud);
+    for (int i = 1; i < IO_GUEST_ROUNDS && io->guest.wait_ms && io->guest.wait_ms(io->guest.ud) == 0; i++)
+        io->guest.after(io->guest.ud);
+}
+
 static void *io_main(void *arg)
 {
     ioloop *io = arg;
@@ -375,8 +390,8 @@ static void *io_main(void *arg)
         io_run_timers(io);
         if (!io->guest.after)
             continue;
-        io->guest.after(io->guest.ud); /* may add transfers: start them now, not after another wait */
-        if (io_drain_queue(io))
+        io_run_guest(io);
+        if (io_drain_queue(io)) /* the guest may have added transfers: start them now */
             break;
         io_run_curl_timeout(io);
     }
