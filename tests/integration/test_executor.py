@@ -10,7 +10,7 @@ import pytest
 
 from conftest import assert_error, tcp_sockets
 import wfs
-from wfs import http, wf
+from wfs import http, transform, wf
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +174,41 @@ def test_request_and_fin_together_never_linger(daemons, upstream):
         time.sleep(0.05)
     assert "CLOSE_WAIT" not in tcp_sockets(local_port=d.port), tcp_sockets(local_port=d.port)
     assert d.run("hello", {"name": "after"}).status_code == 200
+
+
+@pytest.mark.parametrize("shape", ["one_call", "call_then_transform", "transform_only"])
+def test_keep_alive_runs_answer_promptly(daemons, upstream, shape):
+    """One keep-alive connection, runs back to back: each answer must come at once, whichever thread
+    finished the run (the I/O loop for a lone upstream call, the worker pool when a node follows it,
+    the front end itself for CPU nodes). A resumed connection that nobody wakes would only be answered
+    when other traffic came by, so this client waits alone."""
+    import socket
+    flows = {
+        "one_call": wf({"call": http(upstream.base + "/echo")}),
+        "call_then_transform": wf({"call": http(upstream.base + "/echo"),
+                                   "shape": transform({"method": "{{ params.data.content.method }}"})},
+                                  [wfs.conn("call", "response", "shape", "data")]),
+        "transform_only": wf({"t": transform({"ok": True})}),
+    }
+    d = daemons.make(workflows={"w": flows[shape]})
+    payload = b'{"inputs":{}}'
+    req = (b"POST /workflows/w/run HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+           b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=2)
+    try:
+        for i in range(25):
+            t0 = time.time()
+            s.sendall(req)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                chunk = s.recv(65536)
+                assert chunk, "connection closed before answer %d" % i
+                buf += chunk
+            head, _, body = buf.partition(b"\r\n\r\n")
+            length = int([h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")][0])
+            while len(body) < length:
+                body += s.recv(65536)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            assert time.time() - t0 < 1.0, "answer %d took %.2f s" % (i, time.time() - t0)
+    finally:
+        s.close()
