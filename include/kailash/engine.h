@@ -29,6 +29,9 @@ int engine_prepare(const kconfig *cfg, char *err, size_t errlen);
 /* engine_prepare, then starts the worker pool and the I/O loops (cfg->workers threads each, at most 64
  * loops). Call once before anything else. */
 int engine_start(const kconfig *cfg, char *err, size_t errlen);
+/* Runs fn(arg) on the worker pool (work that must not hold up an I/O loop). 0, or -1 when the pool is
+ * stopping or out of memory (fn not called). */
+int engine_submit(void (*fn)(void *arg), void *arg);
 /* The I/O loops engine_start made (*n of them), for the HTTP front end to run its daemons on. */
 struct ioloop *const *engine_loops(int *n);
 /* Stops them; call after every run has finished. */

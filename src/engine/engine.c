@@ -41,6 +41,10 @@ ioloop *engine_io(void)
         mine = (int)(atomic_fetch_add(&g_io_next, 1) % (unsigned)g_nio);
     return g_io[mine];
 }
+int engine_submit(void (*fn)(void *arg), void *arg)
+{
+    return g_pool ? pool_submit(g_pool, fn, arg) : -1;
+}
 ioloop *const *engine_loops(int *n)
 {
     *n = g_nio;
