@@ -5,6 +5,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 
@@ -303,3 +304,60 @@ def test_env_host_workers_and_log_level(tmp_path):
         err = proc.stderr.read()
         assert '"info"' not in err and "listening" not in err, err
     assert threads["6"] > threads["1"], threads
+
+
+def _ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback")
+def test_ipv6_host_serves_and_runs(tmp_path):
+    """host "::1": the listening socket is IPv6 only (127.0.0.1 gets nothing) and runs answer."""
+    os.makedirs(tmp_path / "workflows")
+    os.makedirs(tmp_path / "var")
+    port = free_port()
+    write_json(str(tmp_path / "workflows" / "hello.json"), wfs.example("hello"))
+    write_json(str(tmp_path / "k.json"), {"host": "::1", "port": port, "workflows_dir": "workflows",
+                                          "data_dir": "var"})
+    proc = subprocess.Popen([BIN, "--config", "k.json"], cwd=str(tmp_path), env=base_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        http = session()
+        deadline = time.time() + 10
+        r = None
+        while r is None and time.time() < deadline and proc.poll() is None:
+            try:
+                r = http.post("http://[::1]:%d/workflows/hello/run" % port, json={"inputs": {"name": "six"}},
+                              timeout=2)
+            except Exception:
+                time.sleep(0.05)
+        assert r is not None and r.status_code == 200, proc.stderr.read() if proc.poll() is not None else ""
+        assert r.json()["outputs"] == {"greeting": "Hello, six!"}
+        with pytest.raises(Exception):
+            session().get("http://127.0.0.1:%d/health" % port, timeout=0.5)
+    finally:
+        assert _stop(proc) == 0
+
+
+def test_port_in_use_is_refused(tmp_path):
+    """A second daemon on a port that is taken stops at once with a clear message (no silent sharing)."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    os.makedirs(tmp_path / "workflows")
+    os.makedirs(tmp_path / "var")
+    write_json(str(tmp_path / "k.json"), {"host": "127.0.0.1", "port": port, "workflows_dir": "workflows",
+                                          "data_dir": "var"})
+    try:
+        p = subprocess.run([BIN, "--config", "k.json"], cwd=str(tmp_path), env=base_env(), capture_output=True,
+                           text=True, timeout=10)
+    finally:
+        taken.close()
+    assert p.returncode != 0
+    assert "cannot listen on 127.0.0.1:%d" % port in p.stderr, p.stderr
