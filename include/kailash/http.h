@@ -1,9 +1,10 @@
 /* http: the libmicrohttpd front end (src/http/): server, router, responses, suspend/resume.
  *
- * MHD runs `workers` threads, each with its own poll loop. A request's life: the first callback
- * routes it and runs the checks that need no body (404, 405, 413 from Content-Length, 415); the body
- * is then collected; the last callback calls the route's handler. A handler either answers at once
- * (it computed the answer on the MHD thread) or returns HTTP_PENDING after handing work elsewhere;
+ * One MHD daemon runs on each I/O loop's thread (external epoll mode; server.c says why). A
+ * request's life: the first callback routes it and runs the checks that need no body (404, 405, 413
+ * from Content-Length, 415); the body is then collected; the last callback calls the route's
+ * handler. A handler either answers at once (it computed the answer on the daemon's thread) or
+ * returns HTTP_PENDING after handing work elsewhere;
  * then the connection is suspended, and whoever finishes sets the response with http_reply_* and
  * calls http_complete, which resumes it. */
 #ifndef KAILASH_HTTP_H

@@ -2,8 +2,9 @@
  * more wait in a ring buffer; beyond that exec_submit says EXEC_OVERLOADED and the API answers 503.
  * Because every workflow has its own, a saturated workflow fills only its own queue.
  *
- * A free slot lets the caller run the workflow on its own thread (the MHD thread), which saves a
- * hand-off for short CPU workflows; a run taken from the queue goes to the worker pool instead. The
+ * A free slot lets the caller run the workflow on its own thread (the front end's: an I/O loop),
+ * which saves a hand-off for short CPU workflows; a run taken from the queue goes to the worker pool
+ * instead. The
  * executor owns its workflow and is reference-counted: the registry and every run hold one. */
 #include <pthread.h>
 #include <stdatomic.h>
