@@ -36,6 +36,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "kailash/util.h"
@@ -74,10 +75,23 @@ struct ioloop {
                 * before it sleeps: callers need not write at all (saves two syscalls a request) */
 
     /* Loop thread only. */
-    io_xfer *active;    /* transfers inside the multi handle */
-    double curl_due_ms; /* < 0: curl wants no timeout */
-    ioloop_guest guest; /* on_event == NULL: none */
+    io_xfer *active;       /* transfers inside the multi handle */
+    double curl_due_ms;    /* < 0: curl wants no timeout */
+    ioloop_guest guest;    /* on_event == NULL: none */
+    struct io_sock *socks; /* by fd: curl's sockets (see io_sock) */
+    size_t nsocks;
 };
+
+/* What the epoll set holds for one of curl's sockets, and whether curl watches it now. A kept-alive
+ * socket curl stops watching (CURL_POLL_REMOVE after a transfer) stays in the set for reading, so
+ * the next transfer on it costs no epoll_ctl at all (it asks for the same events); if it wakes while
+ * nobody watches it (the upstream closed it, or sent something unasked), it leaves the set then, and
+ * libcurl's own check before reuse finds it dead. Sockets curl opens come through io_open_socket,
+ * which clears their row: a row left over from a closed socket with the same number never counts. */
+typedef struct io_sock {
+    uint32_t reg; /* events in the epoll set; 0: not in it */
+    int want;     /* curl watches it */
+} io_sock;
 
 /* epoll data: curl's sockets and the eventfd carry the bare fd; a guest's fds carry this tag too. */
 #define IO_GUEST_TAG (UINT64_C(1) << 32)
@@ -158,27 +172,73 @@ static void io_on_wake(ioloop *io)
 
 /* ---- curl callbacks (loop thread, from inside curl calls: no curl calls here) ---- */
 
-/* socketp (curl_multi_assign) marks a socket we added: curl forgets it when it says REMOVE, so the
- * next use of a kept-alive connection is an ADD again, never a MOD that fails first. */
+/* The row of fd, growing the table; NULL when out of memory. */
+static io_sock *io_sock_at(ioloop *io, int fd)
+{
+    if (fd < 0)
+        return NULL;
+    if ((size_t)fd >= io->nsocks) {
+        size_t n = io->nsocks ? io->nsocks : 256;
+        while (n <= (size_t)fd)
+            n *= 2;
+        io_sock *t = realloc(io->socks, n * sizeof *t);
+        if (!t)
+            return NULL;
+        memset(t + io->nsocks, 0, (n - io->nsocks) * sizeof *t);
+        io->socks = t;
+        io->nsocks = n;
+    }
+    return &io->socks[fd];
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: every socket curl opens in this loop starts with a clean row. */
+static curl_socket_t io_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    (void)purpose;
+    int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    io_sock *k = fd >= 0 ? io_sock_at(clientp, fd) : NULL;
+    if (k)
+        *k = (io_sock){0, 0};
+    else if (fd >= 0) { /* no row: refuse the socket rather than track it wrongly */
+        close(fd);
+        fd = -1;
+    }
+    return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
+
+static void io_sock_drop(ioloop *io, int fd, io_sock *k)
+{
+    epoll_ctl(io->epfd, EPOLL_CTL_DEL, fd, NULL); /* curl may already have closed it: ignore */
+    k->reg = 0;
+    k->want = 0;
+}
+
 static int io_on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     (void)easy;
+    (void)socketp;
     ioloop *io = userp;
+    io_sock *k = io_sock_at(io, s);
+    if (!k)
+        return -1;
     if (what == CURL_POLL_REMOVE) {
-        epoll_ctl(io->epfd, EPOLL_CTL_DEL, s, NULL); /* curl may already have closed it: ignore */
+        if (k->reg & EPOLLOUT) /* an idle socket is always writable: it would wake us for nothing */
+            io_sock_drop(io, s, k);
+        k->want = 0;
         return 0;
     }
-    struct epoll_event ev = {0};
-    ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
-    ev.data.u64 = (uint64_t)(uint32_t)s;
-    if (socketp && epoll_ctl(io->epfd, EPOLL_CTL_MOD, s, &ev) == 0)
+    uint32_t events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
+    k->want = 1;
+    if (k->reg == events)
         return 0;
-    if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, s, &ev) == 0 ||
-        (errno == EEXIST && epoll_ctl(io->epfd, EPOLL_CTL_MOD, s, &ev) == 0)) {
-        curl_multi_assign(io->multi, s, io); /* any non-NULL mark */
-        return 0;
+    struct epoll_event ev = {.events = events, .data.u64 = (uint64_t)(uint32_t)s};
+    if (epoll_ctl(io->epfd, k->reg ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev) != 0 &&
+        epoll_ctl(io->epfd, errno == ENOENT ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, s, &ev) != 0) {
+        k->reg = 0;
+        return -1;
     }
-    return -1;
+    k->reg = events;
+    return 0;
 }
 
 static int io_on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
@@ -217,6 +277,8 @@ static void io_xfer_finish(ioloop *io, io_xfer *x, CURLcode result)
 static void io_xfer_begin(ioloop *io, io_xfer *x)
 {
     curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
+    curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETFUNCTION, io_open_socket);
+    curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETDATA, io);
     CURLMcode mc = curl_multi_add_handle(io->multi, x->easy);
     if (mc != CURLM_OK) {
         io_xfer_finish(io, x, mc == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY : CURLE_FAILED_INIT);
@@ -248,6 +310,10 @@ static void io_reap(ioloop *io)
 
 static void io_on_socket(ioloop *io, int fd, uint32_t events)
 {
+    if ((size_t)fd < io->nsocks && !io->socks[fd].want) { /* idle and kept alive: see io_sock */
+        io_sock_drop(io, fd, &io->socks[fd]);
+        return;
+    }
     int flags = ((events & EPOLLIN) ? CURL_CSELECT_IN : 0) | ((events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
                 ((events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0);
     int running;
@@ -496,6 +562,7 @@ void ioloop_destroy(ioloop *io)
     close(io->epfd);
     close(io->wakefd);
     free(io->heap);
+    free(io->socks);
     pthread_mutex_destroy(&io->lock);
     free(io);
 }

@@ -73,16 +73,23 @@ static enum MHD_Result srv_handler(void *cls, struct MHD_Connection *c, const ch
     return ret;
 }
 
-static srv *srv_start(void)
+/* idle_s: seconds after which the server closes an idle kept-alive connection (0: never). */
+static srv *srv_start_idle(unsigned idle_s)
 {
     srv *s = calloc(1, sizeof *s);
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     s->d = MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL,
                             NULL, srv_handler, s, MHD_OPTION_SOCK_ADDR, &sin, MHD_OPTION_NOTIFY_CONNECTION,
-                            srv_on_connection, s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_END);
+                            srv_on_connection, s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
+                            MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_END);
     cr_assert_not_null(s->d, "MHD_start_daemon");
     s->port = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT)->port;
     return s;
+}
+
+static srv *srv_start(void)
+{
+    return srv_start_idle(0);
 }
 
 static void srv_stop(srv *s)
@@ -289,6 +296,33 @@ Test(ioloop, sequential_transfers_reuse_one_connection)
     }
     cr_assert_eq(atomic_load(&s->requests), 5);
     cr_assert_eq(atomic_load(&s->connections), 1, "connections: %d", atomic_load(&s->connections));
+    srv_stop(s);
+}
+
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A kept-alive connection stays in the loop's epoll set between transfers; when the server closes it
+ * while it is idle, the loop must neither spin on it nor lose the next transfer (libcurl reconnects). */
+Test(ioloop, server_closing_an_idle_connection_neither_spins_nor_breaks_the_next)
+{
+    srv *s = srv_start_idle(1);
+    xfer_result r[2] = {{0}};
+    cr_assert_eq(ioloop_add(the_io, easy_for(s->port, "/", &r[0]), on_xfer_done, &r[0]), 0);
+    cr_assert_eq(wait_count(&n_done, 1, 10000), 1);
+    cr_assert_eq(r[0].rc, CURLE_OK);
+    double cpu0 = cpu_seconds();
+    usleep(2500 * 1000); /* the server drops the idle connection after about 1 s */
+    double busy = cpu_seconds() - cpu0;
+    cr_assert_lt(busy, 1.0, "the process used %.2f s of CPU while idle: the loop spun on a closed socket", busy);
+    cr_assert_eq(ioloop_add(the_io, easy_for(s->port, "/", &r[1]), on_xfer_done, &r[1]), 0);
+    cr_assert_eq(wait_count(&n_done, 2, 10000), 2);
+    cr_assert_eq(r[1].rc, CURLE_OK, "%s", curl_easy_strerror(r[1].rc));
+    cr_assert_eq(atomic_load(&s->connections), 2, "connections: %d", atomic_load(&s->connections));
     srv_stop(s);
 }
 
