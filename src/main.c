@@ -4,6 +4,7 @@
  * with sigwait, so signal handling is ordinary code (reload, graceful stop) rather than async-signal
  * handlers. */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -115,6 +116,15 @@ static int do_reload(json_t **result, char *err, size_t errlen)
     return 0;
 }
 
+/* glibc gives memory back to the system as soon as the top of an arena has 128 KiB free, and takes
+ * it again on the next request: under load that was about 4 % of the CPU of an upstream call
+ * (heap_trim, madvise, then page faults). Keep up to 64 MiB per arena instead. */
+static void tune_malloc(void)
+{
+    mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+    mallopt(M_TOP_PAD, 16 * 1024 * 1024);
+}
+
 static void raise_fd_limit(void)
 {
     struct rlimit rl;
@@ -162,6 +172,7 @@ static int serve(void)
     }
     log_set_level(g_cfg->log_level);
     raise_fd_limit();
+    tune_malloc();
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
