@@ -1,69 +1,24 @@
-/* server: one libmicrohttpd daemon per I/O loop (`workers` of them), each in external epoll mode on
- * its loop's thread, suspend/resume allowed. All daemons accept from one listening socket (each has
- * its own dup of it). A request that calls an upstream therefore never changes threads: the handler
- * starts the transfer on the loop it runs on, the transfer's end finishes the run there, and the
- * resumed connection is answered there too (DESIGN.md's MHD threads and I/O loop, folded together:
- * the two thread hand-offs per request were most of an upstream call's latency, 0.23 ms p50 against
- * 0.09 ms now at one connection on bench (b)).
+/* server: the life of one request in libmicrohttpd's callbacks (the daemons themselves, one per I/O
+ * loop, are daemons.c's).
  *
- * libmicrohttpd 0.9.75 (Debian 12) registers connections edge-triggered and treats a short read as
- * "drained": when a request's bytes and the client's FIN arrive together, it never reads the EOF,
- * and the connection would sit in CLOSE_WAIT until the idle timeout (found by the integration test
- * that sends a partial body and hangs up). So the loop also watches each client socket for EPOLLRDHUP
- * (edge-triggered: nothing per request), and after the next MHD_run re-arms the connection in the
- * daemon's epoll set (EPOLL_CTL_MOD with the events and pointer the daemon registered): the socket is
- * readable, so the daemon gets a fresh edge, reads the EOF and closes. After MHD_run, not at once: a
- * re-arm while the daemon's own edge for the same bytes is still unread merges into that edge. It is
- * done twice (the daemon may not have taken every event in one run), then dropped. A suspended
- * connection is not in the set (ENOENT: dropped); the daemon adds it back when it resumes, which
- * gives it its edge.
- *
- * MHD calls on_request several times per request: first with the headers (we route, run the
+ * MHD calls http_on_request several times per request: first with the headers (we route, run the
  * middleware chain and the route's prepare step, which may answer before any body is read: 404,
  * 405, 413, 415), then once per body chunk, then a last time with no data (we call the handler).
  * A handler that hands the request to another thread returns HTTP_PENDING; the connection is then
- * suspended and http_complete resumes it, after which MHD calls on_request again and we queue the
+ * suspended and http_complete resumes it, after which MHD calls http_on_request again and we queue the
  * response. The kreq lives until MHD's completion callback. */
 #include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include "kailash/http.h"
-#include "kailash/ioloop.h"
+#include "http_internal.h"
 #include "kailash/log.h"
 #include "kailash/middleware.h"
 
-typedef struct conn_slot {
-    struct MHD_Connection *c;
-    int rearm; /* re-arms still to do */
-} conn_slot;
-
-/* One daemon and the loop it runs on. Everything but the daemon pointer is the loop thread's. */
-typedef struct worker {
-    struct MHD_Daemon *d;
-    ioloop *io;
-    int epfd;                /* the daemon's epoll set, watched by the loop */
-    int run_now;             /* the daemon has events: MHD_run after this round */
-    double due_ms;           /* MHD_get_timeout's deadline, < 0 for none */
-    struct conn_slot *by_fd; /* open connections by socket, for the EPOLLRDHUP re-arm */
-    size_t n_by_fd;
-    int *hup; /* sockets to re-arm after the next MHD_run */
-    size_t n_hup, cap_hup;
-} worker;
-
-static worker *g_workers;
-static int g_nworkers;
-static _Thread_local worker *t_worker; /* the worker whose daemon this thread is running */
 static _Atomic(const kconfig *) g_cfg;
 static atomic_int g_inflight;
 
@@ -141,7 +96,7 @@ static kreq *req_new(struct MHD_Connection *c, const char *url, const char *meth
     if (!r)
         return NULL;
     r->conn = c;
-    r->srv = t_worker;
+    r->srv = http_daemon_current();
     r->method = method;
     r->path = url;
     r->t0 = util_now_ms();
@@ -234,8 +189,8 @@ static enum MHD_Result req_dispatch(kreq *r)
     return MHD_YES;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                                  const char *version, const char *data, size_t *data_size, void **con_cls)
+enum MHD_Result http_on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                const char *version, const char *data, size_t *data_size, void **con_cls)
 {
     (void)cls;
     (void)version;
@@ -261,7 +216,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return req_dispatch(r);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t)
+void http_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t)
 {
     (void)cls;
     (void)c;
@@ -278,14 +233,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     *con_cls = NULL;
 }
 
-static void w_kick(void *ud)
-{
-    ((worker *)ud)->run_now = 1;
-}
-
-/* libmicrohttpd in external mode does not wake itself for a resumed connection: its loop must run
- * the daemon again. On the loop's own thread (a run finished by its upstream call) that is a flag
- * read after this round; from another thread it is a wake-up of that loop. */
+/* libmicrohttpd in external mode does not wake itself for a resumed connection: the daemon's loop
+ * must run it again (http_daemon_kick). */
 void http_complete(kreq *r)
 {
     pthread_mutex_lock(&r->mu);
@@ -294,12 +243,9 @@ void http_complete(kreq *r)
     pthread_mutex_unlock(&r->mu);
     if (!suspended)
         return;
-    worker *w = r->srv;
+    void *srv = r->srv; /* r may be gone once resumed */
     MHD_resume_connection(r->conn);
-    if (ioloop_current() == w->io)
-        w->run_now = 1;
-    else
-        ioloop_after(w->io, 0, w_kick, w); /* fails only when stopping: nothing to answer then */
+    http_daemon_kick(srv);
 }
 
 const char *http_header(kreq *r, const char *name)
@@ -312,7 +258,7 @@ const char *http_query(kreq *r, const char *name)
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+void http_on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
     char msg[512];
@@ -321,244 +267,4 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     while (n && msg[n - 1] == '\n')
         msg[--n] = '\0';
     log_msg(LOG_DEBUG, "libmicrohttpd: %s", msg);
-}
-
-/* ---- the daemon as a guest of its loop (loop thread) ---- */
-
-static void w_on_event(void *ud, int fd, uint32_t events)
-{
-    (void)events;
-    worker *w = ud;
-    w->run_now = 1;
-    if (fd == w->epfd || (size_t)fd >= w->n_by_fd || !w->by_fd[fd].c)
-        return;
-    /* a client shut its side: re-arm after the next MHD_run (see the top of this file) */
-    if (w->by_fd[fd].rearm == 0 && w->n_hup == w->cap_hup) {
-        size_t cap = w->cap_hup ? w->cap_hup * 2 : 64;
-        int *h = realloc(w->hup, cap * sizeof *h);
-        if (!h)
-            return;
-        w->hup = h;
-        w->cap_hup = cap;
-    }
-    if (w->by_fd[fd].rearm == 0)
-        w->hup[w->n_hup++] = fd;
-    w->by_fd[fd].rearm = 2;
-}
-
-static void w_rearm(worker *w)
-{
-    size_t keep = 0;
-    for (size_t i = 0; i < w->n_hup; i++) {
-        int fd = w->hup[i];
-        conn_slot *sl = &w->by_fd[fd];
-        if (!sl->c || sl->rearm <= 0)
-            continue;
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLET, .data.ptr = sl->c};
-        if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, fd, &ev) != 0 || --sl->rearm == 0) {
-            sl->rearm = 0;
-            continue;
-        }
-        w->run_now = 1;
-        w->hup[keep++] = fd;
-    }
-    w->n_hup = keep;
-}
-
-static int w_wait_ms(void *ud)
-{
-    worker *w = ud;
-    MHD_UNSIGNED_LONG_LONG t;
-    if (w->run_now) /* a connection resumed after this round's MHD_run */
-        return 0;
-    if (MHD_get_timeout(w->d, &t) != MHD_YES) {
-        w->due_ms = -1.0;
-        return -1;
-    }
-    w->due_ms = util_now_ms() + (double)t;
-    return t > INT_MAX ? INT_MAX : (int)t;
-}
-
-static void w_after(void *ud)
-{
-    worker *w = ud;
-    if (!w->run_now && (w->due_ms < 0 || util_now_ms() < w->due_ms))
-        return;
-    w->run_now = 0;
-    w->due_ms = -1.0;
-    t_worker = w;
-    MHD_run(w->d);
-    if (w->n_hup)
-        w_rearm(w);
-}
-
-static int w_track(worker *w, int fd, struct MHD_Connection *c)
-{
-    if ((size_t)fd >= w->n_by_fd) {
-        size_t n = w->n_by_fd ? w->n_by_fd : 1024;
-        while (n <= (size_t)fd)
-            n *= 2;
-        conn_slot *t = realloc(w->by_fd, n * sizeof *t);
-        if (!t)
-            return -1;
-        memset(t + w->n_by_fd, 0, (n - w->n_by_fd) * sizeof *t);
-        w->by_fd = t;
-        w->n_by_fd = n;
-    }
-    w->by_fd[fd] = (conn_slot){c, 0};
-    return 0;
-}
-
-/* MHD_OPTION_NOTIFY_CONNECTION: on the loop thread, except at MHD_stop_daemon (the loop has let go). */
-static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
-                          enum MHD_ConnectionNotificationCode toe)
-{
-    (void)socket_context;
-    worker *w = cls;
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (!ci || ci->connect_fd < 0)
-        return;
-    int fd = ci->connect_fd;
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        if (w_track(w, fd, c) == 0)
-            ioloop_watch(w->io, fd, EPOLLRDHUP | EPOLLET);
-    } else if ((size_t)fd < w->n_by_fd) {
-        w->by_fd[fd] = (conn_slot){NULL, 0}; /* the fd leaves the loop's set when the daemon closes it */
-    }
-}
-
-static void w_attach(void *ud)
-{
-    worker *w = ud;
-    ioloop_guest g = {w_on_event, w_wait_ms, w_after, w};
-    ioloop_set_guest(w->io, &g);
-    ioloop_watch(w->io, w->epfd, EPOLLIN);
-    w->run_now = 1;
-}
-
-static void w_detach(void *ud)
-{
-    worker *w = ud;
-    ioloop_unwatch(w->io, w->epfd);
-    ioloop_set_guest(w->io, NULL);
-}
-
-static void w_quiesce(void *ud)
-{
-    worker *w = ud;
-    MHD_socket s = MHD_quiesce_daemon(w->d);
-    if (s != MHD_INVALID_SOCKET)
-        close(s);
-}
-
-/* ---- start and stop ---- */
-
-static int listen_socket(const kconfig *cfg, int *ipv6, char *err, size_t errlen)
-{
-    struct sockaddr_storage ss = {0};
-    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
-    socklen_t len = sizeof *a4;
-    *ipv6 = 0;
-    a4->sin_family = AF_INET;
-    a4->sin_port = htons((uint16_t)cfg->port);
-    if (inet_pton(AF_INET, cfg->host, &a4->sin_addr) != 1) {
-        memset(&ss, 0, sizeof ss);
-        a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons((uint16_t)cfg->port);
-        if (inet_pton(AF_INET6, cfg->host, &a6->sin6_addr) != 1)
-            return util_err(err, errlen, "host '%s': expected an IPv4 or IPv6 address", cfg->host);
-        len = sizeof *a6;
-        *ipv6 = 1;
-    }
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return util_err(err, errlen, "cannot create a socket: %s", strerror(errno));
-    int on = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-    if (*ipv6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
-    if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 4096) != 0) {
-        int e = errno;
-        close(fd);
-        return util_err(err, errlen, "cannot listen on %s:%d: %s", cfg->host, cfg->port, strerror(e));
-    }
-    return fd;
-}
-
-static int worker_start(worker *w, int lfd, int ipv6, unsigned conn_limit, char *err, size_t errlen)
-{
-    unsigned flags = MHD_USE_EPOLL | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
-    if (ipv6)
-        flags |= MHD_USE_IPv6;
-    w->epfd = -1;
-    w->due_ms = -1.0;
-    w->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_LISTEN_SOCKET, lfd,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
-                            on_connection, w, MHD_OPTION_CONNECTION_LIMIT, conn_limit, MHD_OPTION_CONNECTION_TIMEOUT,
-                            (unsigned)120, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
-    if (!w->d) {
-        close(lfd);
-        return util_err(err, errlen, "libmicrohttpd could not start on the listening socket");
-    }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_EPOLL_FD);
-    w->epfd = di ? di->epoll_fd : -1;
-    if (w->epfd < 0 || ioloop_call(w->io, w_attach, w) != 0)
-        return util_err(err, errlen, "libmicrohttpd: no epoll set to attach to the I/O loop");
-    return 0;
-}
-
-int http_server_start(const kconfig *cfg, ioloop *const *loops, int nloops, char *err, size_t errlen)
-{
-    atomic_store(&g_cfg, cfg);
-    if (nloops < 1)
-        return util_err(err, errlen, "no I/O loop to run the HTTP front end on");
-    int ipv6;
-    int lfd = listen_socket(cfg, &ipv6, err, errlen);
-    if (lfd < 0)
-        return -1;
-    g_workers = calloc((size_t)nloops, sizeof *g_workers);
-    if (!g_workers) {
-        close(lfd);
-        return util_err(err, errlen, "out of memory");
-    }
-    g_nworkers = nloops;
-    unsigned limit = 60000u / (unsigned)nloops;
-    for (int i = 0; i < nloops; i++) {
-        int fd = i == nloops - 1 ? lfd : fcntl(lfd, F_DUPFD_CLOEXEC, 0);
-        if (fd < 0) {
-            close(lfd);
-            return util_err(err, errlen, "cannot share the listening socket: %s", strerror(errno));
-        }
-        g_workers[i].io = loops[i];
-        if (worker_start(&g_workers[i], fd, ipv6, limit, err, errlen) != 0) {
-            if (fd != lfd)
-                close(lfd);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-void http_server_quiesce(void)
-{
-    for (int i = 0; i < g_nworkers; i++)
-        if (g_workers[i].d && ioloop_call(g_workers[i].io, w_quiesce, &g_workers[i]) != 0)
-            w_quiesce(&g_workers[i]); /* the loop is gone: nobody else runs the daemon */
-}
-
-void http_server_stop(void)
-{
-    for (int i = 0; i < g_nworkers; i++) {
-        worker *w = &g_workers[i];
-        if (!w->d)
-            continue;
-        ioloop_call(w->io, w_detach, w); /* from here on only this thread touches the daemon */
-        MHD_stop_daemon(w->d);
-        free(w->by_fd);
-        free(w->hup);
-    }
-    free(g_workers);
-    g_workers = NULL;
-    g_nworkers = 0;
 }
