@@ -1,9 +1,19 @@
-/* http: the route table (404, 405 with Allow, the {name} segment). */
+/* http: the route table (404, 405 with Allow, the {name} segment), and the server: daemons on I/O
+ * loops that answer, stop accepting when quiesced, and stop. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "kailash/api.h"
+#include "kailash/config.h"
 #include "kailash/http.h"
+#include "kailash/ioloop.h"
 
 static const http_route *find(const char *method, const char *path, char *param, int *status, char *allow)
 {
@@ -66,4 +76,75 @@ Test(router, overlong_name_is_404)
     strcpy(path + 300, "/run");
     cr_assert_null(find("POST", path, param, &st, allow));
     cr_assert_eq(st, 404);
+}
+
+/* ---- the server: one daemon per I/O loop ---- */
+
+static size_t keep_body(char *p, size_t size, size_t n, void *ud)
+{
+    size_t len = strlen(ud);
+    size_t take = size * n < 255 - len ? size * n : 255 - len;
+    memcpy((char *)ud + len, p, take);
+    ((char *)ud)[len + take] = '\0';
+    return size * n;
+}
+
+/* GET path on a fresh connection: the status, body (up to 255 bytes) in body. -1: no answer. */
+static long get(int port, const char *path, char body[256])
+{
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    body[0] = '\0';
+    CURL *e = curl_easy_init();
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, keep_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, body);
+    long status = -1;
+    if (curl_easy_perform(e) == CURLE_OK)
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(e);
+    return status;
+}
+
+static int free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    cr_assert_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    getsockname(s, (struct sockaddr *)&a, &len);
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+Test(server, daemons_on_loops_answer_then_quiesce_and_stop)
+{
+    char err[512], path[] = "/tmp/kailashd-test-http-XXXXXX", body[256];
+    int fd = mkstemp(path), port = free_port();
+    cr_assert_geq(fd, 0);
+    dprintf(fd, "{\"host\": \"127.0.0.1\", \"port\": %d}", port);
+    close(fd);
+    kconfig *cfg = NULL;
+    cr_assert_eq(config_load(path, &cfg, err, sizeof err), 0, "%s", err);
+    unlink(path);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    ioloop *loops[2] = {ioloop_create(16, err, sizeof err), ioloop_create(16, err, sizeof err)};
+    cr_assert(loops[0] && loops[1], "%s", err);
+    cr_assert_eq(http_server_start(cfg, loops, 2, err, sizeof err), 0, "%s", err);
+    for (int i = 0; i < 20; i++) { /* new connections, accepted by either loop's daemon */
+        cr_assert_eq(get(port, "/health", body), 200, "request %d", i);
+        cr_assert(strstr(body, "\"status\":\"ok\""), "%s", body);
+    }
+    cr_assert_eq(get(port, "/nope", body), 404);
+    cr_assert(strstr(body, "\"not_found\""), "%s", body);
+    cr_assert_eq(http_server_inflight(), 0);
+    http_server_quiesce();
+    cr_assert_eq(get(port, "/health", body), -1, "a quiesced server still accepted a connection");
+    http_server_stop();
+    ioloop_destroy(loops[0]);
+    ioloop_destroy(loops[1]);
+    curl_global_cleanup();
+    config_free(cfg);
 }
