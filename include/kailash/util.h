@@ -22,6 +22,8 @@ typedef struct buf {
     size_t cap;
 } buf;
 
+/* Makes room for extra more bytes (and a NUL) at once; returns 0 or -1 (the buffer is unchanged). */
+int buf_reserve(buf *b, size_t extra);
 /* Appends n bytes; returns 0, or -1 when memory runs out (the buffer is unchanged). */
 int buf_append(buf *b, const void *data, size_t n);
 /* printf-style append; returns 0 or -1. */

@@ -17,9 +17,27 @@ static void reply_bytes(kreq *r, int status, char *body, size_t len)
     MHD_add_response_header(r->resp, "X-Request-ID", r->request_id);
 }
 
+#define REPLY_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15))
+
+/* json_dumps grows its buffer from 16 bytes and copies it at the end; most answers fit in a page on
+ * the stack, dumped once and copied once. */
+static char *reply_dump(json_t *body)
+{
+    char stack[4096];
+    size_t n = json_dumpb(body, stack, sizeof stack, REPLY_FLAGS);
+    if (n == 0 || n >= sizeof stack)
+        return n == 0 ? NULL : json_dumps(body, REPLY_FLAGS);
+    char *s = malloc(n + 1);
+    if (s) {
+        memcpy(s, stack, n);
+        s[n] = '\0';
+    }
+    return s;
+}
+
 void http_reply_json(kreq *r, int status, json_t *body)
 {
-    char *s = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)) : NULL;
+    char *s = body ? reply_dump(body) : NULL;
     json_decref(body);
     if (!s) {
         static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";

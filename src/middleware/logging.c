@@ -8,30 +8,38 @@
 #include "kailash/log.h"
 #include "kailash/middleware.h"
 
-static void field_str(buf *b, const char *name, const char *v)
+#define LIT(b, s) buf_append((b), (s), sizeof(s) - 1)
+
+/* name is a literal such as ",\"path\":" */
+static void field_str(buf *b, const char *name, size_t name_len, const char *v)
 {
-    buf_appendf(b, ",\"%s\":", name);
+    buf_append(b, name, name_len);
     if (v && *v)
         buf_append_json_str(b, v);
     else
-        buf_append(b, "null", 4);
+        LIT(b, "null");
 }
+#define FIELD(b, name, v) field_str((b), name, sizeof(name) - 1, (v))
 
 void mw_logging_after(kreq *r)
 {
-    char ts[40];
+    char ts[40], nums[64];
     util_rfc3339_now(ts, sizeof ts);
     buf b = {0};
-    buf_appendf(&b, "{\"time\":\"%s\",\"request_id\":", ts);
+    if (buf_reserve(&b, 512) != 0)
+        return;
+    LIT(&b, "{\"time\":\"");
+    buf_append(&b, ts, strlen(ts));
+    LIT(&b, "\",\"request_id\":");
     buf_append_json_str(&b, r->request_id);
-    field_str(&b, "method", r->method);
-    field_str(&b, "path", r->path);
-    buf_appendf(&b, ",\"status\":%d,\"duration_ms\":%.3f", r->status, util_now_ms() - r->t0);
-    field_str(&b, "workflow", r->workflow);
-    field_str(&b, "run_id", r->run_id);
-    field_str(&b, "client", r->client_ip);
-    buf_append(&b, "}\n", 2);
-    if (b.data)
-        log_access_line(b.data, b.len);
+    FIELD(&b, ",\"method\":", r->method);
+    FIELD(&b, ",\"path\":", r->path);
+    int n = snprintf(nums, sizeof nums, ",\"status\":%d,\"duration_ms\":%.3f", r->status, util_now_ms() - r->t0);
+    buf_append(&b, nums, n > 0 && (size_t)n < sizeof nums ? (size_t)n : 0);
+    FIELD(&b, ",\"workflow\":", r->workflow);
+    FIELD(&b, ",\"run_id\":", r->run_id);
+    FIELD(&b, ",\"client\":", r->client_ip);
+    LIT(&b, "}\n");
+    log_access_line(b.data, b.len);
     buf_free(&b);
 }

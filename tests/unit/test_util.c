@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kailash/util.h"
@@ -87,6 +88,40 @@ Test(util, rfc3339_milliseconds)
     regcomp(&re, "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$", REG_EXTENDED | REG_NOSUB);
     cr_assert_eq(regexec(&re, ts, 0, NULL, 0), 0, "%s", ts);
     regfree(&re);
+}
+
+/* The cached per-second part follows the clock: it matches a fresh gmtime of the same second, and
+ * it changes when the second does. */
+Test(util, rfc3339_follows_the_clock_across_seconds)
+{
+    for (int i = 0; i < 3; i++) {
+        char ts[40], want[24];
+        time_t before = time(NULL);
+        util_rfc3339_now(ts, sizeof ts);
+        time_t after = time(NULL);
+        if (before != after) { /* a second turned over in between: try again */
+            i--;
+            continue;
+        }
+        struct tm tm;
+        gmtime_r(&before, &tm);
+        strftime(want, sizeof want, "%Y-%m-%dT%H:%M:%S", &tm);
+        cr_assert_eq(strncmp(ts, want, strlen(want)), 0, "%s against %s", ts, want);
+        usleep(600 * 1000);
+    }
+}
+
+Test(util, buf_reserve_then_append_keeps_one_block)
+{
+    buf b = {0};
+    cr_assert_eq(buf_reserve(&b, 500), 0);
+    char *block = b.data;
+    cr_assert_geq(b.cap, 501);
+    for (int i = 0; i < 50; i++)
+        cr_assert_eq(buf_append(&b, "0123456789", 10), 0);
+    cr_assert_eq(b.data, block, "500 bytes were reserved, yet the buffer moved");
+    cr_assert_eq(b.len, 500);
+    buf_free(&b);
 }
 
 Test(util, cidr_validity)
