@@ -139,6 +139,8 @@ Test(server, daemons_on_loops_answer_then_quiesce_and_stop)
     }
     cr_assert_eq(get(port, "/nope", body), 404);
     cr_assert(strstr(body, "\"not_found\""), "%s", body);
+    for (int i = 0; i < 200 && http_server_inflight() > 0; i++) /* freed just after the answer is sent */
+        usleep(10 * 1000);
     cr_assert_eq(http_server_inflight(), 0);
     http_server_quiesce();
     cr_assert_eq(get(port, "/health", body), -1, "a quiesced server still accepted a connection");
