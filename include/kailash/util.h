@@ -22,6 +22,11 @@ typedef struct buf {
     size_t cap;
 } buf;
 
+/* Grows arr, an array of *n elements of elem bytes, so that index idx exists: the size doubles from
+ * at least min, and new elements are zeroed. Returns the (maybe moved) array with *n updated, or
+ * NULL when out of memory (arr and *n unchanged, arr still the caller's). */
+void *util_grow_zeroed(void *arr, size_t *n, size_t elem, size_t idx, size_t min);
+
 /* Makes room for extra more bytes (and a NUL) at once; returns 0 or -1 (the buffer is unchanged). */
 int buf_reserve(buf *b, size_t extra);
 /* Appends n bytes; returns 0, or -1 when memory runs out (the buffer is unchanged). */

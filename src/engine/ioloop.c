@@ -175,20 +175,11 @@ static void io_on_wake(ioloop *io)
 /* The row of fd, growing the table; NULL when out of memory. */
 static io_sock *io_sock_at(ioloop *io, int fd)
 {
-    if (fd < 0)
+    io_sock *t = fd < 0 ? NULL : util_grow_zeroed(io->socks, &io->nsocks, sizeof *t, (size_t)fd, 256);
+    if (!t)
         return NULL;
-    if ((size_t)fd >= io->nsocks) {
-        size_t n = io->nsocks ? io->nsocks : 256;
-        while (n <= (size_t)fd)
-            n *= 2;
-        io_sock *t = realloc(io->socks, n * sizeof *t);
-        if (!t)
-            return NULL;
-        memset(t + io->nsocks, 0, (n - io->nsocks) * sizeof *t);
-        io->socks = t;
-        io->nsocks = n;
-    }
-    return &io->socks[fd];
+    io->socks = t;
+    return &t[fd];
 }
 
 /* CURLOPT_OPENSOCKETFUNCTION: every socket curl opens in this loop starts with a clean row. */

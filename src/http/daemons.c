@@ -148,18 +148,11 @@ static void w_after(void *ud)
 
 static int w_track(worker *w, int fd, struct MHD_Connection *c)
 {
-    if ((size_t)fd >= w->n_by_fd) {
-        size_t n = w->n_by_fd ? w->n_by_fd : 1024;
-        while (n <= (size_t)fd)
-            n *= 2;
-        conn_slot *t = realloc(w->by_fd, n * sizeof *t);
-        if (!t)
-            return -1;
-        memset(t + w->n_by_fd, 0, (n - w->n_by_fd) * sizeof *t);
-        w->by_fd = t;
-        w->n_by_fd = n;
-    }
-    w->by_fd[fd] = (conn_slot){c, 0};
+    conn_slot *t = util_grow_zeroed(w->by_fd, &w->n_by_fd, sizeof *t, (size_t)fd, 1024);
+    if (!t)
+        return -1;
+    w->by_fd = t;
+    t[fd] = (conn_slot){c, 0};
     return 0;
 }
 

@@ -108,6 +108,24 @@ int buf_append_json_str(buf *b, const char *s)
     return buf_append(b, "\"", 1);
 }
 
+void *util_grow_zeroed(void *arr, size_t *n, size_t elem, size_t idx, size_t min)
+{
+    if (idx < *n)
+        return arr;
+    size_t cap = *n > min ? *n : (min ? min : 1);
+    while (cap <= idx) {
+        if (cap > SIZE_MAX / 2 / elem)
+            return NULL;
+        cap *= 2;
+    }
+    char *t = realloc(arr, cap * elem);
+    if (!t)
+        return NULL;
+    memset(t + *n * elem, 0, (cap - *n) * elem);
+    *n = cap;
+    return t;
+}
+
 int buf_reserve(buf *b, size_t extra)
 {
     if (b->len + extra + 1 <= b->cap)

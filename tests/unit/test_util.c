@@ -124,6 +124,25 @@ Test(util, buf_reserve_then_append_keeps_one_block)
     buf_free(&b);
 }
 
+Test(util, grow_zeroed_keeps_old_and_zeroes_new)
+{
+    size_t n = 0;
+    int *a = util_grow_zeroed(NULL, &n, sizeof *a, 0, 0);
+    cr_assert_not_null(a);
+    cr_assert_geq(n, 1);
+    a[0] = 7;
+    int *b = util_grow_zeroed(a, &n, sizeof *b, 1000, 16);
+    cr_assert_not_null(b);
+    cr_assert_gt(n, 1000);
+    cr_assert_eq(b[0], 7, "the old element was lost");
+    for (size_t i = 1; i < n; i++)
+        cr_assert_eq(b[i], 0, "element %zu is not zeroed", i);
+    size_t before = n;
+    cr_assert_eq(util_grow_zeroed(b, &n, sizeof *b, 5, 16), b, "an index that exists must not move the array");
+    cr_assert_eq(n, before);
+    free(b);
+}
+
 Test(util, cidr_validity)
 {
     cr_assert(util_cidr_valid("10.0.0.0/8"));
