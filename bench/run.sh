@@ -15,6 +15,10 @@
 #                     thread held per upstream call, completed req/s approaches conns / 0.2 s.
 #   nginx /slow direct  GET /slow with the fan-out's connections: what client and upstream allow.
 #
+# Besides wrk's req/s and latency, each load reports the servers' CPU per request (kailashd and all
+# nginx processes, from /proc, during the measured run): on a shared host it moves far less than
+# req/s, and for (b) against proxy_pass it counts the same two hops (nginx serves the backend in both).
+#
 # Environment (defaults in brackets):
 #   BENCH_DURATION [10s]  BENCH_WARMUP [1s, 0 = none]  BENCH_THREADS [2]  BENCH_CONNECTIONS [64]
 #   BENCH_FANOUT_CONNECTIONS [1000]  BENCH_WORKERS [2: kailashd workers and nginx worker_processes]
@@ -230,6 +234,22 @@ probe() {
     fi
 }
 
+# CPU (utime + stime, in clock ticks) of the servers: kailashd, nginx's master and its workers. Both
+# count in every load, so (b), which makes nginx serve the backend, compares with proxy_pass, where
+# nginx does both hops.
+proc_ticks() {
+    if [ -r "/proc/$1/stat" ]; then sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; else echo 0; fi
+}
+server_ticks() {
+    total=$(($(proc_ticks "$KAILASH_PID") + $(proc_ticks "$NGINX_PID")))
+    for st in /proc/[0-9]*/stat; do
+        ppid=$(sed 's/^.*) //' "$st" 2>/dev/null | awk '{ print $2 }')
+        [ "$ppid" = "$NGINX_PID" ] && total=$((total + $(proc_ticks "$(basename "$(dirname "$st")")")))
+    done
+    echo "$total"
+}
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
 # load KEY LABEL CONNS URL [BODY]
 load() {
     key=$1 label=$2 conns=$3 url=$4 body=${5:-}
@@ -246,9 +266,13 @@ load() {
         BENCH_BODY=$body "$WRK" -t"$THREADS" -c"$conns" -d"$WARMUP" --timeout "$wait_max" -s "$HERE/wrk.lua" "$url" \
             >/dev/null 2>&1
     fi
+    ticks0=$(server_ticks)
     BENCH_BODY=$body "$WRK" -t"$THREADS" -c"$conns" -d"$DURATION" --timeout "$wait_max" --latency \
         -s "$HERE/wrk.lua" "$url" >"$T/wrk.$key.out" 2>&1
+    ticks=$(($(server_ticks) - ticks0))
     line=$(grep '^BENCH ' "$T/wrk.$key.out")
+    [ -n "$line" ] && line="$line cpu_us=$(awk -v t="$ticks" -v u="$TICK_US" -v n="$(echo "$line" |
+        sed -n 's/.* requests=\([0-9]*\).*/\1/p')" 'BEGIN { printf "%.1f", (n > 0 ? t * u / n : 0) }')"
     if [ -z "$line" ]; then
         echo "bench: warning: $label: wrk gave no result:" >&2
         sed 's/^/    /' "$T/wrk.$key.out" >&2
@@ -274,7 +298,8 @@ val() { # val KEY FIELD
 echo
 echo "kailashd bench  $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(uname -n)  $(nproc) CPUs  load at start $LOAD_AT_START  duration $DURATION  wrk -t$THREADS"
 echo "binary: $BIN ($("$BIN" --version 2>/dev/null | head -n 1))  $("$NGINX" -v 2>&1)  workers $WORKERS each"
-printf '%-28s %6s %11s %9s %9s %9s %8s %7s %6s\n' target conns "req/s" "p50 ms" "p99 ms" "max ms" non-2xx errors probe
+printf '%-28s %6s %11s %9s %9s %9s %8s %7s %6s %12s\n' target conns "req/s" "p50 ms" "p99 ms" "max ms" non-2xx errors probe \
+    "cpu us/req"
 for key in ngx_static kls_a ngx_proxy kls_b ngx_slow kls_f; do
     IFS='|' read -r _ label conns code <"$T/res.$key"
     if [ -z "$(val "$key" rps)" ]; then
@@ -282,8 +307,9 @@ for key in ngx_static kls_a ngx_proxy kls_b ngx_slow kls_f; do
         continue
     fi
     errs=$(($(val "$key" connect_err) + $(val "$key" read_err) + $(val "$key" write_err) + $(val "$key" timeouts)))
-    printf '%-28s %6s %11s %9s %9s %9s %8s %7s %6s\n' "$label" "$conns" "$(val "$key" rps)" \
-        "$(val "$key" p50_ms)" "$(val "$key" p99_ms)" "$(val "$key" max_ms)" "$(val "$key" non2xx)" "$errs" "$code"
+    printf '%-28s %6s %11s %9s %9s %9s %8s %7s %6s %12s\n' "$label" "$conns" "$(val "$key" rps)" \
+        "$(val "$key" p50_ms)" "$(val "$key" p99_ms)" "$(val "$key" max_ms)" "$(val "$key" non2xx)" "$errs" "$code" \
+        "$(val "$key" cpu_us)"
 done
 
 ratio() { # ratio KEY_NUMERATOR KEY_DENOMINATOR
@@ -293,6 +319,13 @@ ratio() { # ratio KEY_NUMERATOR KEY_DENOMINATOR
 echo
 echo "kailashd(a) / nginx static      = $(ratio kls_a ngx_static)   (2xx req/s over req/s)"
 echo "kailashd(b) / nginx proxy_pass  = $(ratio kls_b ngx_proxy)"
+cpu_ratio() { # cpu_ratio KEY_A KEY_B: server CPU per request of A over B (steadier than req/s on a busy host)
+    a=$(val "$1" cpu_us) b=$(val "$2" cpu_us)
+    if [ -n "$a" ] && [ -n "$b" ]; then awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; else echo n/a; fi
+}
+echo "server CPU per request (kailashd + nginx processes, /proc): (a) $(val kls_a cpu_us) us vs nginx static" \
+    "$(val ngx_static cpu_us) us ($(cpu_ratio kls_a ngx_static)x); (b) $(val kls_b cpu_us) us vs proxy_pass" \
+    "$(val ngx_proxy cpu_us) us ($(cpu_ratio kls_b ngx_proxy)x)"
 if [ -n "$(val kls_f ok_rps)" ]; then
     ideal=$(awk -v c="$FAN_CONNS" 'BEGIN { printf "%.0f", c / 0.2 }')
     echo "fan-out: $(val kls_f ok) completed 2xx, $(val kls_f ok_rps) 2xx req/s (ideal $ideal = $FAN_CONNS conns / 200 ms)," \
