@@ -109,12 +109,13 @@ static void w_rearm(worker *w)
         if (!sl->c || sl->rearm <= 0)
             continue;
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLET, .data.ptr = sl->c};
-        if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, fd, &ev) != 0 || --sl->rearm == 0) {
+        if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, fd, &ev) != 0) { /* suspended (not in the set): dropped */
             sl->rearm = 0;
             continue;
         }
         w->run_now = 1;
-        w->hup[keep++] = fd;
+        if (--sl->rearm > 0)
+            w->hup[keep++] = fd;
     }
     w->n_hup = keep;
 }
