@@ -23,7 +23,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 all: $(BUILD)/kailashd
 
-$(BUILD)/obj/%.o: %.c $(wildcard include/kailash/*.h)
+$(BUILD)/obj/%.o: %.c $(wildcard include/kailash/*.h src/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 

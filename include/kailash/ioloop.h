@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 typedef struct ioloop ioloop;
 
@@ -56,6 +57,43 @@ typedef struct ioloop_guest {
 void ioloop_set_guest(ioloop *io, const ioloop_guest *g);
 int ioloop_watch(ioloop *io, int fd, uint32_t events);
 void ioloop_unwatch(ioloop *io, int fd);
+
+/* ---- plain HTTP/1.1 transfers (src/engine/h1.c) ----
+ * For an http:// upstream at a numeric address the loop speaks HTTP/1.1 itself instead of through
+ * libcurl: one send and one read per call on a kept-alive connection, no per-transfer setup. It
+ * keeps its own pool of idle connections per address (up to the loop's max_connects), each watched
+ * for the upstream closing it. A request that finds a reused connection dead before any byte of the
+ * answer arrived is sent once more on a new connection (as libcurl does). */
+
+typedef struct ioloop_h1_req {
+    struct sockaddr_storage addr; /* where to connect: AF_INET or AF_INET6 with its port */
+    socklen_t addrlen;
+    const char *data; /* the whole request as sent (line, headers, blank line, body); borrowed until done */
+    size_t len;
+    int no_body;               /* a HEAD request: the answer has no body */
+    double timeout_ms;         /* the whole transfer, connecting included (> 0) */
+    double connect_timeout_ms; /* connecting (> 0) */
+    /* The answer, on the loop thread, in libcurl's callback shape: return n to go on, anything else
+     * ends the transfer with CURLE_WRITE_ERROR. on_header gets each line as received (status line,
+     * header lines, then the blank line; those of 1xx answers too), on_body the decoded body. */
+    size_t (*on_header)(char *line, size_t n, void *ud);
+    size_t (*on_body)(char *p, size_t n, void *ud);
+} ioloop_h1_req;
+
+typedef struct ioloop_h1_result {
+    CURLcode code;   /* CURLE_OK, or the libcurl code for the same failure (COULDNT_CONNECT, ...) */
+    long status;     /* the final answer's status, 0 when none */
+    int connected;   /* a connection was made or reused */
+    double total_ms; /* from ioloop_h1_add to the end */
+    char error[192]; /* a message for code != CURLE_OK (names no header and no body) */
+} ioloop_h1_result;
+
+typedef void (*ioloop_h1_done_fn)(const ioloop_h1_result *r, void *ud);
+
+/* Starts a transfer (req is copied; req->data stays borrowed). Thread-safe like ioloop_add, and done
+ * is called once on the loop thread (with CURLE_ABORTED_BY_CALLBACK when the loop stops first).
+ * Returns 0, or -1 (done will not be called). */
+int ioloop_h1_add(ioloop *io, const ioloop_h1_req *req, ioloop_h1_done_fn done, void *ud);
 
 /* Transfers currently in the loop (for tests and metrics). Thread-safe. */
 size_t ioloop_inflight(ioloop *io);

@@ -39,6 +39,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "h1.h"
 #include "kailash/util.h"
 
 /* One transfer handed to the loop. Owned by the loop from ioloop_add until done is called. */
@@ -66,6 +67,7 @@ struct ioloop {
 
     pthread_mutex_t lock; /* guards everything down to `woken` */
     io_xfer *queue_head, *queue_tail;
+    h1_xfer *h1_head, *h1_tail; /* ioloop_h1_add's queue */
     io_timer *heap;
     size_t heap_len, heap_cap;
     uint64_t timer_seq;
@@ -76,6 +78,7 @@ struct ioloop {
 
     /* Loop thread only. */
     io_xfer *active;       /* transfers inside the multi handle */
+    h1_client *h1;         /* the plain HTTP/1.1 client's connections and transfers */
     double curl_due_ms;    /* < 0: curl wants no timeout */
     ioloop_guest guest;    /* on_event == NULL: none */
     struct io_sock *socks; /* by fd: curl's sockets (see io_sock) */
@@ -323,11 +326,13 @@ static void io_run_curl_timeout(ioloop *io)
 }
 
 /* Takes the queued adds; returns non-zero when the loop must stop (the adds are then aborted). */
-static int io_take_queue(ioloop *io, io_xfer **list)
+static int io_take_queue(ioloop *io, io_xfer **list, h1_xfer **h1_list)
 {
     pthread_mutex_lock(&io->lock);
     *list = io->queue_head;
     io->queue_head = io->queue_tail = NULL;
+    *h1_list = io->h1_head;
+    io->h1_head = io->h1_tail = NULL;
     int stopping = io->stopping;
     pthread_mutex_unlock(&io->lock);
     return stopping;
@@ -336,7 +341,17 @@ static int io_take_queue(ioloop *io, io_xfer **list)
 static int io_drain_queue(ioloop *io)
 {
     io_xfer *x;
-    int stopping = io_take_queue(io, &x);
+    h1_xfer *h;
+    int stopping = io_take_queue(io, &x, &h);
+    while (h) {
+        h1_xfer *next = h1_xfer_next(h);
+        h1_xfer_set_next(h, NULL);
+        if (stopping)
+            h1_xfer_abort(h, &io->inflight);
+        else
+            h1_xfer_start(io->h1, h);
+        h = next;
+    }
     while (x) {
         io_xfer *next = x->next;
         x->next = NULL;
@@ -364,14 +379,17 @@ static void io_run_timers(ioloop *io)
     }
 }
 
-/* epoll_wait timeout in ms: until the earliest of curl's timeout and our timers; -1 for none. */
+/* epoll_wait timeout in ms: until the earliest of curl's timeout, the plain client's deadlines and
+ * our timers; -1 for none. */
 static int io_wait_ms(ioloop *io)
 {
-    double due = io->curl_due_ms;
+    double due = io->curl_due_ms, h1_due = h1_due_ms(io->h1);
+    if (h1_due >= 0 && (due < 0 || h1_due < due))
+        due = h1_due;
     pthread_mutex_lock(&io->lock);
     if (io->heap_len && (due < 0 || io->heap[0].due_ms < due))
         due = io->heap[0].due_ms;
-    if (io->queue_head || io->stopping) /* queued while we were busy, without a wake-up write */
+    if (io->queue_head || io->h1_head || io->stopping) /* queued while we were busy, without a wake-up write */
         due = 0;
     io->awake = 0; /* from here on, callers write the eventfd */
     pthread_mutex_unlock(&io->lock);
@@ -387,6 +405,7 @@ static int io_wait_ms(ioloop *io)
  * loop stopping: ioloop_add and ioloop_after refuse from now on. */
 static void io_abort_all(ioloop *io)
 {
+    h1_abort_all(io->h1);
     while (io->active) {
         io_xfer *x = io->active;
         curl_multi_remove_handle(io->multi, x->easy);
@@ -410,6 +429,8 @@ static void io_on_event(ioloop *io, const struct epoll_event *ev)
     int fd = (int)(uint32_t)ev->data.u64;
     if (fd == io->wakefd)
         io_on_wake(io);
+    else if (ev->data.u64 & IO_H1_TAG)
+        h1_on_event(io->h1, fd, ev->events);
     else if (!(ev->data.u64 & IO_GUEST_TAG))
         io_on_socket(io, fd, ev->events);
     else if (io->guest.on_event)
@@ -444,6 +465,7 @@ static void *io_main(void *arg)
         if (io_drain_queue(io))
             break;
         io_run_curl_timeout(io);
+        h1_run_timeouts(io->h1);
         io_run_timers(io);
         if (!io->guest.after)
             continue;
@@ -510,6 +532,11 @@ ioloop *ioloop_create(long max_connects, char *err, size_t errlen)
         util_err(err, errlen, "ioloop: cannot set up the curl multi handle");
         goto err;
     }
+    io->h1 = h1_client_new(io->epfd, max_connects, &io->inflight);
+    if (!io->h1) {
+        util_err(err, errlen, "ioloop: out of memory");
+        goto err;
+    }
     int rc = io_start_thread(io);
     if (rc != 0) {
         util_err(err, errlen, "ioloop: pthread_create: %s", strerror(rc));
@@ -517,6 +544,7 @@ ioloop *ioloop_create(long max_connects, char *err, size_t errlen)
     }
     return io;
 err:
+    h1_client_free(io->h1);
     if (io->multi)
         curl_multi_cleanup(io->multi);
     if (io->epfd >= 0)
@@ -550,6 +578,7 @@ void ioloop_destroy(ioloop *io)
         t.fn(t.ud);
     }
     curl_multi_cleanup(io->multi); /* closes the cached keep-alive connections */
+    h1_client_free(io->h1);
     close(io->epfd);
     close(io->wakefd);
     free(io->heap);
@@ -580,6 +609,31 @@ int ioloop_add(ioloop *io, CURL *easy, ioloop_done_fn done, void *ud)
     else
         io->queue_head = x;
     io->queue_tail = x;
+    atomic_fetch_add(&io->inflight, 1);
+    io_wake_locked(io);
+    pthread_mutex_unlock(&io->lock);
+    return 0;
+}
+
+int ioloop_h1_add(ioloop *io, const ioloop_h1_req *req, ioloop_h1_done_fn done, void *ud)
+{
+    if (!io || !req || !done || !req->data || req->timeout_ms <= 0 || req->connect_timeout_ms <= 0 ||
+        !req->on_header || !req->on_body)
+        return -1;
+    h1_xfer *x = h1_xfer_new(req, done, ud);
+    if (!x)
+        return -1;
+    pthread_mutex_lock(&io->lock);
+    if (io->stopping) {
+        pthread_mutex_unlock(&io->lock);
+        free(x);
+        return -1;
+    }
+    if (io->h1_tail)
+        h1_xfer_set_next(io->h1_tail, x);
+    else
+        io->h1_head = x;
+    io->h1_tail = x;
     atomic_fetch_add(&io->inflight, 1);
     io_wake_locked(io);
     pthread_mutex_unlock(&io->lock);

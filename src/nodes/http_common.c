@@ -1,10 +1,14 @@
 /* http_common: config checks, request building and the retrying exchange shared by the HTTP-type
  * nodes (see http_common.h for the surface).
  *
- * An exchange owns one curl easy handle for all its attempts: after an attempt the I/O loop hands
- * the handle back, and a retry or failover re-adds the same handle (keeping its options, and
- * letting curl reuse the cached connection). Everything per attempt (response bytes, headers, the
- * CURLU of the load balancer) is reset in http_attempt.
+ * An attempt goes one of two ways (http_attempt): an http:// URL with a numeric host through the
+ * I/O loop's own HTTP/1.1 client (the plain path, http_wire.c: its bytes are built here and sent
+ * as they are), anything else through libcurl. Both report into the same callbacks (http_on_header,
+ * http_on_body) and end in http_on_end with a CURLcode, so every decision below is one code path.
+ * An exchange that needs libcurl takes one easy handle at its first such attempt and keeps it for
+ * the rest: after an attempt the I/O loop hands the handle back, and a retry or failover re-adds
+ * the same handle (keeping its options, and letting curl reuse the cached connection). Everything
+ * per attempt (response bytes, headers, the CURLU of the load balancer) is reset in http_attempt.
  *
  * Decisions an answer goes through, on the loop thread (http_on_done):
  *   curl OK                      -> an answer; 502/503/504 are retried while retries and time
@@ -713,10 +717,14 @@ struct http_exchange {
     http_limits lim;
     node_call *call;
     const http_hooks *hooks;
-    void *ud; /* owned, freed with hooks->free_ud */
-    CURL *easy;
+    void *ud;   /* owned, freed with hooks->free_ud */
+    CURL *easy; /* NULL until an attempt goes through libcurl */
     char errbuf[CURL_ERROR_SIZE];
+    buf wire; /* the plain path's request bytes */
     /* per attempt */
+    long status;     /* of the answer */
+    double total_ms; /* the attempt's time */
+    int connected;   /* it had a connection */
     buf body;
     json_t *rheaders; /* owned */
     size_t rx_bytes;
@@ -731,16 +739,10 @@ typedef enum http_outcome { HTTP_ANSWER, HTTP_TRANSPORT, HTTP_FATAL } http_outco
 http_exchange *http_exchange_new(node_call *call, const http_limits *lim, const http_hooks *hooks, void *ud)
 {
     http_exchange *ex = calloc(1, sizeof *ex);
-    if (ex) {
-        ex->easy = http_easy_get();
+    if (ex)
         ex->rheaders = json_object();
-    }
-    if (!ex || !ex->easy || !ex->rheaders) {
-        if (ex) {
-            http_easy_put(ex->easy);
-            json_decref(ex->rheaders);
-            free(ex);
-        }
+    if (!ex || !ex->rheaders) {
+        free(ex);
         if (hooks->free_ud)
             hooks->free_ud(ud);
         return NULL;
@@ -767,6 +769,7 @@ void http_exchange_free(http_exchange *ex)
         return;
     http_easy_put(ex->easy);
     http_request_clear(&ex->req);
+    buf_free(&ex->wire);
     buf_free(&ex->body);
     json_decref(ex->rheaders);
     if (ex->hooks->free_ud)
@@ -951,6 +954,47 @@ static void http_hook_end(http_exchange *ex, http_end how)
         ex->hooks->end(ex, how);
 }
 
+static void http_on_h1_done(const ioloop_h1_result *r, void *ud);
+
+/* The attempt through libcurl: the exchange's easy handle, set up at its first use. */
+static int http_attempt_curl(http_exchange *ex, double limit_ms)
+{
+    if (!ex->easy) {
+        ex->easy = http_easy_get();
+        if (!ex->easy || http_easy_setup(ex) != 0)
+            return -1;
+    }
+    CURLcode c = curl_easy_setopt(ex->easy, CURLOPT_CURLU, ex->req.url);
+    c |= curl_easy_setopt(ex->easy, CURLOPT_TIMEOUT_MS, (long)ceil(limit_ms));
+    return c == CURLE_OK ? ioloop_add(ex->call->io, ex->easy, http_on_done, ex) : -1;
+}
+
+static size_t http_h1_header(char *p, size_t n, void *ud)
+{
+    return http_on_header(p, 1, n, ud);
+}
+static size_t http_h1_body(char *p, size_t n, void *ud)
+{
+    return http_on_body(p, 1, n, ud);
+}
+
+/* The attempt through the loop's own client, when the URL and the request allow it; 1 when not. */
+static int http_attempt_plain(http_exchange *ex, double limit_ms)
+{
+    ioloop_h1_req q = {
+        .no_body = strcmp(ex->req.method, "HEAD") == 0,
+        .timeout_ms = limit_ms,
+        .connect_timeout_ms = fmin((double)ex->lim.connect_timeout_ms, limit_ms),
+        .on_header = http_h1_header,
+        .on_body = http_h1_body,
+    };
+    if (http_wire_target(ex->req.url, &q.addr, &q.addrlen) != 0 || http_wire_build(&ex->req, &ex->wire) != 0)
+        return 1;
+    q.data = ex->wire.data;
+    q.len = ex->wire.len;
+    return ioloop_h1_add(ex->call->io, &q, http_on_h1_done, ex);
+}
+
 /* Starts one attempt: the run's deadline caps the node's timeout. 0, or -1 with err. */
 static int http_attempt(http_exchange *ex, int new_round, node_error *err)
 {
@@ -970,11 +1014,15 @@ static int http_attempt(http_exchange *ex, int new_round, node_error *err)
     ex->body.len = 0;
     ex->rx_bytes = 0;
     ex->oversize = ex->oom = 0;
+    ex->status = 0;
+    ex->total_ms = 0;
+    ex->connected = 0;
     ex->errbuf[0] = '\0';
     json_object_clear(ex->rheaders);
-    CURLcode c = curl_easy_setopt(ex->easy, CURLOPT_CURLU, ex->req.url);
-    c |= curl_easy_setopt(ex->easy, CURLOPT_TIMEOUT_MS, (long)ceil(limit));
-    if (c != CURLE_OK || ioloop_add(ex->call->io, ex->easy, http_on_done, ex) != 0) {
+    int rc = http_attempt_plain(ex, limit);
+    if (rc == 1)
+        rc = http_attempt_curl(ex, limit);
+    if (rc != 0) {
         http_hook_end(ex, HTTP_END_OTHER);
         return node_fail(err, "internal", "the I/O loop did not take the request");
     }
@@ -1011,9 +1059,7 @@ static http_outcome http_timed_out(http_exchange *ex, const char *where, node_er
         node_fail(err, "timeout", "the run's deadline passed while waiting for %s", where);
         return HTTP_FATAL;
     }
-    curl_off_t connected = 0;
-    curl_easy_getinfo(ex->easy, CURLINFO_CONNECT_TIME_T, &connected);
-    if (connected)
+    if (ex->connected)
         node_fail(err, "upstream_error", "%s: no answer within %.3g s", where, ex->req.timeout_ms / 1000.0);
     else
         node_fail(err, "upstream_error", "%s: no connection within %.3g s", where,
@@ -1102,16 +1148,12 @@ static void http_finish_answer(http_exchange *ex)
         http_finish(ex, NULL, &err);
         return;
     }
-    long status = 0;
-    curl_off_t us = 0;
-    curl_easy_getinfo(ex->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_getinfo(ex->easy, CURLINFO_TOTAL_TIME_T, &us);
     char *url = http_url_public(ex->req.url);
     http_answer a = {
-        .status_code = status,
+        .status_code = ex->status,
         .headers = ex->rheaders,
         .content = content,
-        .response_time_ms = (double)us / 1000.0,
+        .response_time_ms = ex->total_ms,
         .url = url ? url : "",
         .method = ex->req.method,
     };
@@ -1131,19 +1173,15 @@ static int http_retryable_status(long status)
 }
 
 /* An attempt ended (loop thread): answer, fail over, retry, or fail. */
-static void http_on_done(CURL *easy, CURLcode rc, void *ud)
+static void http_on_end(http_exchange *ex, CURLcode rc)
 {
-    (void)easy;
-    http_exchange *ex = ud;
     node_error err;
     http_outcome out = http_classify(ex, rc, &err);
     http_hook_end(ex, out == HTTP_ANSWER      ? HTTP_END_ANSWER
                       : out == HTTP_TRANSPORT ? HTTP_END_TRANSPORT
                                               : HTTP_END_OTHER);
     if (out == HTTP_ANSWER) {
-        long status = 0;
-        curl_easy_getinfo(ex->easy, CURLINFO_RESPONSE_CODE, &status);
-        if (!(http_retryable_status(status) && http_retry(ex)))
+        if (!(http_retryable_status(ex->status) && http_retry(ex)))
             http_finish_answer(ex);
         return;
     }
@@ -1158,12 +1196,30 @@ static void http_on_done(CURL *easy, CURLcode rc, void *ud)
     http_finish(ex, NULL, &err);
 }
 
+static void http_on_done(CURL *easy, CURLcode rc, void *ud)
+{
+    http_exchange *ex = ud;
+    curl_off_t us = 0, connected = 0;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &ex->status);
+    curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &us);
+    curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connected);
+    ex->total_ms = (double)us / 1000.0;
+    ex->connected = connected != 0;
+    http_on_end(ex, rc);
+}
+
+static void http_on_h1_done(const ioloop_h1_result *r, void *ud)
+{
+    http_exchange *ex = ud;
+    ex->status = r->status;
+    ex->total_ms = r->total_ms;
+    ex->connected = r->connected;
+    snprintf(ex->errbuf, sizeof ex->errbuf, "%s", r->error);
+    http_on_end(ex, r->code);
+}
+
 int http_exchange_start(http_exchange *ex, node_error *err)
 {
-    if (http_easy_setup(ex) != 0) {
-        http_exchange_free(ex);
-        return node_fail(err, "internal", "cannot set up the HTTP request");
-    }
     if (http_attempt(ex, 1, err) != 0) {
         http_exchange_free(ex);
         return -1;

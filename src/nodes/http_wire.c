@@ -1,0 +1,149 @@
+/* http_wire: when a request may go through the I/O loop's own HTTP/1.1 client (ioloop_h1_add), and
+ * its bytes on the wire (see http_common.h, "the plain path").
+ *
+ * The bytes are what libcurl would send for the same http_request: the request line with the
+ * URL's path and query as they are, Host (with the port unless it is 80), Accept: * / * unless the
+ * node sets Accept, the node's header lines with libcurl's conventions ("Name;" sends an empty
+ * value, "Name:" only removes a default), then for a body (or any POST) Content-Length and, unless
+ * set, libcurl's default Content-Type. Anything these rules do not cover goes through libcurl. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http_common.h"
+
+/* The URL part, or NULL (CURLUE_NO_* included). Caller curl_frees. */
+static char *http_wire_part(CURLU *u, CURLUPart what, unsigned flags)
+{
+    char *s = NULL;
+    if (curl_url_get(u, what, &s, flags) != CURLUE_OK)
+        return NULL;
+    return s;
+}
+
+/* A numeric host: "1.2.3.4" or "[::1]" (no zone). */
+static int http_wire_addr(const char *host, long port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        *len = sizeof *v4;
+        return 0;
+    }
+    size_t n = strlen(host);
+    char inner[64];
+    if (n < 3 || n - 2 >= sizeof inner || host[0] != '[' || host[n - 1] != ']')
+        return -1;
+    memcpy(inner, host + 1, n - 2);
+    inner[n - 2] = '\0';
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET6, inner, &v6->sin6_addr) != 1)
+        return -1;
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons((uint16_t)port);
+    *len = sizeof *v6;
+    return 0;
+}
+
+int http_wire_target(CURLU *u, struct sockaddr_storage *addr, socklen_t *len)
+{
+    char *scheme = http_wire_part(u, CURLUPART_SCHEME, 0), *user = http_wire_part(u, CURLUPART_USER, 0);
+    char *host = http_wire_part(u, CURLUPART_HOST, 0), *port = http_wire_part(u, CURLUPART_PORT, CURLU_DEFAULT_PORT);
+    long p = port ? strtol(port, NULL, 10) : 0;
+    int rc = scheme && strcmp(scheme, "http") == 0 && !user && host && p > 0 && p < 65536
+                 ? http_wire_addr(host, p, addr, len)
+                 : -1;
+    curl_free(scheme);
+    curl_free(user);
+    curl_free(host);
+    curl_free(port);
+    return rc;
+}
+
+/* Printable, no space: what libcurl sends unchanged. */
+static int http_wire_plain(const char *s)
+{
+    for (; s && *s; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7F)
+            return 0;
+    return 1;
+}
+
+static int http_wire_has(const struct curl_slist *h, const char *name)
+{
+    size_t n = strlen(name);
+    for (; h; h = h->next)
+        if (strncasecmp(h->data, name, n) == 0 && (h->data[n] == ':' || h->data[n] == ';'))
+            return 1;
+    return 0;
+}
+
+/* The node's lines: "Name: value" as is, "Name;" as "Name:", "Name:" (a removal) not at all. */
+static int http_wire_headers(buf *out, const struct curl_slist *h)
+{
+    for (; h; h = h->next) {
+        const char *colon = strchr(h->data, ':');
+        size_t n = strlen(h->data);
+        if (!colon && n && h->data[n - 1] == ';') {
+            if (buf_append(out, h->data, n - 1) != 0 || buf_append(out, ":\r\n", 3) != 0)
+                return -1;
+            continue;
+        }
+        if (!colon || colon[strspn(colon + 1, " \t") + 1] == '\0')
+            continue;
+        if (buf_append(out, h->data, n) != 0 || buf_append(out, "\r\n", 2) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int http_wire_head(buf *out, const http_request *r, const char *path, const char *query, const char *host,
+                          long port)
+{
+    int rc = buf_appendf(out, "%s %s%s%s HTTP/1.1\r\n", r->method, path, query ? "?" : "", query ? query : "");
+    if (rc == 0 && !http_wire_has(r->headers, "Host"))
+        rc = port == 80 ? buf_appendf(out, "Host: %s\r\n", host) : buf_appendf(out, "Host: %s:%ld\r\n", host, port);
+    if (rc == 0 && !http_wire_has(r->headers, "Accept"))
+        rc = buf_append(out, "Accept: */*\r\n", 13);
+    return rc == 0 ? http_wire_headers(out, r->headers) : -1;
+}
+
+/* Content-Length and the default Content-Type for a body (any POST has one, maybe empty), the blank
+ * line, the body. HEAD sends none. */
+static int http_wire_body(buf *out, const http_request *r)
+{
+    int has_body = strcmp(r->method, "HEAD") != 0 && (r->body || strcmp(r->method, "POST") == 0);
+    int rc = 0;
+    if (has_body) {
+        rc = buf_appendf(out, "Content-Length: %zu\r\n", r->body ? r->body_len : 0);
+        if (rc == 0 && !http_wire_has(r->headers, "Content-Type"))
+            rc = buf_append(out, "Content-Type: application/x-www-form-urlencoded\r\n", 49);
+    }
+    if (rc == 0)
+        rc = buf_append(out, "\r\n", 2);
+    if (rc == 0 && has_body && r->body_len)
+        rc = buf_append(out, r->body, r->body_len);
+    return rc;
+}
+
+int http_wire_build(const http_request *r, buf *out)
+{
+    char *path = http_wire_part(r->url, CURLUPART_PATH, 0), *query = http_wire_part(r->url, CURLUPART_QUERY, 0);
+    char *host = http_wire_part(r->url, CURLUPART_HOST, 0);
+    char *port = http_wire_part(r->url, CURLUPART_PORT, CURLU_DEFAULT_PORT);
+    int rc = -1;
+    out->len = 0;
+    if (path && host && port && http_wire_plain(path) && http_wire_plain(query))
+        rc = http_wire_head(out, r, path, query, host, strtol(port, NULL, 10));
+    if (rc == 0)
+        rc = http_wire_body(out, r);
+    curl_free(path);
+    curl_free(query);
+    curl_free(host);
+    curl_free(port);
+    return rc;
+}
