@@ -443,8 +443,17 @@ static void http_url_origin_text(CURLU *u, char *out, size_t outlen)
 /* The URL for outputs: without user and password. New string (caller frees) or NULL. */
 static char *http_url_public(CURLU *u)
 {
-    CURLU *c = u ? curl_url_dup(u) : NULL;
-    char *s = NULL, *copy = NULL;
+    char *s = NULL, *copy = NULL, *user = NULL;
+    if (!u)
+        return NULL;
+    if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_NO_USER) { /* the usual case: no copy needed */
+        if (curl_url_get(u, CURLUPART_URL, &s, 0) == CURLUE_OK)
+            copy = strdup(s);
+        curl_free(s);
+        return copy;
+    }
+    curl_free(user);
+    CURLU *c = curl_url_dup(u);
     if (!c)
         return NULL;
     curl_url_set(c, CURLUPART_USER, NULL, 0);
@@ -875,8 +884,12 @@ static int http_store_header(http_exchange *ex, const char *p, const char *colon
         name[i] = (char)tolower((unsigned char)ns[i]);
     name[nl] = '\0';
     json_t *old = json_object_get(ex->rheaders, name);
+    if (!old) { /* the usual case: a header seen once */
+        json_t *value = http_text_json(vs, (size_t)(ve - vs));
+        return value && json_object_set_new(ex->rheaders, name, value) == 0 ? 0 : -1;
+    }
     buf b = {0};
-    int rc = old ? buf_appendf(&b, "%s, ", json_string_value(old)) : 0;
+    int rc = buf_appendf(&b, "%s, ", json_string_value(old));
     rc = rc ? rc : buf_append(&b, vs, (size_t)(ve - vs));
     json_t *value = rc == 0 ? http_text_json(b.data ? b.data : "", b.len) : NULL;
     buf_free(&b);
@@ -988,7 +1001,7 @@ static int http_attempt_plain(http_exchange *ex, double limit_ms)
         .on_header = http_h1_header,
         .on_body = http_h1_body,
     };
-    if (http_wire_target(ex->req.url, &q.addr, &q.addrlen) != 0 || http_wire_build(&ex->req, &ex->wire) != 0)
+    if (http_wire_prepare(&ex->req, &q.addr, &q.addrlen, &ex->wire) != 0)
         return 1;
     q.data = ex->wire.data;
     q.len = ex->wire.len;

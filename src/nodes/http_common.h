@@ -256,10 +256,9 @@ int http_has_response_output(const void *compiled, const char *port);
  * An attempt at an http:// URL with a numeric host and no credentials in it goes through the I/O
  * loop's own HTTP/1.1 client (ioloop_h1_add) instead of libcurl; everything else through libcurl. */
 
-/* Fills addr from u when the plain path can take it. 0, or -1 (use libcurl). */
-int http_wire_target(CURLU *u, struct sockaddr_storage *addr, socklen_t *len);
-/* The request's bytes into out (reset first), as libcurl would send them. 0, or -1 (use libcurl). */
-int http_wire_build(const http_request *r, buf *out);
+/* When the plain path can take r: the upstream's address into addr and the request's bytes into
+ * out (reset first), as libcurl would send them. 0, or -1 (use libcurl). */
+int http_wire_prepare(const http_request *r, struct sockaddr_storage *addr, socklen_t *addrlen, buf *out);
 
 /* http_easy.c: idle easy handles, reused across requests. get: a fresh-state handle (NULL when out of
  * memory); put: resets it and keeps it (or cleans it up when the cache is full). Thread-safe. */

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -47,21 +48,6 @@ static int http_wire_addr(const char *host, long port, struct sockaddr_storage *
     v6->sin6_port = htons((uint16_t)port);
     *len = sizeof *v6;
     return 0;
-}
-
-int http_wire_target(CURLU *u, struct sockaddr_storage *addr, socklen_t *len)
-{
-    char *scheme = http_wire_part(u, CURLUPART_SCHEME, 0), *user = http_wire_part(u, CURLUPART_USER, 0);
-    char *host = http_wire_part(u, CURLUPART_HOST, 0), *port = http_wire_part(u, CURLUPART_PORT, CURLU_DEFAULT_PORT);
-    long p = port ? strtol(port, NULL, 10) : 0;
-    int rc = scheme && strcmp(scheme, "http") == 0 && !user && host && p > 0 && p < 65536
-                 ? http_wire_addr(host, p, addr, len)
-                 : -1;
-    curl_free(scheme);
-    curl_free(user);
-    curl_free(host);
-    curl_free(port);
-    return rc;
 }
 
 /* Printable, no space: what libcurl sends unchanged. */
@@ -104,7 +90,14 @@ static int http_wire_headers(buf *out, const struct curl_slist *h)
 static int http_wire_head(buf *out, const http_request *r, const char *path, const char *query, const char *host,
                           long port)
 {
-    int rc = buf_appendf(out, "%s %s%s%s HTTP/1.1\r\n", r->method, path, query ? "?" : "", query ? query : "");
+    int rc = buf_append(out, r->method, strlen(r->method));
+    rc |= buf_append(out, " ", 1);
+    rc |= buf_append(out, path, strlen(path));
+    if (query) {
+        rc |= buf_append(out, "?", 1);
+        rc |= buf_append(out, query, strlen(query));
+    }
+    rc |= buf_append(out, " HTTP/1.1\r\n", 11);
     if (rc == 0 && !http_wire_has(r->headers, "Host"))
         rc = port == 80 ? buf_appendf(out, "Host: %s\r\n", host) : buf_appendf(out, "Host: %s:%ld\r\n", host, port);
     if (rc == 0 && !http_wire_has(r->headers, "Accept"))
@@ -130,20 +123,39 @@ static int http_wire_body(buf *out, const http_request *r)
     return rc;
 }
 
-int http_wire_build(const http_request *r, buf *out)
+/* The URL's parts the plain path needs (NULL where absent). */
+typedef struct http_wire_url {
+    char *scheme, *user, *host, *port, *path, *query;
+} http_wire_url;
+
+static void http_wire_url_free(http_wire_url *w)
 {
-    char *path = http_wire_part(r->url, CURLUPART_PATH, 0), *query = http_wire_part(r->url, CURLUPART_QUERY, 0);
-    char *host = http_wire_part(r->url, CURLUPART_HOST, 0);
-    char *port = http_wire_part(r->url, CURLUPART_PORT, CURLU_DEFAULT_PORT);
+    curl_free(w->scheme);
+    curl_free(w->user);
+    curl_free(w->host);
+    curl_free(w->port);
+    curl_free(w->path);
+    curl_free(w->query);
+}
+
+int http_wire_prepare(const http_request *r, struct sockaddr_storage *addr, socklen_t *addrlen, buf *out)
+{
+    http_wire_url w = {
+        .scheme = http_wire_part(r->url, CURLUPART_SCHEME, 0),
+        .user = http_wire_part(r->url, CURLUPART_USER, 0),
+        .host = http_wire_part(r->url, CURLUPART_HOST, 0),
+        .port = http_wire_part(r->url, CURLUPART_PORT, CURLU_DEFAULT_PORT),
+        .path = http_wire_part(r->url, CURLUPART_PATH, 0),
+        .query = http_wire_part(r->url, CURLUPART_QUERY, 0),
+    };
+    long port = w.port ? strtol(w.port, NULL, 10) : 0;
     int rc = -1;
     out->len = 0;
-    if (path && host && port && http_wire_plain(path) && http_wire_plain(query))
-        rc = http_wire_head(out, r, path, query, host, strtol(port, NULL, 10));
+    if (w.scheme && strcmp(w.scheme, "http") == 0 && !w.user && w.host && port > 0 && port < 65536 && w.path &&
+        http_wire_plain(w.path) && http_wire_plain(w.query) && http_wire_addr(w.host, port, addr, addrlen) == 0)
+        rc = http_wire_head(out, r, w.path, w.query, w.host, port);
     if (rc == 0)
         rc = http_wire_body(out, r);
-    curl_free(path);
-    curl_free(query);
-    curl_free(host);
-    curl_free(port);
+    http_wire_url_free(&w);
     return rc;
 }

@@ -506,6 +506,63 @@ Test(http, post_sends_json_body_headers_and_params_on_the_wire)
     srv_stop(s);
 }
 
+/* The two ways out send the same request: an http:// URL at a numeric address goes through the I/O
+ * loop's own HTTP/1.1 client, one naming "localhost" through libcurl. The echo of each (method,
+ * path, query, headers but Host, body) must be the same. */
+static json_t *echo_via(const char *host, int port, const char *extra)
+{
+    result r = run_config(&node_http_request,
+                          jsonf("{\"url\": \"http://%s:%d/echo?fixed=1\", %s}", host, port, extra), 10000);
+    cr_assert_eq(r.rc, 0, "%s via %s: %s: %s", extra, host, r.err.code, r.err.message);
+    json_t *seen = json_incref(at(r.out, "response.content"));
+    result_free(&r);
+    cr_assert_not_null(seen);
+    json_object_del(json_object_get(seen, "headers"), "host");
+    return seen;
+}
+
+Test(http, plain_path_and_libcurl_send_the_same_request)
+{
+    srv *s = srv_start();
+    const char *cases[] = {
+        "\"method\": \"GET\"",
+        "\"method\": \"POST\", \"json_data\": {\"a\": [1, 2], \"b\": \"x y\"}, \"params\": {\"q\": \"a b\"}",
+        "\"method\": \"POST\", \"data\": \"raw text\"",
+        "\"method\": \"POST\"",
+        "\"method\": \"PUT\", \"data\": {\"k\": \"v\"}",
+        "\"method\": \"PATCH\", \"json_data\": {\"p\": 1}, \"headers\": {\"Content-Type\": \"application/merge-patch+json\"}",
+        "\"method\": \"DELETE\", \"headers\": {\"X-Empty\": \"\", \"Accept\": \"text/plain\", \"X-N\": 3}",
+        "\"method\": \"OPTIONS\", \"auth_type\": \"basic\", \"auth_username\": \"u\", \"auth_password\": \"p\"",
+        "\"method\": \"GET\", \"auth_type\": \"api_key\", \"auth_token\": \"k1\", \"api_key_header\": \"X-Key\"",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *plain = echo_via("127.0.0.1", s->port, cases[i]);
+        json_t *curl = echo_via("localhost", s->port, cases[i]);
+        char *a = json_dumps(plain, JSON_SORT_KEYS), *b = json_dumps(curl, JSON_SORT_KEYS);
+        cr_assert(json_equal(plain, curl), "case %zu differs:\nplain:   %s\nlibcurl: %s", i, a, b);
+        free(a);
+        free(b);
+        json_decref(plain);
+        json_decref(curl);
+    }
+    srv_stop(s);
+}
+
+Test(http, libcurl_path_still_answers_and_fails_like_the_plain_one)
+{
+    srv *s = srv_start();
+    result r = run_config(&node_http_request, jsonf("{\"url\": \"http://localhost:%d/status/404\"}", s->port), 10000);
+    cr_assert_eq(r.rc, 0, "%s", r.err.message);
+    cr_assert_eq(json_integer_value(at(r.out, "status_code")), 404);
+    result_free(&r);
+    srv_stop(s);
+    raw_srv *raw = raw_start(RAW_GARBAGE);
+    r = run_config(&node_http_request, jsonf("{\"url\": \"http://localhost:%d/\"}", raw->port), 10000);
+    cr_assert_eq(r.rc, -1);
+    cr_assert_str_eq(r.err.code, "upstream_error");
+    raw_stop(raw);
+}
+
 Test(http, methods_put_delete_head_and_form_data)
 {
     srv *s = srv_start();
