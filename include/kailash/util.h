@@ -12,6 +12,10 @@ double util_now_ms(void);
 /* Wall clock as RFC 3339 UTC with milliseconds ("2026-11-27T10:00:00.123Z"); out holds >= 32 bytes. */
 void util_rfc3339_now(char *out, size_t outlen);
 
+/* ms as printf's "%.3f" writes it (a duration: the hot paths' logs and headers), without printf.
+ * out holds at least 32 bytes; returns the length written (NUL not counted). */
+size_t util_fmt_ms(char *out, double ms);
+
 /* A new UUIDv7 (time-ordered, CSPRNG tail) as 36 characters plus NUL into out[37]. */
 void util_uuid7(char out[37]);
 

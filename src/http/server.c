@@ -127,8 +127,8 @@ static void req_free(kreq *r)
 
 static enum MHD_Result queue(kreq *r)
 {
-    char timing[64];
-    snprintf(timing, sizeof timing, "total;dur=%.3f", util_now_ms() - r->t0);
+    char timing[64] = "total;dur=";
+    util_fmt_ms(timing + 10, util_now_ms() - r->t0);
     MHD_add_response_header(r->resp, "Server-Timing", timing);
     if (!r->logged) {
         r->logged = 1;

@@ -1082,11 +1082,11 @@ static http_outcome http_timed_out(http_exchange *ex, const char *where, node_er
 
 static http_outcome http_classify(http_exchange *ex, CURLcode rc, node_error *err)
 {
+    if (rc == CURLE_OK)
+        return HTTP_ANSWER;
     char where[300], origin[280];
     http_url_origin_text(ex->req.url, origin, sizeof origin);
     snprintf(where, sizeof where, "%s %s", ex->req.method, origin);
-    if (rc == CURLE_OK)
-        return HTTP_ANSWER;
     if (ex->oom) {
         node_fail(err, "internal", "%s: out of memory reading the answer", where);
         return HTTP_FATAL;
@@ -1227,7 +1227,8 @@ static void http_on_h1_done(const ioloop_h1_result *r, void *ud)
     ex->status = r->status;
     ex->total_ms = r->total_ms;
     ex->connected = r->connected;
-    snprintf(ex->errbuf, sizeof ex->errbuf, "%s", r->error);
+    if (r->code != CURLE_OK)
+        snprintf(ex->errbuf, sizeof ex->errbuf, "%s", r->error);
     http_on_end(ex, r->code);
 }
 

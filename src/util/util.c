@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +22,32 @@ double util_now_ms(void)
 }
 
 /* The "YYYY-MM-DDTHH:MM:SS" part is formatted once a second per thread (every access-log line asks). */
+size_t util_fmt_ms(char *out, double ms)
+{
+    /* Under 1e9 ms the product below is off by far less than 1e-3, so only a value whose fourth
+     * decimal sits near a half needs printf's exact rounding; so do negative, huge and NaN values. */
+    double scaled = ms * 1000.0;
+    uint64_t m = (ms >= 0 && ms < 1e9) ? (uint64_t)scaled : 0;
+    double frac = scaled - (double)m;
+    if (!(ms >= 0 && ms < 1e9) || fabs(frac - 0.5) < 1e-3)
+        return (size_t)snprintf(out, 32, "%.3f", ms);
+    if (frac > 0.5)
+        m++;
+    char tmp[32];
+    size_t n = 0;
+    for (int i = 0; i < 3; i++, m /= 10)
+        tmp[n++] = (char)('0' + m % 10);
+    tmp[n++] = '.';
+    do {
+        tmp[n++] = (char)('0' + m % 10);
+        m /= 10;
+    } while (m);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}
+
 void util_rfc3339_now(char *out, size_t outlen)
 {
     static _Thread_local time_t last = -1;

@@ -111,6 +111,26 @@ Test(util, rfc3339_follows_the_clock_across_seconds)
     }
 }
 
+Test(util, fmt_ms_writes_what_printf_writes)
+{
+    double samples[] = {0,      0.0004, 0.0005, 0.0015, 0.0025, 0.475,   1,      9.9995,
+                        12.345, 999.9999, 1000, 123456.789, 1e11 + 0.5, 0.1 + 0.2, -1.5, 2e12};
+    for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
+        char want[64], got[32];
+        snprintf(want, sizeof want, "%.3f", samples[i]);
+        size_t n = util_fmt_ms(got, samples[i]);
+        cr_assert_str_eq(got, want, "%.17g", samples[i]);
+        cr_assert_eq(n, strlen(want));
+    }
+    for (int i = 0; i < 200000; i++) { /* a sweep over the values durations take */
+        double v = i * 0.0137 + i * 1e-7;
+        char want[64], got[32];
+        snprintf(want, sizeof want, "%.3f", v);
+        util_fmt_ms(got, v);
+        cr_assert_str_eq(got, want, "%.17g", v);
+    }
+}
+
 Test(util, buf_reserve_then_append_keeps_one_block)
 {
     buf b = {0};
