@@ -40,7 +40,7 @@ typedef struct h1_conn {
     h1_xfer *x;                  /* NULL: idle */
     struct h1_conn *prev, *next; /* the idle list */
     double idle_since;
-    h1_parser parser;            /* its line buffer is kept across answers */
+    h1_parser parser; /* its line buffer is kept across answers */
 } h1_conn;
 
 struct h1_xfer {
@@ -312,6 +312,18 @@ static void h1_on_eof(h1_client *c, h1_xfer *x)
         h1_finish(c, x, p->code, 0, p->error);
 }
 
+/* After an answer that ended exactly at the end of a full read: is anything else (bytes past the
+ * answer, or the upstream's close) already waiting? It raised no edge of its own, so an idle
+ * connection would not notice it. A shorter read left the socket empty: what comes later will. */
+static int h1_more_queued(const h1_conn *k, size_t n)
+{
+    char byte;
+    if (n < H1_READ_SIZE)
+        return 0;
+    ssize_t r = recv(k->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 /* Reads what the socket holds. Stops at a complete answer (no read that only says EAGAIN). */
 static void h1_read(h1_client *c, h1_xfer *x)
 {
@@ -338,7 +350,7 @@ static void h1_read(h1_client *c, h1_xfer *x)
             return;
         }
         if (rc == 1) { /* bytes past the answer, or a request not yet all sent: no reuse */
-            int clean = used == (size_t)n && x->sent == x->req.len;
+            int clean = used == (size_t)n && x->sent == x->req.len && !h1_more_queued(k, (size_t)n);
             h1_finish(c, x, CURLE_OK, clean && h1_parse_reusable(&k->parser), NULL);
             return;
         }

@@ -134,8 +134,8 @@ static int h1_header(h1_parser *p, const char *line, size_t n)
 static int h1_status_line(h1_parser *p, const char *line, size_t n)
 {
     if (n < 12 || memcmp(line, "HTTP/1.", 7) != 0 || (line[7] != '0' && line[7] != '1') || line[8] != ' ' ||
-        !isdigit((unsigned char)line[9]) || !isdigit((unsigned char)line[10]) ||
-        !isdigit((unsigned char)line[11]) || (n > 12 && line[12] != ' ' && line[12] != '\r' && line[12] != '\n'))
+        !isdigit((unsigned char)line[9]) || !isdigit((unsigned char)line[10]) || !isdigit((unsigned char)line[11]) ||
+        (n > 12 && line[12] != ' ' && line[12] != '\r' && line[12] != '\n'))
         return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "the upstream did not answer with an HTTP/1.x status line");
     p->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
     if (p->status < 100)
@@ -216,12 +216,12 @@ static int h1_line(h1_parser *p, char *line, size_t n)
             return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "a chunk of the answer does not end with CRLF");
         p->state = S_CHUNK_SIZE;
         return 0;
-    default: /* S_TRAILERS: passed on like headers, as libcurl does */
-        if (h1_pass_header(p, line, n) != 0)
-            return -1;
-        if (h1_is_blank(line, n))
+    default: /* S_TRAILERS: passed on like headers, as libcurl does (but not the blank line) */
+        if (h1_is_blank(line, n)) {
             p->state = S_DONE;
-        return 0;
+            return 0;
+        }
+        return h1_pass_header(p, line, n);
     }
 }
 

@@ -617,8 +617,8 @@ int ioloop_add(ioloop *io, CURL *easy, ioloop_done_fn done, void *ud)
 
 int ioloop_h1_add(ioloop *io, const ioloop_h1_req *req, ioloop_h1_done_fn done, void *ud)
 {
-    if (!io || !req || !done || !req->data || req->timeout_ms <= 0 || req->connect_timeout_ms <= 0 ||
-        !req->on_header || !req->on_body)
+    if (!io || !req || !done || !req->data || req->timeout_ms <= 0 || req->connect_timeout_ms <= 0 || !req->on_header ||
+        !req->on_body)
         return -1;
     h1_xfer *x = h1_xfer_new(req, done, ud);
     if (!x)

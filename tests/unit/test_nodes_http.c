@@ -511,8 +511,8 @@ Test(http, post_sends_json_body_headers_and_params_on_the_wire)
  * path, query, headers but Host, body) must be the same. */
 static json_t *echo_via(const char *host, int port, const char *extra)
 {
-    result r = run_config(&node_http_request,
-                          jsonf("{\"url\": \"http://%s:%d/echo?fixed=1\", %s}", host, port, extra), 10000);
+    result r =
+        run_config(&node_http_request, jsonf("{\"url\": \"http://%s:%d/echo?fixed=1\", %s}", host, port, extra), 10000);
     cr_assert_eq(r.rc, 0, "%s via %s: %s: %s", extra, host, r.err.code, r.err.message);
     json_t *seen = json_incref(at(r.out, "response.content"));
     result_free(&r);
@@ -530,7 +530,8 @@ Test(http, plain_path_and_libcurl_send_the_same_request)
         "\"method\": \"POST\", \"data\": \"raw text\"",
         "\"method\": \"POST\"",
         "\"method\": \"PUT\", \"data\": {\"k\": \"v\"}",
-        "\"method\": \"PATCH\", \"json_data\": {\"p\": 1}, \"headers\": {\"Content-Type\": \"application/merge-patch+json\"}",
+        "\"method\": \"PATCH\", \"json_data\": {\"p\": 1}, \"headers\": {\"Content-Type\": "
+        "\"application/merge-patch+json\"}",
         "\"method\": \"DELETE\", \"headers\": {\"X-Empty\": \"\", \"Accept\": \"text/plain\", \"X-N\": 3}",
         "\"method\": \"OPTIONS\", \"auth_type\": \"basic\", \"auth_username\": \"u\", \"auth_password\": \"p\"",
         "\"method\": \"GET\", \"auth_type\": \"api_key\", \"auth_token\": \"k1\", \"api_key_header\": \"X-Key\"",

@@ -113,8 +113,8 @@ Test(util, rfc3339_follows_the_clock_across_seconds)
 
 Test(util, fmt_ms_writes_what_printf_writes)
 {
-    double samples[] = {0,      0.0004, 0.0005, 0.0015, 0.0025, 0.475,   1,      9.9995,
-                        12.345, 999.9999, 1000, 123456.789, 1e11 + 0.5, 0.1 + 0.2, -1.5, 2e12};
+    double samples[] = {0,      0.0004,   0.0005, 0.0015,     0.0025,     0.475,     1,    9.9995,
+                        12.345, 999.9999, 1000,   123456.789, 1e11 + 0.5, 0.1 + 0.2, -1.5, 2e12};
     for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
         char want[64], got[32];
         snprintf(want, sizeof want, "%.3f", samples[i]);
