@@ -1,7 +1,8 @@
-/* ioloop: an I/O loop (src/engine/ioloop.c). A thread running libcurl's multi-socket API on epoll;
+/* ioloop: an I/O loop (src/engine/ioloop.c). A thread running libcurl's multi-socket API on epoll,
+ * and its own plain HTTP/1.1 client for http:// upstreams at numeric addresses (ioloop_h1_add);
  * transfers of HTTP-type nodes run here, so waiting on an upstream costs a socket, not a thread. The
- * engine runs one loop per worker; the transfers of one loop share its multi handle's connection
- * cache (keep-alive to upstreams).
+ * engine runs one loop per worker; the transfers of one loop share its keep-alive connections to
+ * upstreams (the multi handle's connection cache, and the plain client's idle pool).
  *
  * A loop may host one guest: another event source that shares its thread. The HTTP front end puts
  * one libmicrohttpd daemon on each loop, so a request, its upstream calls and its answer all stay
@@ -68,7 +69,9 @@ void ioloop_unwatch(ioloop *io, int fd);
 typedef struct ioloop_h1_req {
     struct sockaddr_storage addr; /* where to connect: AF_INET or AF_INET6 with its port */
     socklen_t addrlen;
-    const char *data; /* the whole request as sent (line, headers, blank line, body); borrowed until done */
+    struct sockaddr_storage alt; /* altlen != 0: tried when connecting to addr fails (a name's */
+    socklen_t altlen;            /* second address, as libcurl would try it) */
+    const char *data;            /* the whole request as sent (line, headers, blank line, body); borrowed until done */
     size_t len;
     int no_body;               /* a HEAD request: the answer has no body */
     double timeout_ms;         /* the whole transfer, connecting included (> 0) */

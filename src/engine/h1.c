@@ -54,6 +54,7 @@ struct h1_xfer {
     size_t sent;
     int reused;    /* conn came from the idle list */
     int retried;   /* sent once more on a new connection already */
+    int tried_alt; /* went on to req.alt after the first address failed to connect */
     int connected; /* a connection was made or reused */
 };
 
@@ -165,9 +166,15 @@ static void h1_conn_close(h1_client *c, h1_conn *k)
     free(k);
 }
 
+static int h1_is_addr(const h1_conn *k, const struct sockaddr_storage *a, socklen_t len)
+{
+    return len && k->addrlen == len && memcmp(&k->addr, a, len) == 0;
+}
+
+/* A connection to either of the request's addresses will do. */
 static int h1_same_addr(const h1_conn *k, const ioloop_h1_req *r)
 {
-    return k->addrlen == r->addrlen && memcmp(&k->addr, &r->addr, r->addrlen) == 0;
+    return h1_is_addr(k, &r->addr, r->addrlen) || h1_is_addr(k, &r->alt, r->altlen);
 }
 
 /* The most recently used idle connection to the request's address, taken off the list; those
@@ -197,11 +204,11 @@ static h1_conn **h1_row(h1_client *c, int fd)
     return &t[fd];
 }
 
-/* A new non-blocking socket connecting to the request's address, in the epoll set for everything
- * (edge-triggered: it never needs an epoll_ctl again). Returns the connection or NULL with errno. */
-static h1_conn *h1_conn_open(h1_client *c, const ioloop_h1_req *r)
+/* A new non-blocking socket connecting to addr, in the epoll set for everything (edge-triggered:
+ * it never needs an epoll_ctl again). Returns the connection or NULL with errno. */
+static h1_conn *h1_conn_open(h1_client *c, const struct sockaddr_storage *addr, socklen_t addrlen)
 {
-    int fd = socket(r->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return NULL;
     int one = 1;
@@ -216,7 +223,7 @@ static h1_conn *h1_conn_open(h1_client *c, const ioloop_h1_req *r)
         errno = e;
         return NULL;
     }
-    if (connect(fd, (const struct sockaddr *)&r->addr, r->addrlen) != 0 && errno != EINPROGRESS) {
+    if (connect(fd, (const struct sockaddr *)addr, addrlen) != 0 && errno != EINPROGRESS) {
         int e = errno;
         free(k);
         close(fd);
@@ -225,8 +232,8 @@ static h1_conn *h1_conn_open(h1_client *c, const ioloop_h1_req *r)
     }
     k->fd = fd;
     k->connecting = 1;
-    k->addr = r->addr;
-    k->addrlen = r->addrlen;
+    k->addr = *addr;
+    k->addrlen = addrlen;
     *row = k;
     return k;
 }
@@ -282,6 +289,7 @@ static void h1_fail_errno(h1_client *c, h1_xfer *x, CURLcode code, const char *w
 
 static void h1_begin_on(h1_client *c, h1_xfer *x, h1_conn *k);
 static void h1_send(h1_client *c, h1_xfer *x);
+static int h1_connect_alt(h1_client *c, h1_xfer *x);
 
 /* The connection died before any byte of the answer: once, on a new connection, if it was reused. */
 static int h1_try_again(h1_client *c, h1_xfer *x)
@@ -291,8 +299,10 @@ static int h1_try_again(h1_client *c, h1_xfer *x)
         return 0;
     x->retried = 1;
     x->reused = 0;
+    struct sockaddr_storage addr = k->addr;
+    socklen_t addrlen = k->addrlen;
     h1_release_conn(c, x, 0);
-    h1_conn *fresh = h1_conn_open(c, &x->req);
+    h1_conn *fresh = h1_conn_open(c, &addr, addrlen);
     if (!fresh) {
         h1_fail_errno(c, x, CURLE_COULDNT_CONNECT, "failed to connect to the upstream", errno);
         return 1;
@@ -392,6 +402,30 @@ static void h1_begin_on(h1_client *c, h1_xfer *x, h1_conn *k)
     h1_send(c, x);
 }
 
+/* Connects x to addr; when that fails at once, or later (h1_on_connected), the request's second
+ * address is tried once before the transfer fails. */
+static void h1_connect(h1_client *c, h1_xfer *x, const struct sockaddr_storage *addr, socklen_t addrlen)
+{
+    h1_conn *k = h1_conn_open(c, addr, addrlen);
+    if (k) {
+        h1_begin_on(c, x, k);
+        return;
+    }
+    if (!h1_connect_alt(c, x))
+        h1_fail_errno(c, x, CURLE_COULDNT_CONNECT, "failed to connect to the upstream", errno);
+}
+
+/* The second address, once: 1 when x went on to it. */
+static int h1_connect_alt(h1_client *c, h1_xfer *x)
+{
+    if (x->tried_alt || !x->req.altlen)
+        return 0;
+    x->tried_alt = 1;
+    h1_release_conn(c, x, 0);
+    h1_connect(c, x, &x->req.alt, x->req.altlen);
+    return 1;
+}
+
 static void h1_on_connected(h1_client *c, h1_xfer *x)
 {
     h1_conn *k = x->conn;
@@ -400,7 +434,8 @@ static void h1_on_connected(h1_client *c, h1_xfer *x)
     if (getsockopt(k->fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0)
         e = errno;
     if (e != 0) {
-        h1_fail_errno(c, x, CURLE_COULDNT_CONNECT, "failed to connect to the upstream", e);
+        if (!h1_connect_alt(c, x))
+            h1_fail_errno(c, x, CURLE_COULDNT_CONNECT, "failed to connect to the upstream", e);
         return;
     }
     k->connecting = 0;
@@ -511,13 +546,10 @@ void h1_xfer_start(h1_client *c, h1_xfer *x)
     }
     h1_conn *k = h1_idle_take(c, &x->req);
     x->reused = k != NULL;
-    if (!k)
-        k = h1_conn_open(c, &x->req);
-    if (!k) {
-        h1_fail_errno(c, x, CURLE_COULDNT_CONNECT, "failed to connect to the upstream", errno);
-        return;
-    }
-    h1_begin_on(c, x, k);
+    if (k)
+        h1_begin_on(c, x, k);
+    else
+        h1_connect(c, x, &x->req.addr, x->req.addrlen);
 }
 
 void h1_xfer_abort(h1_xfer *x, atomic_size_t *inflight)

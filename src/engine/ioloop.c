@@ -21,6 +21,10 @@
  * A guest (ioloop.h) adds its own fds to the same epoll set, tagged in the high half of the event's
  * data, and its hooks run on the loop thread: the HTTP front end's daemon lives here.
  *
+ * Plain HTTP/1.1 transfers (ioloop_h1_add) skip libcurl: their queue is drained with the curl adds,
+ * their sockets sit in the same epoll set under their own tag, and their deadlines bound the sleep
+ * like curl's timeout (h1.c).
+ *
  * While a transfer is in the loop we borrow its CURLOPT_PRIVATE (to find our record in O(1) when
  * curl reports it done) and restore the caller's value before done runs. */
 #include "kailash/ioloop.h"

@@ -1001,7 +1001,7 @@ static int http_attempt_plain(http_exchange *ex, double limit_ms)
         .on_header = http_h1_header,
         .on_body = http_h1_body,
     };
-    if (http_wire_prepare(&ex->req, &q.addr, &q.addrlen, &ex->wire) != 0)
+    if (http_wire_prepare(&ex->req, &q, &ex->wire) != 0)
         return 1;
     q.data = ex->wire.data;
     q.len = ex->wire.len;

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "kailash/ioloop.h"
 #include "kailash/node.h"
 #include "kailash/util.h"
 
@@ -252,13 +253,23 @@ json_t *http_outputs_response(http_exchange *ex, const http_answer *a);
 /* Output ports of HTTPRequestNode / LoadBalancerNode. */
 int http_has_response_output(const void *compiled, const char *port);
 
-/* ---- the plain path (http_wire.c) ----
- * An attempt at an http:// URL with a numeric host and no credentials in it goes through the I/O
- * loop's own HTTP/1.1 client (ioloop_h1_add) instead of libcurl; everything else through libcurl. */
+/* ---- the plain path (http_wire.c, http_resolve.c) ----
+ * An attempt at an http:// URL without credentials in it goes through the I/O loop's own HTTP/1.1
+ * client (ioloop_h1_add) instead of libcurl when its host is a numeric address or a name the
+ * resolver's cache holds; everything else through libcurl. */
 
-/* When the plain path can take r: the upstream's address into addr and the request's bytes into
+/* When the plain path can take r: where to connect into q (addr, alt) and the request's bytes into
  * out (reset first), as libcurl would send them. 0, or -1 (use libcurl). */
-int http_wire_prepare(const http_request *r, struct sockaddr_storage *addr, socklen_t *addrlen, buf *out);
+int http_wire_prepare(const http_request *r, ioloop_h1_req *q, buf *out);
+/* Turns the plain path on or off for the whole process (tests; KAILASH_UPSTREAM_CLIENT=libcurl in
+ * the environment turns it off at start). */
+void http_wire_enable(int on);
+
+/* Up to two addresses of the name host, with port set, from the cache (resolved by a thread of
+ * its own, kept 60 s). Returns how many, or 0 when the name is not resolved yet (its resolution is
+ * started) or did not resolve. */
+int http_resolve(const char *host, long port, struct sockaddr_storage *a, socklen_t *alen, struct sockaddr_storage *b,
+                 socklen_t *blen);
 
 /* http_easy.c: idle easy handles, reused across requests. get: a fresh-state handle (NULL when out of
  * memory); put: resets it and keeps it (or cleans it up when the cache is full). Thread-safe. */

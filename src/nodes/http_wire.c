@@ -5,9 +5,14 @@
  * URL's path and query as they are, Host (with the port unless it is 80), Accept: * / * unless the
  * node sets Accept, the node's header lines with libcurl's conventions ("Name;" sends an empty
  * value, "Name:" only removes a default), then for a body (or any POST) Content-Length and, unless
- * set, libcurl's default Content-Type. Anything these rules do not cover goes through libcurl. */
+ * set, libcurl's default Content-Type. Anything these rules do not cover goes through libcurl.
+ *
+ * KAILASH_UPSTREAM_CLIENT=libcurl in the environment sends every request through libcurl (a switch
+ * for an operator who suspects the plain path; read once). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,8 +143,38 @@ static void http_wire_url_free(http_wire_url *w)
     curl_free(w->query);
 }
 
-int http_wire_prepare(const http_request *r, struct sockaddr_storage *addr, socklen_t *addrlen, buf *out)
+/* Where to connect: a numeric host as it is, a name from the resolver's cache. 0, or -1. */
+static int http_wire_where(const char *host, long port, ioloop_h1_req *q)
 {
+    q->altlen = 0;
+    if (http_wire_addr(host, port, &q->addr, &q->addrlen) == 0)
+        return 0;
+    if (host[0] == '[') /* an IPv6 literal we do not take (a zone): libcurl's */
+        return -1;
+    return http_resolve(host, port, &q->addr, &q->addrlen, &q->alt, &q->altlen) > 0 ? 0 : -1;
+}
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static atomic_int g_enabled = 1;
+
+static void http_wire_read_env(void)
+{
+    const char *v = getenv("KAILASH_UPSTREAM_CLIENT");
+    if (v && strcmp(v, "libcurl") == 0)
+        atomic_store(&g_enabled, 0);
+}
+
+void http_wire_enable(int on)
+{
+    pthread_once(&g_once, http_wire_read_env);
+    atomic_store(&g_enabled, on);
+}
+
+int http_wire_prepare(const http_request *r, ioloop_h1_req *q, buf *out)
+{
+    pthread_once(&g_once, http_wire_read_env);
+    if (!atomic_load_explicit(&g_enabled, memory_order_relaxed))
+        return -1;
     http_wire_url w = {
         .scheme = http_wire_part(r->url, CURLUPART_SCHEME, 0),
         .user = http_wire_part(r->url, CURLUPART_USER, 0),
@@ -152,7 +187,7 @@ int http_wire_prepare(const http_request *r, struct sockaddr_storage *addr, sock
     int rc = -1;
     out->len = 0;
     if (w.scheme && strcmp(w.scheme, "http") == 0 && !w.user && w.host && port > 0 && port < 65536 && w.path &&
-        http_wire_plain(w.path) && http_wire_plain(w.query) && http_wire_addr(w.host, port, addr, addrlen) == 0)
+        http_wire_plain(w.path) && http_wire_plain(w.query) && http_wire_where(w.host, port, q) == 0)
         rc = http_wire_head(out, r, w.path, w.query, w.host, port);
     if (rc == 0)
         rc = http_wire_body(out, r);

@@ -67,10 +67,15 @@ def build(up, canary):
     }
 
 
-@pytest.fixture(scope="module")
-def d(module_daemons, upstream, canary):
+@pytest.fixture(scope="module", params=["plain", "libcurl"])
+def d(request, module_daemons, upstream, canary):
+    """Every test runs twice: with the I/O loop's own HTTP/1.1 client (what http:// upstreams at
+    127.0.0.1 get), and with KAILASH_UPSTREAM_CLIENT=libcurl (everything through libcurl)."""
+    env = {"KT_SECRET": SECRET}
+    if request.param == "libcurl":
+        env["KAILASH_UPSTREAM_CLIENT"] = "libcurl"
     return module_daemons.make(config={"upstream": {"max_response_bytes": MAX_RESP, "connect_timeout_ms": 1000}},
-                               workflows=build(upstream, canary), env={"KT_SECRET": SECRET})
+                               workflows=build(upstream, canary), env=env)
 
 
 def ok(r):

@@ -909,6 +909,30 @@ Test(h1, refused_connection_is_couldnt_connect)
     cr_assert_eq(x->r.status, 0);
 }
 
+Test(h1, second_address_is_tried_when_the_first_refuses)
+{
+    static const step script[] = {STEP("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", KEEP)};
+    srv *s = srv_start(script, 1);
+    for (int i = 0; i < 2; i++) { /* the second finds the connection to the second address pooled */
+        xfer *x = xfer_new();
+        ioloop_h1_req q = req_to_port(AF_INET, closed_port(), GET, sizeof GET - 1);
+        q.altlen = loopback(AF_INET, s->port, &q.alt);
+        run(&q, x);
+        cr_assert_eq(x->r.code, CURLE_OK, "code %d: %s", x->r.code, x->r.error);
+        assert_body(x, "ok");
+    }
+    cr_assert_eq(atomic_load(&s->connections), 1);
+}
+
+Test(h1, both_addresses_refusing_is_couldnt_connect)
+{
+    xfer *x = xfer_new();
+    ioloop_h1_req q = req_to_port(AF_INET, closed_port(), GET, sizeof GET - 1);
+    q.altlen = loopback(AF_INET, closed_port(), &q.alt);
+    run(&q, x);
+    assert_failed_with(x, CURLE_COULDNT_CONNECT);
+}
+
 /* A listener that never accepts, with its accept queue (one place) filled by fillers[]: the kernel
  * drops the SYN of any further connect, which then hangs. Returns the listener; fills *port. */
 static int unanswering_listener(int *port, int fillers[3])

@@ -506,18 +506,23 @@ Test(http, post_sends_json_body_headers_and_params_on_the_wire)
     srv_stop(s);
 }
 
-/* The two ways out send the same request: an http:// URL at a numeric address goes through the I/O
- * loop's own HTTP/1.1 client, one naming "localhost" through libcurl. The echo of each (method,
- * path, query, headers but Host, body) must be the same. */
-static json_t *echo_via(const char *host, int port, const char *extra)
+/* The two ways out send the same request: the I/O loop's own HTTP/1.1 client (the plain path) and,
+ * with it switched off, libcurl. The echo of each (method, path, query, headers, body) must be the
+ * same. */
+void http_wire_enable(int on);
+int http_resolve(const char *host, long port, struct sockaddr_storage *a, socklen_t *alen, struct sockaddr_storage *b,
+                 socklen_t *blen);
+
+static json_t *echo_via(int plain, int port, const char *extra)
 {
-    result r =
-        run_config(&node_http_request, jsonf("{\"url\": \"http://%s:%d/echo?fixed=1\", %s}", host, port, extra), 10000);
-    cr_assert_eq(r.rc, 0, "%s via %s: %s: %s", extra, host, r.err.code, r.err.message);
+    http_wire_enable(plain);
+    result r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/echo?fixed=1\", %s}", port, extra),
+                          10000);
+    http_wire_enable(1);
+    cr_assert_eq(r.rc, 0, "%s (plain %d): %s: %s", extra, plain, r.err.code, r.err.message);
     json_t *seen = json_incref(at(r.out, "response.content"));
     result_free(&r);
     cr_assert_not_null(seen);
-    json_object_del(json_object_get(seen, "headers"), "host");
     return seen;
 }
 
@@ -537,8 +542,8 @@ Test(http, plain_path_and_libcurl_send_the_same_request)
         "\"method\": \"GET\", \"auth_type\": \"api_key\", \"auth_token\": \"k1\", \"api_key_header\": \"X-Key\"",
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        json_t *plain = echo_via("127.0.0.1", s->port, cases[i]);
-        json_t *curl = echo_via("localhost", s->port, cases[i]);
+        json_t *plain = echo_via(1, s->port, cases[i]);
+        json_t *curl = echo_via(0, s->port, cases[i]);
         char *a = json_dumps(plain, JSON_SORT_KEYS), *b = json_dumps(curl, JSON_SORT_KEYS);
         cr_assert(json_equal(plain, curl), "case %zu differs:\nplain:   %s\nlibcurl: %s", i, a, b);
         free(a);
@@ -549,16 +554,37 @@ Test(http, plain_path_and_libcurl_send_the_same_request)
     srv_stop(s);
 }
 
+/* A name goes through libcurl until the resolver has it, then through the plain path: the two keep
+ * separate connection pools, so three calls open two connections (one of each). */
+Test(http, a_resolved_name_takes_the_plain_path)
+{
+    srv *s = srv_start();
+    struct sockaddr_storage a, b;
+    socklen_t al, bl;
+    for (int i = 0; i < 3; i++) {
+        result r = run_config(&node_http_request, jsonf("{\"url\": \"http://localhost:%d/json\"}", s->port), 10000);
+        cr_assert_eq(r.rc, 0, "%s", r.err.message);
+        result_free(&r);
+        for (int t = 0; t < 500 && http_resolve("localhost", 80, &a, &al, &b, &bl) == 0; t++)
+            usleep(10000);
+    }
+    cr_assert_eq(atomic_load(&s->requests), 3);
+    cr_assert_eq(atomic_load(&s->connections), 2, "connections: %d", atomic_load(&s->connections));
+    srv_stop(s);
+}
+
 Test(http, libcurl_path_still_answers_and_fails_like_the_plain_one)
 {
     srv *s = srv_start();
-    result r = run_config(&node_http_request, jsonf("{\"url\": \"http://localhost:%d/status/404\"}", s->port), 10000);
+    http_wire_enable(0);
+    result r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/status/404\"}", s->port), 10000);
     cr_assert_eq(r.rc, 0, "%s", r.err.message);
     cr_assert_eq(json_integer_value(at(r.out, "status_code")), 404);
     result_free(&r);
     srv_stop(s);
     raw_srv *raw = raw_start(RAW_GARBAGE);
-    r = run_config(&node_http_request, jsonf("{\"url\": \"http://localhost:%d/\"}", raw->port), 10000);
+    r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/\"}", raw->port), 10000);
+    http_wire_enable(1);
     cr_assert_eq(r.rc, -1);
     cr_assert_str_eq(r.err.code, "upstream_error");
     raw_stop(raw);
