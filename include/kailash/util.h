@@ -43,6 +43,10 @@ void buf_free(buf *b);
 /* Appends s as a quoted JSON string (escaping quotes, backslashes and control characters; other
  * bytes are copied, so s must be UTF-8). Returns 0 or -1. */
 int buf_append_json_str(buf *b, const char *s);
+/* Appends v as compact JSON: the bytes json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(15))
+ * writes, keys in insertion order (src/util/json_write.c). Returns 0, or -1 (out of memory, or
+ * nesting past 4096 levels) with b as it was. */
+int buf_append_json(buf *b, json_t *v);
 
 /* Looks up a dotted path ("a.b.0.c", numeric segments index arrays; "a[0].b" also accepted)
  * inside root. Returns a borrowed reference or NULL when any segment is missing. */

@@ -17,22 +17,15 @@ static void reply_bytes(kreq *r, int status, char *body, size_t len)
     MHD_add_response_header(r->resp, "X-Request-ID", r->request_id);
 }
 
-#define REPLY_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15))
-
-/* json_dumps grows its buffer from 16 bytes and copies it at the end; most answers fit in a page on
- * the stack, dumped once and copied once. */
+/* Most answers fit in the first block: one allocation, handed to libmicrohttpd as it is. */
 static char *reply_dump(json_t *body)
 {
-    char stack[4096];
-    size_t n = json_dumpb(body, stack, sizeof stack, REPLY_FLAGS);
-    if (n == 0 || n >= sizeof stack)
-        return n == 0 ? NULL : json_dumps(body, REPLY_FLAGS);
-    char *s = malloc(n + 1);
-    if (s) {
-        memcpy(s, stack, n);
-        s[n] = '\0';
+    buf b = {0};
+    if (buf_reserve(&b, 1024) != 0 || buf_append_json(&b, body) != 0 || buf_terminate(&b) != 0) {
+        buf_free(&b);
+        return NULL;
     }
-    return s;
+    return b.data;
 }
 
 void http_reply_json(kreq *r, int status, json_t *body)

@@ -1,6 +1,8 @@
-/* util: ids, JSON string escaping, JSON paths, bounded file reads, timestamps, CIDRs. */
+/* util: ids, JSON string escaping, the JSON writer (against jansson), JSON paths, bounded file reads,
+ * timestamps, durations, CIDRs. */
 #include <criterion/criterion.h>
 #include <regex.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +131,104 @@ Test(util, fmt_ms_writes_what_printf_writes)
         util_fmt_ms(got, v);
         cr_assert_str_eq(got, want, "%.17g", v);
     }
+}
+
+/* buf_append_json writes what jansson's json_dumps writes with the answers' flags. */
+static void same_as_jansson(json_t *v)
+{
+    char *want = json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY);
+    buf b = {0};
+    cr_assert_eq(buf_append_json(&b, v), 0);
+    cr_assert_not_null(want);
+    cr_assert_eq(b.len, strlen(want), "length: got %zu, jansson %zu: %s", b.len, strlen(want), want);
+    cr_assert_eq(memcmp(b.data, want, b.len), 0, "got %.*s\njansson %s", (int)b.len, b.data, want);
+    free(want);
+    buf_free(&b);
+}
+
+Test(util, json_writer_matches_jansson_on_edge_values)
+{
+    char controls[40];
+    for (int i = 0; i < 32; i++)
+        controls[i] = (char)(i + 1 == 32 ? 0x1f : i + 1);
+    controls[31] = '"';
+    json_t *v = json_pack("{s:s, s:s%, s:s, s:I, s:I, s:I, s:[f,f,f,f,f,f,f,f,f,f,f,f], s:{}, s:[], s:b, s:b, s:n}",
+                          "plain", "hello", "controls", controls, (size_t)32, "quotes \"\\/ é 日本 😀", "q\"k", "zero",
+                          (json_int_t)0, "min", (json_int_t)INT64_MIN, "max", (json_int_t)INT64_MAX, "reals", 0.683,
+                          1.0, -0.0, 0.1, 1e300, 1e-7, 5e-324, 123456789012345678.0, 1e21, -2.5e-10, 3.0e15, 100.0,
+                          "empty_obj", "empty_arr", "t", 1, "f", 0, "nil");
+    cr_assert_not_null(v);
+    json_object_set_new(v, "nul", json_stringn("a\0b", 3));
+    json_object_set_new(v, "key\nwith\tescapes", json_integer(-42));
+    same_as_jansson(v);
+    json_decref(v);
+    json_t *scalars[] = {json_string(""), json_integer(7), json_real(2.5), json_true(), json_null()};
+    for (size_t i = 0; i < 5; i++) {
+        same_as_jansson(scalars[i]);
+        json_decref(scalars[i]);
+    }
+}
+
+/* Random trees: every kind of value, nested, with keys added in no particular order. */
+static json_t *random_json(unsigned *seed, int depth)
+{
+    int kind = depth > 4 ? 2 + rand_r(seed) % 6 : rand_r(seed) % 8;
+    char s[24];
+    size_t n = (size_t)(rand_r(seed) % (int)sizeof s);
+    for (size_t i = 0; i < n; i++)
+        s[i] = (char)(1 + rand_r(seed) % 126);
+    switch (kind) {
+    case 0: {
+        json_t *o = json_object();
+        for (int i = rand_r(seed) % 5; i > 0; i--)
+            json_object_setn_new(o, s, (size_t)(rand_r(seed) % ((int)n + 1)), random_json(seed, depth + 1));
+        return o;
+    }
+    case 1: {
+        json_t *a = json_array();
+        for (int i = rand_r(seed) % 5; i > 0; i--)
+            json_array_append_new(a, random_json(seed, depth + 1));
+        return a;
+    }
+    case 2:
+        return json_stringn(s, n);
+    case 3:
+        return json_integer((json_int_t)rand_r(seed) * (rand_r(seed) % 2 ? -1 : 1) * rand_r(seed));
+    case 4:
+        return json_real((double)rand_r(seed) / (1 + rand_r(seed) % 100000) * (rand_r(seed) % 2 ? 1e-9 : 1e9));
+    case 5:
+        return json_real((double)(rand_r(seed) % 100000) / 1000.0);
+    case 6:
+        return rand_r(seed) % 2 ? json_true() : json_false();
+    default:
+        return json_null();
+    }
+}
+
+Test(util, json_writer_matches_jansson_on_random_trees)
+{
+    unsigned seed = 12345;
+    for (int i = 0; i < 2000; i++) {
+        json_t *v = random_json(&seed, 0);
+        same_as_jansson(v);
+        json_decref(v);
+    }
+}
+
+Test(util, json_writer_refuses_runaway_nesting_and_leaves_the_buffer)
+{
+    json_t *root = json_array(), *cur = root;
+    for (int i = 0; i < 5000; i++) {
+        json_t *next = json_array();
+        json_array_append_new(cur, next);
+        cur = next;
+    }
+    buf b = {0};
+    buf_append(&b, "x", 1);
+    cr_assert_eq(buf_append_json(&b, root), -1);
+    cr_assert_eq(b.len, 1);
+    buf_free(&b);
+    json_decref(root);
 }
 
 Test(util, buf_reserve_then_append_keeps_one_block)
