@@ -76,6 +76,7 @@ typedef struct ioloop_h1_req {
     int no_body;               /* a HEAD request: the answer has no body */
     double timeout_ms;         /* the whole transfer, connecting included (> 0) */
     double connect_timeout_ms; /* connecting (> 0) */
+    size_t max_bytes;          /* > 0: the answer's bytes as received (framing included) stop there */
     /* The answer, on the loop thread, in libcurl's callback shape: return n to go on, anything else
      * ends the transfer with CURLE_WRITE_ERROR. on_header gets each line as received (status line,
      * header lines, then the blank line; those of 1xx answers too), on_body the decoded body. */
@@ -84,7 +85,8 @@ typedef struct ioloop_h1_req {
 } ioloop_h1_req;
 
 typedef struct ioloop_h1_result {
-    CURLcode code;   /* CURLE_OK, or the libcurl code for the same failure (COULDNT_CONNECT, ...) */
+    CURLcode code;   /* CURLE_OK, or the libcurl code for the same failure (COULDNT_CONNECT, ...;
+                      * FILESIZE_EXCEEDED past max_bytes) */
     long status;     /* the final answer's status, 0 when none */
     int connected;   /* a connection was made or reused */
     double total_ms; /* from ioloop_h1_add to the end */

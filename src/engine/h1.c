@@ -354,6 +354,10 @@ static void h1_read(h1_client *c, h1_xfer *x)
             return;
         }
         size_t used = 0;
+        if (x->req.max_bytes && k->parser.seen + (size_t)n > x->req.max_bytes) {
+            h1_finish(c, x, CURLE_FILESIZE_EXCEEDED, 0, "the answer is larger than allowed");
+            return;
+        }
         int rc = h1_parse(&k->parser, c->rbuf, (size_t)n, &used);
         if (rc < 0) {
             h1_finish(c, x, k->parser.code, 0, k->parser.error);

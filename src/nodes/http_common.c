@@ -23,7 +23,9 @@
  * after the run's deadline is not scheduled: the last result stands.
  *
  * Response bodies and headers count against max_response_bytes together, checked in the write
- * callbacks, so a hostile upstream can make us hold at most that many bytes per transfer. */
+ * callbacks, so a hostile upstream can make us hold at most that many bytes per transfer; header
+ * lines alone stop at HTTP_MAX_HEADER_BYTES (each one stored costs a JSON string and a key), and the
+ * plain path stops reading at twice max_response_bytes of answer, chunk framing included. */
 #include "http_common.h"
 
 #include <ctype.h>
@@ -45,6 +47,7 @@
 #define HTTP_MAX_RETRIES 10
 #define HTTP_DEFAULT_MAX_RESPONSE (10u * 1024u * 1024u)
 #define HTTP_DEFAULT_CONNECT_MS 2000L
+#define HTTP_MAX_HEADER_BYTES (256 * 1024) /* an answer's header lines, 1xx answers' and trailers included */
 
 const char *const http_methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", NULL};
 const char *const http_formats[] = {"auto", "json", "text", "binary", NULL};
@@ -736,8 +739,8 @@ struct http_exchange {
     int connected;   /* it had a connection */
     buf body;
     json_t *rheaders; /* owned */
-    size_t rx_bytes;
-    int oversize, oom;
+    size_t rx_bytes, header_bytes;
+    int oversize, oom, header_oversize;
     int deadline_limited;
     /* across attempts */
     int retries_done;
@@ -904,6 +907,11 @@ static size_t http_on_header(char *p, size_t size, size_t nmemb, void *ud)
     size_t n = size * nmemb;
     if (http_count(ex, n) != 0)
         return 0;
+    ex->header_bytes += n;
+    if (ex->header_bytes > HTTP_MAX_HEADER_BYTES) { /* each stored header costs far more than its line */
+        ex->header_oversize = 1;
+        return 0;
+    }
     if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) { /* a status line: a new response (1xx, then final) */
         json_object_clear(ex->rheaders);
         return n;
@@ -998,6 +1006,8 @@ static int http_attempt_plain(http_exchange *ex, double limit_ms)
         .no_body = strcmp(ex->req.method, "HEAD") == 0,
         .timeout_ms = limit_ms,
         .connect_timeout_ms = fmin((double)ex->lim.connect_timeout_ms, limit_ms),
+        /* body and headers count in http_count; this bounds chunk framing too */
+        .max_bytes = 2 * ex->lim.max_response_bytes + HTTP_MAX_HEADER_BYTES,
         .on_header = http_h1_header,
         .on_body = http_h1_body,
     };
@@ -1025,8 +1035,8 @@ static int http_attempt(http_exchange *ex, int new_round, node_error *err)
     if (ex->hooks->begin && ex->hooks->begin(ex, new_round, err) != 0)
         return -1;
     ex->body.len = 0;
-    ex->rx_bytes = 0;
-    ex->oversize = ex->oom = 0;
+    ex->rx_bytes = ex->header_bytes = 0;
+    ex->oversize = ex->oom = ex->header_oversize = 0;
     ex->status = 0;
     ex->total_ms = 0;
     ex->connected = 0;
@@ -1089,6 +1099,10 @@ static http_outcome http_classify(http_exchange *ex, CURLcode rc, node_error *er
     snprintf(where, sizeof where, "%s %s", ex->req.method, origin);
     if (ex->oom) {
         node_fail(err, "internal", "%s: out of memory reading the answer", where);
+        return HTTP_FATAL;
+    }
+    if (ex->header_oversize) {
+        node_fail(err, "upstream_error", "%s: answer headers over %d KiB", where, HTTP_MAX_HEADER_BYTES / 1024);
         return HTTP_FATAL;
     }
     if (ex->oversize || rc == CURLE_FILESIZE_EXCEEDED) {

@@ -1098,6 +1098,26 @@ Test(h1, huge_chunk_size_fails)
     assert_bad_chunk_fails(answer, sizeof answer - 1);
 }
 
+Test(h1, answer_past_max_bytes_stops_even_when_it_is_all_framing)
+{
+    static const char answer[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 "1;aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\nx\r\n"
+                                 "1;aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\nx\r\n"
+                                 "0\r\n\r\n";
+    static const step script[] = {STEP(answer, KEEP)};
+    srv *s = srv_start(script, 1);
+    xfer *x = xfer_new();
+    ioloop_h1_req q = get_from(s);
+    q.max_bytes = 100; /* the headers and the first chunk line fit; the rest does not */
+    run(&q, x);
+    assert_failed_with(x, CURLE_FILESIZE_EXCEEDED);
+    x = xfer_new();
+    q.max_bytes = sizeof answer - 1; /* exactly the answer: fine */
+    run(&q, x);
+    cr_assert_eq(x->r.code, CURLE_OK, "code %d: %s", x->r.code, x->r.error);
+    assert_body(x, "xx");
+}
+
 enum { LONG_LINE = 150 * 1024 };
 static char long_header[LONG_LINE + 256];
 

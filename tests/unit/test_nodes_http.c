@@ -30,6 +30,10 @@
 #include "kailash/util.h"
 
 extern const node_type node_http_request, node_rest_client, node_load_balancer;
+/* src/nodes (http_common.h): the plain path's switch, and the resolver's cache */
+void http_wire_enable(int on);
+int http_resolve(const char *host, long port, struct sockaddr_storage *a, socklen_t *alen, struct sockaddr_storage *b,
+                 socklen_t *blen);
 
 /* ======================================================================== an HTTP upstream */
 
@@ -235,7 +239,7 @@ static void srv_stop(srv *s)
 
 /* ======================================================================== a raw TCP upstream */
 
-typedef enum raw_mode { RAW_GARBAGE, RAW_RESET, RAW_CLOSE } raw_mode;
+typedef enum raw_mode { RAW_GARBAGE, RAW_RESET, RAW_CLOSE, RAW_MANY_HEADERS, RAW_TINY_CHUNKS } raw_mode;
 
 typedef struct raw_srv {
     int fd;
@@ -246,9 +250,43 @@ typedef struct raw_srv {
     pthread_t th;
 } raw_srv;
 
+/* An answer with 30,000 distinct header lines (about 600 KiB), or a chunked one whose body is one
+ * byte per chunk behind long chunk extensions (about 2 MiB of framing for 20 bytes of body). */
+static void raw_hostile(raw_srv *r, int c)
+{
+    char req[4096];
+    struct pollfd p = {.fd = c, .events = POLLIN};
+    if (poll(&p, 1, 1000) <= 0 || recv(c, req, sizeof req, 0) <= 0)
+        return;
+    buf b = {0};
+    if (r->mode == RAW_MANY_HEADERS) {
+        buf_appendf(&b, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n");
+        for (int i = 0; i < 30000; i++)
+            buf_appendf(&b, "X-H%d: vvvvvv\r\n", i);
+        buf_appendf(&b, "\r\nok");
+    } else {
+        char ext[100001];
+        memset(ext, 'e', sizeof ext - 1);
+        ext[sizeof ext - 1] = '\0';
+        buf_appendf(&b, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        for (int i = 0; i < 20; i++)
+            buf_appendf(&b, "1;%s\r\nx\r\n", ext);
+        buf_appendf(&b, "0\r\n\r\n");
+    }
+    for (size_t off = 0; off < b.len;) {
+        ssize_t w = send(c, b.data + off, b.len - off, MSG_NOSIGNAL);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    buf_free(&b);
+}
+
 static void raw_serve(raw_srv *r, int c)
 {
-    if (r->mode == RAW_GARBAGE) {
+    if (r->mode == RAW_MANY_HEADERS || r->mode == RAW_TINY_CHUNKS)
+        raw_hostile(r, c);
+    else if (r->mode == RAW_GARBAGE) {
         char req[4096];
         struct pollfd p = {.fd = c, .events = POLLIN};
         if (poll(&p, 1, 1000) > 0 && recv(c, req, sizeof req, 0) > 0) {
@@ -509,9 +547,6 @@ Test(http, post_sends_json_body_headers_and_params_on_the_wire)
 /* The two ways out send the same request: the I/O loop's own HTTP/1.1 client (the plain path) and,
  * with it switched off, libcurl. The echo of each (method, path, query, headers, body) must be the
  * same. */
-void http_wire_enable(int on);
-int http_resolve(const char *host, long port, struct sockaddr_storage *a, socklen_t *alen, struct sockaddr_storage *b,
-                 socklen_t *blen);
 
 static json_t *echo_via(int plain, int port, const char *extra)
 {
@@ -729,6 +764,27 @@ Test(http, oversize_answer_is_cut_off)
         result_free(&r);
     }
     srv_stop(s);
+}
+
+Test(http, hostile_headers_and_chunk_framing_are_bounded)
+{
+    env.max_response_bytes = 1024 * 1024; /* the 600 KiB of headers fit: only the header cap stops them */
+    raw_srv *raw = raw_start(RAW_MANY_HEADERS);
+    for (int plain = 1; plain >= 0; plain--) {
+        http_wire_enable(plain);
+        result r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/\"}", raw->port), 10000);
+        cr_assert_eq(r.rc, -1, "plain %d: 30,000 headers were taken", plain);
+        cr_assert_str_eq(r.err.code, "upstream_error");
+        cr_assert(strstr(r.err.message, "answer headers over 256 KiB"), "%s", r.err.message);
+    }
+    http_wire_enable(1);
+    raw_stop(raw);
+    env.max_response_bytes = 512 * 1024; /* 2 MiB of chunk framing is past twice that plus 256 KiB */
+    raw = raw_start(RAW_TINY_CHUNKS);
+    result r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/\"}", raw->port), 10000);
+    cr_assert_eq(r.rc, -1, "2 MiB of framing was read for 20 bytes of body");
+    cr_assert(strstr(r.err.message, "max_response_bytes"), "%s", r.err.message);
+    raw_stop(raw);
 }
 
 Test(http, node_timeout_is_upstream_error)
