@@ -40,8 +40,12 @@ int buf_appendf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3
 /* Makes data NUL-terminated (not counted in len); returns 0 or -1. */
 int buf_terminate(buf *b);
 void buf_free(buf *b);
-/* Appends s as a quoted JSON string (escaping quotes, backslashes and control characters; other
- * bytes are copied, so s must be UTF-8). Returns 0 or -1. */
+/* The JSON escape of byte c as jansson writes it (\" \\ \b \f \n \r \t, other bytes under 0x20 as
+ * \u00XX) into out; returns its length, or 0 when c goes out as it is. The one escaper of the
+ * project's JSON writers (src/util/json_write.c). */
+size_t util_json_escape(unsigned char c, char out[6]);
+/* Appends s as a quoted JSON string (escaped by util_json_escape; other bytes are copied, so s must
+ * be UTF-8). Returns 0 or -1. */
 int buf_append_json_str(buf *b, const char *s);
 /* Appends v as compact JSON: the bytes json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(15))
  * writes, keys in insertion order (src/util/json_write.c). Returns 0, or -1 (out of memory, or

@@ -14,52 +14,49 @@
 
 #define JW_MAX_DEPTH 4096 /* jansson's parser stops at 2048; nothing we dump is deeper */
 
-static int jw_string(buf *b, const char *s, size_t n)
+size_t util_json_escape(unsigned char c, char out[6])
 {
     static const char hex[] = "0123456789ABCDEF";
+    static const char short_form[32] = {['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't'};
+    if (c >= 0x20 && c != '"' && c != '\\')
+        return 0;
+    out[0] = '\\';
+    if (c == '"' || c == '\\' || short_form[c]) {
+        out[1] = c < 0x20 ? short_form[c] : (char)c;
+        return 2;
+    }
+    memcpy(out + 1, "u00", 3);
+    out[4] = hex[c >> 4];
+    out[5] = hex[c & 15];
+    return 6;
+}
+
+static int jw_string(buf *b, const char *s, size_t n)
+{
     if (buf_reserve(b, n + 2) != 0 || buf_append(b, "\"", 1) != 0)
         return -1;
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
+        char esc[6];
+        size_t len = util_json_escape((unsigned char)s[i], esc);
+        if (len == 0)
             continue;
-        if (buf_append(b, s + run, i - run) != 0)
-            return -1;
-        char esc[6] = {'\\', (char)c};
-        size_t len = 2;
-        switch (c) {
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        case '"':
-        case '\\':
-            break;
-        default:
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            len = 6;
-        }
-        if (buf_append(b, esc, len) != 0)
+        if (buf_append(b, s + run, i - run) != 0 || buf_append(b, esc, len) != 0)
             return -1;
         run = i + 1;
     }
     if (buf_append(b, s + run, n - run) != 0)
         return -1;
     return buf_append(b, "\"", 1);
+}
+
+int buf_append_json_str(buf *b, const char *s)
+{
+    size_t len = b->len;
+    if (jw_string(b, s, strlen(s)) == 0)
+        return 0;
+    b->len = len;
+    return -1;
 }
 
 static int jw_integer(buf *b, json_int_t v)

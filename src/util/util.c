@@ -108,33 +108,6 @@ void util_uuid7(char out[37])
     *p = '\0';
 }
 
-int buf_append_json_str(buf *b, const char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-    if (buf_append(b, "\"", 1) != 0)
-        return -1;
-    const char *run = s;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p >= 0x20 && *p != '"' && *p != '\\')
-            continue;
-        if (buf_append(b, run, (size_t)((const char *)p - run)) != 0)
-            return -1;
-        char esc[7] = {'\\', (char)*p, 0};
-        if (*p < 0x20) {
-            esc[1] = 'u';
-            esc[2] = esc[3] = '0';
-            esc[4] = hex[*p >> 4];
-            esc[5] = hex[*p & 15];
-        }
-        if (buf_append(b, esc, strlen(esc)) != 0)
-            return -1;
-        run = (const char *)p + 1;
-    }
-    if (buf_append(b, run, strlen(run)) != 0)
-        return -1;
-    return buf_append(b, "\"", 1);
-}
-
 void *util_grow_zeroed(void *arr, size_t *n, size_t elem, size_t idx, size_t min)
 {
     if (idx < *n)

@@ -285,46 +285,16 @@ static void tmpl_put_real(tmpl_sb *b, double d)
 /* A JSON string literal, escaped the way json_dumps does by default (UTF-8 kept as is). */
 static void tmpl_put_jstring(tmpl_sb *b, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
     size_t run = 0;
     tmpl_sb_putc(b, '"');
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
+        char esc[6];
+        size_t len = util_json_escape((unsigned char)s[i], esc);
+        if (len == 0)
             continue;
         tmpl_sb_put(b, s + run, i - run);
-        run = i + 1;
-        char esc[6] = {'\\', 0, 0, 0, 0, 0};
-        size_t len = 2;
-        switch (c) {
-        case '"':
-            esc[1] = '"';
-            break;
-        case '\\':
-            esc[1] = '\\';
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            len = 6;
-        }
         tmpl_sb_put(b, esc, len);
+        run = i + 1;
     }
     tmpl_sb_put(b, s + run, n - run);
     tmpl_sb_putc(b, '"');

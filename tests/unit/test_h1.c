@@ -20,6 +20,7 @@
 
 #include "kailash/ioloop.h"
 #include "kailash/util.h"
+#include "wait_count.h"
 
 /* ---- a scripted local server ---- */
 
@@ -405,20 +406,7 @@ static void xfers_free(void)
 /* Waits until *counter reaches n (under lock), at most timeout_ms. Returns the final value. */
 static int wait_count(const int *counter, int n, int timeout_ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&lock);
-    while (*counter < n && pthread_cond_timedwait(&cond, &lock, &ts) == 0)
-        ;
-    int v = *counter;
-    pthread_mutex_unlock(&lock);
-    return v;
+    return wait_count_on(&lock, &cond, counter, n, timeout_ms);
 }
 
 /* A request for data to port on family's loopback: 10 s overall, 5 s to connect. */
@@ -465,6 +453,19 @@ static void get_ok(const srv *s, xfer *x)
     ioloop_h1_req q = get_from(s);
     run(&q, x);
     cr_assert_eq(x->r.code, CURLE_OK, "code %d: %s", x->r.code, x->r.error);
+}
+
+/* Starts a server answering with script, sends it one GET and waits for its end. *out (when not
+ * NULL) gets the server. */
+static xfer *get_once(const step *script, int nsteps, srv **out)
+{
+    srv *s = srv_start(script, nsteps);
+    xfer *x = xfer_new();
+    ioloop_h1_req q = get_from(s);
+    run(&q, x);
+    if (out)
+        *out = s;
+    return x;
 }
 
 static void assert_failed(const xfer *x)
@@ -987,10 +988,7 @@ Test(h1, silent_server_times_out)
 Test(h1, garbage_instead_of_a_status_line_is_weird_server_reply)
 {
     static const step script[] = {STEP("garbage, not http\r\n\r\n", CLOSE)};
-    srv *s = srv_start(script, 1);
-    xfer *x = xfer_new();
-    ioloop_h1_req q = get_from(s);
-    run(&q, x);
+    xfer *x = get_once(script, 1, NULL);
     assert_failed_with(x, CURLE_WEIRD_SERVER_REPLY);
     cr_assert_eq(x->r.connected, 1);
 }
@@ -998,10 +996,8 @@ Test(h1, garbage_instead_of_a_status_line_is_weird_server_reply)
 Test(h1, close_without_answer_on_a_fresh_connection_is_got_nothing)
 {
     static const step script[] = {NOTHING(CLOSE)};
-    srv *s = srv_start(script, 1);
-    xfer *x = xfer_new();
-    ioloop_h1_req q = get_from(s);
-    run(&q, x);
+    srv *s;
+    xfer *x = get_once(script, 1, &s);
     assert_failed_with(x, CURLE_GOT_NOTHING);
     cr_assert_eq(x->r.connected, 1);
     cr_assert_eq(atomic_load(&s->connections), 1, "a fresh connection must not be retried");
@@ -1010,10 +1006,7 @@ Test(h1, close_without_answer_on_a_fresh_connection_is_got_nothing)
 Test(h1, close_inside_a_content_length_body_is_partial_file)
 {
     static const step script[] = {STEP("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", CLOSE)};
-    srv *s = srv_start(script, 1);
-    xfer *x = xfer_new();
-    ioloop_h1_req q = get_from(s);
-    run(&q, x);
+    xfer *x = get_once(script, 1, NULL);
     assert_failed_with(x, CURLE_PARTIAL_FILE);
     cr_assert_eq(x->r.status, 200);
 }
@@ -1128,10 +1121,7 @@ Test(h1, header_line_over_100_kib_fails)
     n += LONG_LINE;
     n += snprintf(long_header + n, sizeof long_header - (size_t)n, "\r\nContent-Length: 0\r\n\r\n");
     step script[] = {{long_header, (size_t)n, KEEP, 0, 0}};
-    srv *s = srv_start(script, 1);
-    xfer *x = xfer_new();
-    ioloop_h1_req q = get_from(s);
-    run(&q, x);
+    xfer *x = get_once(script, 1, NULL);
     assert_failed(x);
 }
 

@@ -17,6 +17,7 @@
 
 #include "kailash/ioloop.h"
 #include "kailash/util.h"
+#include "wait_count.h"
 
 /* ---- a small local server ---- */
 
@@ -105,22 +106,9 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 
 /* Waits until *counter reaches n (under lock), at most timeout_ms. Returns the final value. */
-static int wait_count(int *counter, int n, int timeout_ms)
+static int wait_count(const int *counter, int n, int timeout_ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&lock);
-    while (*counter < n && pthread_cond_timedwait(&cond, &lock, &ts) == 0)
-        ;
-    int v = *counter;
-    pthread_mutex_unlock(&lock);
-    return v;
+    return wait_count_on(&lock, &cond, counter, n, timeout_ms);
 }
 
 typedef struct xfer_result {
