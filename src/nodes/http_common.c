@@ -1,14 +1,14 @@
 /* http_common: config checks, request building and the retrying exchange shared by the HTTP-type
  * nodes (see http_common.h for the surface).
  *
- * An attempt goes one of two ways (http_attempt): an http:// URL with a numeric host through the
- * I/O loop's own HTTP/1.1 client (the plain path, http_wire.c: its bytes are built here and sent
- * as they are), anything else through libcurl. Both report into the same callbacks (http_on_header,
- * http_on_body) and end in http_on_end with a CURLcode, so every decision below is one code path.
- * An exchange that needs libcurl takes one easy handle at its first such attempt and keeps it for
- * the rest: after an attempt the I/O loop hands the handle back, and a retry or failover re-adds
- * the same handle (keeping its options, and letting curl reuse the cached connection). Everything
- * per attempt (response bytes, headers, the CURLU of the load balancer) is reset in http_attempt.
+ * An attempt goes one of two ways (http_attempt): an http:// URL whose host is a numeric address or
+ * a name the resolver holds through the I/O loop's own HTTP/1.1 client (the plain path, http_wire.c:
+ * its bytes are built here and sent as they are), anything else through libcurl. Both report into the same callbacks
+ * (http_on_header, http_on_body) and end in http_on_end with a CURLcode, so every decision below is one code path. An
+ * exchange that needs libcurl takes one easy handle at its first such attempt and keeps it for the rest: after an
+ * attempt the I/O loop hands the handle back, and a retry or failover re-adds the same handle (keeping its options, and
+ * letting curl reuse the cached connection). Everything per attempt (response bytes, headers, the CURLU of the load
+ * balancer) is reset in http_attempt.
  *
  * Decisions an answer goes through, on the loop thread (http_on_done):
  *   curl OK                      -> an answer; 502/503/504 are retried while retries and time
@@ -31,6 +31,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <openssl/evp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1006,8 +1007,10 @@ static int http_attempt_plain(http_exchange *ex, double limit_ms)
         .no_body = strcmp(ex->req.method, "HEAD") == 0,
         .timeout_ms = limit_ms,
         .connect_timeout_ms = fmin((double)ex->lim.connect_timeout_ms, limit_ms),
-        /* body and headers count in http_count; this bounds chunk framing too */
-        .max_bytes = 2 * ex->lim.max_response_bytes + HTTP_MAX_HEADER_BYTES,
+        /* body and headers count in http_count; this bounds chunk framing too (0: no bound, for a
+         * limit so large that doubling it would wrap) */
+        .max_bytes =
+            ex->lim.max_response_bytes < SIZE_MAX / 4 ? 2 * ex->lim.max_response_bytes + HTTP_MAX_HEADER_BYTES : 0,
         .on_header = http_h1_header,
         .on_body = http_h1_body,
     };
