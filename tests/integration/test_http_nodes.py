@@ -64,6 +64,7 @@ def build(up, canary):
         "after_port": wf({"call": http("http://127.0.0.1:%d{{ inputs.p }}" % up.port)}),
         "whole_url": wf({"call": http("{{ inputs.base }}/counter/whole")}),
         "plain": wf({"call": http(U + "/echo/plain")}),
+        "by_name": wf({"call": http("http://localhost:%d/echo/named/{{ inputs.i }}" % up.port)}),
     }
 
 
@@ -103,6 +104,17 @@ def test_get_with_templated_path_and_query(d):
     assert isinstance(resp["response_time_ms"], (int, float))
     assert resp["url"].startswith("http://127.0.0.1:") and "/echo/items/7" in resp["url"]
     assert "content-type" in {k.lower() for k in resp["headers"]}
+
+
+def test_host_names_work_before_and_after_they_are_resolved(d):
+    """A name goes through libcurl until the resolver's thread has it, then through the plain path
+    (README, "How a call goes out"): every call answers the same either way."""
+    for i in range(6):
+        out = ok(d.run("by_name", {"i": i}))["outputs"]["call"]
+        assert out["status_code"] == 200
+        assert out["response"]["content"]["path"] == "/echo/named/%d" % i
+        assert out["response"]["url"].startswith("http://localhost:")
+        time.sleep(0.05)
 
 
 def test_post_json_data(d):
