@@ -8,7 +8,8 @@
  * set, libcurl's default Content-Type. Anything these rules do not cover goes through libcurl.
  *
  * KAILASH_UPSTREAM_CLIENT=libcurl in the environment sends every request through libcurl (a switch
- * for an operator who suspects the plain path; read once). */
+ * for an operator who suspects the plain path; read once; config.c refuses values other than
+ * "auto" and "libcurl" at start). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>

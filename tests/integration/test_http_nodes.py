@@ -147,6 +147,14 @@ def test_transport_failures_are_502(d, name):
     assert time.time() - t0 < 5
 
 
+def test_upstream_client_switch_takes_effect(d):
+    """The two ways out word a garbage answer differently: the plain path's message shows only when
+    KAILASH_UPSTREAM_CLIENT is not libcurl, so this fails if the switch is ignored (or stuck)."""
+    err = assert_error(d.run("garbage"), 502, "upstream_error")
+    plain_words = "did not answer with an HTTP/1.x status line" in err["message"]
+    assert plain_words == (d.env.get("KAILASH_UPSTREAM_CLIENT") != "libcurl"), err["message"]
+
+
 def test_oversize_answer_is_502(d):
     err = assert_error(d.run("large", {"n": MAX_RESP * 3}), 502, "upstream_error")
     assert err["details"]["node"] == "call"

@@ -138,4 +138,14 @@ Test(config, environment_overrides)
     cr_assert_eq(load("{}", &c, err), -1);
     cr_assert(strstr(err, "KAILASH_REDIS_URL"), "%s", err);
     unsetenv("KAILASH_REDIS_URL");
+    const char *ok[] = {"auto", "libcurl", ""};
+    for (size_t i = 0; i < 3; i++) {
+        setenv("KAILASH_UPSTREAM_CLIENT", ok[i], 1);
+        cr_assert_eq(load("{}", &c, err), 0, "%s: %s", ok[i], err);
+        config_free(c);
+    }
+    setenv("KAILASH_UPSTREAM_CLIENT", "curl", 1);
+    cr_assert_eq(load("{}", &c, err), -1, "a misspelt client was accepted");
+    cr_assert(strstr(err, "KAILASH_UPSTREAM_CLIENT"), "%s", err);
+    unsetenv("KAILASH_UPSTREAM_CLIENT");
 }
