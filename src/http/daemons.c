@@ -50,6 +50,7 @@ typedef struct worker {
     size_t n_by_fd;
     int *hup; /* sockets to re-arm after the next MHD_run */
     size_t n_hup, cap_hup;
+    mhd_park park; /* suspended connections kept in the daemon's epoll set */
 } worker;
 
 static worker *g_workers;
@@ -75,6 +76,12 @@ void http_daemon_kick(void *srv)
         w->run_now = 1;
     else
         ioloop_after(w->io, 0, w_kick, w); /* fails only when stopping: nothing to answer then */
+}
+
+void http_daemon_suspend(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    mhd_park_suspend(c, ci ? ci->connect_fd : -1);
 }
 
 /* ---- the daemon as a guest of its loop (loop thread) ---- */
@@ -105,8 +112,12 @@ static void w_rearm(worker *w)
         conn_slot *sl = &w->by_fd[fd];
         if (!sl->c || sl->rearm <= 0)
             continue;
+        if (mhd_park_has(&w->park, sl->c)) { /* suspended: its resume reads the EOF */
+            sl->rearm = 0;
+            continue;
+        }
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLET, .data.ptr = sl->c};
-        if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, fd, &ev) != 0) { /* suspended (not in the set): dropped */
+        if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, fd, &ev) != 0) { /* not in the set: dropped */
             sl->rearm = 0;
             continue;
         }
@@ -139,6 +150,7 @@ static void w_after(void *ud)
     w->run_now = 0;
     w->due_ms = -1.0;
     t_worker = w;
+    mhd_park_enter(&w->park);
     MHD_run(w->d);
     if (w->n_hup)
         w_rearm(w);
@@ -169,6 +181,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
             ioloop_watch(w->io, fd, EPOLLRDHUP | EPOLLET);
     } else if ((size_t)fd < w->n_by_fd) {
         w->by_fd[fd] = (conn_slot){NULL, 0}; /* the fd leaves the loop's set when the daemon closes it */
+        mhd_park_closed(&w->park, c, fd);
     }
 }
 
@@ -248,6 +261,7 @@ static int worker_start(worker *w, int lfd, int ipv6, unsigned conn_limit, char 
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_EPOLL_FD);
     w->epfd = di ? di->epoll_fd : -1;
+    mhd_park_init(&w->park, w->epfd, 1);
     if (w->epfd < 0 || ioloop_call(w->io, w_attach, w) != 0)
         return util_err(err, errlen, "libmicrohttpd: no epoll set to attach to the I/O loop");
     return 0;
@@ -300,6 +314,7 @@ void http_server_stop(void)
             continue;
         ioloop_call(w->io, w_detach, w); /* from here on only this thread touches the daemon */
         MHD_stop_daemon(w->d);
+        mhd_park_free(&w->park);
         free(w->by_fd);
         free(w->hup);
     }

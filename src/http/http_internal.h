@@ -19,5 +19,28 @@ void *http_daemon_current(void);
 /* daemons.c: after MHD_resume_connection on one of srv's connections, makes its loop run the daemon
  * again. Any thread. */
 void http_daemon_kick(void *srv);
+/* daemons.c: MHD_suspend_connection through mhd_park_suspend, with the connection's socket. */
+void http_daemon_suspend(struct MHD_Connection *c);
+
+/* mhd_park.c: a suspended connection keeps its place in its daemon's epoll set (see the file). One
+ * per daemon, used by the loop thread running it. */
+typedef struct mhd_park {
+    int epfd; /* the daemon's epoll set */
+    int on;   /* parking is on (libmicrohttpd 0.9.75) */
+    const void **set; /* parked connections, open addressing */
+    size_t cap, n;
+} mhd_park;
+
+int mhd_park_version_ok(const char *version);
+void mhd_park_init(mhd_park *p, int epfd, int enable);
+void mhd_park_free(mhd_park *p);
+/* This thread runs p's daemon from now on. */
+void mhd_park_enter(mhd_park *p);
+/* MHD_suspend_connection(c), parking c (socket fd) if the daemon takes it out of the set. */
+void mhd_park_suspend(struct MHD_Connection *c, int fd);
+/* c (socket fd) is closing: if parked, it leaves the set now. */
+void mhd_park_closed(mhd_park *p, const struct MHD_Connection *c, int fd);
+int mhd_park_has(const mhd_park *p, const struct MHD_Connection *c);
+size_t mhd_park_count(const mhd_park *p);
 
 #endif

@@ -183,7 +183,7 @@ static enum MHD_Result req_dispatch(kreq *r)
         pthread_mutex_unlock(&r->mu);
         return queue(r);
     }
-    MHD_suspend_connection(r->conn);
+    http_daemon_suspend(r->conn);
     r->suspended = 1;
     pthread_mutex_unlock(&r->mu);
     return MHD_YES;
