@@ -199,6 +199,7 @@ static void w_detach(void *ud)
     worker *w = ud;
     ioloop_unwatch(w->io, w->epfd);
     ioloop_set_guest(w->io, NULL);
+    mhd_park_enter(NULL); /* this thread's epoll calls are its own again */
 }
 
 static void w_quiesce(void *ud)

@@ -29,6 +29,8 @@ typedef struct mhd_park {
     int on;   /* parking is on (libmicrohttpd 0.9.75) */
     const void **set; /* parked connections, open addressing */
     size_t cap, n;
+    size_t kept;   /* DELs and ADDs not made */
+    size_t hidden; /* events of suspended connections kept from the daemon */
 } mhd_park;
 
 int mhd_park_version_ok(const char *version);
@@ -40,7 +42,10 @@ void mhd_park_enter(mhd_park *p);
 void mhd_park_suspend(struct MHD_Connection *c, int fd);
 /* c (socket fd) is closing: if parked, it leaves the set now. */
 void mhd_park_closed(mhd_park *p, const struct MHD_Connection *c, int fd);
-int mhd_park_has(const mhd_park *p, const struct MHD_Connection *c);
+int mhd_park_has(const mhd_park *p, const void *c);
 size_t mhd_park_count(const mhd_park *p);
+/* The parked set itself (tests): add is 0 or -1 (out of memory), remove is 1 if c was there. */
+int mhd_park_add(mhd_park *p, const void *c);
+int mhd_park_remove(mhd_park *p, const void *c);
 
 #endif

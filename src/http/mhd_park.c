@@ -119,7 +119,7 @@ static int grow(mhd_park *p)
     return 0;
 }
 
-static int park(mhd_park *p, const void *c)
+int mhd_park_add(mhd_park *p, const void *c)
 {
     if ((p->n + 1) * 2 > p->cap && grow(p) != 0)
         return -1;
@@ -128,7 +128,7 @@ static int park(mhd_park *p, const void *c)
     return 0;
 }
 
-static int unpark(mhd_park *p, const void *c)
+int mhd_park_remove(mhd_park *p, const void *c)
 {
     size_t i = find(p, c);
     if (i == SIZE_MAX)
@@ -146,7 +146,7 @@ static int unpark(mhd_park *p, const void *c)
     return 1;
 }
 
-int mhd_park_has(const mhd_park *p, const struct MHD_Connection *c)
+int mhd_park_has(const mhd_park *p, const void *c)
 {
     return find(p, c) != SIZE_MAX;
 }
@@ -167,7 +167,7 @@ void mhd_park_suspend(struct MHD_Connection *c, int fd)
 
 void mhd_park_closed(mhd_park *p, const struct MHD_Connection *c, int fd)
 {
-    if (p->n && unpark(p, c))
+    if (p->n && mhd_park_remove(p, c))
         syscall(SYS_epoll_ctl, p->epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
@@ -183,10 +183,11 @@ int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
     mhd_park *p = parking_on(epfd);
     if (p) {
-        if (op == EPOLL_CTL_DEL && t_susp.c && fd == t_susp.fd && park(p, t_susp.c) == 0)
+        if ((op == EPOLL_CTL_DEL && t_susp.c && fd == t_susp.fd && mhd_park_add(p, t_susp.c) == 0) ||
+            (op == EPOLL_CTL_ADD && ev && p->n && mhd_park_remove(p, ev->data.ptr))) {
+            p->kept++;
             return 0;
-        if (op == EPOLL_CTL_ADD && ev && p->n && unpark(p, ev->data.ptr))
-            return 0;
+        }
     }
     return (int)syscall(SYS_epoll_ctl, epfd, op, fd, ev);
 }
@@ -204,12 +205,13 @@ static int hidden(const mhd_park *p, void *ptr)
     return !ci || ci->suspended == MHD_YES;
 }
 
-static int drop_hidden(const mhd_park *p, struct epoll_event *ev, int n)
+static int drop_hidden(mhd_park *p, struct epoll_event *ev, int n)
 {
     int k = 0;
     for (int i = 0; i < n; i++)
         if (!hidden(p, ev[i].data.ptr))
             ev[k++] = ev[i];
+    p->hidden += (size_t)(n - k);
     return k;
 }
 

@@ -1,0 +1,154 @@
+"""The front end with requests that wait on an upstream, on kept-alive client connections.
+
+A request that calls an upstream suspends its connection until the run ends. kailashd keeps a
+suspended connection in libmicrohttpd's epoll set and hides its events until it resumes
+(src/http/mhd_park.c, README "How a request comes in"): an event lost there shows up here as a
+connection that never gets its next answer. So these tests push many kept-alive connections,
+pipelined requests and clients that leave mid-wait through workflows whose node calls a real upstream."""
+import asyncio
+import json
+import socket
+import time
+
+import pytest
+
+from wfs import http, wf
+
+CONNS = 16
+PER_CONN = 150
+
+
+@pytest.fixture(scope="module")
+def d(module_daemons, upstream):
+    U = upstream.base
+    return module_daemons.make(workflows={
+        "echo": wf({"call": http(U + "/echo/k/{{ inputs.c }}/{{ inputs.i }}")},
+                   gateway={"outputs": {"path": "call.response.content.path"}}),
+        "slow": wf({"call": http(U + "/slow?ms={{ inputs.ms }}")},
+                   gateway={"outputs": {"slept": "call.response.content.slept_ms"}}),
+    })
+
+
+def request_bytes(name, inputs, close=False):
+    body = json.dumps({"inputs": inputs}).encode()
+    head = ("POST /workflows/%s/run HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            "Content-Length: %d\r\n%s\r\n" % (name, len(body), "Connection: close\r\n" if close else ""))
+    return head.encode() + body
+
+
+async def read_answer(reader, timeout):
+    status = int((await asyncio.wait_for(reader.readline(), timeout)).split()[1])
+    length = 0
+    while True:
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        if line in (b"\r\n", b""):
+            break
+        k, _, v = line.decode("latin-1").partition(":")
+        if k.strip().lower() == "content-length":
+            length = int(v)
+    return status, json.loads(await asyncio.wait_for(reader.readexactly(length), timeout))
+
+
+async def one_connection(port, c, n, timeout):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    got = []
+    try:
+        for i in range(n):
+            writer.write(request_bytes("echo", {"c": c, "i": i}))
+            await writer.drain()
+            status, body = await read_answer(reader, timeout)
+            got.append((status, body["outputs"]["path"] if status == 200 else body))
+    finally:
+        writer.close()
+    return got
+
+
+def test_many_kept_alive_connections_each_get_every_answer(d):
+    """16 connections, each sending its next request the moment the last answer is read: 2,400 runs
+    whose connections are suspended and resumed while others come and go on the same loops."""
+    async def all_of_them():
+        return await asyncio.gather(*(one_connection(d.port, c, PER_CONN, 10) for c in range(CONNS)))
+    t0 = time.monotonic()
+    results = asyncio.run(all_of_them())
+    for c, got in enumerate(results):
+        assert got == [(200, "/echo/k/%d/%d" % (c, i)) for i in range(PER_CONN)], "connection %d" % c
+    assert time.monotonic() - t0 < 60
+
+
+def test_pipelined_requests_are_answered_in_order(d):
+    """Three requests in one write, each waiting 50 ms on the upstream: the second and third arrive
+    while the first is suspended, and are answered after it, in order."""
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    try:
+        s.sendall(b"".join(request_bytes("slow", {"ms": 50 + i}) for i in range(3)))
+        f = s.makefile("rb")
+        for i in range(3):
+            status = int(f.readline().split()[1])
+            length = 0
+            while True:
+                line = f.readline()
+                if line in (b"\r\n", b""):
+                    break
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            body = json.loads(f.read(length))
+            assert status == 200 and body["outputs"]["slept"] == 50 + i
+    finally:
+        s.close()
+
+
+def test_request_sent_while_the_previous_waits(d):
+    """The next request comes 100 ms into a 300 ms wait (no pipelining in one write): it is held
+    back until the first is answered, then answered itself."""
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        s.sendall(request_bytes("slow", {"ms": 300}))
+        time.sleep(0.1)
+        s.sendall(request_bytes("slow", {"ms": 10}))
+        data = b""
+        deadline = time.monotonic() + 10
+        while data.count(b"HTTP/1.1 200") < 2 and time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        assert data.count(b"HTTP/1.1 200") == 2, data
+        assert data.index(b'"slept":300') < data.index(b'"slept":10')
+    finally:
+        s.close()
+
+
+def test_clients_leaving_mid_wait_do_not_disturb_the_rest(d):
+    """40 clients send a 200 ms run and hang up at once; `Connection: close` runs and kept-alive ones
+    go on meanwhile and after, on the socket numbers the leavers freed."""
+    leavers = []
+    for i in range(40):
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        s.sendall(request_bytes("slow", {"ms": 200}))
+        leavers.append(s)
+    for s in leavers:
+        s.close()
+
+    async def mixed():
+        closing = [one_closing(d.port, i) for i in range(10)]
+        kept = [one_connection(d.port, 100 + c, 20, 10) for c in range(4)]
+        return await asyncio.gather(*closing), await asyncio.gather(*kept)
+
+    async def one_closing(port, i):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request_bytes("echo", {"c": "close", "i": i}, close=True))
+        await writer.drain()
+        status, body = await read_answer(reader, 10)
+        rest = await asyncio.wait_for(reader.read(), 10)  # the daemon closes after the answer
+        writer.close()
+        return status, body["outputs"]["path"], rest
+
+    for _ in range(2):  # during the leavers' runs, then after them
+        closing, kept = asyncio.run(mixed())
+        assert closing == [(200, "/echo/k/close/%d" % i, b"") for i in range(10)]
+        for c, got in enumerate(kept):
+            assert got == [(200, "/echo/k/%d/%d" % (100 + c, i)) for i in range(20)]
+        time.sleep(0.3)
+    assert d.get("/health").status_code == 200
