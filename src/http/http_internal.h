@@ -24,13 +24,23 @@ void http_daemon_suspend(struct MHD_Connection *c);
 
 /* mhd_park.c: a suspended connection keeps its place in its daemon's epoll set (see the file). One
  * per daemon, used by the loop thread running it. */
+typedef struct {
+    const void *c; /* the connection, NULL for a free slot */
+    int fd;
+} mhd_parked;
+
+enum { FD_PARKED = 1, FD_EMPTY = 2 }; /* mhd_park.fdst bits */
+
 typedef struct mhd_park {
     int epfd; /* the daemon's epoll set */
     int on;   /* parking is on (libmicrohttpd 0.9.75) */
-    const void **set; /* parked connections, open addressing */
+    mhd_parked *set; /* parked connections, open addressing */
     size_t cap, n;
+    unsigned char *fdst; /* by socket: FD_PARKED, FD_EMPTY (the last read found nothing, no event since) */
+    size_t nfd;
     size_t kept;   /* DELs and ADDs not made */
     size_t hidden; /* events of suspended connections kept from the daemon */
+    size_t spared; /* reads answered EAGAIN without the kernel */
 } mhd_park;
 
 int mhd_park_version_ok(const char *version);
@@ -45,7 +55,7 @@ void mhd_park_closed(mhd_park *p, const struct MHD_Connection *c, int fd);
 int mhd_park_has(const mhd_park *p, const void *c);
 size_t mhd_park_count(const mhd_park *p);
 /* The parked set itself (tests): add is 0 or -1 (out of memory), remove is 1 if c was there. */
-int mhd_park_add(mhd_park *p, const void *c);
+int mhd_park_add(mhd_park *p, const void *c, int fd);
 int mhd_park_remove(mhd_park *p, const void *c);
 
 #endif

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "http_internal.h"
+#include "kailash/util.h"
 
 typedef struct {
     const struct MHD_Connection *c; /* being suspended on this thread */
@@ -60,6 +61,7 @@ void mhd_park_init(mhd_park *p, int epfd, int enable)
 void mhd_park_free(mhd_park *p)
 {
     free(p->set);
+    free(p->fdst);
     memset(p, 0, sizeof *p);
     p->epfd = -1;
 }
@@ -84,26 +86,26 @@ static size_t find(const mhd_park *p, const void *c)
     if (!p->cap)
         return SIZE_MAX;
     for (size_t i = slot_of(p, c);; i = (i + 1) & (p->cap - 1)) {
-        if (p->set[i] == c)
+        if (p->set[i].c == c)
             return i;
-        if (!p->set[i])
+        if (!p->set[i].c)
             return SIZE_MAX;
     }
 }
 
-static void insert(mhd_park *p, const void *c)
+static void insert(mhd_park *p, mhd_parked e)
 {
-    size_t i = slot_of(p, c);
-    while (p->set[i])
+    size_t i = slot_of(p, e.c);
+    while (p->set[i].c)
         i = (i + 1) & (p->cap - 1);
-    p->set[i] = c;
+    p->set[i] = e;
     p->n++;
 }
 
 static int grow(mhd_park *p)
 {
     size_t cap = p->cap ? p->cap * 2 : 64;
-    const void **old = p->set;
+    mhd_parked *old = p->set;
     size_t ocap = p->cap;
     p->set = calloc(cap, sizeof *p->set);
     if (!p->set) {
@@ -113,18 +115,34 @@ static int grow(mhd_park *p)
     p->cap = cap;
     p->n = 0;
     for (size_t i = 0; i < ocap; i++)
-        if (old[i])
+        if (old[i].c)
             insert(p, old[i]);
     free(old);
     return 0;
 }
 
-int mhd_park_add(mhd_park *p, const void *c)
+/* The state byte of socket fd, the table grown to hold it; NULL when out of memory. */
+static unsigned char *fd_state(mhd_park *p, int fd)
 {
-    if ((p->n + 1) * 2 > p->cap && grow(p) != 0)
+    if (fd < 0)
+        return NULL;
+    if ((size_t)fd >= p->nfd) {
+        unsigned char *t = util_grow_zeroed(p->fdst, &p->nfd, 1, (size_t)fd, 1024);
+        if (!t)
+            return NULL;
+        p->fdst = t;
+    }
+    return &p->fdst[fd];
+}
+
+int mhd_park_add(mhd_park *p, const void *c, int fd)
+{
+    unsigned char *st = fd_state(p, fd);
+    if (!st || ((p->n + 1) * 2 > p->cap && grow(p) != 0))
         return -1;
     if (find(p, c) == SIZE_MAX)
-        insert(p, c);
+        insert(p, (mhd_parked){c, fd});
+    *st |= FD_PARKED;
     return 0;
 }
 
@@ -133,15 +151,16 @@ int mhd_park_remove(mhd_park *p, const void *c)
     size_t i = find(p, c);
     if (i == SIZE_MAX)
         return 0;
+    p->fdst[p->set[i].fd] &= (unsigned char)~FD_PARKED;
     size_t mask = p->cap - 1;
-    for (size_t j = (i + 1) & mask; p->set[j]; j = (j + 1) & mask) {
-        size_t home = slot_of(p, p->set[j]);
+    for (size_t j = (i + 1) & mask; p->set[j].c; j = (j + 1) & mask) {
+        size_t home = slot_of(p, p->set[j].c);
         if (((j - home) & mask) >= ((j - i) & mask)) { /* j's entry may move back into the hole */
             p->set[i] = p->set[j];
             i = j;
         }
     }
-    p->set[i] = NULL;
+    p->set[i] = (mhd_parked){NULL, -1};
     p->n--;
     return 1;
 }
@@ -169,6 +188,8 @@ void mhd_park_closed(mhd_park *p, const struct MHD_Connection *c, int fd)
 {
     if (p->n && mhd_park_remove(p, c))
         syscall(SYS_epoll_ctl, p->epfd, EPOLL_CTL_DEL, fd, NULL);
+    if (fd >= 0 && (size_t)fd < p->nfd)
+        p->fdst[fd] = 0; /* the number may come back as another socket */
 }
 
 /* ---- the two calls as the process sees them ---- */
@@ -183,7 +204,7 @@ int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
     mhd_park *p = parking_on(epfd);
     if (p) {
-        if ((op == EPOLL_CTL_DEL && t_susp.c && fd == t_susp.fd && mhd_park_add(p, t_susp.c) == 0) ||
+        if ((op == EPOLL_CTL_DEL && t_susp.c && fd == t_susp.fd && mhd_park_add(p, t_susp.c, fd) == 0) ||
             (op == EPOLL_CTL_ADD && ev && p->n && mhd_park_remove(p, ev->data.ptr))) {
             p->kept++;
             return 0;
@@ -196,10 +217,14 @@ int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
  * connection that has resumed (it stays parked until the daemon's ADD) sees its events as usual: the
  * daemon may have read up to EAGAIN before it answered, and then only the event tells it that the
  * next request came. `suspended` is the daemon's own flag, set and cleared on this thread. */
-static int hidden(const mhd_park *p, void *ptr)
+static int hidden(mhd_park *p, const struct epoll_event *ev)
 {
-    if (find(p, ptr) == SIZE_MAX)
+    size_t i = find(p, ev->data.ptr);
+    if (i == SIZE_MAX)
         return 0;
+    if (ev->events & (EPOLLIN | EPOLLPRI | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) /* something to read */
+        p->fdst[p->set[i].fd] &= (unsigned char)~FD_EMPTY;
+    void *ptr = ev->data.ptr;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info((struct MHD_Connection *)ptr, MHD_CONNECTION_INFO_CONNECTION_SUSPENDED);
     return !ci || ci->suspended == MHD_YES;
@@ -209,7 +234,7 @@ static int drop_hidden(mhd_park *p, struct epoll_event *ev, int n)
 {
     int k = 0;
     for (int i = 0; i < n; i++)
-        if (!hidden(p, ev[i].data.ptr))
+        if (!hidden(p, &ev[i]))
             ev[k++] = ev[i];
     p->hidden += (size_t)(n - k);
     return k;
@@ -226,4 +251,28 @@ int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
         if (n > 0 || timeout == 0)
             return n;
     }
+}
+
+/* A parked connection whose last read found its socket empty, with no event since, is still empty:
+ * the daemon's read after a resume (which marks the connection readable whatever it is) gets EAGAIN
+ * without asking the kernel. Nothing is lost if bytes came meanwhile: the connection's registration
+ * is in the set, so their event is queued there and the daemon reads them when it comes. Every other
+ * read is the kernel's, and leaves the socket's state for the next. */
+ssize_t recv(int fd, void *b, size_t len, int flags)
+{
+    mhd_park *p = t_park;
+    unsigned char *st = p && p->on && fd >= 0 && (size_t)fd < p->nfd ? &p->fdst[fd] : NULL;
+    if (st && flags == 0 && (*st & (FD_PARKED | FD_EMPTY)) == (FD_PARKED | FD_EMPTY)) {
+        p->spared++;
+        errno = EAGAIN;
+        return -1;
+    }
+    ssize_t r = syscall(SYS_recvfrom, fd, b, len, flags, NULL, NULL);
+    if (st && flags == 0) {
+        int empty = r < 0 ? errno == EAGAIN || errno == EWOULDBLOCK : r > 0 && (size_t)r < len;
+        *st = (unsigned char)(empty ? *st | FD_EMPTY : *st & ~FD_EMPTY);
+    } else if (st && r > 0) {
+        *st &= (unsigned char)~FD_EMPTY;
+    }
+    return r;
 }
