@@ -86,6 +86,9 @@ void http_server_set_config(const kconfig *cfg);
 
 /* Responses. body is stolen. The Content-Type, X-Request-ID and Server-Timing headers are added. */
 void http_reply_json(kreq *r, int status, json_t *body);
+/* The same with the body already written (NUL-terminated), taken from body (left empty); NULL or
+ * an empty buf answers 500 "out of memory". */
+void http_reply_buf(kreq *r, int status, buf *body);
 /* The one error shape of API.md; details is stolen and may be NULL. */
 void http_reply_error(kreq *r, int status, const char *code, const char *message, json_t *details);
 /* Adds a header to the response already set. */

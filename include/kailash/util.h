@@ -51,6 +51,8 @@ int buf_append_json_str(buf *b, const char *s);
  * writes, keys in insertion order (src/util/json_write.c). Returns 0, or -1 (out of memory, or
  * nesting past 4096 levels) with b as it was. */
 int buf_append_json(buf *b, json_t *v);
+/* Appends v as buf_append_json writes a real (jansson's "%.15g" form). Returns 0 or -1. */
+int buf_append_json_real(buf *b, double v);
 
 /* Looks up a dotted path ("a.b.0.c", numeric segments index arrays; "a[0].b" also accepted)
  * inside root. Returns a borrowed reference or NULL when any segment is missing. */
@@ -74,5 +76,8 @@ int util_cidr_valid(const char *cidr);
 
 /* True when ip is a loopback address (127.0.0.0/8, ::1, ::ffff:127.x.x.x). */
 int util_ip_loopback(const char *ip);
+/* Writes the dotted form of the IPv4 address a (network order) into out, NUL-terminated, as
+ * inet_ntop does; returns its length. */
+size_t util_fmt_ipv4(char out[16], const unsigned char a[4]);
 
 #endif

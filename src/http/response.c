@@ -42,6 +42,17 @@ void http_reply_json(kreq *r, int status, json_t *body)
     reply_bytes(r, status, s, strlen(s));
 }
 
+void http_reply_buf(kreq *r, int status, buf *body)
+{
+    if (!body || !body->data) {
+        buf_free(body);
+        http_reply_json(r, status, NULL);
+        return;
+    }
+    reply_bytes(r, status, body->data, body->len);
+    *body = (buf){0};
+}
+
 void http_reply_error(kreq *r, int status, const char *code, const char *message, json_t *details)
 {
     json_t *body = json_pack("{s:{s:s,s:s,s:s,s:o}}", "error", "code", code, "message", message, "request_id",

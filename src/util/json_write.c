@@ -152,6 +152,15 @@ static int jw_value(buf *b, json_t *v, int depth)
     }
 }
 
+int buf_append_json_real(buf *b, double v)
+{
+    size_t len = b->len;
+    if (jw_real(b, v) == 0)
+        return 0;
+    b->len = len;
+    return -1;
+}
+
 int buf_append_json(buf *b, json_t *v)
 {
     size_t len = b->len;

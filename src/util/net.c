@@ -67,3 +67,18 @@ int util_ip_loopback(const char *ip)
 {
     return util_cidr_match("127.0.0.0/8", ip) || util_cidr_match("::1/128", ip);
 }
+
+size_t util_fmt_ipv4(char out[16], const unsigned char a[4])
+{
+    size_t n = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned v = a[i];
+        if (v >= 100)
+            out[n++] = (char)('0' + v / 100);
+        if (v >= 10)
+            out[n++] = (char)('0' + v / 10 % 10);
+        out[n++] = (char)('0' + v % 10);
+        out[n++] = i < 3 ? '.' : '\0';
+    }
+    return n - 1;
+}

@@ -1,5 +1,6 @@
 /* util: ids, JSON string escaping, the JSON writer (against jansson), JSON paths, bounded file reads,
  * timestamps, durations, CIDRs. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <regex.h>
 #include <stdint.h>
@@ -289,4 +290,19 @@ Test(util, cidr_match_and_loopback)
     cr_assert(util_ip_loopback("127.1.2.3"));
     cr_assert(util_ip_loopback("::1"));
     cr_assert_not(util_ip_loopback("203.0.113.9"));
+}
+
+Test(net, ipv4_formatted_as_inet_ntop_does)
+{
+    srand(11);
+    for (int i = 0; i < 20000; i++) {
+        unsigned char a[4];
+        for (int k = 0; k < 4; k++) /* the edges (0, 9, 10, 99, 100, 255) often, the rest at random */
+            a[k] = (unsigned char)(i % 7 == 0 ? (int[]){0, 9, 10, 99, 100, 255}[rand() % 6] : rand() % 256);
+        char want[INET_ADDRSTRLEN], got[16];
+        inet_ntop(AF_INET, a, want, sizeof want);
+        size_t n = util_fmt_ipv4(got, a);
+        cr_assert_str_eq(got, want);
+        cr_assert_eq(n, strlen(want));
+    }
 }
