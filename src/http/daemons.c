@@ -91,6 +91,8 @@ static void w_on_event(void *ud, int fd, uint32_t events)
     (void)events;
     worker *w = ud;
     w->run_now = 1;
+    if (fd == w->epfd)
+        mhd_park_wake(&w->park);
     if (fd == w->epfd || (size_t)fd >= w->n_by_fd || !w->by_fd[fd].c)
         return;
     /* a client shut its side: re-arm after the next MHD_run (see the top of this file) */

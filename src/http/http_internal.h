@@ -41,6 +41,8 @@ typedef struct mhd_park {
     size_t kept;   /* DELs and ADDs not made */
     size_t hidden; /* events of suspended connections kept from the daemon */
     size_t spared; /* reads answered EAGAIN without the kernel */
+    int quiet;     /* the set gave all it had, and the loop has not seen it readable since */
+    size_t quiet_skips; /* the daemon's waits skipped for it */
 } mhd_park;
 
 int mhd_park_version_ok(const char *version);
@@ -48,6 +50,8 @@ void mhd_park_init(mhd_park *p, int epfd, int enable);
 void mhd_park_free(mhd_park *p);
 /* This thread runs p's daemon from now on. */
 void mhd_park_enter(mhd_park *p);
+/* The loop saw the daemon's epoll set readable: the daemon's next wait asks the kernel. */
+void mhd_park_wake(mhd_park *p);
 /* MHD_suspend_connection(c), parking c (socket fd) if the daemon takes it out of the set. */
 void mhd_park_suspend(struct MHD_Connection *c, int fd);
 /* c (socket fd) is closing: if parked, it leaves the set now. */

@@ -71,6 +71,11 @@ void mhd_park_enter(mhd_park *p)
     t_park = p;
 }
 
+void mhd_park_wake(mhd_park *p)
+{
+    p->quiet = 0;
+}
+
 /* ---- the parked set: open addressing on the connection pointer, backward-shift deletion ---- */
 
 static size_t slot_of(const mhd_park *p, const void *c)
@@ -240,12 +245,25 @@ static int drop_hidden(mhd_park *p, struct epoll_event *ev, int n)
     return k;
 }
 
+/* The daemon's own wait (timeout 0 in external mode) is skipped while its set is quiet: it gave
+ * fewer events than asked last time, and the loop, which watches the set, has not seen it readable
+ * since (mhd_park_wake). Events that come meanwhile make the set readable to the loop, whose next
+ * turn wakes it and runs the daemon again. Saves a system call on most turns that only answer a
+ * resumed connection. */
 int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
+    mhd_park *p = parking_on(epfd);
+    if (p && p->quiet && timeout == 0) {
+        p->quiet_skips++;
+        return 0;
+    }
     for (;;) {
         int n = epoll_pwait(epfd, ev, max, timeout, NULL);
-        mhd_park *p = n > 0 ? parking_on(epfd) : NULL;
-        if (!p || !p->n)
+        if (!p)
+            return n;
+        if (n >= 0 && n < max)
+            p->quiet = 1;
+        if (n <= 0 || !p->n)
             return n;
         n = drop_hidden(p, ev, n);
         if (n > 0 || timeout == 0)

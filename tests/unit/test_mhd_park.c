@@ -93,14 +93,15 @@ static void resume_held(srv *s)
 }
 
 /* One turn of the daemon, as daemons.c's loop gives it: wait (poll, which takes no event) up to
- * 2 ms for its epoll set, then MHD_run. */
+ * 2 ms for its epoll set, wake the park if the set is readable, then MHD_run. */
 static void turn(srv *s)
 {
     if (s->auto_resume)
         resume_held(s);
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_EPOLL_FD);
     struct pollfd p = {.fd = di->epoll_fd, .events = POLLIN};
-    poll(&p, 1, 2);
+    if (poll(&p, 1, 2) == 1)
+        mhd_park_wake(&s->park);
     MHD_run(s->d);
 }
 
