@@ -220,6 +220,7 @@ int http_origin_node_compile(const http_key *keys, const char *url_key, const ch
         free(n);
         return -1;
     }
+    n->memo = http_url_memo_new(json_string_value(url), &n->origin);
     *compiled = n;
     return 0;
 }
@@ -230,6 +231,7 @@ void http_origin_node_free(void *compiled)
     if (!n)
         return;
     http_base_clear(&n->base);
+    http_url_memo_free(n->memo);
     free(n);
 }
 
@@ -434,18 +436,19 @@ int http_url_add_query(CURLU *u, const char *key, json_t *params, node_error *er
     return rc;
 }
 
-/* "scheme://host:port" of u, for messages (never the path or query: they may carry keys). */
-static void http_url_origin_text(CURLU *u, char *out, size_t outlen)
+/* "scheme://host:port" of r's URL, for messages (never the path or query: they may carry keys). */
+static void http_url_origin_text(const http_request *r, char *out, size_t outlen)
 {
     http_origin o;
-    if (u && http_url_origin(u, &o) == 0)
+    if (!r->url && r->memo)
+        snprintf(out, outlen, "%s://%s:%ld", r->memo->origin.scheme, r->memo->origin.host, r->memo->origin.port);
+    else if (r->url && http_url_origin(r->url, &o) == 0)
         snprintf(out, outlen, "%s://%s:%ld", o.scheme, o.host, o.port);
     else
         snprintf(out, outlen, "(no url)");
 }
 
-/* The URL for outputs: without user and password. New string (caller frees) or NULL. */
-static char *http_url_public(CURLU *u)
+char *http_url_public(CURLU *u)
 {
     char *s = NULL, *copy = NULL, *user = NULL;
     if (!u)
@@ -986,7 +989,10 @@ static int http_attempt_curl(http_exchange *ex, double limit_ms)
         if (!ex->easy || http_easy_setup(ex) != 0)
             return -1;
     }
-    CURLcode c = curl_easy_setopt(ex->easy, CURLOPT_CURLU, ex->req.url);
+    CURLU *url = http_request_url(&ex->req);
+    if (!url)
+        return -1;
+    CURLcode c = curl_easy_setopt(ex->easy, CURLOPT_CURLU, url);
     c |= curl_easy_setopt(ex->easy, CURLOPT_TIMEOUT_MS, (long)ceil(limit_ms));
     return c == CURLE_OK ? ioloop_add(ex->call->io, ex->easy, http_on_done, ex) : -1;
 }
@@ -1098,7 +1104,7 @@ static http_outcome http_classify(http_exchange *ex, CURLcode rc, node_error *er
     if (rc == CURLE_OK)
         return HTTP_ANSWER;
     char where[300], origin[280];
-    http_url_origin_text(ex->req.url, origin, sizeof origin);
+    http_url_origin_text(&ex->req, origin, sizeof origin);
     snprintf(where, sizeof where, "%s %s", ex->req.method, origin);
     if (ex->oom) {
         node_fail(err, "internal", "%s: out of memory reading the answer", where);
@@ -1160,7 +1166,7 @@ static int http_content(http_exchange *ex, json_t **content, node_error *err)
         *content = n == 0 ? json_null() : json_loadb(p, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
         if (!*content) {
             char origin[280];
-            http_url_origin_text(ex->req.url, origin, sizeof origin);
+            http_url_origin_text(&ex->req, origin, sizeof origin);
             return node_fail(err, "upstream_error", "%s %s: the answer is not valid JSON (line %d: %.80s)",
                              ex->req.method, origin, jerr.line, jerr.text);
         }
@@ -1178,13 +1184,14 @@ static void http_finish_answer(http_exchange *ex)
         http_finish(ex, NULL, &err);
         return;
     }
-    char *url = http_url_public(ex->req.url);
+    const http_url_memo *memo = ex->req.url ? NULL : ex->req.memo;
+    char *url = memo ? NULL : http_url_public(ex->req.url);
     http_answer a = {
         .status_code = ex->status,
         .headers = ex->rheaders,
         .content = content,
         .response_time_ms = ex->total_ms,
-        .url = url ? url : "",
+        .url = memo ? memo->public_text : url ? url : "",
         .method = ex->req.method,
     };
     json_t *out = ex->hooks->outputs(ex, &a);

@@ -125,7 +125,8 @@ int http_origin_from_config(const char *key, const char *url, http_origin *o, ch
  * RESTClientNode's base_url). */
 typedef struct http_origin_node {
     http_base base;
-    http_origin origin; /* where the run's URL must point */
+    http_origin origin;  /* where the run's URL must point */
+    struct http_url_memo *memo; /* the config URL's parse, when it is a literal; NULL otherwise */
 } http_origin_node;
 
 /* compile() of such a node: checks config against keys, requires config.<url_key> to be a string
@@ -140,8 +141,26 @@ void http_origin_node_free(void *compiled);
 typedef enum http_format { HTTP_FMT_AUTO, HTTP_FMT_JSON, HTTP_FMT_TEXT, HTTP_FMT_BINARY } http_format;
 
 /* Everything one request needs. Zero-initialise; http_request_clear frees the members. */
+/* What a node's literal URL parses to, worked out at compile time (http_memo.c). Read-only. */
+typedef struct http_url_memo {
+    char *text;        /* the URL as configured */
+    CURLU *url;        /* its parse: never changed, dup'd for a request that needs its own */
+    http_origin origin;
+    char *public_text; /* for the outputs: without user and password */
+    int plain;         /* the plain path may take it (http_wire.c's rules) */
+    char *host, *path, *query; /* for the request line; query NULL when none */
+    long port;
+    char *host_line; /* "Host: host[:port]\r\n" as the plain path sends it */
+} http_url_memo;
+
+/* The memo of url (a config string) when it is a literal (no template) that parses and keeps to
+ * want; NULL otherwise (or out of memory): the node then parses per call. */
+http_url_memo *http_url_memo_new(const char *url, const http_origin *want);
+void http_url_memo_free(http_url_memo *m);
+
 typedef struct http_request {
-    CURLU *url; /* owned; the load balancer replaces it per attempt */
+    CURLU *url; /* owned; NULL while memo stands for it; the load balancer replaces it per attempt */
+    const http_url_memo *memo; /* borrowed from the compiled node: the URL is exactly the memo's */
     char method[8];
     struct curl_slist *headers; /* owned; holds secrets: never printed */
     char *body;                 /* owned, body_len bytes; NULL: no body */
@@ -154,6 +173,16 @@ typedef struct http_request {
 } http_request;
 
 void http_request_clear(http_request *r);
+
+/* The request's URL is the text m was made from (and nothing will be added): borrow m instead of
+ * parsing. Returns 1 if so, 0 (nothing changed) when m is NULL or the text differs. */
+int http_request_use_memo(http_request *r, const http_url_memo *m, const char *text);
+/* The request's own CURLU (made from its memo at the first call), NULL when out of memory. */
+CURLU *http_request_url(http_request *r);
+/* The URL for the outputs: without user and password. New string (caller frees) or NULL. */
+char *http_url_public(CURLU *u);
+/* Printable ASCII without space (NULL counts): what libcurl sends in a request line unchanged. */
+int http_wire_printable(const char *s);
 
 /* Parses url (borrowed), requires http(s), and requires its scheme, host and port to equal want's.
  * Errors name `key` and are "bad_request" ("url: scheme, host and port may not change") or

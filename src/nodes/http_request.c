@@ -28,8 +28,11 @@ static int http_request_build(const void *compiled, json_t *in, http_request *r,
     json_t *url = json_object_get(in, "url");
     if (!json_is_string(url))
         return node_fail(err, "internal", "url: expected a string");
-    if (http_url_parse("url", json_string_value(url), &n->origin, &r->url, err) != 0 ||
-        http_url_add_query(r->url, "params", json_object_get(in, "params"), err) != 0)
+    json_t *params = json_object_get(in, "params");
+    int as_is = !params || json_is_null(params); /* nothing to add: the config's literal URL may stand */
+    if (!(as_is && http_request_use_memo(r, n->memo, json_string_value(url))) &&
+        (http_url_parse("url", json_string_value(url), &n->origin, &r->url, err) != 0 ||
+         http_url_add_query(r->url, "params", params, err) != 0))
         return -1;
     return http_request_fill(r, in, err);
 }

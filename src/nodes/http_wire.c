@@ -56,8 +56,7 @@ static int http_wire_addr(const char *host, long port, struct sockaddr_storage *
     return 0;
 }
 
-/* Printable, no space: what libcurl sends unchanged. */
-static int http_wire_plain(const char *s)
+int http_wire_printable(const char *s)
 {
     for (; s && *s; s++)
         if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7F)
@@ -94,7 +93,7 @@ static int http_wire_headers(buf *out, const struct curl_slist *h)
 }
 
 static int http_wire_head(buf *out, const http_request *r, const char *path, const char *query, const char *host,
-                          long port)
+                          long port, const char *host_line)
 {
     int rc = buf_append(out, r->method, strlen(r->method));
     rc |= buf_append(out, " ", 1);
@@ -105,7 +104,9 @@ static int http_wire_head(buf *out, const http_request *r, const char *path, con
     }
     rc |= buf_append(out, " HTTP/1.1\r\n", 11);
     if (rc == 0 && !http_wire_has(r->headers, "Host"))
-        rc = port == 80 ? buf_appendf(out, "Host: %s\r\n", host) : buf_appendf(out, "Host: %s:%ld\r\n", host, port);
+        rc = host_line   ? buf_append(out, host_line, strlen(host_line))
+             : port == 80 ? buf_appendf(out, "Host: %s\r\n", host)
+                          : buf_appendf(out, "Host: %s:%ld\r\n", host, port);
     if (rc == 0 && !http_wire_has(r->headers, "Accept"))
         rc = buf_append(out, "Accept: */*\r\n", 13);
     return rc == 0 ? http_wire_headers(out, r->headers) : -1;
@@ -171,11 +172,23 @@ void http_wire_enable(int on)
     atomic_store(&g_enabled, on);
 }
 
+/* The same from the request's memo: its parts were worked out when the node compiled. */
+static int http_wire_prepare_memo(const http_request *r, const http_url_memo *m, ioloop_h1_req *q, buf *out)
+{
+    out->len = 0;
+    if (!m->plain || http_wire_where(m->host, m->port, q) != 0 ||
+        http_wire_head(out, r, m->path, m->query, m->host, m->port, m->host_line) != 0)
+        return -1;
+    return http_wire_body(out, r);
+}
+
 int http_wire_prepare(const http_request *r, ioloop_h1_req *q, buf *out)
 {
     pthread_once(&g_once, http_wire_read_env);
     if (!atomic_load_explicit(&g_enabled, memory_order_relaxed))
         return -1;
+    if (!r->url && r->memo)
+        return http_wire_prepare_memo(r, r->memo, q, out);
     http_wire_url w = {
         .scheme = http_wire_part(r->url, CURLUPART_SCHEME, 0),
         .user = http_wire_part(r->url, CURLUPART_USER, 0),
@@ -188,8 +201,8 @@ int http_wire_prepare(const http_request *r, ioloop_h1_req *q, buf *out)
     int rc = -1;
     out->len = 0;
     if (w.scheme && strcmp(w.scheme, "http") == 0 && !w.user && w.host && port > 0 && port < 65536 && w.path &&
-        http_wire_plain(w.path) && http_wire_plain(w.query) && http_wire_where(w.host, port, q) == 0)
-        rc = http_wire_head(out, r, w.path, w.query, w.host, port);
+        http_wire_printable(w.path) && http_wire_printable(w.query) && http_wire_where(w.host, port, q) == 0)
+        rc = http_wire_head(out, r, w.path, w.query, w.host, port, NULL);
     if (rc == 0)
         rc = http_wire_body(out, r);
     http_wire_url_free(&w);

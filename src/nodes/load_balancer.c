@@ -224,6 +224,7 @@ static int lb_begin(http_exchange *ex, int new_round, node_error *err)
     http_request *r = http_exchange_request(ex);
     curl_url_cleanup(r->url);
     r->url = url;
+    r->memo = NULL;
     run->tried |= UINT64_C(1) << i;
     run->current = i;
     atomic_fetch_add(&run->lb->shared->ups[i].inflight, 1);

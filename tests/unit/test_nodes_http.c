@@ -1414,3 +1414,74 @@ Test(http, node_types_declare_their_ports_and_keys)
         found += strcmp(*k, "upstreams") == 0 || strcmp(*k, "auth_token") == 0 || strcmp(*k, "url") == 0;
     cr_assert_eq(found, 3);
 }
+
+/* ======================================================================== a literal URL's memo */
+
+#include "../../src/nodes/http_common.h"
+
+/* A node whose url is a literal parses it once, at compile (http_memo.c). A request that borrows the
+ * memo must go out exactly as one that parsed the same text: the same decision for the plain path,
+ * the same bytes and address, the same public URL, the same URL for libcurl. */
+Test(http, a_literal_urls_memo_sends_what_a_parse_sends)
+{
+    const char *urls[] = {
+        "http://127.0.0.1:8080/a/b?x=1&y=%20z", "http://127.0.0.1/plain",       "http://[::1]:9/v6",
+        "http://u:p@127.0.0.1:81/cred",         "https://127.0.0.1/tls",        "http://127.0.0.1:80/p?q#frag",
+        "http://127.0.0.1:82/%7Euser/",         "http://LOCALHOST.invalid:83/x", "http://127.0.0.1:84",
+    };
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        const char *url = urls[i];
+        char err[256];
+        http_origin o;
+        node_error e;
+        cr_assert_eq(http_origin_from_config("url", url, &o, err, sizeof err), 0, "%s: %s", url, err);
+        http_url_memo *m = http_url_memo_new(url, &o);
+        cr_assert_not_null(m, "%s", url);
+        http_request a = {.method = "GET"}, b = {.method = "GET"};
+        cr_assert_eq(http_url_parse("url", url, &o, &a.url, &e), 0, "%s", url);
+        cr_assert_eq(http_request_use_memo(&b, m, url), 1);
+        cr_assert_null(b.url);
+        ioloop_h1_req qa = {0}, qb = {0};
+        buf ba = {0}, bb = {0};
+        int ra = http_wire_prepare(&a, &qa, &ba), rb = http_wire_prepare(&b, &qb, &bb);
+        cr_assert_eq(ra, rb, "%s: plain path %d (parsed) against %d (memo)", url, ra, rb);
+        if (ra == 0) {
+            cr_assert(ba.len == bb.len && memcmp(ba.data, bb.data, ba.len) == 0, "%s:\n%.*s\n%.*s", url, (int)ba.len,
+                      ba.data, (int)bb.len, bb.data);
+            cr_assert(qa.addrlen == qb.addrlen && memcmp(&qa.addr, &qb.addr, qa.addrlen) == 0, "%s", url);
+        }
+        char *pa = http_url_public(a.url);
+        cr_assert_str_eq(pa, m->public_text, "%s", url);
+        cr_assert_null(strstr(m->public_text, ":p@"), "%s", url);
+        CURLU *own = http_request_url(&b);
+        cr_assert(own && own != m->url);
+        char *fa = NULL, *fb = NULL;
+        curl_url_get(a.url, CURLUPART_URL, &fa, 0);
+        curl_url_get(own, CURLUPART_URL, &fb, 0);
+        cr_assert_str_eq(fa, fb, "%s", url);
+        curl_free(fa);
+        curl_free(fb);
+        free(pa);
+        buf_free(&ba);
+        buf_free(&bb);
+        http_request_clear(&a);
+        http_request_clear(&b);
+        http_url_memo_free(m);
+    }
+}
+
+Test(http, only_a_literal_url_has_a_memo_and_only_its_own_text_borrows_it)
+{
+    http_origin o;
+    char err[256];
+    cr_assert_eq(http_origin_from_config("url", "http://127.0.0.1:9/a/{{ inputs.p }}", &o, err, sizeof err), 0);
+    cr_assert_null(http_url_memo_new("http://127.0.0.1:9/a/{{ inputs.p }}", &o));
+    cr_assert_eq(http_origin_from_config("url", "http://127.0.0.1:9/a", &o, err, sizeof err), 0);
+    http_url_memo *m = http_url_memo_new("http://127.0.0.1:9/a", &o);
+    cr_assert_not_null(m);
+    http_request r = {.method = "GET"};
+    cr_assert_eq(http_request_use_memo(&r, m, "http://127.0.0.1:9/b"), 0);
+    cr_assert_eq(http_request_use_memo(&r, NULL, "http://127.0.0.1:9/a"), 0);
+    cr_assert_null(r.memo);
+    http_url_memo_free(m);
+}
