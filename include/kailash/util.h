@@ -15,6 +15,8 @@ void util_rfc3339_now(char *out, size_t outlen);
 /* ms as printf's "%.3f" writes it (a duration: the hot paths' logs and headers), without printf.
  * out holds at least 32 bytes; returns the length written (NUL not counted). */
 size_t util_fmt_ms(char *out, double ms);
+/* v in decimal, NUL-terminated, into out (at least 11 bytes); returns the length. */
+size_t util_fmt_uint(char *out, unsigned v);
 
 /* A new UUIDv7 (time-ordered, CSPRNG tail) as 36 characters plus NUL into out[37]. */
 void util_uuid7(char out[37]);

@@ -34,8 +34,9 @@ void mw_logging_after(kreq *r)
     buf_append_json_str(&b, r->request_id);
     FIELD(&b, ",\"method\":", r->method);
     FIELD(&b, ",\"path\":", r->path);
-    int n = snprintf(nums, sizeof nums, ",\"status\":%d,\"duration_ms\":", r->status);
-    buf_append(&b, nums, n > 0 && (size_t)n < sizeof nums ? (size_t)n : 0);
+    LIT(&b, ",\"status\":");
+    buf_append(&b, nums, util_fmt_uint(nums, (unsigned)(r->status > 0 ? r->status : 0)));
+    LIT(&b, ",\"duration_ms\":");
     buf_append(&b, nums, util_fmt_ms(nums, util_now_ms() - r->t0));
     FIELD(&b, ",\"workflow\":", r->workflow);
     FIELD(&b, ",\"run_id\":", r->run_id);

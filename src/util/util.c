@@ -21,6 +21,18 @@ double util_now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+size_t util_fmt_uint(char *out, unsigned v)
+{
+    char tmp[16];
+    size_t n = 0;
+    do
+        tmp[sizeof tmp - ++n] = (char)('0' + v % 10);
+    while (v /= 10);
+    memcpy(out, tmp + sizeof tmp - n, n);
+    out[n] = '\0';
+    return n;
+}
+
 /* The "YYYY-MM-DDTHH:MM:SS" part is formatted once a second per thread (every access-log line asks). */
 size_t util_fmt_ms(char *out, double ms)
 {
@@ -62,7 +74,13 @@ void util_rfc3339_now(char *out, size_t outlen)
     }
     long ms = ts.tv_nsec / 1000000L;
     char tail[6] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z', '\0'};
-    snprintf(out, outlen, "%s%s", day, tail);
+    size_t dn = strlen(day);
+    if (outlen < dn + sizeof tail) { /* too small for the whole stamp: as much as fits, as snprintf did */
+        snprintf(out, outlen, "%s%s", day, tail);
+        return;
+    }
+    memcpy(out, day, dn);
+    memcpy(out + dn, tail, sizeof tail);
 }
 
 /* Random bytes for ids come from getrandom(2) in 4 KiB batches per thread: one syscall per ~400 ids

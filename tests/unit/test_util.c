@@ -306,3 +306,46 @@ Test(net, ipv4_formatted_as_inet_ntop_does)
         cr_assert_eq(n, strlen(want));
     }
 }
+
+/* Reals that are whole thousandths (durations) take a path without printf: the same bytes as
+ * jansson's dump, for the edges and 200,000 random ones, and others still go through "%.15g". */
+Test(json_write, thousandths_written_as_jansson_writes_them)
+{
+    double edges[] = {0.001, -0.001, 0.5, 1.0, -1.0, 10.0, 0.01, 0.1, 0.775, 1234.5, 999999999999.999,
+                      -999999999999.999, 1e12, 1e-4, 0.0, -0.0, 100.25, 0.0005, 1.0 / 3.0, 123456.789};
+    unsigned seed = 5;
+    for (int i = 0; i < 200020; i++) {
+        double v = i < 20 ? edges[i]
+                   : i % 2 ? (double)((long long)rand_r(&seed) * (rand_r(&seed) % 2 ? 1 : -1) % 100000000) / 1000.0
+                           : (double)rand_r(&seed) / (1 + rand_r(&seed) % 1000);
+        json_t *r = json_real(v);
+        char *want = json_dumps(r, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(15));
+        buf b = {0};
+        cr_assert_eq(buf_append_json_real(&b, v), 0);
+        cr_assert(b.len == strlen(want) && memcmp(b.data, want, b.len) == 0, "%.17g: %.*s, jansson %s", v, (int)b.len,
+                  b.data, want);
+        buf_free(&b);
+        free(want);
+        json_decref(r);
+    }
+}
+
+Test(util, uint_and_timestamp_written_without_printf)
+{
+    unsigned vals[] = {0, 7, 10, 99, 100, 200, 499, 65535, 4294967295u};
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        char got[16], want[16];
+        snprintf(want, sizeof want, "%u", vals[i]);
+        cr_assert_eq(util_fmt_uint(got, vals[i]), strlen(want));
+        cr_assert_str_eq(got, want);
+    }
+    char ts[40], small[12];
+    util_rfc3339_now(ts, sizeof ts);
+    regex_t re;
+    cr_assert_eq(regcomp(&re, "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$", REG_EXTENDED), 0);
+    cr_assert_eq(regexec(&re, ts, 0, NULL, 0), 0, "%s", ts);
+    regfree(&re);
+    util_rfc3339_now(small, sizeof small); /* cut short, still terminated */
+    cr_assert_eq(strlen(small), sizeof small - 1);
+    cr_assert_eq(strncmp(small, ts, 4), 0);
+}
