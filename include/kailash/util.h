@@ -15,6 +15,9 @@ void util_rfc3339_now(char *out, size_t outlen);
 /* ms as printf's "%.3f" writes it (a duration: the hot paths' logs and headers), without printf.
  * out holds at least 32 bytes; returns the length written (NUL not counted). */
 size_t util_fmt_ms(char *out, double ms);
+/* Copies src into dst (cap bytes), cut short if need be, always NUL-terminated (cap > 0): what
+ * snprintf(dst, cap, "%s", src) does, without printf. Returns dst. */
+char *util_copy(char *dst, size_t cap, const char *src);
 /* v in decimal, NUL-terminated, into out (at least 11 bytes); returns the length. */
 size_t util_fmt_uint(char *out, unsigned v);
 

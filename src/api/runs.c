@@ -68,7 +68,7 @@ int api_run_prepare(kreq *r)
     s->ex = s->reg ? registry_find(s->reg, r->param) : NULL;
     if (!s->ex)
         return reply_errorf(r, 404, "not_found", NULL, "workflow '%s' not found", r->param);
-    snprintf(r->workflow, sizeof r->workflow, "%s", r->param);
+    util_copy(r->workflow, sizeof r->workflow, r->param);
     size_t max = http_server_config()->max_body_bytes;
     if (r->content_length > 0 && (unsigned long long)r->content_length > max)
         return reply_errorf(r, 413, "payload_too_large", NULL, "the body is larger than max_body_bytes (%zu)", max);
@@ -255,7 +255,7 @@ static void reply_failed(kreq *r, run *rn)
     if (node[0])
         snprintf(msg, sizeof msg, "node '%s': %s", node, run_error_message(rn));
     else
-        snprintf(msg, sizeof msg, "%s", run_error_message(rn));
+        util_copy(msg, sizeof msg, run_error_message(rn));
     json_t *details = json_pack("{s:s,s:s}", "run_id", run_id(rn), "status", run_status_name(run_get_status(rn)));
     if (node[0])
         json_object_set_new(details, "node", json_string(node));
@@ -304,7 +304,7 @@ static int run_handle(kreq *r, int execute)
     json_decref(params);
     if (!s->run)
         return reply_errorf(r, 500, "internal", NULL, "out of memory");
-    snprintf(r->run_id, sizeof r->run_id, "%s", run_id(s->run));
+    util_copy(r->run_id, sizeof r->run_id, run_id(s->run));
     run_retain(s->run); /* one for exec_submit to take, one kept for the answer */
     if (exec_submit(s->ex, s->run, 1) == EXEC_OVERLOADED) {
         run_release(s->run);

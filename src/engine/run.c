@@ -83,7 +83,7 @@ run *run_create(executor *ex, const run_opts *o)
     r->ex = ex;
     r->wf = wf;
     util_uuid7(r->id);
-    snprintf(r->request_id, sizeof r->request_id, "%s", o->request_id ? o->request_id : "");
+    util_copy(r->request_id, sizeof r->request_id, o->request_id ? o->request_id : "");
     r->inputs = o->inputs ? json_incref(o->inputs) : json_object();
     r->parameters = o->parameters ? json_incref(o->parameters) : NULL;
     r->done = o->done;
@@ -182,9 +182,9 @@ static void run_end(run *r, run_status st)
 
 static void run_fail(run *r, size_t node, const node_error *e)
 {
-    snprintf(r->err_code, sizeof r->err_code, "%s", e->code[0] ? e->code : "internal");
-    snprintf(r->err_msg, sizeof r->err_msg, "%s", e->message);
-    snprintf(r->err_node, sizeof r->err_node, "%s", node == (size_t)-1 ? "" : r->wf->nodes[node].id);
+    util_copy(r->err_code, sizeof r->err_code, e->code[0] ? e->code : "internal");
+    util_copy(r->err_msg, sizeof r->err_msg, e->message);
+    util_copy(r->err_node, sizeof r->err_node, node == (size_t)-1 ? "" : r->wf->nodes[node].id);
     run_end(r, strcmp(r->err_code, "timeout") == 0 ? RUN_TIMEOUT : RUN_FAILED);
 }
 

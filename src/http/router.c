@@ -48,7 +48,7 @@ const http_route *http_route_find(const char *method, const char *path, char *pa
         if (!match(routes[i].pattern, path, p, sizeof p))
             continue;
         if (strcmp(routes[i].method, method) == 0) {
-            snprintf(param, paramlen, "%s", p);
+            util_copy(param, paramlen, p);
             return &routes[i];
         }
         if (!strstr(allow, routes[i].method))

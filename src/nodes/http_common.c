@@ -489,7 +489,7 @@ int http_request_options(http_request *r, json_t *inputs, http_format fmt, node_
     int mi = http_choice_index(http_methods, m);
     if (mi < 0)
         return node_fail(err, "internal", "method: unknown method");
-    snprintf(r->method, sizeof r->method, "%s", http_methods[mi]);
+    util_copy(r->method, sizeof r->method, http_methods[mi]);
     v = json_object_get(inputs, "timeout");
     r->timeout_ms = json_is_number(v) ? json_number_value(v) * 1000.0 : HTTP_DEFAULT_TIMEOUT_MS;
     v = json_object_get(inputs, "retry_count");
@@ -1252,7 +1252,7 @@ static void http_on_h1_done(const ioloop_h1_result *r, void *ud)
     ex->total_ms = r->total_ms;
     ex->connected = r->connected;
     if (r->code != CURLE_OK)
-        snprintf(ex->errbuf, sizeof ex->errbuf, "%s", r->error);
+        util_copy(ex->errbuf, sizeof ex->errbuf, r->error);
     http_on_end(ex, r->code);
 }
 

@@ -349,3 +349,16 @@ Test(util, uint_and_timestamp_written_without_printf)
     cr_assert_eq(strlen(small), sizeof small - 1);
     cr_assert_eq(strncmp(small, ts, 4), 0);
 }
+
+Test(util, copy_cuts_short_and_terminates_as_snprintf_does)
+{
+    const char *srcs[] = {"", "a", "abcdef", "abcdefghij", "abcdefghijklmnop"};
+    for (size_t i = 0; i < sizeof srcs / sizeof srcs[0]; i++)
+        for (size_t cap = 1; cap < 14; cap++) {
+            char got[16], want[16];
+            memset(got, 'x', sizeof got);
+            snprintf(want, cap, "%s", srcs[i]);
+            cr_assert_eq(util_copy(got, cap, srcs[i]), got);
+            cr_assert_str_eq(got, want, "'%s' into %zu", srcs[i], cap);
+        }
+}
