@@ -6,6 +6,7 @@ answers; it is stopped with SIGTERM and must then exit 0 (checked at teardown).
 
 The upstream (upstream.py) runs as its own process for the whole session.
 """
+import asyncio
 import json
 import os
 import re
@@ -38,6 +39,22 @@ def raise_nofile():
 
 
 raise_nofile()
+
+
+async def read_answer(reader, timeout):
+    """One HTTP answer from an asyncio stream: (status, body bytes). The body is Content-Length long,
+    or runs to the end of the stream when there is none."""
+    status = int((await asyncio.wait_for(reader.readline(), timeout)).split()[1])
+    length = None
+    while True:
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        if line in (b"\r\n", b""):
+            break
+        k, _, v = line.decode("latin-1").partition(":")
+        if k.strip().lower() == "content-length":
+            length = int(v.strip())
+    body = await asyncio.wait_for(reader.readexactly(length) if length is not None else reader.read(), timeout)
+    return status, body
 
 
 def free_port():

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from conftest import read_answer
 from wfs import http, wf
 
 CONNS = 16
@@ -36,17 +37,9 @@ def request_bytes(name, inputs, close=False):
     return head.encode() + body
 
 
-async def read_answer(reader, timeout):
-    status = int((await asyncio.wait_for(reader.readline(), timeout)).split()[1])
-    length = 0
-    while True:
-        line = await asyncio.wait_for(reader.readline(), timeout)
-        if line in (b"\r\n", b""):
-            break
-        k, _, v = line.decode("latin-1").partition(":")
-        if k.strip().lower() == "content-length":
-            length = int(v)
-    return status, json.loads(await asyncio.wait_for(reader.readexactly(length), timeout))
+async def read_json_answer(reader, timeout):
+    status, body = await read_answer(reader, timeout)
+    return status, json.loads(body)
 
 
 async def one_connection(port, c, n, timeout):
@@ -57,7 +50,7 @@ async def one_connection(port, c, n, timeout):
         for i in range(n):
             writer.write(request_bytes("echo", {"c": c, "i": i}))
             await writer.drain()
-            status, body = await read_answer(reader, timeout)
+            status, body = await read_json_answer(reader, timeout)
             got.append((status, body["outputs"]["path"] if status == 200 else body))
     finally:
         writer.close()
@@ -140,7 +133,7 @@ def test_clients_leaving_mid_wait_do_not_disturb_the_rest(d):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(request_bytes("echo", {"c": "close", "i": i}, close=True))
         await writer.drain()
-        status, body = await read_answer(reader, 10)
+        status, body = await read_json_answer(reader, 10)
         rest = await asyncio.wait_for(reader.read(), 10)  # the daemon closes after the answer
         writer.close()
         return status, body["outputs"]["path"], rest

@@ -8,7 +8,7 @@ import json
 import threading
 import time
 
-from conftest import raise_nofile
+from conftest import raise_nofile, read_answer
 from wfs import http, wf
 
 N = 1000
@@ -23,18 +23,7 @@ async def one_run(port, payload, timeout):
                 "Content-Length: %d\r\nConnection: close\r\n\r\n" % len(payload)).encode()
         writer.write(head + payload)
         await writer.drain()
-        status_line = await asyncio.wait_for(reader.readline(), timeout)
-        status = int(status_line.split()[1])
-        length = None
-        while True:
-            line = await asyncio.wait_for(reader.readline(), timeout)
-            if line in (b"\r\n", b""):
-                break
-            k, _, v = line.decode("latin-1").partition(":")
-            if k.strip().lower() == "content-length":
-                length = int(v.strip())
-        body = await asyncio.wait_for(reader.readexactly(length) if length is not None else reader.read(), timeout)
-        return status, body
+        return await read_answer(reader, timeout)
     finally:
         writer.close()
 
