@@ -191,6 +191,23 @@ static void keep_alive_round(srv *s, int fd, int i)
     expect_answers(s, fd, want, 1);
 }
 
+/* A parking server and one client connection already through one request (so in the set). */
+static int started_with_client(srv *s)
+{
+    start(s, 1);
+    int fd = client(s);
+    keep_alive_round(s, fd, 0);
+    return fd;
+}
+
+/* Sends path once the daemon waits for the connection again, and turns it until it is suspended. */
+static void send_and_hold(srv *s, int fd, const char *path)
+{
+    turns(s, 3);
+    say(fd, path);
+    until_held(s, 1);
+}
+
 Test(mhd_park, keep_alive_requests_keep_their_registration)
 {
     srv s;
@@ -218,9 +235,7 @@ Test(mhd_park, keep_alive_requests_keep_their_registration)
 Test(mhd_park, request_right_after_an_answer)
 {
     srv s;
-    start(&s, 1);
-    int fd = client(&s);
-    keep_alive_round(&s, fd, 0);
+    int fd = started_with_client(&s);
     for (int i = 1; i < 40; i++) {
         char path[32];
         snprintf(path, sizeof path, "/n%d", i);
@@ -253,12 +268,8 @@ Test(mhd_park, without_parking_the_same_requests_are_answered)
 Test(mhd_park, request_sent_during_suspension_is_answered_next)
 {
     srv s;
-    start(&s, 1);
-    int fd = client(&s);
-    keep_alive_round(&s, fd, 0); /* now in the set */
-    turns(&s, 3);
-    say(fd, "/a");
-    until_held(&s, 1);
+    int fd = started_with_client(&s);
+    send_and_hold(&s, fd, "/a");
     cr_assert(mhd_park_has(&s.park, s.held[0]));
     say(fd, "/b");
     turns(&s, 20);
@@ -274,10 +285,8 @@ Test(mhd_park, request_sent_during_suspension_is_answered_next)
 Test(mhd_park, pipelined_requests_are_answered_in_order)
 {
     srv s;
-    start(&s, 1);
+    int fd = started_with_client(&s);
     s.auto_resume = 1;
-    int fd = client(&s);
-    keep_alive_round(&s, fd, 0);
     const char two[] = "GET /x HTTP/1.1\r\nHost: t\r\n\r\nGET /y HTTP/1.1\r\nHost: t\r\n\r\n";
     cr_assert_eq(send(fd, two, sizeof two - 1, MSG_NOSIGNAL), (ssize_t)sizeof two - 1);
     const char *want[] = {"/x", "/y"};
@@ -291,12 +300,8 @@ Test(mhd_park, pipelined_requests_are_answered_in_order)
 Test(mhd_park, client_gone_during_suspension_leaves_the_set)
 {
     srv s;
-    start(&s, 1);
-    int fd = client(&s);
-    keep_alive_round(&s, fd, 0);
-    turns(&s, 3);
-    say(fd, "/gone");
-    until_held(&s, 1);
+    int fd = started_with_client(&s);
+    send_and_hold(&s, fd, "/gone");
     cr_assert_eq(mhd_park_count(&s.park), 1);
     close(fd);
     turns(&s, 10);
