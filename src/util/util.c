@@ -82,13 +82,11 @@ void util_rfc3339_now(char *out, size_t outlen)
     }
     long ms = ts.tv_nsec / 1000000L;
     char tail[6] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z', '\0'};
-    size_t dn = strlen(day);
-    if (outlen < dn + sizeof tail) { /* too small for the whole stamp: as much as fits, as snprintf did */
-        snprintf(out, outlen, "%s%s", day, tail);
-        return;
-    }
-    memcpy(out, day, dn);
-    memcpy(out + dn, tail, sizeof tail);
+    char full[sizeof day + sizeof tail];
+    size_t dn = strnlen(day, sizeof day - 1);
+    memcpy(full, day, dn);
+    memcpy(full + dn, tail, sizeof tail);
+    util_copy(out, outlen, full); /* as much as fits, as snprintf did */
 }
 
 /* Random bytes for ids come from getrandom(2) in 4 KiB batches per thread: one syscall per ~400 ids
