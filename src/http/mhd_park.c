@@ -1,13 +1,14 @@
 /* mhd_park: a suspended libmicrohttpd connection keeps its place in the daemon's epoll set.
  *
- * libmicrohttpd 0.9.75 takes a connection out of its epoll set when it is suspended (EPOLL_CTL_DEL)
- * and puts it back once it is resumed, has answered and waits to read again (EPOLL_CTL_ADD). Every
- * request that waits for an upstream pays those two system calls, about a sixth of kailashd's CPU
- * per proxied request on this VM (where a system call costs several microseconds).
+ * libmicrohttpd 0.9.75 takes a connection out of its epoll set when it is suspended (EPOLL_CTL_DEL),
+ * and after the resume marks it readable, answers, reads once more to find the socket empty, and
+ * puts it back (EPOLL_CTL_ADD). A request that waits for an upstream paid those three system calls:
+ * on this VM, where a system call costs several microseconds, about a sixth of kailashd's CPU per
+ * proxied request (49 -> 41 us in an A/B).
  *
- * This file defines epoll_ctl and epoll_wait for the process; the daemon, a shared library, reaches
- * them through the dynamic linker. On a loop thread that runs a daemon (mhd_park_enter), for that
- * daemon's epoll set only:
+ * This file defines epoll_ctl, epoll_wait and recv for the process; the daemon, a shared library,
+ * reaches them through the dynamic linker. On a loop thread that runs a daemon (mhd_park_enter),
+ * for that daemon's epoll set and connections only:
  *  - the DEL made by MHD_suspend_connection (called through mhd_park_suspend) is not made: the
  *    connection is "parked" and its registration (EPOLLIN|EPOLLOUT|EPOLLPRI|EPOLLET, the connection
  *    as data) stays in the kernel;
@@ -20,8 +21,11 @@
  *    registration it asks for is there, edge-triggered, and every edge since the park is either
  *    still queued or was covered by the resume;
  *  - a parked connection that closes without that ADD (an answer with `Connection: close`, a stop)
- *    gets its DEL then (mhd_park_closed), as the daemon itself deletes before it closes.
- * Every other call, on any other thread or epoll set, goes straight to the kernel.
+ *    gets its DEL then (mhd_park_closed), as the daemon itself deletes before it closes;
+ *  - the read after the resume gets EAGAIN without the kernel when the socket's last read found it
+ *    empty and no event came since (see recv at the end);
+ *  - the daemon's own epoll_wait is skipped while its set is quiet (see epoll_wait).
+ * Every other call, on any other thread, epoll set or socket, goes straight to the kernel.
  *
  * The rules above follow libmicrohttpd 0.9.75's daemon.c and connection.c. mhd_park_init turns
  * parking on only for that version; any other gets the plain calls.
