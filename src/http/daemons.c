@@ -95,7 +95,9 @@ static void w_on_event(void *ud, int fd, uint32_t events)
         mhd_park_wake(&w->park);
     if (fd == w->epfd || (size_t)fd >= w->n_by_fd || !w->by_fd[fd].c)
         return;
-    /* a client shut its side: re-arm after the next MHD_run (see the top of this file) */
+    /* a client shut its side: its reads are the kernel's from now on (mhd_park.c), and the
+     * connection is re-armed after the next MHD_run (see the top of this file) */
+    mhd_park_hup(&w->park, fd);
     if (w->by_fd[fd].rearm == 0) {
         int *h = util_grow_zeroed(w->hup, &w->cap_hup, sizeof *h, w->n_hup, 64);
         if (!h)

@@ -29,14 +29,15 @@ typedef struct {
     int fd;
 } mhd_parked;
 
-enum { FD_PARKED = 1, FD_EMPTY = 2 }; /* mhd_park.fdst bits */
+enum { FD_PARKED = 1, FD_EMPTY = 2, FD_HUP = 4 }; /* mhd_park.fdst bits */
 
 typedef struct mhd_park {
     int epfd; /* the daemon's epoll set */
     int on;   /* parking is on (libmicrohttpd 0.9.75) */
     mhd_parked *set; /* parked connections, open addressing */
     size_t cap, n;
-    unsigned char *fdst; /* by socket: FD_PARKED, FD_EMPTY (the last read found nothing, no event since) */
+    unsigned char *fdst; /* by socket: FD_PARKED, FD_EMPTY (the last read found nothing, no event
+                          * since), FD_HUP (the client shut its side) */
     size_t nfd;
     size_t kept;   /* DELs and ADDs not made */
     size_t hidden; /* events of suspended connections kept from the daemon */
@@ -54,6 +55,9 @@ void mhd_park_enter(mhd_park *p);
 void mhd_park_wake(mhd_park *p);
 /* MHD_suspend_connection(c), parking c (socket fd) if the daemon takes it out of the set. */
 void mhd_park_suspend(struct MHD_Connection *c, int fd);
+/* The loop saw the client shut its side of socket fd: from now on every read asks the kernel, which
+ * has the FIN (it may have come with the request, in the same edge as its bytes). */
+void mhd_park_hup(mhd_park *p, int fd);
 /* c (socket fd) is closing: if parked, it leaves the set now. */
 void mhd_park_closed(mhd_park *p, const struct MHD_Connection *c, int fd);
 int mhd_park_has(const mhd_park *p, const void *c);

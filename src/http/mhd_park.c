@@ -193,6 +193,13 @@ void mhd_park_suspend(struct MHD_Connection *c, int fd)
     t_susp = (suspending){NULL, -1};
 }
 
+void mhd_park_hup(mhd_park *p, int fd)
+{
+    unsigned char *st = fd_state(p, fd);
+    if (st)
+        *st |= FD_HUP;
+}
+
 void mhd_park_closed(mhd_park *p, const struct MHD_Connection *c, int fd)
 {
     if (p->n && mhd_park_remove(p, c))
@@ -275,7 +282,9 @@ int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
     }
 }
 
-/* A parked connection whose last read found its socket empty, with no event since, is still empty:
+/* A parked connection whose last read found its socket empty, with no event since, and whose client
+ * has not shut its side (mhd_park_hup: a FIN that came in the same edge as the request's bytes gives
+ * the daemon no event of its own, so the loop's EPOLLRDHUP watch says it), is still empty:
  * the daemon's read after a resume (which marks the connection readable whatever it is) gets EAGAIN
  * without asking the kernel. Nothing is lost if bytes came meanwhile: the connection's registration
  * is in the set, so their event is queued there and the daemon reads them when it comes. Every other
@@ -284,7 +293,7 @@ ssize_t recv(int fd, void *b, size_t len, int flags)
 {
     mhd_park *p = t_park;
     unsigned char *st = p && p->on && fd >= 0 && (size_t)fd < p->nfd ? &p->fdst[fd] : NULL;
-    if (st && flags == 0 && (*st & (FD_PARKED | FD_EMPTY)) == (FD_PARKED | FD_EMPTY)) {
+    if (st && flags == 0 && (*st & (FD_PARKED | FD_EMPTY | FD_HUP)) == (FD_PARKED | FD_EMPTY)) {
         p->spared++;
         errno = EAGAIN;
         return -1;

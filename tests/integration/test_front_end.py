@@ -145,3 +145,28 @@ def test_clients_leaving_mid_wait_do_not_disturb_the_rest(d):
             assert got == [(200, "/echo/k/%d/%d" % (100 + c, i)) for i in range(20)]
         time.sleep(0.3)
     assert d.get("/health").status_code == 200
+
+
+def test_client_that_half_closes_is_closed_at_once(d):
+    """A client sends a whole request and shuts its sending side at once, so the request and its FIN
+    arrive together, and the run waits on the upstream. libmicrohttpd 0.9.75 ends a connection when it
+    reads the FIN (as nginx's proxy takes a client's FIN for an abort, 499): the client gets the answer
+    only if it was sent before that read. Either way the daemon must then close, not keep the
+    connection until its idle timeout (120 s): a resumed connection whose FIN was never read (its read
+    spared as "empty") would stay open."""
+    for _ in range(10):
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=8)
+        try:
+            s.sendall(request_bytes("slow", {"ms": 50}))
+            s.shutdown(socket.SHUT_WR)
+            t0 = time.monotonic()
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            assert time.monotonic() - t0 < 4
+            assert data == b"" or (data.startswith(b"HTTP/1.1 200") and b'"slept":50' in data), data
+        finally:
+            s.close()
