@@ -455,17 +455,35 @@ static void get_ok(const srv *s, xfer *x)
     cr_assert_eq(x->r.code, CURLE_OK, "code %d: %s", x->r.code, x->r.error);
 }
 
-/* Starts a server answering with script, sends it one GET and waits for its end. *out (when not
- * NULL) gets the server. */
-static xfer *get_once(const step *script, int nsteps, srv **out)
+/* What one GET may change: a deadline, an answer bound, callbacks that refuse (0: the defaults). */
+typedef struct get_opts {
+    double timeout_ms;
+    size_t max_bytes;
+    int fail_body, fail_header;
+} get_opts;
+
+/* Starts a server answering with script, sends it one GET (with o) and waits for its end. *out
+ * (when not NULL) gets the server. */
+static xfer *get_once_with(const step *script, int nsteps, get_opts o, srv **out)
 {
     srv *s = srv_start(script, nsteps);
     xfer *x = xfer_new();
+    x->fail_body = o.fail_body;
+    x->fail_header = o.fail_header;
     ioloop_h1_req q = get_from(s);
+    if (o.timeout_ms > 0)
+        q.timeout_ms = o.timeout_ms;
+    if (o.max_bytes)
+        q.max_bytes = o.max_bytes;
     run(&q, x);
     if (out)
         *out = s;
     return x;
+}
+
+static xfer *get_once(const step *script, int nsteps, srv **out)
+{
+    return get_once_with(script, nsteps, (get_opts){0}, out);
 }
 
 static void assert_failed(const xfer *x)
@@ -486,6 +504,20 @@ static void assert_body(const xfer *x, const char *want)
     size_t n = strlen(want);
     cr_assert_eq(x->body.len, n, "body of %zu bytes, want %zu", x->body.len, n);
     cr_assert(n == 0 || memcmp(x->body.data, want, n) == 0, "body %.*s, want %s", (int)x->body.len, x->body.data, want);
+}
+
+/* Two GETs in turn to a server answering each with script: both get body, over `connections`
+ * connections (1: the first was kept and reused; 2: it could not be). */
+static void assert_two_gets(const step *script, const char *body, int connections)
+{
+    srv *s = srv_start(script, 1);
+    for (int i = 0; i < 2; i++) {
+        xfer *x = xfer_new();
+        get_ok(s, x);
+        cr_assert_eq(x->r.status, 200);
+        assert_body(x, body);
+    }
+    cr_assert_eq(atomic_load(&s->connections), connections, "connections: %d", atomic_load(&s->connections));
 }
 
 /* p[0..n) with CR and LF shown as \r and \n, into out (cut to fit). */
@@ -654,14 +686,7 @@ Test(h1, large_content_length_body_arrives_whole)
 Test(h1, chunked_body_is_decoded_with_extensions_and_trailers)
 {
     static const step script[] = {STEP(CHUNKED_ANSWER, KEEP)};
-    srv *s = srv_start(script, 1);
-    xfer *x[2] = {xfer_new(), xfer_new()};
-    for (int i = 0; i < 2; i++) {
-        get_ok(s, x[i]);
-        cr_assert_eq(x[i]->r.status, 200);
-        assert_body(x[i], "hello, chunked world");
-    }
-    cr_assert_eq(atomic_load(&s->connections), 1, "connections: %d", atomic_load(&s->connections));
+    assert_two_gets(script, "hello, chunked world", 1);
 }
 
 /* The parser must keep its state across reads at every byte boundary. */
@@ -689,13 +714,7 @@ Test(h1, trailer_lines_reach_on_header_without_their_blank_line)
 Test(h1, body_without_length_is_read_until_close_and_not_reused)
 {
     static const step script[] = {STEP("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", CLOSE)};
-    srv *s = srv_start(script, 1);
-    xfer *x[2] = {xfer_new(), xfer_new()};
-    for (int i = 0; i < 2; i++) {
-        get_ok(s, x[i]);
-        assert_body(x[i], "until the end");
-    }
-    cr_assert_eq(atomic_load(&s->connections), 2, "connections: %d", atomic_load(&s->connections));
+    assert_two_gets(script, "until the end", 2);
 }
 
 /* The HEAD answer announces 100 bytes but sends none; the next answer on the connection is read right. */
@@ -806,11 +825,7 @@ Test(h1, chunked_wins_over_content_length)
 {
     static const step script[] = {STEP(
         "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", KEEP)};
-    srv *s = srv_start(script, 1);
-    xfer *x = xfer_new();
-    ioloop_h1_req q = get_from(s);
-    q.timeout_ms = 5000;
-    run(&q, x);
+    xfer *x = get_once_with(script, 1, (get_opts){.timeout_ms = 5000}, NULL);
     cr_assert_eq(x->r.code, CURLE_OK, "code %d: %s", x->r.code, x->r.error);
     assert_body(x, "hello");
 }
@@ -820,13 +835,7 @@ Test(h1, chunked_wins_over_content_length)
 Test(h1, excess_bytes_after_an_answer_are_not_taken_for_the_next)
 {
     static const step script[] = {STEP("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA", KEEP)};
-    srv *s = srv_start(script, 1);
-    xfer *x[2] = {xfer_new(), xfer_new()};
-    for (int i = 0; i < 2; i++) {
-        get_ok(s, x[i]);
-        assert_body(x[i], "ok");
-    }
-    cr_assert_eq(atomic_load(&s->connections), 2, "connections: %d", atomic_load(&s->connections));
+    assert_two_gets(script, "ok", 2);
 }
 
 enum { READ_SIZE = 16384 }; /* the client's read size (libcurl's too) */
@@ -873,11 +882,8 @@ Test(h1, head_answer_announcing_chunks_has_no_body)
 Test(h1, body_callback_refusal_is_a_write_error)
 {
     static const step script[] = {STEP("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", KEEP)};
-    srv *s = srv_start(script, 1);
-    xfer *x = xfer_new();
-    x->fail_body = 1;
-    ioloop_h1_req q = get_from(s);
-    run(&q, x);
+    srv *s;
+    xfer *x = get_once_with(script, 1, (get_opts){.fail_body = 1}, &s);
     assert_failed_with(x, CURLE_WRITE_ERROR);
     cr_assert_geq(x->body_calls, 1);
     xfer *next = xfer_new();
@@ -888,11 +894,7 @@ Test(h1, body_callback_refusal_is_a_write_error)
 Test(h1, header_callback_refusal_is_a_write_error)
 {
     static const step script[] = {STEP("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", KEEP)};
-    srv *s = srv_start(script, 1);
-    xfer *x = xfer_new();
-    x->fail_header = 1;
-    ioloop_h1_req q = get_from(s);
-    run(&q, x);
+    xfer *x = get_once_with(script, 1, (get_opts){.fail_header = 1}, NULL);
     assert_failed_with(x, CURLE_WRITE_ERROR);
     cr_assert_eq(x->header_calls, 1, "on_header was called again after refusing");
     cr_assert_eq(x->body_calls, 0);
@@ -975,11 +977,7 @@ Test(h1, connect_timeout_ends_a_hanging_connect)
 Test(h1, silent_server_times_out)
 {
     static const step script[] = {NOTHING(SILENT)};
-    srv *s = srv_start(script, 1);
-    xfer *x = xfer_new();
-    ioloop_h1_req q = get_from(s);
-    q.timeout_ms = 300;
-    run(&q, x);
+    xfer *x = get_once_with(script, 1, (get_opts){.timeout_ms = 300}, NULL);
     assert_failed_with(x, CURLE_OPERATION_TIMEDOUT);
     cr_assert_eq(x->r.connected, 1);
     cr_assert_eq(x->r.status, 0);
@@ -1030,11 +1028,7 @@ Test(h1, reset_fails_the_transfer_and_the_loop_goes_on)
 static void assert_bad_length_fails(const char *answer, size_t len)
 {
     step script[] = {{answer, len, KEEP, 0, 0}};
-    srv *s = srv_start(script, 1);
-    xfer *x = xfer_new();
-    ioloop_h1_req q = get_from(s);
-    q.timeout_ms = 5000;
-    run(&q, x);
+    xfer *x = get_once_with(script, 1, (get_opts){.timeout_ms = 5000}, NULL);
     assert_failed_with(x, CURLE_WEIRD_SERVER_REPLY);
 }
 
@@ -1054,11 +1048,7 @@ Test(h1, negative_content_length_is_weird_server_reply)
 Test(h1, silence_inside_the_body_times_out)
 {
     static const step script[] = {STEP("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", SILENT)};
-    srv *s = srv_start(script, 1);
-    xfer *x = xfer_new();
-    ioloop_h1_req q = get_from(s);
-    q.timeout_ms = 300;
-    run(&q, x);
+    xfer *x = get_once_with(script, 1, (get_opts){.timeout_ms = 300}, NULL);
     assert_failed_with(x, CURLE_OPERATION_TIMEDOUT);
     cr_assert_eq(x->r.status, 200);
     assert_body(x, "abc");
@@ -1069,11 +1059,7 @@ Test(h1, silence_inside_the_body_times_out)
 static void assert_bad_chunk_fails(const char *answer, size_t len)
 {
     step script[] = {{answer, len, KEEP, 0, 0}};
-    srv *s = srv_start(script, 1);
-    xfer *x = xfer_new();
-    ioloop_h1_req q = get_from(s);
-    q.timeout_ms = 5000;
-    run(&q, x);
+    xfer *x = get_once_with(script, 1, (get_opts){.timeout_ms = 5000}, NULL);
     assert_failed(x);
     cr_assert_neq(x->r.code, CURLE_OPERATION_TIMEDOUT, "the bad chunk size was not noticed: %s", x->r.error);
 }
