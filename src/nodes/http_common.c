@@ -220,7 +220,6 @@ int http_origin_node_compile(const http_key *keys, const char *url_key, const ch
         free(n);
         return -1;
     }
-    n->memo = http_url_memo_new(json_string_value(url), &n->origin);
     *compiled = n;
     return 0;
 }

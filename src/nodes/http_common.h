@@ -126,7 +126,7 @@ int http_origin_from_config(const char *key, const char *url, http_origin *o, ch
 typedef struct http_origin_node {
     http_base base;
     http_origin origin;  /* where the run's URL must point */
-    struct http_url_memo *memo; /* the config URL's parse, when it is a literal; NULL otherwise */
+    struct http_url_memo *memo; /* HTTPRequestNode: its literal url's parse; NULL otherwise */
 } http_origin_node;
 
 /* compile() of such a node: checks config against keys, requires config.<url_key> to be a string

@@ -14,9 +14,13 @@ static const char *const http_request_key_names[] = {HTTP_KEYS_REQUEST(HTTP_KEY_
 
 static int http_request_compile(const node_env *env, json_t *config, void **compiled, char *err, size_t errlen)
 {
-    return http_origin_node_compile(http_request_keys, "url",
-                                    "config.url: required, a string (templates may fill its path and query)", env,
-                                    config, compiled, err, errlen);
+    if (http_origin_node_compile(http_request_keys, "url",
+                                 "config.url: required, a string (templates may fill its path and query)", env, config,
+                                 compiled, err, errlen) != 0)
+        return -1;
+    http_origin_node *n = *compiled;
+    n->memo = http_url_memo_new(json_string_value(json_object_get(config, "url")), &n->origin); /* NULL: none */
+    return 0;
 }
 
 static const http_hooks http_request_hooks = {.outputs = http_outputs_response};
@@ -29,7 +33,8 @@ static int http_request_build(const void *compiled, json_t *in, http_request *r,
     if (!json_is_string(url))
         return node_fail(err, "internal", "url: expected a string");
     json_t *params = json_object_get(in, "params");
-    int as_is = !params || json_is_null(params); /* nothing to add: the config's literal URL may stand */
+    int as_is = !params || json_is_null(params) || (json_is_object(params) && json_object_size(params) == 0);
+    /* as_is: nothing to add, so the config's literal URL may stand (SDK exports often carry "params": {}) */
     if (!(as_is && http_request_use_memo(r, n->memo, json_string_value(url))) &&
         (http_url_parse("url", json_string_value(url), &n->origin, &r->url, err) != 0 ||
          http_url_add_query(r->url, "params", params, err) != 0))

@@ -1485,3 +1485,28 @@ Test(http, only_a_literal_url_has_a_memo_and_only_its_own_text_borrows_it)
     cr_assert_null(r.memo);
     http_url_memo_free(m);
 }
+
+/* A literal url with no params, null params or empty params goes out as written (through the memo,
+ * both ways out); params with values are added to its query. */
+Test(http, literal_url_with_empty_params_goes_out_as_written)
+{
+    srv *s = srv_start();
+    const char *params[] = {"", ", \"params\": null", ", \"params\": {}", ", \"params\": {\"b\": 2}"};
+    for (int plain = 0; plain < 2; plain++)
+        for (size_t i = 0; i < sizeof params / sizeof params[0]; i++) {
+            http_wire_enable(plain);
+            result r =
+                run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/echo?a=1\"%s}", s->port, params[i]),
+                           10000);
+            http_wire_enable(1);
+            cr_assert_eq(r.rc, 0, "%s", r.err.message);
+            cr_assert_str_eq(json_string_value(at(r.out, "response.content.path")), "/echo");
+            cr_assert_str_eq(json_string_value(at(r.out, "response.content.query")), i == 3 ? "a=1&b=2" : "a=1",
+                             "params%s", params[i]);
+            char want[64];
+            snprintf(want, sizeof want, "http://127.0.0.1:%d/echo?a=1%s", s->port, i == 3 ? "&b=2" : "");
+            cr_assert_str_eq(json_string_value(at(r.out, "response.url")), want);
+            result_free(&r);
+        }
+    srv_stop(s);
+}
