@@ -32,6 +32,7 @@ typedef struct kconfig {
     size_t upstream_max_response_bytes;
     int upstream_connect_timeout_ms;
     int upstream_verify_tls;
+    int upstream_max_hops; /* a request whose X-Kailash-Hops is above this is refused (508) */
     int enable_monitoring;
     int log_level; /* LOG_DEBUG.. from log.h */
 } kconfig;

@@ -88,6 +88,7 @@ typedef struct run_opts {
     const char *request_id;
     json_t *inputs;     /* object (borrowed; kept with a reference) */
     json_t *parameters; /* object node_id -> object, or NULL (borrowed; kept with a reference) */
+    int hops;           /* X-Kailash-Hops of the request (0 without one): upstream calls send hops + 1 */
     run_done_fn done;
     void *ud;
 } run_opts;

@@ -32,6 +32,7 @@ struct kreq {
     const char *method;   /* borrowed from MHD */
     const char *path;     /* without query string, borrowed from MHD */
     char request_id[132]; /* set by the request_id middleware */
+    int hops;             /* X-Kailash-Hops (0 without one), set by the hops middleware */
     char client_ip[64];
     int client_loopback;
     double t0; /* util_now_ms() at arrival */

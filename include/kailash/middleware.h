@@ -20,6 +20,7 @@ void mw_after(kreq *r);
 
 /* The steps (one file each). */
 int mw_request_id_before(kreq *r);
+int mw_hops_before(kreq *r);
 void mw_logging_after(kreq *r);
 
 #endif

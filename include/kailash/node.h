@@ -54,6 +54,7 @@ struct node_call {
     json_t *inputs;          /* final resolved inputs (an object) */
     const tmpl_scope *scope; /* the run's template scope */
     double deadline_ms;      /* util_now_ms() after which the run is out of time */
+    int hops;                /* gateways the run's request passed (X-Kailash-Hops); calls out send hops + 1 */
     struct ioloop *io;       /* the I/O loop, for start() */
     node_done_fn done;       /* for start() */
     void *engine_data;       /* the engine's own; nodes don't touch it */
@@ -63,6 +64,11 @@ typedef struct node_type {
     const char *name;
     const char *const *config_keys; /* NULL-terminated: the config keys this type accepts */
     const char *const *input_ports; /* NULL-terminated connection targets; NULL means any name */
+    /* NULL-terminated keys that choose where and how the node reaches out (URL, method, headers,
+     * credentials, TLS, file paths, upstream lists), or NULL. They come only from the workflow file:
+     * a request's inputs or parameters may not set them unless the workflow's gateway.overridable
+     * opens them (WORKFLOWS.md "Data flow"). The engine enforces this; the node need not. */
+    const char *const *pinned_keys;
     /* Checks config (borrowed, without "on_error") and builds *compiled (may stay NULL).
      * err reads like "config.operator: expected one of == != > < >= <= in contains is_null is_not_null". */
     int (*compile)(const node_env *env, json_t *config, void **compiled, char *err, size_t errlen);

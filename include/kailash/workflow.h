@@ -44,7 +44,8 @@ typedef struct wf_node {
     size_t ndeps;
     size_t *succ; /* nodes waiting for this one */
     size_t nsucc;
-    int has_out; /* some connection leaves this node */
+    int has_out;      /* some connection leaves this node */
+    char **open_keys; /* gateway.overridable[id]: pinned keys a request may set; owned, NULL-terminated, or NULL */
 } wf_node;
 
 /* gateway.outputs entry: name -> node.port[.path] */
@@ -94,6 +95,17 @@ void workflow_free(workflow *wf);
 /* Non-zero when port is an output port of n (its type's ports; with on_error "continue" also the
  * "error" and "failed" ports a failure leaves). */
 int wf_node_has_output(const wf_node *n, const char *port);
+
+/* pinned.c: what a request may set (WORKFLOWS.md "Data flow": pinned keys and gateway.overridable).
+ * Non-zero when n's type takes key (a config key or an input port). */
+int wf_node_takes(const wf_node *n, const char *key);
+/* Non-zero when a connection of wf fills n's input key. */
+int wf_node_conn_fills(const workflow *wf, const wf_node *n, const char *key);
+/* Non-zero when a request may set n's key: its type does not pin it, or gateway.overridable opens it. */
+int wf_node_key_open(const wf_node *n, const char *key);
+/* Checks a request's inputs (object) and parameters (object of node id -> object, or NULL), after
+ * /execute's scoping: 0, or -1 with err naming the node and key a request tried to set. */
+int workflow_check_request(const workflow *wf, json_t *inputs, json_t *parameters, char *err, size_t errlen);
 
 /* Index of node id, or -1. */
 long workflow_node_index(const workflow *wf, const char *id);

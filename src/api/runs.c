@@ -183,6 +183,14 @@ static int body_parse(kreq *r, const workflow *wf, int execute, json_t **inputs,
     *params = pa ? json_copy(pa) : NULL;
     if (execute)
         scope_inputs(wf, *inputs, params);
+    char msg[400];
+    if (workflow_check_request(wf, *inputs, *params, msg, sizeof msg) != 0) {
+        reply_errorf(r, 400, "bad_request", NULL, "%s", msg);
+        json_decref(*inputs);
+        json_decref(*params);
+        *inputs = *params = NULL;
+        goto out;
+    }
     rc = 0;
 out:
     json_decref(body);
@@ -298,7 +306,12 @@ static int run_handle(kreq *r, int execute)
                             "inputs do not match the workflow's schema");
     }
     json_decref(violations);
-    run_opts o = {r->request_id, inputs, params, on_run_done, r};
+    run_opts o = {.request_id = r->request_id,
+                  .inputs = inputs,
+                  .parameters = params,
+                  .hops = r->hops,
+                  .done = on_run_done,
+                  .ud = r};
     s->run = run_create(s->ex, &o);
     json_decref(inputs);
     json_decref(params);

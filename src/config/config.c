@@ -69,6 +69,7 @@ static const key_row rows[] = {
     {"upstream.max_response_bytes", K_SIZE, OFF(upstream_max_response_bytes), 1, 1LL << 32, NULL, NULL},
     {"upstream.connect_timeout_ms", K_INT, OFF(upstream_connect_timeout_ms), 1, 600000, NULL, NULL},
     {"upstream.verify_tls", K_BOOL, OFF(upstream_verify_tls), 0, 0, NULL, NULL},
+    {"upstream.max_hops", K_INT, OFF(upstream_max_hops), 0, 255, NULL, NULL},
     NOTYET("redis_url", "null", "Redis support is not built yet"),
     NOTYET("redis_timeout_ms", "20", "Redis support is not built yet"),
     NOTYET("database_url", "null", "Postgres support is not built yet"),
@@ -234,6 +235,7 @@ static kconfig *config_defaults(const char *file)
     c->upstream_max_response_bytes = 10485760;
     c->upstream_connect_timeout_ms = 2000;
     c->upstream_verify_tls = 1;
+    c->upstream_max_hops = 8;
     c->enable_monitoring = 1;
     c->log_level = LOG_INFO;
     if (!c->file || !c->host || !c->workflows_dir || !c->data_dir) {

@@ -38,6 +38,7 @@ struct run {
     char id[37];
     char request_id[132];
     json_t *inputs, *parameters;
+    int hops;        /* X-Kailash-Hops of the request that started the run */
     json_t *results; /* node id -> outputs: also the template scope's `nodes` */
     json_t *outputs;
     unsigned char *state;
@@ -86,6 +87,7 @@ run *run_create(executor *ex, const run_opts *o)
     util_copy(r->request_id, sizeof r->request_id, o->request_id ? o->request_id : "");
     r->inputs = o->inputs ? json_incref(o->inputs) : json_object();
     r->parameters = o->parameters ? json_incref(o->parameters) : NULL;
+    r->hops = o->hops;
     r->done = o->done;
     r->ud = o->ud;
     r->status = RUN_QUEUED;
@@ -207,25 +209,6 @@ void run_end_timeout(run *r)
 
 /* ---- inputs ------------------------------------------------------------------------------------ */
 
-static int node_takes(const wf_node *n, const char *key)
-{
-    for (const char *const *k = n->type->config_keys; k && *k; k++)
-        if (strcmp(*k, key) == 0)
-            return 1;
-    for (const char *const *k = n->type->input_ports; k && *k; k++)
-        if (strcmp(*k, key) == 0)
-            return 1;
-    return 0;
-}
-
-static int conn_fills(const wf_node *n, const workflow *wf, const char *key)
-{
-    for (size_t c = 0; c < n->nin; c++)
-        if (strcmp(wf->conns[n->in[c]].dst_input, key) == 0)
-            return 1;
-    return 0;
-}
-
 /* The value a connection carries, or NULL when it is absent. Borrowed. */
 static json_t *conn_value(run *r, const wf_conn *c)
 {
@@ -247,7 +230,11 @@ static json_t *inputs_layered(run *r, const wf_node *n)
             json_object_set(p, n->params[i].key, n->params[i].constant);
     const char *k;
     json_t *v;
-    json_object_foreach(r->inputs, k, v) if (node_takes(n, k) && !conn_fills(n, r->wf, k)) json_object_set(p, k, v);
+    json_object_foreach(r->inputs, k, v)
+    {
+        if (wf_node_takes(n, k) && !wf_node_conn_fills(r->wf, n, k) && wf_node_key_open(n, k))
+            json_object_set(p, k, v);
+    }
     for (size_t c = 0; c < n->nin; c++) {
         const wf_conn *cn = &r->wf->conns[n->in[c]];
         json_t *cv = conn_value(r, cn);
@@ -255,7 +242,7 @@ static json_t *inputs_layered(run *r, const wf_node *n)
             json_object_set(p, cn->dst_input, cv);
     }
     json_t *over = r->parameters ? json_object_get(r->parameters, n->id) : NULL;
-    json_object_foreach(over, k, v) json_object_set(p, k, v);
+    json_object_foreach(over, k, v) if (wf_node_key_open(n, k)) json_object_set(p, k, v);
     return p;
 }
 
@@ -378,6 +365,7 @@ static int node_exec(run *r, size_t i)
                         .inputs = in,
                         .scope = &r->scope,
                         .deadline_ms = r->deadline,
+                        .hops = r->hops,
                         .io = n->type->start ? engine_io() : NULL,
                         .done = node_async_done,
                         .engine_data = r};

@@ -5,6 +5,7 @@
 static const mw_step chain[] = {
     {"request_id", mw_request_id_before, NULL},
     {"logging", NULL, mw_logging_after},
+    {"hops", mw_hops_before, NULL},
 };
 
 int mw_before(kreq *r)

@@ -21,6 +21,7 @@
 #include "kailash/util.h"
 
 static const char *const csv_reader_keys[] = {"file_path", "headers", "delimiter", NULL};
+static const char *const csv_reader_pinned[] = {"file_path", NULL};
 static const char *const csv_reader_ports[] = {"file_path", NULL};
 
 typedef struct csv_opts {
@@ -237,6 +238,7 @@ static int csv_reader_run(const void *compiled, node_call *call, json_t **output
 const node_type node_csv_reader = {
     .name = "CSVReaderNode",
     .config_keys = csv_reader_keys,
+    .pinned_keys = csv_reader_pinned,
     .input_ports = csv_reader_ports,
     .compile = csv_reader_compile,
     .has_output = csv_reader_has_output,

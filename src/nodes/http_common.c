@@ -238,7 +238,7 @@ int http_base_check_inputs(const http_base *base, json_t *inputs, node_error *er
 {
     char msg[sizeof err->message];
     if (http_keys_check(base->keys, inputs, 0, msg, sizeof msg) != 0)
-        return node_fail(err, "internal", "%s", msg);
+        return node_fail(err, "bad_request", "%s", msg);
     for (const http_key *k = base->keys; k->name; k++) {
         if (!k->pinned)
             continue;
@@ -387,7 +387,7 @@ static int http_form_pair(buf *b, const char *name, json_t *v)
 static int http_query_field(buf *q, const char *key, const char *name, json_t *v, node_error *err)
 {
     if (!http_is_scalar(v))
-        return node_fail(err, "internal", "%s.%s: expected a string, number or boolean", key, name);
+        return node_fail(err, "bad_request", "%s.%s: expected a string, number or boolean", key, name);
     return http_form_pair(q, name, v) == 0 ? 0 : node_fail(err, "internal", "out of memory building the URL");
 }
 
@@ -415,7 +415,7 @@ int http_url_add_query(CURLU *u, const char *key, json_t *params, node_error *er
     if (!params || json_is_null(params))
         return 0;
     if (!json_is_object(params))
-        return node_fail(err, "internal", "%s: expected an object", key);
+        return node_fail(err, "bad_request", "%s: expected an object", key);
     buf q = {0};
     const char *name;
     json_t *v;
@@ -487,7 +487,7 @@ int http_request_options(http_request *r, json_t *inputs, http_format fmt, node_
     const char *m = json_is_string(v) ? json_string_value(v) : "GET";
     int mi = http_choice_index(http_methods, m);
     if (mi < 0)
-        return node_fail(err, "internal", "method: unknown method");
+        return node_fail(err, "bad_request", "method: unknown method");
     util_copy(r->method, sizeof r->method, http_methods[mi]);
     v = json_object_get(inputs, "timeout");
     r->timeout_ms = json_is_number(v) ? json_number_value(v) * 1000.0 : HTTP_DEFAULT_TIMEOUT_MS;
@@ -523,7 +523,7 @@ static int http_body_form(http_request *r, json_t *obj, node_error *err)
             continue;
         if (!http_is_scalar(v) || http_form_pair(&b, name, v) != 0) {
             buf_free(&b);
-            return node_fail(err, "internal", "data.%s: expected a string, number or boolean", name);
+            return node_fail(err, "bad_request", "data.%s: expected a string, number or boolean", name);
         }
     }
     if (buf_terminate(&b) != 0) {
@@ -543,7 +543,7 @@ int http_request_body_data(http_request *r, json_t *v, node_error *err)
     if (json_is_object(v))
         return http_body_form(r, v, err);
     if (!json_is_string(v))
-        return node_fail(err, "internal", "data: expected a string or an object");
+        return node_fail(err, "bad_request", "data: expected a string or an object");
     size_t n = json_string_length(v);
     r->body = malloc(n + 1);
     if (!r->body)
@@ -598,7 +598,7 @@ static int http_auth_basic(json_t *inputs, buf *line, node_error *err)
     else if (token && strchr(token, ':'))
         rc = buf_appendf(&cred, "%s", token);
     else
-        return node_fail(err, "internal", "auth_token: basic auth needs \"user:password\" (or auth_username)");
+        return node_fail(err, "bad_request", "auth_token: basic auth needs \"user:password\" (or auth_username)");
     char *b64 = NULL;
     if (rc == 0)
         rc = http_base64((const unsigned char *)cred.data, cred.len, &b64);
@@ -621,18 +621,18 @@ static int http_auth_header(json_t *inputs, buf *line, const char **name, node_e
     for (size_t i = 0; i < 3; i++) {
         json_t *f = json_object_get(inputs, fields[i]);
         if (json_is_string(f) && !http_value_safe(json_string_value(f), json_string_length(f)))
-            return node_fail(err, "internal", "%s: holds a line break or NUL", fields[i]);
+            return node_fail(err, "bad_request", "%s: holds a line break or NUL", fields[i]);
     }
     if (strcasecmp(type, "basic") == 0) {
         *name = "Authorization";
         return http_auth_basic(inputs, line, err);
     }
     if (!token || !*token)
-        return node_fail(err, "internal", "auth_token: required for auth_type %s", type);
+        return node_fail(err, "bad_request", "auth_token: required for auth_type %s", type);
     if (strcasecmp(type, "api_key") == 0) {
         const char *h = http_str(inputs, "api_key_header") ? http_str(inputs, "api_key_header") : "X-API-Key";
         if (!http_is_token(h))
-            return node_fail(err, "internal", "api_key_header: not a valid header name");
+            return node_fail(err, "bad_request", "api_key_header: not a valid header name");
         *name = h;
         return buf_appendf(line, "%s: %s", h, token) == 0 ? 0 : node_fail(err, "internal", "out of memory");
     }
@@ -653,21 +653,22 @@ static int http_add_line(http_request *r, const char *line)
 static int http_user_header(http_request *r, const char *name, json_t *v, const char *skip_name, node_error *err)
 {
     if (!http_is_token(name))
-        return node_fail(err, "internal", "headers: '%.64s' is not a valid header name", name);
-    if (strcasecmp(name, "content-length") == 0 || strcasecmp(name, "transfer-encoding") == 0)
-        return node_fail(err, "internal", "headers.%s: set by the node, not configurable", name);
+        return node_fail(err, "bad_request", "headers: '%.64s' is not a valid header name", name);
+    if (strcasecmp(name, "content-length") == 0 || strcasecmp(name, "transfer-encoding") == 0 ||
+        strcasecmp(name, HTTP_HOPS_HEADER) == 0)
+        return node_fail(err, "bad_request", "headers.%s: set by the node, not configurable", name);
     if (skip_name && strcasecmp(name, skip_name) == 0)
         return 0;
     char *text = http_scalar_text(v);
     if (!text)
-        return node_fail(err, "internal", "headers.%s: expected a string, number or boolean", name);
+        return node_fail(err, "bad_request", "headers.%s: expected a string, number or boolean", name);
     int safe = http_value_safe(text, json_is_string(v) ? json_string_length(v) : strlen(text));
     buf line = {0};
     /* "Name;" is curl's way to send a header with an empty value ("Name:" would remove it). */
     int rc = safe ? (*text ? buf_appendf(&line, "%s: %s", name, text) : buf_appendf(&line, "%s;", name)) : 0;
     free(text);
     if (!safe)
-        return node_fail(err, "internal", "headers.%s: value holds a line break or NUL", name);
+        return node_fail(err, "bad_request", "headers.%s: value holds a line break or NUL", name);
     if (rc == 0)
         rc = http_add_line(r, line.data);
     buf_free(&line);
@@ -711,6 +712,13 @@ int http_request_headers(http_request *r, json_t *inputs, const char *default_ac
     }
     rc |= http_add_line(r, "Expect:"); /* no 100-continue round trip for large bodies */
     return rc == 0 ? 0 : node_fail(err, "internal", "out of memory building headers");
+}
+
+int http_request_add_hops(http_request *r, int hops, node_error *err)
+{
+    char line[64];
+    snprintf(line, sizeof line, HTTP_HOPS_HEADER ": %d", hops + 1);
+    return http_add_line(r, line) == 0 ? 0 : node_fail(err, "internal", "out of memory building headers");
 }
 
 int http_request_fill(http_request *r, json_t *inputs, node_error *err)
@@ -1270,7 +1278,8 @@ int http_exchange_run(node_call *call, const http_limits *lim, const http_hooks 
     http_exchange *ex = http_exchange_new(call, lim, hooks, ud);
     if (!ex)
         return node_fail(err, "internal", "out of memory");
-    if (build(compiled, call->inputs, http_exchange_request(ex), err) != 0) {
+    if (build(compiled, call->inputs, http_exchange_request(ex), err) != 0 ||
+        http_request_add_hops(http_exchange_request(ex), call->hops, err) != 0) {
         http_exchange_free(ex);
         return -1;
     }

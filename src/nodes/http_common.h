@@ -74,6 +74,11 @@ extern const char *const http_auth_types[]; /* bearer basic api_key oauth2 */
     X("response_format", HTTP_K_ENUM, http_formats, 0)                                                                 \
     HTTP_KEYS_COMMON(X)
 
+/* The keys of HTTP_KEYS_COMMON that choose how a node reaches out: node_type.pinned_keys entries
+ * (only the workflow file sets them, see node.h). */
+#define HTTP_PINNED_COMMON                                                                                             \
+    "method", "headers", "auth_type", "auth_token", "auth_username", "auth_password", "api_key_header", "verify_ssl"
+
 #define HTTP_KEY_ROW(name, kind, choices, pinned) {name, kind, choices, pinned},
 #define HTTP_KEY_NAME(name, kind, choices, pinned) name,
 
@@ -173,6 +178,11 @@ typedef struct http_request {
 } http_request;
 
 void http_request_clear(http_request *r);
+
+/* Every call out carries the hop count (API.md, 508 loop_detected): a node can't set it. */
+#define HTTP_HOPS_HEADER "X-Kailash-Hops"
+/* Adds "X-Kailash-Hops: hops + 1" to r's headers. 0, or -1 with err. */
+int http_request_add_hops(http_request *r, int hops, node_error *err);
 
 /* The request's URL is the text m was made from (and nothing will be added): borrow m instead of
  * parsing. Returns 1 if so, 0 (nothing changed) when m is NULL or the text differs. */

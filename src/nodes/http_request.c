@@ -11,6 +11,7 @@
 
 static const http_key http_request_keys[] = {HTTP_KEYS_REQUEST(HTTP_KEY_ROW){NULL, 0, NULL, 0}};
 static const char *const http_request_key_names[] = {HTTP_KEYS_REQUEST(HTTP_KEY_NAME) NULL};
+static const char *const http_request_pinned[] = {"url", HTTP_PINNED_COMMON, NULL};
 
 static int http_request_compile(const node_env *env, json_t *config, void **compiled, char *err, size_t errlen)
 {
@@ -51,6 +52,7 @@ const node_type node_http_request = {
     .name = "HTTPRequestNode",
     .config_keys = http_request_key_names,
     .input_ports = http_request_key_names,
+    .pinned_keys = http_request_pinned,
     .compile = http_request_compile,
     .has_output = http_has_response_output,
     .run = NULL,

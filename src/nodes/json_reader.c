@@ -12,6 +12,7 @@
 #include "kailash/node.h"
 
 static const char *const json_reader_keys[] = {"file_path", NULL};
+static const char *const json_reader_pinned[] = {"file_path", NULL};
 static const char *const json_reader_ports[] = {"file_path", NULL};
 
 static int json_reader_has_output(const void *compiled, const char *port)
@@ -40,6 +41,7 @@ static int json_reader_run(const void *compiled, node_call *call, json_t **outpu
 const node_type node_json_reader = {
     .name = "JSONReaderNode",
     .config_keys = json_reader_keys,
+    .pinned_keys = json_reader_pinned,
     .input_ports = json_reader_ports,
     .compile = node_file_compile,
     .has_output = json_reader_has_output,

@@ -24,6 +24,7 @@
 #include "kailash/util.h"
 
 static const char *const json_writer_keys[] = {"file_path", "data", "indent", NULL};
+static const char *const json_writer_pinned[] = {"file_path", NULL};
 static const char *const json_writer_ports[] = {"data", "file_path", NULL};
 
 /* indent from src (absent or null: 2) into *indent; at_load skips a template. */
@@ -145,6 +146,7 @@ static int json_writer_run(const void *compiled, node_call *call, json_t **outpu
 const node_type node_json_writer = {
     .name = "JSONWriterNode",
     .config_keys = json_writer_keys,
+    .pinned_keys = json_writer_pinned,
     .input_ports = json_writer_ports,
     .compile = json_writer_compile,
     .has_output = json_writer_has_output,

@@ -38,6 +38,7 @@ static const char *const lb_strategies[] = {"round_robin", "least_inflight", NUL
 
 static const http_key lb_keys[] = {LB_KEYS(HTTP_KEY_ROW){NULL, 0, NULL, 0}};
 static const char *const lb_key_names[] = {LB_KEYS(HTTP_KEY_NAME) NULL};
+static const char *const lb_pinned[] = {"upstreams", "strategy", "url", HTTP_PINNED_COMMON, NULL};
 
 typedef struct lb_upstream {
     char *base; /* owned: "http://host:port/prefix" without a trailing '/' */
@@ -319,6 +320,7 @@ static int lb_start(const void *compiled, node_call *call, node_error *err)
 const node_type node_load_balancer = {
     .name = "LoadBalancerNode",
     .config_keys = lb_key_names,
+    .pinned_keys = lb_pinned,
     .input_ports = lb_key_names,
     .compile = lb_compile,
     .has_output = http_has_response_output,

@@ -25,6 +25,7 @@
 
 static const http_key rest_keys[] = {REST_KEYS(HTTP_KEY_ROW){NULL, 0, NULL, 0}};
 static const char *const rest_key_names[] = {REST_KEYS(HTTP_KEY_NAME) NULL};
+static const char *const rest_pinned[] = {"base_url", "resource", "version", HTTP_PINNED_COMMON, NULL};
 
 static int rest_compile(const node_env *env, json_t *config, void **compiled, char *err, size_t errlen)
 {
@@ -37,10 +38,10 @@ static int rest_path_param(buf *b, json_t *path_params, const char *name, node_e
 {
     json_t *v = json_object_get(path_params, name);
     if (!v || json_is_null(v))
-        return node_fail(err, "internal", "path_params.%s: missing for the resource", name);
+        return node_fail(err, "bad_request", "path_params.%s: missing for the resource", name);
     char *text = http_scalar_text(v);
     if (!text)
-        return node_fail(err, "internal", "path_params.%s: expected a string, number or boolean", name);
+        return node_fail(err, "bad_request", "path_params.%s: expected a string, number or boolean", name);
     int dots = !*text || strcmp(text, ".") == 0 || strcmp(text, "..") == 0;
     char *esc = dots ? NULL : curl_easy_escape(NULL, text, (int)strlen(text));
     free(text);
@@ -159,6 +160,7 @@ static int rest_has_output(const void *compiled, const char *port)
 const node_type node_rest_client = {
     .name = "RESTClientNode",
     .config_keys = rest_key_names,
+    .pinned_keys = rest_pinned,
     .input_ports = rest_key_names,
     .compile = rest_compile,
     .has_output = rest_has_output,

@@ -134,6 +134,8 @@ static void load_key(ld *l, const char *k, json_t *v)
         load_executor(l, v);
     else if (strcmp(k, "access") == 0)
         load_access(l, v);
+    else if (strcmp(k, "overridable") == 0)
+        ld_load_overridable(l, v);
     else if (strcmp(k, "timeout_ms") == 0 && int_in(v, 1, 3600000))
         l->wf->timeout_ms = (int)json_integer_value(v);
     else if (strcmp(k, "timeout_ms") == 0)
@@ -172,9 +174,11 @@ static json_t *gateway_view(const workflow *wf, json_t *gw)
     json_t *v = json_pack("{s:O,s:O,s:b,s:{s:i,s:i},s:i}", "inputs", inputs ? inputs : json_null(), "outputs",
                           outputs ? outputs : json_null(), "cache", 0, "executor", "max_concurrency",
                           wf->max_concurrency, "max_queue", wf->max_queue, "timeout_ms", wf->timeout_ms);
-    json_t *acc = json_object_get(gw, "access");
+    json_t *acc = json_object_get(gw, "access"), *ov = json_object_get(gw, "overridable");
     if (v && acc)
         json_object_set(v, "access", acc);
+    if (v && ov)
+        json_object_set(v, "overridable", ov);
     return v;
 }
 

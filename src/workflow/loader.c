@@ -506,6 +506,7 @@ static void node_free(wf_node *n)
     free(n->in);
     free(n->deps);
     free(n->succ);
+    wf_node_open_keys_free(n);
     free(n->id);
 }
 

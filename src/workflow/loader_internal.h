@@ -22,6 +22,10 @@ void ld_problem(ld *l, const char *node, const char *fmt, ...) __attribute__((fo
 int ld_name_valid(const char *s);
 /* Reads gateway (may be NULL): inputs schema, outputs, executor, timeout_ms, refusals. */
 void ld_load_gateway(ld *l, json_t *gateway);
+/* Reads gateway.overridable into the nodes' open_keys (pinned.c). */
+void ld_load_overridable(ld *l, json_t *ov);
+/* Frees n->open_keys. */
+void wf_node_open_keys_free(wf_node *n);
 /* Builds wf->normalized and wf->summary from the normalised nodes and connections. */
 void ld_build_views(ld *l, json_t *nodes, json_t *conns, json_t *gateway);
 

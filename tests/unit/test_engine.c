@@ -127,7 +127,7 @@ static run *start(const char *name, const char *inputs, const char *params, wait
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     w->done = 0;
-    run_opts o = {"req-1", in, pa, on_done, w};
+    run_opts o = {.request_id = "req-1", .inputs = in, .parameters = pa, .done = on_done, .ud = w};
     run *r = run_create(ex, &o);
     json_decref(in);
     json_decref(pa);

@@ -1054,7 +1054,7 @@ Test(http, config_types_are_checked_at_compile_and_run)
     json_t *in = jsonf("{\"url\": \"http://127.0.0.1:1/\", \"timeout\": \"soon\"}");
     result r = run_compiled(&node_http_request, c, in, 10000);
     cr_assert(r.sync_fail);
-    cr_assert_str_eq(r.err.code, "internal");
+    cr_assert_str_eq(r.err.code, "bad_request"); /* a caller's mistake (issue 9.8), not a bug */
     cr_assert_str_eq(r.err.message, "timeout: expected a number of seconds > 0 and at most 3600");
     json_decref(in);
     in = jsonf("{\"url\": \"http://127.0.0.1:1/\", \"timeout\": 1, \"verify_ssl\": false}");
