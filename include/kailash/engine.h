@@ -70,8 +70,9 @@ int exec_queued(executor *ex);
 
 enum { EXEC_OK = 0, EXEC_OVERLOADED = -1 };
 
-/* Starts r now if a slot is free (on the calling thread when may_inline: CPU nodes run here and, if
- * the workflow has no I/O node, the run completes before this returns), else queues it. Returns
+/* Starts r now if a slot is free, else queues it. A started run begins on the calling thread when
+ * may_inline and no node of the workflow may block (workflow.may_block): CPU nodes run here and, if
+ * the workflow has no I/O node, the run completes before this returns; otherwise on the pool. Returns
  * EXEC_OVERLOADED, without taking r, when the queue is full. Takes the caller's reference to r
  * otherwise. The run's done callback is called exactly once. */
 int exec_submit(executor *ex, run *r, int may_inline);

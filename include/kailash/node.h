@@ -69,6 +69,10 @@ typedef struct node_type {
      * a request's inputs or parameters may not set them unless the workflow's gateway.overridable
      * opens them (WORKFLOWS.md "Data flow"). The engine enforces this; the node need not. */
     const char *const *pinned_keys;
+    /* Non-zero when run() may wait on something slow (the disk: reads up to 64 MiB, fsync). A
+     * workflow with such a node never runs on an I/O loop thread, only on the worker pool, so it
+     * can't stall that loop's other clients and upstream calls. */
+    int may_block;
     /* Checks config (borrowed, without "on_error") and builds *compiled (may stay NULL).
      * err reads like "config.operator: expected one of == != > < >= <= in contains is_null is_not_null". */
     int (*compile)(const node_env *env, json_t *config, void **compiled, char *err, size_t errlen);

@@ -70,6 +70,7 @@ typedef struct workflow {
     int max_concurrency;
     int max_queue;
     int has_async;      /* some node runs on the I/O loop */
+    int may_block;      /* some node may block (node_type.may_block): never run it on an I/O loop */
     json_t *normalized; /* GET /workflows/{name} */
     json_t *summary;    /* one entry of GET /workflows */
 } workflow;

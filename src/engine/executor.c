@@ -3,8 +3,9 @@
  * Because every workflow has its own, a saturated workflow fills only its own queue.
  *
  * A free slot lets the caller run the workflow on its own thread (the front end's: an I/O loop),
- * which saves a hand-off for short CPU workflows; a run taken from the queue goes to the worker pool
- * instead. The
+ * which saves a hand-off for short CPU workflows, unless a node of the workflow may block (file
+ * nodes: a 64 MiB read or an fsync would stall every client of that loop); a run taken from the
+ * queue goes to the worker pool too. The
  * executor owns its workflow and is reference-counted: the registry and every run hold one. */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -140,7 +141,7 @@ int exec_submit(executor *ex, run *r, int may_inline)
     if (ex->running < ex->wf->max_concurrency) {
         ex->running++;
         pthread_mutex_unlock(&ex->mu);
-        if (!may_inline) {
+        if (!may_inline || ex->wf->may_block) {
             if (pool_submit(engine_pool(), exec_start_slot, r) != 0)
                 exec_start_slot(r);
             return EXEC_OK;

@@ -239,6 +239,7 @@ const node_type node_csv_reader = {
     .name = "CSVReaderNode",
     .config_keys = csv_reader_keys,
     .pinned_keys = csv_reader_pinned,
+    .may_block = 1,
     .input_ports = csv_reader_ports,
     .compile = csv_reader_compile,
     .has_output = csv_reader_has_output,

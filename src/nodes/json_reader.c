@@ -42,6 +42,7 @@ const node_type node_json_reader = {
     .name = "JSONReaderNode",
     .config_keys = json_reader_keys,
     .pinned_keys = json_reader_pinned,
+    .may_block = 1,
     .input_ports = json_reader_ports,
     .compile = node_file_compile,
     .has_output = json_reader_has_output,

@@ -147,6 +147,7 @@ const node_type node_json_writer = {
     .name = "JSONWriterNode",
     .config_keys = json_writer_keys,
     .pinned_keys = json_writer_pinned,
+    .may_block = 1,
     .input_ports = json_writer_ports,
     .compile = json_writer_compile,
     .has_output = json_writer_has_output,

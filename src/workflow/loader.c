@@ -297,6 +297,8 @@ static void load_nodes(ld *l, json_t *list)
         }
         if (wf->nodes[i].type->start)
             wf->has_async = 1;
+        if (wf->nodes[i].type->may_block)
+            wf->may_block = 1;
         compile_node(l, i, json_object_get(e, "config"));
     }
 }

@@ -211,3 +211,32 @@ def test_keep_alive_runs_answer_promptly(daemons, upstream, shape):
             assert head.startswith(b"HTTP/1.1 200"), head
     finally:
         s.close()
+
+
+def test_blocking_nodes_never_stall_the_loop(daemons):
+    """File nodes may block (a 64 MiB read, an fsync), so their workflows run on the worker pool: with
+    one I/O loop, a short workflow's requests keep answering while a large JSON file is read, parsed
+    and written. Before, the file workflow ran inline on the loop and every request waited for it."""
+    big = "[" + ",".join(str(i * 7919 % 1000003) for i in range(4_000_000)) + "]"
+    d = daemons.make(config={"workers": 1}, data={"big.json": big}, workflows={
+        "copy": wf({"read": wfs.node("JSONReaderNode", file_path="big.json"),
+                    "write": wfs.node("JSONWriterNode", file_path="copy.json")},
+                   [wfs.conn("read", "data", "write", "data")]),
+        "hello": wfs.example("hello"),
+    })
+    t0 = time.time()
+    assert d.run("copy", timeout=60).status_code == 200
+    alone = time.time() - t0
+    results = []
+    t = fire(d, "copy", results)
+    time.sleep(0.05)
+    worst = 0.0
+    while t.is_alive():
+        s = time.time()
+        r = d.run("hello", {"name": "x"})
+        assert r.status_code == 200
+        worst = max(worst, time.time() - s)
+    t.join()
+    assert results[0][0] == 200
+    # the copy took `alone` seconds by itself; a stalled loop would make one hello wait most of that
+    assert worst < alone / 2, (worst, alone)
