@@ -14,6 +14,8 @@ json_t *engine_template_env(void);
 
 /* run.c: the executor r belongs to (borrowed while r is held). */
 executor *run_executor(const run *r);
+/* run.c: the I/O loop r's I/O nodes start on (the loop it was created on). */
+ioloop *run_home(const run *r);
 /* run.c: r now holds an executor slot (given back when it ends). */
 void run_take_slot(run *r);
 /* run.c: begin executing r (it has a slot) on the calling thread. */

@@ -129,7 +129,7 @@ static void exec_arm_deadline(executor *ex, run *r)
 {
     double wait = run_deadline_ms(r) - util_now_ms();
     run_retain(r);
-    if (ioloop_after(engine_io(), wait > 0 ? wait : 0, exec_queue_deadline, r) != 0) {
+    if (ioloop_after(run_home(r), wait > 0 ? wait : 0, exec_queue_deadline, r) != 0) {
         log_msg(LOG_WARN, "%s: cannot arm a queued run's deadline; it will time out when dequeued", ex->wf->name);
         run_release(r);
     }

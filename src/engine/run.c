@@ -9,7 +9,9 @@
  * (its source was skipped, or left that port empty, as a switch does) is skipped; otherwise its
  * inputs are built (config, then matching workflow inputs, connections, request parameters; config
  * templates rendered against that), and a CPU node runs right here while an I/O node is started and
- * counted in flight. The run ends when nothing is ready and nothing is in flight, or at the first
+ * counted in flight, always on the run's home loop (the loop of the request that created it), even
+ * when the node before it ran on a pool thread: a request, its upstream calls and their completions
+ * stay on one loop (DESIGN.md "A run has a home loop"). The run ends when nothing is ready and nothing is in flight, or at the first
  * failure of a node without on_error "continue". References: the creator holds one, each node in
  * flight holds one, so a late completion after a failure never touches freed memory. */
 #include <pthread.h>
@@ -39,6 +41,7 @@ struct run {
     char request_id[132];
     json_t *inputs, *parameters;
     int hops;        /* X-Kailash-Hops of the request that started the run */
+    ioloop *home;    /* the loop of the thread that created the run: its I/O starts there */
     json_t *results; /* node id -> outputs: also the template scope's `nodes` */
     json_t *outputs;
     unsigned char *state;
@@ -88,6 +91,7 @@ run *run_create(executor *ex, const run_opts *o)
     r->inputs = o->inputs ? json_incref(o->inputs) : json_object();
     r->parameters = o->parameters ? json_incref(o->parameters) : NULL;
     r->hops = o->hops;
+    r->home = engine_io(); /* the request's loop when created on one (the front end's), else a fixed one */
     r->done = o->done;
     r->ud = o->ud;
     r->status = RUN_QUEUED;
@@ -366,7 +370,7 @@ static int node_exec(run *r, size_t i)
                         .scope = &r->scope,
                         .deadline_ms = r->deadline,
                         .hops = r->hops,
-                        .io = n->type->start ? engine_io() : NULL,
+                        .io = n->type->start ? r->home : NULL,
                         .done = node_async_done,
                         .engine_data = r};
     if (n->type->start) {
@@ -447,6 +451,11 @@ static void run_drain(run *r)
 executor *run_executor(const run *r)
 {
     return r->ex;
+}
+
+ioloop *run_home(const run *r)
+{
+    return r->home;
 }
 
 void run_take_slot(run *r)

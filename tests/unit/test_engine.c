@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "kailash/engine.h"
+#include "kailash/ioloop.h"
 
 static kconfig *cfg;
 static char dir[64];
@@ -104,6 +105,15 @@ static void setup(void)
              "\"timeout\":30}}},\"gateway\":{\"timeout_ms\":300,\"executor\":{\"max_concurrency\":1,\"max_queue\":1}}}",
              stuck_port);
     put("stuck", slow);
+    /* a node that runs on the pool (it may block), then an I/O node: where does the call go? */
+    snprintf(slow, sizeof slow,
+             "{\"nodes\":{\"w\":{\"node_type\":\"JSONWriterNode\",\"config\":{\"file_path\":\"h.json\","
+             "\"data\":{\"a\":1}}},\"call\":{\"node_type\":\"HTTPRequestNode\",\"config\":{\"url\":"
+             "\"http://127.0.0.1:%d/x\",\"method\":\"POST\",\"timeout\":30}}},\"connections\":[{\"source_node\":"
+             "\"w\",\"source_output\":\"file_path\",\"target_node\":\"call\",\"target_input\":\"json_data\"}],"
+             "\"gateway\":{\"timeout_ms\":300}}",
+             stuck_port);
+    put("home", slow);
     cr_assert_eq(engine_start(cfg, err, sizeof err), 0, "%s", err);
     reg = registry_load(cfg, engine_node_env(), NULL);
     cr_assert_eq(json_array_size(registry_problems(reg)), 0, "%s", json_dumps(registry_problems(reg), 0));
@@ -154,6 +164,45 @@ static run *run_sync(const char *name, const char *inputs, const char *params)
     cr_assert_eq(rc, EXEC_OK);
     wait_done(&w);
     return r;
+}
+
+typedef struct home_arg {
+    waiter w;
+    run *r;
+} home_arg;
+
+/* On a loop thread, as the front end does: create the run and let the executor start it. */
+static void start_on_loop(void *ud)
+{
+    home_arg *a = ud;
+    executor *ex = registry_find(reg, "home");
+    pthread_mutex_init(&a->w.mu, NULL);
+    pthread_cond_init(&a->w.cv, NULL);
+    a->w.done = 0;
+    run_opts o = {.request_id = "req-home", .done = on_done, .ud = &a->w};
+    a->r = run_create(ex, &o);
+    run_retain(a->r);
+    cr_assert_eq(exec_submit(ex, a->r, 1), EXEC_OK);
+}
+
+Test(engine, io_nodes_start_on_the_loop_the_run_came_from)
+{
+    int n;
+    ioloop *const *loops = engine_loops(&n);
+    cr_assert_eq(n, 2);
+    for (int round = 0; round < 8; round++) {
+        int home = (round / 2) % 2; /* not alternating: the pool hands tasks to its threads in turn */
+        size_t before[2] = {ioloop_inflight(loops[0]), ioloop_inflight(loops[1])};
+        home_arg a;
+        cr_assert_eq(ioloop_call(loops[home], start_on_loop, &a), 0);
+        /* the writer runs on a pool thread; the call it leads to must still go out on `home` */
+        for (int i = 0; i < 400 && ioloop_inflight(loops[0]) + ioloop_inflight(loops[1]) == before[0] + before[1]; i++)
+            usleep(5000);
+        cr_assert_eq(ioloop_inflight(loops[home]), before[home] + 1, "round %d: the call left its home loop", round);
+        cr_assert_eq(ioloop_inflight(loops[1 - home]), before[1 - home]);
+        wait_done(&a.w);
+        run_release(a.r);
+    }
 }
 
 static int has(json_t *arr, const char *s)
