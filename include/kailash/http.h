@@ -50,6 +50,7 @@ struct kreq {
     int ready;
     int suspended;
     int logged;
+    int close; /* the answer carries `Connection: close` and the connection ends after it */
 };
 
 typedef int (*http_handler)(kreq *r);
