@@ -22,6 +22,7 @@
 
 static _Atomic(const kconfig *) g_cfg;
 static atomic_int g_inflight;
+static atomic_int g_draining; /* SIGTERM came: answers close their connections */
 
 const kconfig *http_server_config(void)
 {
@@ -35,6 +36,11 @@ void http_server_set_config(const kconfig *cfg)
 int http_server_inflight(void)
 {
     return atomic_load(&g_inflight);
+}
+
+void http_server_drain(void)
+{
+    atomic_store(&g_draining, 1);
 }
 
 static int proxy_trusted(const char *ip)
@@ -111,6 +117,7 @@ static kreq *req_new(struct MHD_Connection *c, const char *url, const char *meth
     }
     client_addr(r);
     atomic_fetch_add(&g_inflight, 1);
+    http_daemon_busy(r->srv, c, 1);
     return r;
 }
 
@@ -122,6 +129,7 @@ static void req_free(kreq *r)
         MHD_destroy_response(r->resp);
     buf_free(&r->body);
     pthread_mutex_destroy(&r->mu);
+    http_daemon_busy(r->srv, r->conn, 0);
     free(r);
     atomic_fetch_sub(&g_inflight, 1);
 }
@@ -132,8 +140,10 @@ static enum MHD_Result queue(kreq *r)
     util_fmt_ms(timing + 10, util_now_ms() - r->t0);
     MHD_add_response_header(r->resp, "Server-Timing", timing);
     /* libmicrohttpd closes a connection after an answer with this header, without reading what else
-     * the client sent on it */
-    if (r->close)
+     * the client sent on it: the end of a connection whose framing we refused, and of every
+     * connection once the server drains (a kept-alive client would otherwise go on sending requests
+     * through the whole grace period) */
+    if (r->close || atomic_load_explicit(&g_draining, memory_order_relaxed))
         MHD_add_response_header(r->resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (!r->logged) {
         r->logged = 1;
