@@ -134,22 +134,33 @@ static void raise_fd_limit(void)
     }
 }
 
-/* SIGTERM: stop accepting, let requests in flight finish (up to shutdown_grace_ms), exit 0. */
-static int graceful_stop(void)
+/* Waits until no request is in flight or shutdown_grace_ms has passed; returns how many are left. */
+static int drain_wait(int grace_ms)
 {
-    log_msg(LOG_INFO, "stopping: no new connections, waiting for %d request(s)", http_server_inflight());
-    http_server_quiesce();
-    pthread_mutex_lock(&g_reload_mu); /* no reload may swap g_cfg from here on */
-    double end = util_now_ms() + g_cfg->shutdown_grace_ms;
+    double end = util_now_ms() + grace_ms;
     while (http_server_inflight() > 0 && util_now_ms() < end) {
         struct timespec ts = {0, 5 * 1000 * 1000};
         nanosleep(&ts, NULL);
         log_access_flush();
     }
-    if (http_server_inflight() > 0) {
-        log_msg(LOG_WARN, "shutdown_grace_ms passed with %d request(s) in flight; exiting", http_server_inflight());
+    return http_server_inflight();
+}
+
+/* SIGTERM: stop accepting, close idle connections, let requests in flight finish (up to
+ * shutdown_grace_ms), exit 0 as soon as they have. */
+static int graceful_stop(void)
+{
+    log_msg(LOG_INFO, "stopping: no new connections, waiting for %d request(s)", http_server_inflight());
+    http_server_quiesce();
+    pthread_mutex_lock(&g_reload_mu); /* no reload may swap g_cfg from here on */
+    int cut = drain_wait(g_cfg->shutdown_grace_ms);
+    if (cut > 0) {
+        /* Runs still going hold requests that the daemons' teardown would free under them, and the
+         * loops they run on: the process ends here, non-zero, after writing out what is buffered. */
+        log_msg(LOG_ERROR, "shutdown_grace_ms (%d ms) ran out: %d request(s) in flight cut", g_cfg->shutdown_grace_ms,
+                cut);
         log_access_flush();
-        _exit(0);
+        _exit(1);
     }
     http_server_stop();
     engine_stop();

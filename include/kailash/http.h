@@ -51,6 +51,7 @@ struct kreq {
     int ready;
     int suspended;
     int logged;
+    int close; /* the answer carries `Connection: close` and the connection ends after it */
 };
 
 typedef int (*http_handler)(kreq *r);
@@ -73,7 +74,8 @@ const http_route *http_route_find(const char *method, const char *path, char *pa
  * borrowed for the server's life). Returns 0 or -1 with err. */
 struct ioloop;
 int http_server_start(const kconfig *cfg, struct ioloop *const *loops, int nloops, char *err, size_t errlen);
-/* Stops accepting new connections; requests in flight go on. */
+/* Drains: stops accepting new connections and closes idle ones; requests in flight go on, and their
+ * answers (every answer from now on) carry `Connection: close`. */
 void http_server_quiesce(void);
 /* Requests accepted and not yet finished. */
 int http_server_inflight(void);

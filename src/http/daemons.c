@@ -37,6 +37,7 @@
 typedef struct conn_slot {
     struct MHD_Connection *c;
     int rearm; /* re-arms still to do */
+    int busy;  /* a request is in progress (from its first callback to its completion) */
 } conn_slot;
 
 /* One daemon and the loop it runs on. Everything but the daemon pointer is the loop thread's. */
@@ -78,10 +79,23 @@ void http_daemon_kick(void *srv)
         ioloop_after(w->io, 0, w_kick, w); /* fails only when stopping: nothing to answer then */
 }
 
-void http_daemon_suspend(struct MHD_Connection *c)
+static int conn_fd(struct MHD_Connection *c)
 {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    mhd_park_suspend(c, ci ? ci->connect_fd : -1);
+    return ci ? ci->connect_fd : -1;
+}
+
+void http_daemon_busy(void *srv, struct MHD_Connection *c, int busy)
+{
+    worker *w = srv;
+    int fd = conn_fd(c);
+    if (w && fd >= 0 && (size_t)fd < w->n_by_fd && w->by_fd[fd].c == c)
+        w->by_fd[fd].busy = busy;
+}
+
+void http_daemon_suspend(struct MHD_Connection *c)
+{
+    mhd_park_suspend(c, conn_fd(c));
 }
 
 /* ---- the daemon as a guest of its loop (loop thread) ---- */
@@ -166,7 +180,7 @@ static int w_track(worker *w, int fd, struct MHD_Connection *c)
     if (!t)
         return -1;
     w->by_fd = t;
-    t[fd] = (conn_slot){c, 0};
+    t[fd] = (conn_slot){c, 0, 0};
     return 0;
 }
 
@@ -184,7 +198,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         if (w_track(w, fd, c) == 0)
             ioloop_watch(w->io, fd, EPOLLRDHUP | EPOLLET);
     } else if ((size_t)fd < w->n_by_fd) {
-        w->by_fd[fd] = (conn_slot){NULL, 0}; /* the fd leaves the loop's set when the daemon closes it */
+        w->by_fd[fd] = (conn_slot){NULL, 0, 0}; /* the fd leaves the loop's set when the daemon closes it */
         mhd_park_closed(&w->park, c, fd);
     }
 }
@@ -206,12 +220,22 @@ static void w_detach(void *ud)
     mhd_park_enter(NULL); /* this thread's epoll calls are its own again */
 }
 
+/* Draining: the listening socket closes, and so does every connection without a request in
+ * progress (a kept-alive client between requests), as nginx does on a graceful stop. libmicrohttpd
+ * has no call to close one connection, so its socket is shut down: the daemon reads the EOF on its
+ * next run and closes it as a client's. A request whose first bytes are in but not yet its headers
+ * is cut with it; the client sees a kept-alive connection closed under it and retries, as HTTP
+ * clients must. Busy connections close after their answer (http_server_drain). */
 static void w_quiesce(void *ud)
 {
     worker *w = ud;
     MHD_socket s = MHD_quiesce_daemon(w->d);
     if (s != MHD_INVALID_SOCKET)
         close(s);
+    for (size_t fd = 0; fd < w->n_by_fd; fd++)
+        if (w->by_fd[fd].c && !w->by_fd[fd].busy)
+            shutdown((int)fd, SHUT_RDWR);
+    w->run_now = 1;
 }
 
 /* ---- start and stop ---- */
@@ -306,6 +330,7 @@ int http_server_start(const kconfig *cfg, ioloop *const *loops, int nloops, char
 
 void http_server_quiesce(void)
 {
+    http_server_drain();
     for (int i = 0; i < g_nworkers; i++)
         if (g_workers[i].d && ioloop_call(g_workers[i].io, w_quiesce, &g_workers[i]) != 0)
             w_quiesce(&g_workers[i]); /* the loop is gone: nobody else runs the daemon */

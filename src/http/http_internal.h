@@ -21,6 +21,12 @@ void *http_daemon_current(void);
 void http_daemon_kick(void *srv);
 /* daemons.c: MHD_suspend_connection through mhd_park_suspend, with the connection's socket. */
 void http_daemon_suspend(struct MHD_Connection *c);
+/* daemons.c: c, one of srv's connections, has a request in progress (busy 1) or not any more (0).
+ * A connection without one is idle, and closed at once when the server starts draining. */
+void http_daemon_busy(void *srv, struct MHD_Connection *c, int busy);
+
+/* server.c: from now on every answer carries `Connection: close` (the server is draining). */
+void http_server_drain(void);
 
 /* mhd_park.c: a suspended connection keeps its place in its daemon's epoll set (see the file). One
  * per daemon, used by the loop thread running it. */

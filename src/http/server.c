@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http_internal.h"
 #include "kailash/log.h"
@@ -21,6 +22,7 @@
 
 static _Atomic(const kconfig *) g_cfg;
 static atomic_int g_inflight;
+static atomic_int g_draining; /* SIGTERM came: answers close their connections */
 
 const kconfig *http_server_config(void)
 {
@@ -34,6 +36,11 @@ void http_server_set_config(const kconfig *cfg)
 int http_server_inflight(void)
 {
     return atomic_load(&g_inflight);
+}
+
+void http_server_drain(void)
+{
+    atomic_store(&g_draining, 1);
 }
 
 static int proxy_trusted(const char *ip)
@@ -110,6 +117,7 @@ static kreq *req_new(struct MHD_Connection *c, const char *url, const char *meth
     }
     client_addr(r);
     atomic_fetch_add(&g_inflight, 1);
+    http_daemon_busy(r->srv, c, 1);
     return r;
 }
 
@@ -121,6 +129,7 @@ static void req_free(kreq *r)
         MHD_destroy_response(r->resp);
     buf_free(&r->body);
     pthread_mutex_destroy(&r->mu);
+    http_daemon_busy(r->srv, r->conn, 0);
     free(r);
     atomic_fetch_sub(&g_inflight, 1);
 }
@@ -130,6 +139,12 @@ static enum MHD_Result queue(kreq *r)
     char timing[64] = "total;dur=";
     util_fmt_ms(timing + 10, util_now_ms() - r->t0);
     MHD_add_response_header(r->resp, "Server-Timing", timing);
+    /* libmicrohttpd closes a connection after an answer with this header, without reading what else
+     * the client sent on it: the end of a connection whose framing we refused, and of every
+     * connection once the server drains (a kept-alive client would otherwise go on sending requests
+     * through the whole grace period) */
+    if (r->close || atomic_load_explicit(&g_draining, memory_order_relaxed))
+        MHD_add_response_header(r->resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (!r->logged) {
         r->logged = 1;
         mw_after(r);
@@ -140,6 +155,34 @@ static enum MHD_Result queue(kreq *r)
     return rc;
 }
 
+typedef struct framing {
+    int content_length, transfer_encoding;
+} framing;
+
+static enum MHD_Result framing_count(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    (void)value;
+    framing *f = cls;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+        f->content_length++;
+    else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+        f->transfer_encoding++;
+    return MHD_YES;
+}
+
+/* Whether the request's length is ambiguous: more than one Content-Length (even equal ones), or one
+ * with Transfer-Encoding. libmicrohttpd takes the first Content-Length (or the chunked encoding) and
+ * parses what follows as the next request, while a proxy in front of us may have framed it the other
+ * way: the bytes it sent as a body would be answered as a request of their own (smuggling). So such
+ * a request is refused and its connection closed, as nginx does. */
+static int framing_ambiguous(struct MHD_Connection *c)
+{
+    framing f = {0, 0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, framing_count, &f);
+    return f.content_length > 1 || (f.content_length && f.transfer_encoding);
+}
+
 /* First callback: route, middleware, prepare. Returns 1 when answered. */
 static int req_first(kreq *r)
 {
@@ -148,6 +191,12 @@ static int req_first(kreq *r)
     r->route = http_route_find(r->method, r->path, r->param, sizeof r->param, &status, allow, sizeof allow);
     if (mw_before(r))
         return 1;
+    if (framing_ambiguous(r->conn)) {
+        r->close = 1;
+        http_reply_error(r, 400, "bad_request", "the request has more than one Content-Length, or one with "
+                         "Transfer-Encoding", NULL);
+        return 1;
+    }
     if (!r->route && status == 405) {
         http_reply_error(r, 405, "method_not_allowed", "this path does not take that method", NULL);
         http_reply_header(r, "Allow", allow);

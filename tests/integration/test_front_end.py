@@ -170,3 +170,58 @@ def test_client_that_half_closes_is_closed_at_once(d):
             assert data == b"" or (data.startswith(b"HTTP/1.1 200") and b'"slept":50' in data), data
         finally:
             s.close()
+
+
+# ---- request framing (issue 9.7): a request whose length is ambiguous is refused, and its connection
+# closed, so bytes meant as its body are never taken for a request of their own (request smuggling).
+
+SMUGGLED = b"GET /health?smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+def exchange(port, data, timeout=5):
+    """Sends data on a fresh connection and reads until the daemon closes it (or timeout)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    got = b""
+    closed = False
+    try:
+        s.sendall(data)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                closed = True
+                break
+            got += chunk
+    finally:
+        s.close()
+    return got, closed
+
+
+def assert_refused_alone(got, closed):
+    assert got.count(b"HTTP/1.1 ") == 1, got  # the smuggled request got no answer
+    assert got.startswith(b"HTTP/1.1 400"), got
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert b"\r\nconnection: close" in head.lower(), head
+    err = json.loads(body)["error"]
+    assert err["code"] == "bad_request" and err["message"] and err["request_id"], err
+    assert closed, "the connection stayed open"
+
+
+@pytest.mark.parametrize("lengths", [(0, len(SMUGGLED)), (len(SMUGGLED), 0), (0, 0)])
+def test_two_content_lengths_are_refused_and_closed(d, lengths):
+    head = ("GET /health HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\nContent-Length: %d\r\n\r\n" % lengths)
+    assert_refused_alone(*exchange(d.port, head.encode() + SMUGGLED))
+
+
+def test_content_length_with_transfer_encoding_is_refused_and_closed(d):
+    body = b"0\r\n\r\n" + SMUGGLED
+    head = ("POST /workflows/echo/run HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert_refused_alone(*exchange(d.port, head.encode() + body))
+    # only ambiguous framing is refused: one Content-Length, and the next request on that
+    # connection, are both answered
+    got, _ = exchange(d.port, b"GET /health HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n" + SMUGGLED, timeout=1)
+    assert got.count(b"HTTP/1.1 200") == 2, got
