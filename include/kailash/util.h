@@ -70,7 +70,9 @@ json_t *util_json_pathn(json_t *root, const char *path, size_t n);
 int util_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Reads a whole file (at most max bytes) into a new NUL-terminated string; caller frees.
- * Returns NULL and fills err on failure or when the file is larger than max. */
+ * Returns NULL and fills err on failure or when the file is larger than max. Only a regular file is
+ * read (symlinks are followed): a FIFO, directory, socket or device fails at once, without blocking,
+ * with "PATH: not a regular file (a FIFO)". Every file the operator names is read through here. */
 char *util_read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen);
 
 /* True when the textual IPv4/IPv6 address ip lies in cidr ("10.0.0.0/8", "::1", "fd00::/8"). An

@@ -27,6 +27,9 @@ typedef struct key_row {
     const char *why;  /* K_UNBUILT: what is missing */
 } key_row;
 
+/* A config file is a few hundred bytes; anything this large is a mistake (or /dev/zero's kin). */
+#define CONFIG_MAX_FILE ((size_t)4 << 20)
+
 #define OFF(f) offsetof(kconfig, f)
 #define NOTYET(k, d, w)                                                                                                \
     {                                                                                                                  \
@@ -294,8 +297,14 @@ int config_load(const char *path, kconfig **out, char *err, size_t errlen)
     if (!c)
         return util_err(err, errlen, "out of memory");
     if (path) {
+        /* util_read_file, not json_load_file: it refuses a FIFO or device instead of blocking on it */
+        size_t len;
+        char *text = util_read_file(path, CONFIG_MAX_FILE, &len, err, errlen);
+        if (!text)
+            goto fail;
         json_error_t je;
-        json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+        json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+        free(text);
         if (!root) {
             util_err(err, errlen, "%s: line %d: %s", path, je.line, je.text);
             goto fail;

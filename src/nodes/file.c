@@ -250,8 +250,9 @@ static char *file_load(const char *path, const char *given, size_t *len, node_er
         node_fail(err, "internal", "file '%.120s' is larger than 64 MiB", given);
         return NULL;
     }
-    /* util_read_file enforces the limit again if the file grew; its message names the absolute
-     * path, so only the fact of the failure is passed on. */
+    /* util_read_file checks both again on the descriptor it opens without blocking (a FIFO swapped
+     * in after this stat must not hang a worker; the file may have grown); its message names the
+     * absolute path, so only the fact of the failure is passed on. */
     char *text = util_read_file(path, FILE_READ_MAX, len, why, sizeof why);
     if (!text)
         node_fail(err, "internal", "file '%.120s' could not be read", given);

@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -13,6 +14,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 double util_now_ms(void)
 {
@@ -260,31 +262,65 @@ int util_err(char *err, size_t errlen, const char *fmt, ...)
     return -1;
 }
 
+/* What fstat says a non-regular file is, for "…: not a regular file (a FIFO)". */
+static const char *util_file_kind(mode_t m)
+{
+    if (S_ISDIR(m))
+        return "a directory";
+    if (S_ISFIFO(m))
+        return "a FIFO";
+    if (S_ISSOCK(m))
+        return "a socket";
+    if (S_ISCHR(m) || S_ISBLK(m))
+        return "a device";
+    return "not a plain file";
+}
+
+/* Opens path for reading only when it is a regular file. O_NONBLOCK makes opening a FIFO return at
+ * once instead of waiting for a writer (which hung --check and every reload); the type is then
+ * checked on the opened descriptor, so a file swapped in between cannot slip past. Symlinks are
+ * followed: operators (and Kubernetes ConfigMaps) link config and workflow files into place. */
+static int util_open_regular(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return util_err(err, errlen, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        util_err(err, errlen, "%s: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        util_err(err, errlen, "%s: not a regular file (%s)", path, util_file_kind(st.st_mode));
+    else
+        return fd;
+    close(fd);
+    return -1;
+}
+
 char *util_read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        util_err(err, errlen, "%s: %s", path, strerror(errno));
+    int fd = util_open_regular(path, err, errlen);
+    if (fd < 0)
         return NULL;
-    }
     buf b = {0};
     char chunk[16384];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (b.len + n > max) {
+    ssize_t n;
+    while ((n = read(fd, chunk, sizeof chunk)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            util_err(err, errlen, "%s: read error: %s", path, strerror(errno));
+            goto fail;
+        }
+        if (b.len + (size_t)n > max) {
             util_err(err, errlen, "%s: larger than %zu bytes", path, max);
             goto fail;
         }
-        if (buf_append(&b, chunk, n) != 0) {
+        if (buf_append(&b, chunk, (size_t)n) != 0) {
             util_err(err, errlen, "%s: out of memory", path);
             goto fail;
         }
     }
-    if (ferror(f)) {
-        util_err(err, errlen, "%s: read error", path);
-        goto fail;
-    }
-    fclose(f);
+    close(fd);
     if (buf_terminate(&b) != 0) {
         buf_free(&b);
         util_err(err, errlen, "%s: out of memory", path);
@@ -294,7 +330,7 @@ char *util_read_file(const char *path, size_t max, size_t *len, char *err, size_
         *len = b.len;
     return b.data;
 fail:
-    fclose(f);
+    close(fd);
     buf_free(&b);
     return NULL;
 }

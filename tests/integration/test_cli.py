@@ -160,6 +160,25 @@ def test_check_reports_access_block_accepted_and_env_secret(tmp_path):
     assert "abc" not in r.stdout + r.stderr
 
 
+def test_check_with_a_fifo_in_workflows_dir_returns(tmp_path):
+    """A FIFO named *.json in workflows_dir is one file's problem, reported at once: opening it used to
+    wait for a writer forever, so --check (and every reload) hung. run_cli's timeout fails a hang."""
+    os.makedirs(tmp_path / "workflows")
+    os.mkfifo(str(tmp_path / "workflows" / "pipe.json"))
+    r = check_dir(tmp_path, {"ok": OK_WF})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "pipe.json: not a regular file (a FIFO)" in r.stdout, r.stdout + r.stderr
+    assert "1 workflow(s) loaded, 1 problem(s)" in r.stdout, r.stdout
+
+
+def test_check_with_a_fifo_as_config_returns(tmp_path):
+    """The config file is read the same way: a FIFO (or a directory) is refused, not waited on."""
+    os.mkfifo(str(tmp_path / "k.json"))
+    r = run_cli(["--check", "--config", "k.json"], cwd=str(tmp_path), timeout=10)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "k.json: not a regular file (a FIFO)" in r.stderr, r.stderr
+
+
 # --- configuration errors ---------------------------------------------------------------------
 
 CONFIG_ERRORS = [

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kailash/workflow.h"
@@ -237,6 +238,26 @@ Test(loader, file_errors)
     cr_assert_eq(workflow_load_file("/tmp/definitely/missing.json", &env, &wf, p), -1);
     cr_assert_eq(json_array_size(p), 2);
     json_decref(p);
+}
+
+/* A FIFO among the workflow files is a problem of that file, reported at once: opening it used to
+ * wait for a writer forever (the timeout turns that hang into a failure). */
+Test(loader, fifo_is_refused_without_blocking, .timeout = 10)
+{
+    char dir[] = "/tmp/kwfdXXXXXX", fifo[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(fifo, sizeof fifo, "%s/pipe.json", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    wf_load_env env = {cfg, &nenv};
+    workflow *wf = NULL;
+    json_t *p = json_array();
+    cr_assert_eq(workflow_load_file(fifo, &env, &wf, p), -1);
+    cr_assert_null(wf);
+    const char *msg = json_string_value(json_array_get(p, 0));
+    cr_assert(msg && strstr(msg, "pipe.json: not a regular file (a FIFO)"), "%s", msg ? msg : "(none)");
+    json_decref(p);
+    unlink(fifo);
+    rmdir(dir);
 }
 
 Test(loader, template_node_reference_orders_nodes)

@@ -360,6 +360,20 @@ Test(json_file, reader_errors)
     cr_assert_str_eq(r.err.message, "file_path: expected a string");
 }
 
+/* A FIFO in data_dir fails the run at once instead of holding a worker until someone writes to it. */
+Test(json_file, reader_refuses_a_fifo_without_blocking, .timeout = 10)
+{
+    char p[PATH_MAX * 2];
+    snprintf(p, sizeof p, "%s/pipe.json", data_dir);
+    cr_assert_eq(mkfifo(p, 0600), 0);
+    call_result r = run_node(&node_json_reader, "{\"file_path\": \"pipe.json\"}", NULL);
+    cr_assert_eq(r.rc, -1);
+    cr_assert_str_eq(r.err.message, "file 'pipe.json' is not a regular file");
+    r = run_node(&node_csv_reader, "{\"file_path\": \"pipe.json\"}", NULL);
+    cr_assert_eq(r.rc, -1);
+    cr_assert_str_eq(r.err.message, "file 'pipe.json' is not a regular file");
+}
+
 Test(json_file, reader_refuses_files_over_64_mib)
 {
     char p[PATH_MAX * 2];

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -81,6 +82,40 @@ Test(util, read_file_bounded)
     cr_assert(strstr(err, "larger than 9 bytes"), "%s", err);
     unlink(path);
     cr_assert_null(util_read_file(path, 9, &n, err, sizeof err));
+}
+
+/* A FIFO (or directory) named as a file is refused at once: opening a FIFO for reading used to wait
+ * for a writer forever, which hung `kailashd --check` and every reload. The timeout turns such a
+ * hang into a failure. */
+Test(util, read_file_refuses_fifo_and_directory_without_blocking, .timeout = 10)
+{
+    char dir[] = "/tmp/kutildXXXXXX", fifo[64], err[256] = "";
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(fifo, sizeof fifo, "%s/f.json", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    cr_assert_null(util_read_file(fifo, 1 << 20, NULL, err, sizeof err));
+    cr_assert(strstr(err, "f.json: not a regular file (a FIFO)"), "%s", err);
+    cr_assert_null(util_read_file(dir, 1 << 20, NULL, err, sizeof err));
+    cr_assert(strstr(err, ": not a regular file (a directory)"), "%s", err);
+    unlink(fifo);
+    rmdir(dir);
+}
+
+/* A symlink to a regular file is read: operators link config and workflows into place. */
+Test(util, read_file_follows_symlinks)
+{
+    char path[] = "/tmp/kutilsXXXXXX", link[64], err[256] = "";
+    int fd = mkstemp(path);
+    cr_assert(write(fd, "{}", 2) == 2);
+    close(fd);
+    snprintf(link, sizeof link, "%s.lnk", path);
+    cr_assert_eq(symlink(path, link), 0);
+    char *s = util_read_file(link, 16, NULL, err, sizeof err);
+    cr_assert_not_null(s, "%s", err);
+    cr_assert_str_eq(s, "{}");
+    free(s);
+    unlink(link);
+    unlink(path);
 }
 
 Test(util, rfc3339_milliseconds)
