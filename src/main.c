@@ -21,9 +21,7 @@
 #include "kailash/log.h"
 
 static const char *g_config_path;
-static kconfig *g_cfg;      /* the config serving now */
-static kconfig **g_retired; /* replaced by reloads; freed at exit (requests may still read them) */
-static size_t g_nretired;
+static kconfig *g_cfg; /* the config serving now */
 static pthread_mutex_t g_reload_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void usage(FILE *f)
@@ -70,19 +68,17 @@ static int do_check(void)
     return bad;
 }
 
-/* Makes cfg the serving config; the previous one is retired, not freed. */
+/* Makes cfg the serving config and frees the previous one. Only request callbacks read the serving
+ * config, each within one turn of its loop (workflows copy what they need at load, and runs never
+ * read it): once every loop has finished the turn it was in (http_server_sync), none holds it. */
 static void config_publish(kconfig *cfg)
 {
-    kconfig **r = realloc(g_retired, (g_nretired + 1) * sizeof *r);
-    if (!r) {
-        config_free(cfg); /* keep serving with the old one rather than free what requests read */
-        return;
-    }
-    g_retired = r;
-    g_retired[g_nretired++] = g_cfg;
+    kconfig *old = g_cfg;
     g_cfg = cfg;
     log_set_level(cfg->log_level);
     http_server_set_config(cfg);
+    http_server_sync();
+    config_free(old);
 }
 
 /* api_reload_fn: new config, new registry, swap. */
@@ -146,8 +142,9 @@ static int drain_wait(int grace_ms)
     return http_server_inflight();
 }
 
-/* SIGTERM: stop accepting, close idle connections, let requests in flight finish (up to
- * shutdown_grace_ms), exit 0 as soon as they have. */
+/* SIGTERM, in order: stop accepting and close idle connections; let requests in flight finish (up to
+ * shutdown_grace_ms); stop the front end, then the engine (its loops and pool: nothing runs after
+ * that); flush every sink; exit 0 as soon as all that is done. */
 static int graceful_stop(void)
 {
     log_msg(LOG_INFO, "stopping: no new connections, waiting for %d request(s)", http_server_inflight());
@@ -156,19 +153,19 @@ static int graceful_stop(void)
     int cut = drain_wait(g_cfg->shutdown_grace_ms);
     if (cut > 0) {
         /* Runs still going hold requests that the daemons' teardown would free under them, and the
-         * loops they run on: the process ends here, non-zero, after writing out what is buffered. */
+         * loops they run on: the process ends here, non-zero, once the sinks and the access log have
+         * written out what they hold (the cut runs never ended, so they have no record). */
         log_msg(LOG_ERROR, "shutdown_grace_ms (%d ms) ran out: %d request(s) in flight cut", g_cfg->shutdown_grace_ms,
                 cut);
+        engine_sinks_flush();
         log_access_flush();
         _exit(1);
     }
     http_server_stop();
     engine_stop();
+    engine_sinks_flush();
     registry_publish(NULL);
     config_free(g_cfg);
-    for (size_t i = 0; i < g_nretired; i++)
-        config_free(g_retired[i]);
-    free(g_retired);
     log_shutdown();
     log_msg(LOG_INFO, "stopped");
     return 0;

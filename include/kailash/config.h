@@ -35,10 +35,11 @@ typedef struct kconfig {
     int upstream_max_hops; /* a request whose X-Kailash-Hops is above this is refused (508) */
     int enable_monitoring;
     int log_level; /* LOG_DEBUG.. from log.h */
+    int front_end_park; /* front_end.park, or KAILASH_MHD_PARK: src/http/mhd_park.c is on (when it can be) */
 } kconfig;
 
 /* Loads path (NULL: the defaults alone), then applies KAILASH_HOST, KAILASH_PORT, KAILASH_WORKERS,
- * KAILASH_LOG_LEVEL, KAILASH_REDIS_URL, KAILASH_DATABASE_URL. Returns 0 with *out (caller frees with
+ * KAILASH_LOG_LEVEL, KAILASH_REDIS_URL, KAILASH_DATABASE_URL, KAILASH_MHD_PARK (0 or 1). Returns 0 with *out (caller frees with
  * config_free), or -1 with err like "conf/k.json: key 'port': expected an integer 1..65535". */
 int config_load(const char *path, kconfig **out, char *err, size_t errlen);
 

@@ -113,4 +113,34 @@ const char *run_error_node(const run *r);
 double run_duration_ms(const run *r);
 const workflow *run_workflow(const run *r);
 
+/* ---- sinks ---- */
+
+/* A run's end as sinks see it. Everything is borrowed, valid during on_run_end only. */
+typedef struct run_summary {
+    const char *run_id;
+    const char *workflow;
+    const char *request_id; /* "" for a run without a request */
+    run_status status;
+    const char *error_code; /* "" unless failed or timed out */
+    double duration_ms;
+    const run *run; /* the run itself, for the accessors above (outputs, results) */
+} run_summary;
+
+/* Where the ends of runs go (run records, cache stores, events), whatever started the run: an HTTP
+ * request, an async job, `kailashd run`. The engine holds the sinks; each is one static table. */
+typedef struct engine_sink {
+    const char *name;
+    /* Once per run, on the thread that ended it, before the run's own done callback (so a record
+     * exists before the answer). Must not block: hand the work to the sink's own thread. */
+    void (*on_run_end)(const run_summary *s);
+    /* Writes out everything buffered; called at stop, after every run has ended (or was cut). */
+    void (*flush)(void);
+} engine_sink;
+
+/* Registers s (borrowed for the process's life), before the first run starts (at most 16). Not
+ * thread-safe against runs ending: call it at start. 0, or -1 when full. */
+int engine_sink_add(const engine_sink *s);
+/* Calls every sink's flush, in the order they were added. */
+void engine_sinks_flush(void);
+
 #endif

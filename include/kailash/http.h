@@ -77,6 +77,19 @@ int http_server_start(const kconfig *cfg, struct ioloop *const *loops, int nloop
 /* Drains: stops accepting new connections and closes idle ones; requests in flight go on, and their
  * answers (every answer from now on) carry `Connection: close`. */
 void http_server_quiesce(void);
+/* One loop's front-end counters, for /metrics. */
+typedef struct http_loop_stats {
+    size_t accepted; /* connections its daemon took from its listening socket */
+    int park_on;     /* src/http/mhd_park.c is on for its daemon */
+    size_t park_kept, park_hidden, park_spared, park_quiet_skips; /* what parking saved (mhd_park.c) */
+} http_loop_stats;
+/* The number of loops (daemons), and loop i's counters (read on its thread, so it may wait for the
+ * loop's current turn). 0, or -1 when i is out of range or the loop is stopping. */
+int http_server_loops(void);
+int http_server_loop_stats(int i, http_loop_stats *out);
+/* Returns once every loop has finished the turn it was in: a config replaced before the call is no
+ * longer read by any request callback (they read http_server_config() within one turn). */
+void http_server_sync(void);
 /* Requests accepted and not yet finished. */
 int http_server_inflight(void);
 /* Closes everything. Call when http_server_inflight() is 0 (or the grace time is over). */

@@ -82,6 +82,8 @@ static const key_row rows[] = {
     NOTYET("jobs.callback_allow_hosts", "[]", "async jobs are not built yet"),
     NOTYET("enable_monitoring", "true", "the /metrics endpoint is not built yet"),
     NOTYET("metrics_auth", "false", "the /metrics endpoint is not built yet"),
+    {"front_end", K_OBJ, 0, 0, 0, NULL, NULL},
+    {"front_end.park", K_BOOL, OFF(front_end_park), 0, 0, NULL, NULL},
     {"log", K_OBJ, 0, 0, 0, NULL, NULL},
     {"log.level", K_LEVEL, OFF(log_level), 0, 0, NULL, NULL},
     NOTYET("log.format", "\"json\"", "only the json log format is built"),
@@ -241,6 +243,7 @@ static kconfig *config_defaults(const char *file)
     c->upstream_max_hops = 8;
     c->enable_monitoring = 1;
     c->log_level = LOG_INFO;
+    c->front_end_park = 1;
     if (!c->file || !c->host || !c->workflows_dir || !c->data_dir) {
         config_free(c);
         return NULL;
@@ -288,6 +291,13 @@ static int apply_env(kconfig *c, char *err, size_t errlen)
     const char *client = getenv("KAILASH_UPSTREAM_CLIENT");
     if (client && *client && strcmp(client, "auto") != 0 && strcmp(client, "libcurl") != 0)
         return util_err(err, errlen, "environment KAILASH_UPSTREAM_CLIENT: expected \"auto\" or \"libcurl\"");
+    /* front_end.park as an operator's switch, without editing the file (a bool key: "0" or "1") */
+    const char *park = getenv("KAILASH_MHD_PARK");
+    if (park && *park) {
+        if (strcmp(park, "0") != 0 && strcmp(park, "1") != 0)
+            return util_err(err, errlen, "environment KAILASH_MHD_PARK: expected 0 or 1");
+        c->front_end_park = park[0] == '1';
+    }
     return 0;
 }
 

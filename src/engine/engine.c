@@ -1,6 +1,6 @@
 /* engine: the process-wide pieces every run shares: the worker pool, the I/O loop, the node_env
- * handed to node compiles and the template environment (the values of template_env variables, read
- * once at start). */
+ * handed to node compiles, the template environment (the values of template_env variables, read
+ * once at start) and the sinks every run's end is reported to. */
 #include <curl/curl.h>
 #include <limits.h>
 #include <stdatomic.h>
@@ -24,6 +24,11 @@ static atomic_uint g_io_next;
 static json_t *g_env;
 static node_env g_nenv;
 static char g_data_dir[PATH_MAX];
+/* Sinks are added at start and only read after: a fixed table and a count published last, so the
+ * hot path (every run's end) reads them without a lock. */
+#define ENGINE_MAX_SINKS 16
+static const engine_sink *g_sinks[ENGINE_MAX_SINKS];
+static atomic_int g_nsinks;
 
 pool *engine_pool(void)
 {
@@ -111,4 +116,36 @@ void engine_stop(void)
     json_decref(g_env);
     g_env = NULL;
     curl_global_cleanup();
+}
+
+int engine_sink_add(const engine_sink *s)
+{
+    int n = atomic_load(&g_nsinks);
+    if (n >= ENGINE_MAX_SINKS)
+        return -1;
+    g_sinks[n] = s;
+    atomic_store_explicit(&g_nsinks, n + 1, memory_order_release);
+    return 0;
+}
+
+void engine_sinks_run_end(const run *r)
+{
+    int n = atomic_load_explicit(&g_nsinks, memory_order_acquire);
+    if (n == 0)
+        return;
+    run_status st = run_get_status(r);
+    int failed = st == RUN_FAILED || st == RUN_TIMEOUT;
+    run_summary s = {run_id(r), run_workflow(r)->name, run_request_id(r), st, failed ? run_error_code(r) : "",
+                     run_duration_ms(r), r};
+    for (int i = 0; i < n; i++)
+        if (g_sinks[i]->on_run_end)
+            g_sinks[i]->on_run_end(&s);
+}
+
+void engine_sinks_flush(void)
+{
+    int n = atomic_load_explicit(&g_nsinks, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        if (g_sinks[i]->flush)
+            g_sinks[i]->flush();
 }

@@ -1,22 +1,40 @@
 /* registry: the loaded workflows, one executor each, sorted by name.
  *
- * Reload builds a whole new registry beside the serving one and swaps a single pointer under a mutex;
- * requests take a counted reference, so a run keeps the registry (and the executor and workflow) it
- * started with until it ends. A file that fails to load keeps the executor the previous registry had
- * for the same file, so a bad edit never takes a working workflow offline. */
+ * Reload builds a whole new registry beside the serving one and swaps it in; requests take a counted
+ * reference, so a run keeps the registry (and the executor and workflow) it started with until it
+ * ends. A file that fails to load keeps the executor the previous registry had for the same file, so
+ * a bad edit never takes a working workflow offline.
+ *
+ * registry_acquire takes no lock (every request calls it, on every loop). The classic race of a
+ * swapped, counted pointer is between loading it and incrementing its count: the publisher may swap
+ * and drop the last reference in between. A split reference count closes it with one atomic step:
+ * the current registry is named by one 64-bit word, its slot number in the high bits and an
+ * "acquired" count in the low ones. An acquire is a single fetch_add on that word: it learns which
+ * registry is current and counts itself against it at once. Releases go to the registry's own count.
+ * The publisher swaps the word (exchange) and adds the acquisitions it took out of it to the old
+ * registry's own count, which then holds exactly the references still out. While a registry is
+ * current its own count carries a bias, so releases that run ahead of that transfer never make it
+ * reach zero. Chosen over hazard pointers or an epoch scheme because it needs no per-thread
+ * registration and costs readers one RMW, as the mutex's lock did (without its unlock and without
+ * ever making a reader wait). The cost is the slot table: a registry is named by a slot, and at most
+ * REG_SLOTS - 1 can be alive at once (current plus retired ones that runs still hold); a publish that
+ * finds none free waits for one. */
 #include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine_internal.h"
 #include "kailash/log.h"
 #include "kailash/util.h"
 
 struct registry {
-    atomic_int refs;
+    atomic_llong refs; /* its own count (see the top of the file), with REG_BIAS while current */
+    int slot;          /* its slot while published or held after that; 0 before */
     executor **ex;
     size_t n;
     json_t *errors;   /* [{file, message}] */
@@ -24,8 +42,12 @@ struct registry {
     int sorted;       /* ex is in name order (set once loading is complete) */
 };
 
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static registry *g_current;
+#define REG_SLOTS 4096          /* slot 0 is "none published" */
+#define REG_COUNT_BITS 52       /* the word: slot << 52 | acquisitions (2^52: ~140 years at 1M/s) */
+#define REG_BIAS (1LL << 60)    /* more than acquisitions can ever be */
+static _Atomic(registry *) g_slots[REG_SLOTS];
+static _Atomic uint64_t g_word; /* slot of the current registry, acquisitions since it was published */
+static pthread_mutex_t g_pub_mu = PTHREAD_MUTEX_INITIALIZER; /* publishers only, never readers */
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -191,33 +213,67 @@ executor *registry_find(const registry *r, const char *name)
     return NULL;
 }
 
-void registry_publish(registry *r)
+/* A free slot for r (publisher lock held); waits while every slot is held by retired registries. */
+static int slot_take(registry *r)
 {
-    pthread_mutex_lock(&g_mu);
-    registry *old = g_current;
-    g_current = r;
-    pthread_mutex_unlock(&g_mu);
-    registry_release(old);
+    static int next = 1;
+    for (;;) {
+        for (int n = 1; n < REG_SLOTS; n++) {
+            int i = next;
+            next = next + 1 < REG_SLOTS ? next + 1 : 1;
+            registry *none = NULL;
+            if (atomic_compare_exchange_strong(&g_slots[i], &none, r))
+                return i;
+        }
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
 }
 
-registry *registry_acquire(void)
+static void registry_free(registry *r)
 {
-    pthread_mutex_lock(&g_mu);
-    registry *r = g_current;
-    if (r)
-        atomic_fetch_add(&r->refs, 1);
-    pthread_mutex_unlock(&g_mu);
-    return r;
-}
-
-void registry_release(registry *r)
-{
-    if (!r || atomic_fetch_sub(&r->refs, 1) != 1)
-        return;
     for (size_t i = 0; i < r->n; i++)
         exec_release(r->ex[i]);
     free(r->ex);
     json_decref(r->errors);
     json_decref(r->problems);
+    if (r->slot)
+        atomic_store(&g_slots[r->slot], NULL); /* no acquire can name it any more: it is not current */
     free(r);
+}
+
+/* Drops delta from r's own count; frees r at zero. */
+static void refs_drop(registry *r, long long delta)
+{
+    if (atomic_fetch_sub_explicit(&r->refs, delta, memory_order_acq_rel) == delta)
+        registry_free(r);
+}
+
+void registry_publish(registry *r)
+{
+    pthread_mutex_lock(&g_pub_mu);
+    uint64_t w = 0;
+    if (r) {
+        if (!r->slot)
+            r->slot = slot_take(r);
+        atomic_fetch_add(&r->refs, REG_BIAS - 1); /* the caller's reference becomes "current" */
+        w = (uint64_t)r->slot << REG_COUNT_BITS;
+    }
+    uint64_t old = atomic_exchange_explicit(&g_word, w, memory_order_acq_rel);
+    pthread_mutex_unlock(&g_pub_mu);
+    registry *prev = atomic_load(&g_slots[old >> REG_COUNT_BITS]);
+    if (prev) /* its acquisitions become its own count, and "current" goes */
+        refs_drop(prev, REG_BIAS - (long long)(old & ((1ULL << REG_COUNT_BITS) - 1)));
+}
+
+registry *registry_acquire(void)
+{
+    uint64_t w = atomic_fetch_add_explicit(&g_word, 1, memory_order_acquire);
+    return atomic_load_explicit(&g_slots[w >> REG_COUNT_BITS], memory_order_acquire);
+}
+
+void registry_release(registry *r)
+{
+    if (r)
+        refs_drop(r, 1);
 }

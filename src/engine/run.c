@@ -179,6 +179,7 @@ static void run_end(run *r, run_status st)
         r->outputs = r->wf->noutputs ? outputs_mapped(r) : outputs_sinks(r);
     executor *ex = r->ex;
     exec_retain(ex);
+    engine_sinks_run_end(r);
     if (r->done)
         r->done(r, r->ud);
     if (r->has_slot)
@@ -477,6 +478,11 @@ void run_begin(run *r)
 }
 
 /* ---- accessors -------------------------------------------------------------------------------- */
+
+const char *run_request_id(const run *r)
+{
+    return r->request_id;
+}
 
 const char *run_id(const run *r)
 {

@@ -1,6 +1,9 @@
 /* daemons: one libmicrohttpd daemon per I/O loop (`workers` of them), each in external epoll mode on
- * its loop's thread, suspend/resume allowed. All daemons accept from one listening socket (each has
- * its own dup of it). A request that calls an upstream therefore never changes threads: the handler
+ * its loop's thread, suspend/resume allowed. Each daemon has its own listening socket, all bound to
+ * the same port with SO_REUSEPORT: the kernel spreads new connections over them, and a connection
+ * wakes only the loop whose socket it came to (one socket shared by every daemon woke them all, and
+ * all but one found nothing to accept). A request that calls an upstream therefore never changes
+ * threads: the handler
  * starts the transfer on the loop it runs on, the transfer's end finishes the run there, and the
  * resumed connection is answered there too (DESIGN.md's MHD threads and I/O loop, folded together:
  * the two thread hand-offs per request were most of an upstream call's latency, 0.23 ms p50 against
@@ -16,7 +19,8 @@
  * re-arm while the daemon's own edge for the same bytes is still unread merges into that edge. It is
  * done twice (the daemon may not have taken every event in one run), then dropped. A suspended
  * connection is not in the set (ENOENT: dropped); the daemon adds it back when it resumes, which
- * gives it its edge.
+ * gives it its edge. The re-arm copies 0.9.75's own registration, so, like mhd_park, it is done for
+ * that version only.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,6 +36,7 @@
 
 #include "http_internal.h"
 #include "kailash/ioloop.h"
+#include "kailash/log.h"
 #include "kailash/util.h"
 
 typedef struct conn_slot {
@@ -52,6 +57,8 @@ typedef struct worker {
     int *hup; /* sockets to re-arm after the next MHD_run */
     size_t n_hup, cap_hup;
     mhd_park park; /* suspended connections kept in the daemon's epoll set */
+    int rearm_on;  /* the EPOLLRDHUP watch and re-arm (libmicrohttpd 0.9.75 only) */
+    size_t accepted; /* connections the daemon took */
 } worker;
 
 static worker *g_workers;
@@ -195,7 +202,8 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         return;
     int fd = ci->connect_fd;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        if (w_track(w, fd, c) == 0)
+        w->accepted++;
+        if (w_track(w, fd, c) == 0 && w->rearm_on)
             ioloop_watch(w->io, fd, EPOLLRDHUP | EPOLLET);
     } else if ((size_t)fd < w->n_by_fd) {
         w->by_fd[fd] = (conn_slot){NULL, 0, 0}; /* the fd leaves the loop's set when the daemon closes it */
@@ -240,7 +248,8 @@ static void w_quiesce(void *ud)
 
 /* ---- start and stop ---- */
 
-static int listen_socket(const kconfig *cfg, int *ipv6, char *err, size_t errlen)
+/* A listening socket on cfg's host and port (port 0: any), in the SO_REUSEPORT group of the others. */
+static int listen_socket(const kconfig *cfg, int port, int *ipv6, char *err, size_t errlen)
 {
     struct sockaddr_storage ss = {0};
     struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
@@ -248,11 +257,11 @@ static int listen_socket(const kconfig *cfg, int *ipv6, char *err, size_t errlen
     socklen_t len = sizeof *a4;
     *ipv6 = 0;
     a4->sin_family = AF_INET;
-    a4->sin_port = htons((uint16_t)cfg->port);
+    a4->sin_port = htons((uint16_t)port);
     if (inet_pton(AF_INET, cfg->host, &a4->sin_addr) != 1) {
         memset(&ss, 0, sizeof ss);
         a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons((uint16_t)cfg->port);
+        a6->sin6_port = htons((uint16_t)port);
         if (inet_pton(AF_INET6, cfg->host, &a6->sin6_addr) != 1)
             return util_err(err, errlen, "host '%s': expected an IPv4 or IPv6 address", cfg->host);
         len = sizeof *a6;
@@ -263,6 +272,11 @@ static int listen_socket(const kconfig *cfg, int *ipv6, char *err, size_t errlen
         return util_err(err, errlen, "cannot create a socket: %s", strerror(errno));
     int on = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) {
+        int e = errno;
+        close(fd);
+        return util_err(err, errlen, "SO_REUSEPORT: %s", strerror(e));
+    }
     if (*ipv6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
     if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 4096) != 0) {
@@ -273,11 +287,37 @@ static int listen_socket(const kconfig *cfg, int *ipv6, char *err, size_t errlen
     return fd;
 }
 
-static int worker_start(worker *w, int lfd, int ipv6, unsigned conn_limit, char *err, size_t errlen)
+static int bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                          : ((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* Why mhd_park is off, or NULL when it is on. A TLS daemon's reads are GnuTLS's (see mhd_park.c). */
+static const char *park_off_reason(const kconfig *cfg, unsigned mhd_flags)
+{
+    if (!cfg->front_end_park)
+        return "front_end.park is false (or KAILASH_MHD_PARK=0)";
+    if (mhd_flags & MHD_USE_TLS)
+        return "TLS is on";
+    if (!mhd_park_version_ok(MHD_get_version()))
+        return "it follows libmicrohttpd 0.9.75 only";
+    return NULL;
+}
+
+static unsigned daemon_flags(int ipv6)
 {
     unsigned flags = MHD_USE_EPOLL | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
-    if (ipv6)
-        flags |= MHD_USE_IPv6;
+    return ipv6 ? flags | MHD_USE_IPv6 : flags;
+}
+
+static int worker_start(worker *w, int lfd, int ipv6, unsigned conn_limit, char *err, size_t errlen)
+{
+    unsigned flags = daemon_flags(ipv6);
     w->epfd = -1;
     w->due_ms = -1.0;
     w->d = MHD_start_daemon(flags, 0, NULL, NULL, http_on_request, NULL, MHD_OPTION_LISTEN_SOCKET, lfd,
@@ -290,7 +330,8 @@ static int worker_start(worker *w, int lfd, int ipv6, unsigned conn_limit, char 
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_EPOLL_FD);
     w->epfd = di ? di->epoll_fd : -1;
-    mhd_park_init(&w->park, w->epfd, 1);
+    mhd_park_init(&w->park, w->epfd, park_off_reason(http_server_config(), flags) == NULL);
+    w->rearm_on = mhd_park_version_ok(MHD_get_version());
     if (w->epfd < 0 || ioloop_call(w->io, w_attach, w) != 0)
         return util_err(err, errlen, "libmicrohttpd: no epoll set to attach to the I/O loop");
     return 0;
@@ -301,31 +342,58 @@ int http_server_start(const kconfig *cfg, ioloop *const *loops, int nloops, char
     http_server_set_config(cfg);
     if (nloops < 1)
         return util_err(err, errlen, "no I/O loop to run the HTTP front end on");
-    int ipv6;
-    int lfd = listen_socket(cfg, &ipv6, err, errlen);
-    if (lfd < 0)
-        return -1;
     g_workers = calloc((size_t)nloops, sizeof *g_workers);
-    if (!g_workers) {
-        close(lfd);
+    if (!g_workers)
         return util_err(err, errlen, "out of memory");
-    }
     g_nworkers = nloops;
     unsigned limit = 60000u / (unsigned)nloops;
+    int port = cfg->port, ipv6;
     for (int i = 0; i < nloops; i++) {
-        int fd = i == nloops - 1 ? lfd : fcntl(lfd, F_DUPFD_CLOEXEC, 0);
-        if (fd < 0) {
-            close(lfd);
-            return util_err(err, errlen, "cannot share the listening socket: %s", strerror(errno));
-        }
-        g_workers[i].io = loops[i];
-        if (worker_start(&g_workers[i], fd, ipv6, limit, err, errlen) != 0) {
-            if (fd != lfd)
-                close(lfd);
+        int fd = listen_socket(cfg, port, &ipv6, err, errlen);
+        if (fd < 0)
             return -1;
-        }
+        port = bound_port(fd); /* the others join the first one's port (cfg->port 0: the one it got) */
+        g_workers[i].io = loops[i];
+        if (worker_start(&g_workers[i], fd, ipv6, limit, err, errlen) != 0)
+            return -1;
     }
+    const char *why = park_off_reason(cfg, daemon_flags(ipv6));
+    if (why)
+        log_msg(LOG_WARN, "front end: mhd_park is off (%s): two more epoll_ctl and a read per suspended request", why);
     return 0;
+}
+
+static void w_stats(void *ud)
+{
+    void **a = ud;
+    worker *w = a[0];
+    http_loop_stats *out = a[1];
+    mhd_park_counters pc = mhd_park_counters_get(&w->park);
+    *out = (http_loop_stats){w->accepted, w->park.on, pc.kept, pc.hidden, pc.spared, pc.quiet_skips};
+}
+
+int http_server_loop_stats(int i, http_loop_stats *out)
+{
+    if (i < 0 || i >= g_nworkers || !g_workers[i].d)
+        return -1;
+    void *a[2] = {&g_workers[i], out};
+    return ioloop_call(g_workers[i].io, w_stats, a);
+}
+
+int http_server_loops(void)
+{
+    return g_nworkers;
+}
+
+static void w_nothing(void *ud)
+{
+    (void)ud;
+}
+
+void http_server_sync(void)
+{
+    for (int i = 0; i < g_nworkers; i++)
+        ioloop_call(g_workers[i].io, w_nothing, NULL);
 }
 
 void http_server_quiesce(void)
@@ -343,6 +411,10 @@ void http_server_stop(void)
         if (!w->d)
             continue;
         ioloop_call(w->io, w_detach, w); /* from here on only this thread touches the daemon */
+        mhd_park_counters pc = mhd_park_counters_get(&w->park);
+        log_msg(LOG_DEBUG, "front end loop %d: %zu connection(s) accepted; park %s: kept %zu, hidden %zu, spared %zu, "
+                "quiet_skips %zu", i, w->accepted, w->park.on ? "on" : "off", pc.kept, pc.hidden, pc.spared,
+                pc.quiet_skips);
         MHD_stop_daemon(w->d);
         mhd_park_free(&w->park);
         free(w->by_fd);

@@ -52,7 +52,14 @@ typedef struct mhd_park {
     size_t quiet_skips; /* the daemon's waits skipped for it */
 } mhd_park;
 
+/* What parking saved on one daemon, for /metrics (http_loop_stats). */
+typedef struct mhd_park_counters {
+    size_t kept, hidden, spared, quiet_skips;
+} mhd_park_counters;
+
 int mhd_park_version_ok(const char *version);
+/* p's counters so far; on the thread running p's daemon. */
+mhd_park_counters mhd_park_counters_get(const mhd_park *p);
 void mhd_park_init(mhd_park *p, int epfd, int enable);
 void mhd_park_free(mhd_park *p);
 /* This thread runs p's daemon from now on. */

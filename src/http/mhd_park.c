@@ -28,7 +28,9 @@
  * Every other call, on any other thread, epoll set or socket, goes straight to the kernel.
  *
  * The rules above follow libmicrohttpd 0.9.75's daemon.c and connection.c. mhd_park_init turns
- * parking on only for that version; any other gets the plain calls.
+ * parking on only for that version; any other gets the plain calls. daemons.c also leaves it off
+ * when the operator says so (front_end.park, KAILASH_MHD_PARK=0) and for a TLS daemon, whose reads
+ * go through GnuTLS and must not be answered EAGAIN on a guess.
  */
 #include <errno.h>
 #include <microhttpd.h>
@@ -60,6 +62,11 @@ void mhd_park_init(mhd_park *p, int epfd, int enable)
     memset(p, 0, sizeof *p);
     p->epfd = epfd;
     p->on = enable && mhd_park_version_ok(MHD_get_version());
+}
+
+mhd_park_counters mhd_park_counters_get(const mhd_park *p)
+{
+    return (mhd_park_counters){p->kept, p->hidden, p->spared, p->quiet_skips};
 }
 
 void mhd_park_free(mhd_park *p)

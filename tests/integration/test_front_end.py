@@ -7,6 +7,7 @@ connection that never gets its next answer. So these tests push many kept-alive 
 pipelined requests and clients that leave mid-wait through workflows whose node calls a real upstream."""
 import asyncio
 import json
+import re
 import socket
 import time
 
@@ -225,3 +226,78 @@ def test_content_length_with_transfer_encoding_is_refused_and_closed(d):
     # connection, are both answered
     got, _ = exchange(d.port, b"GET /health HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n" + SMUGGLED, timeout=1)
     assert got.count(b"HTTP/1.1 200") == 2, got
+
+
+# ---- one listening socket per loop (issue 10.6)
+
+def loop_lines(d):
+    """{loop: (accepted, park)} from the debug lines the daemon writes at stop."""
+    out = {}
+    for line in d.stderr().splitlines():
+        m = re.search(r"front end loop (\d+): (\d+) connection\(s\) accepted; park (on|off)", line)
+        if m:
+            out[int(m.group(1))] = (int(m.group(2)), m.group(3))
+    return out
+
+
+def test_each_loop_listens_on_its_own_socket_and_takes_a_share(daemons):
+    """workers: 4 gives four SO_REUSEPORT listening sockets on the port (one shared socket before),
+    a storm of 3,000 connects is answered in full, and every loop accepted some of them."""
+    from conftest import tcp_sockets
+    d = daemons.make(config={"workers": 4, "log": {"level": "debug"}})
+    assert tcp_sockets(local_port=d.port).count("LISTEN") == 4
+
+    async def one(port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        status, _ = await read_answer(reader, 20)
+        writer.close()
+        return status
+
+    async def storm():
+        sem = asyncio.Semaphore(500)
+
+        async def limited():
+            async with sem:
+                return await one(d.port)
+        return await asyncio.gather(*(limited() for _ in range(3000)), return_exceptions=True)
+
+    got = asyncio.run(storm())
+    failed = [g for g in got if g != 200]
+    assert not failed, "%d of 3000 connects failed: %r" % (len(failed), failed[:3])
+    assert d.stop() == 0
+    loops = loop_lines(d)
+    assert sorted(loops) == [0, 1, 2, 3], d.stderr()[-2000:]
+    assert sum(a for a, _ in loops.values()) >= 3000
+    assert all(a > 0 for a, _ in loops.values()), loops
+
+
+@pytest.mark.parametrize("how", ["env", "config"])
+def test_park_can_be_switched_off(daemons, upstream, how):
+    """KAILASH_MHD_PARK=0 or front_end.park false: parking is off (said once at start, and in the
+    loops' counters), and kept-alive requests through an upstream are answered as before."""
+    cfg = {"log": {"level": "debug"}}
+    env = {}
+    if how == "env":
+        env["KAILASH_MHD_PARK"] = "0"
+    else:
+        cfg["front_end"] = {"park": False}
+    d = daemons.make(config=cfg, env=env, workflows={
+        "echo": wf({"call": http(upstream.base + "/echo/k/{{ inputs.c }}/{{ inputs.i }}")},
+                   gateway={"outputs": {"path": "call.response.content.path"}})})
+    got = asyncio.run(one_connection(d.port, 7, 30, 10))
+    assert got == [(200, "/echo/k/7/%d" % i) for i in range(30)]
+    assert d.stop() == 0
+    assert "mhd_park is off (front_end.park is false" in d.stderr()
+    assert {p for _, p in loop_lines(d).values()} == {"off"}
+
+
+def test_park_on_by_default_and_bad_switch_refused(daemons, tmp_path):
+    from conftest import DaemonStartError, Daemon
+    d = daemons.make(config={"log": {"level": "debug"}})
+    assert d.stop() == 0
+    assert "mhd_park is off" not in d.stderr()
+    assert {p for _, p in loop_lines(d).values()} == {"on"}
+    bad = Daemon(tmp_path / "bad", env={"KAILASH_MHD_PARK": "yes"})
+    with pytest.raises(DaemonStartError, match="KAILASH_MHD_PARK: expected 0 or 1"):
+        bad.start(timeout=5)

@@ -149,3 +149,25 @@ def test_reload_applies_config_changes(daemons):
     assert d.reload().status_code == 200
     assert_error(d.run("hello", body=body), 413, "payload_too_large")
     assert d.get("/health").status_code == 200
+
+
+def test_reloads_with_inflight_runs_free_what_they_retire(daemons, upstream):
+    """Five reloads while runs on each previous registry and config are still waiting on the
+    upstream: every run finishes on its own definition, and at stop nothing is left (under `make
+    asan`, LeakSanitizer would report the retired registries and configs, and the exit code fail)."""
+    d = daemons.make(workflows={"slow": wf({"call": http(upstream.base + "/slow?ms=400")},
+                                           gateway={"outputs": {"code": "call.status_code"}})})
+    res = []
+    threads = []
+    for i in range(5):
+        t = threading.Thread(target=lambda: res.append(d.run("slow", timeout=10)))
+        t.start()
+        threads.append(t)
+        time.sleep(0.1)
+        d.write_config(dict(d.config, max_body_bytes=4096 + i))
+        assert d.reload().status_code == 200
+    for t in threads:
+        t.join(10)
+    assert [r.status_code for r in res] == [200] * 5
+    assert d.stop() == 0, d.stderr()[-3000:]
+    assert "Sanitizer" not in d.stderr(), d.stderr()[-3000:]

@@ -323,3 +323,57 @@ Test(engine, bulkhead_queues_then_refuses)
         usleep(5000);
     cr_assert_eq(exec_running(registry_find(reg, "stuck")), 0);
 }
+
+/* A sink the engine holds sees each run's end, before the run's own done callback, with no request
+ * needed; flush reaches it too. */
+static struct {
+    int ends, flushes;
+    char run_id[40], workflow[32], request_id[32], error_code[32];
+    run_status status;
+    int before_done;
+} seen_by_sink;
+static waiter *sink_waiter;
+
+static void sink_run_end(const run_summary *s)
+{
+    seen_by_sink.ends++;
+    snprintf(seen_by_sink.run_id, sizeof seen_by_sink.run_id, "%s", s->run_id);
+    snprintf(seen_by_sink.workflow, sizeof seen_by_sink.workflow, "%s", s->workflow);
+    snprintf(seen_by_sink.request_id, sizeof seen_by_sink.request_id, "%s", s->request_id);
+    snprintf(seen_by_sink.error_code, sizeof seen_by_sink.error_code, "%s", s->error_code);
+    seen_by_sink.status = s->status;
+    seen_by_sink.before_done = sink_waiter && !sink_waiter->done;
+}
+
+static void sink_flush(void)
+{
+    seen_by_sink.flushes++;
+}
+
+static const engine_sink test_sink = {"test", sink_run_end, sink_flush};
+
+Test(engine, sink_sees_each_run_end_and_flush)
+{
+    cr_assert_eq(engine_sink_add(&test_sink), 0);
+    waiter w;
+    int rc;
+    sink_waiter = &w;
+    run *r = start("fails", "{}", NULL, &w, &rc);
+    cr_assert_eq(rc, EXEC_OK);
+    wait_done(&w);
+    cr_assert_eq(seen_by_sink.ends, 1);
+    cr_assert(seen_by_sink.before_done, "the sink must hear of the end before the run's done callback");
+    cr_assert_str_eq(seen_by_sink.run_id, run_id(r));
+    cr_assert_str_eq(seen_by_sink.workflow, "fails");
+    cr_assert_str_eq(seen_by_sink.request_id, "req-1");
+    cr_assert_eq(seen_by_sink.status, RUN_FAILED);
+    cr_assert_str_eq(seen_by_sink.error_code, "internal");
+    run_release(r);
+    sink_waiter = NULL;
+    run_release(run_sync("route", "{\"n\": 1}", NULL));
+    cr_assert_eq(seen_by_sink.ends, 2);
+    cr_assert_eq(seen_by_sink.status, RUN_COMPLETED);
+    cr_assert_str_eq(seen_by_sink.error_code, "");
+    engine_sinks_flush();
+    cr_assert_eq(seen_by_sink.flushes, 1);
+}
