@@ -24,6 +24,19 @@ typedef struct http_route http_route;
 /* Handler results. prepare steps return HTTP_CONTINUE to go on to the body. */
 enum { HTTP_DONE = 0, HTTP_PENDING = 1, HTTP_CONTINUE = 1 };
 
+/* Where a request is in its life. Moves forward only:
+ *   CHAIN     the middleware's before() steps run; chain_pos is the next one
+ *   PARKED    a step waits (on Redis, a timer...): the connection is suspended until the step calls
+ *             mw_continue on this loop, which goes back to CHAIN (or to ANSWERED)
+ *   BODY      the chain and the route's prepare passed: the body is being read
+ *   HANDLER   the route's handler has it; a pending one's connection is suspended until
+ *             http_complete (any thread)
+ *   ANSWERED  an answer is set and waits to be queued on the loop thread
+ *   SENT      queued to libmicrohttpd; after() steps have run */
+typedef enum kreq_phase { KREQ_CHAIN, KREQ_PARKED, KREQ_BODY, KREQ_HANDLER, KREQ_ANSWERED, KREQ_SENT } kreq_phase;
+
+struct workflow;
+
 /* One request in flight. Owned by the server; handlers may read everything and set the fields marked
  * "handler". Freed after the response is sent (or the client went away). */
 struct kreq {
@@ -36,31 +49,41 @@ struct kreq {
     char client_ip[64];
     int client_loopback;
     double t0; /* util_now_ms() at arrival */
-    const http_route *route;
-    char param[132]; /* the {name} segment of the path, if the route has one */
+    /* Routing, done before the chain (the route step answers 404/405 from it): */
+    const http_route *route; /* NULL: route_status says 404 or 405 (with allow) */
+    int route_status;
+    char allow[64];
+    char param[132];                /* the {name} segment of the path, if the route has one */
+    const struct workflow *wf;      /* the route's resolve found it (borrowed while state holds it) */
+    int unresolved;                 /* the route's resolve found nothing: 404 */
     buf body;
     long long content_length; /* -1 when not given */
     int body_too_large;
-    int status; /* of the response set */
-    struct MHD_Response *resp;
+    /* The answer, kept as it is until it is queued, so after() steps can read it: */
+    int status;
+    buf answer;         /* the body bytes */
+    buf answer_headers; /* "Name\0Value\0" pairs added with http_reply_header */
     char run_id[40];    /* handler: for X-Run-ID and the access log */
     char workflow[132]; /* handler: for the access log */
     void *state;        /* handler: its own per-request state */
     void (*state_free)(void *state);
-    pthread_mutex_t mu; /* guards ready/suspended between the handler and http_complete */
-    int ready;
-    int suspended;
-    int logged;
+    pthread_mutex_t mu; /* guards phase and suspended between a handler's thread and the loop */
+    kreq_phase phase;
+    int chain_pos; /* the next middleware step */
+    int suspended; /* the connection is suspended (PARKED, or a pending HANDLER) */
     int close; /* the answer carries `Connection: close` and the connection ends after it */
 };
 
 typedef int (*http_handler)(kreq *r);
 
-/* A route: one row of the table in router.c. prepare (may be NULL) runs before the body is read and
- * may answer (HTTP_DONE); handle runs when the body is complete. */
+/* A route: one row of the table in router.c. resolve (may be NULL) runs when the route is found,
+ * before the middleware chain, and finds what the request is about (its workflow: r->wf, or
+ * r->unresolved); it never answers. prepare (may be NULL) runs after the chain, before the body is
+ * read, and may answer (HTTP_DONE); handle runs when the body is complete. */
 struct http_route {
     const char *method;
     const char *pattern; /* "/workflows/{name}/run": {name} matches one segment */
+    http_handler resolve;
     http_handler prepare;
     http_handler handle;
 };
@@ -109,8 +132,18 @@ void http_reply_buf(kreq *r, int status, buf *body);
 void http_reply_error(kreq *r, int status, const char *code, const char *message, json_t *details);
 /* Adds a header to the response already set. */
 void http_reply_header(kreq *r, const char *name, const char *value);
+/* The answer set so far, for after() steps: a header's value (NULL when absent; not the ones the
+ * server adds when it queues), the body (borrowed), the status (r->status). */
+const char *http_answer_header(const kreq *r, const char *name);
 /* After a handler returned HTTP_PENDING: the response is set, resume the connection. Any thread. */
 void http_complete(kreq *r);
+/* After a middleware step parked r (MW_PARKED): go on with the chain at the next step, or, when
+ * answered is set (the step answered with http_reply_*), send that answer. Call it on r's loop thread
+ * (where before() ran), once, and only after before() has returned. */
+void http_chain_continue(kreq *r, int answered);
+/* Whether the request's framing is ambiguous (two Content-Lengths, or one with Transfer-Encoding):
+ * such a request must be refused and its connection closed (r->close). */
+int http_framing_ambiguous(kreq *r);
 
 /* A request header (case-insensitive) or query argument; NULL when absent. Borrowed. */
 const char *http_header(kreq *r, const char *name);

@@ -1,11 +1,20 @@
 /* middleware: the ordered chain every request passes (src/middleware/chain.c holds the table).
- * A step has before(r) (return 0 to go on, or answer with http_reply_* and return 1) and optionally
- * after(r), called once when the response is handed to the client. Steps run in table order; after()
- * steps run for every request whose before() ran, including ones answered early. */
+ * A step has before(r) and optionally after(r). before() returns
+ *   MW_NEXT      go on with the next step;
+ *   MW_ANSWERED  it answered (http_reply_*): the chain stops and that answer is sent;
+ *   MW_PARKED    it waits on something on this loop (a Redis reply, a timer): the connection stays
+ *                suspended, the body unread, until the step calls http_chain_continue(r, answered)
+ *                on this loop; the chain then goes on at the next step.
+ * The route and its workflow are resolved before the chain (r->route, r->wf); the route step
+ * answers 404/405 in API.md's order, before the access steps. after() runs once when the answer is
+ * queued (it can read it: r->status, r->answer, http_answer_header), for every request whose
+ * chain started, including ones answered early. */
 #ifndef KAILASH_MIDDLEWARE_H
 #define KAILASH_MIDDLEWARE_H
 
 #include "kailash/http.h"
+
+enum { MW_NEXT = 0, MW_ANSWERED = 1, MW_PARKED = 2 };
 
 typedef struct mw_step {
     const char *name;
@@ -13,14 +22,18 @@ typedef struct mw_step {
     void (*after)(kreq *r);
 } mw_step;
 
-/* Runs every before() in order; 1 if one answered. */
+/* Runs before() steps from r->chain_pos on; MW_NEXT when all went on, else what the step said
+ * (r->chain_pos is then the step after it). */
 int mw_before(kreq *r);
 /* Runs every after(). */
 void mw_after(kreq *r);
 
 /* The steps (one file each). */
 int mw_request_id_before(kreq *r);
-int mw_hops_before(kreq *r);
 void mw_logging_after(kreq *r);
+int mw_route_before(kreq *r);
+int mw_hops_before(kreq *r);
+/* test_wait.c: inert unless KAILASH_TEST_CHAIN_WAIT=1 was set at start (tests of parking). */
+int mw_test_wait_before(kreq *r);
 
 #endif

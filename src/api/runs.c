@@ -57,18 +57,26 @@ static int reply_errorf(kreq *r, int status, const char *code, json_t *details, 
     return HTTP_DONE;
 }
 
-int api_run_prepare(kreq *r)
+int api_run_resolve(kreq *r)
 {
     run_req *s = calloc(1, sizeof *s);
+    r->unresolved = 1;
     if (!s)
-        return reply_errorf(r, 500, "internal", NULL, "out of memory");
+        return HTTP_CONTINUE; /* answered 404 by the route step; memory is short anyway */
     r->state = s;
     r->state_free = run_req_free;
     s->reg = registry_acquire();
     s->ex = s->reg ? registry_find(s->reg, r->param) : NULL;
     if (!s->ex)
-        return reply_errorf(r, 404, "not_found", NULL, "workflow '%s' not found", r->param);
+        return HTTP_CONTINUE;
+    r->unresolved = 0;
+    r->wf = exec_workflow(s->ex);
     util_copy(r->workflow, sizeof r->workflow, r->param);
+    return HTTP_CONTINUE;
+}
+
+int api_run_prepare(kreq *r)
+{
     size_t max = http_server_config()->max_body_bytes;
     if (r->content_length > 0 && (unsigned long long)r->content_length > max)
         return reply_errorf(r, 413, "payload_too_large", NULL, "the body is larger than max_body_bytes (%zu)", max);

@@ -1,20 +1,20 @@
-/* response: building answers. Bodies are compact JSON; every answer carries Content-Type and
- * X-Request-ID (the server adds Server-Timing when it queues). Errors have API.md's one shape:
+/* response: building answers. Bodies are compact JSON; the server adds Content-Type, X-Request-ID and
+ * Server-Timing when it queues an answer. Errors have API.md's one shape:
  * {"error": {"code", "message", "request_id", "details"}}. */
-#include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "kailash/http.h"
 
+/* A new answer replaces what was set before, headers included. The server turns it into a
+ * libmicrohttpd response only when it queues it (after the after() steps have read it). */
 static void reply_bytes(kreq *r, int status, char *body, size_t len)
 {
-    if (r->resp)
-        MHD_destroy_response(r->resp);
-    r->resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    buf_free(&r->answer);
+    r->answer = (buf){body, len, len};
+    r->answer_headers.len = 0;
     r->status = status;
-    MHD_add_response_header(r->resp, "Content-Type", "application/json; charset=utf-8");
-    MHD_add_response_header(r->resp, "X-Request-ID", r->request_id);
 }
 
 /* Most answers fit in the first block: one allocation, handed to libmicrohttpd as it is. The block
@@ -62,6 +62,18 @@ void http_reply_error(kreq *r, int status, const char *code, const char *message
 
 void http_reply_header(kreq *r, const char *name, const char *value)
 {
-    if (r->resp)
-        MHD_add_response_header(r->resp, name, value);
+    if (r->status && buf_append(&r->answer_headers, name, strlen(name) + 1) == 0)
+        buf_append(&r->answer_headers, value, strlen(value) + 1);
+}
+
+const char *http_answer_header(const kreq *r, const char *name)
+{
+    const char *p = r->answer_headers.data, *end = p + r->answer_headers.len;
+    while (p && p < end) {
+        const char *v = p + strlen(p) + 1;
+        if (strcasecmp(p, name) == 0)
+            return v;
+        p = v + strlen(v) + 1;
+    }
+    return NULL;
 }

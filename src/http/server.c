@@ -1,12 +1,16 @@
 /* server: the life of one request in libmicrohttpd's callbacks (the daemons themselves, one per I/O
- * loop, are daemons.c's).
+ * loop, are daemons.c's), as the phases of http.h's kreq_phase.
  *
- * MHD calls http_on_request several times per request: first with the headers (we route, run the
- * middleware chain and the route's prepare step, which may answer before any body is read: 404,
- * 405, 413, 415), then once per body chunk, then a last time with no data (we call the handler).
- * A handler that hands the request to another thread returns HTTP_PENDING; the connection is then
- * suspended and http_complete resumes it, after which MHD calls http_on_request again and we queue the
- * response. The kreq lives until MHD's completion callback. */
+ * MHD calls http_on_request several times per request: first with the headers (we route and
+ * resolve the route's workflow, then run the middleware chain and the route's prepare step, which
+ * may answer before any body is read: 404, 405, 413, 415), then once per body chunk, then a last time
+ * with no data (we call the handler). Two kinds of waiting suspend the connection: a chain step that
+ * parks (it continues the chain with http_chain_continue on this loop; MHD then repeats its first
+ * call and the chain goes on at the next step, the body still unread), and a handler that returns
+ * HTTP_PENDING (whoever finishes calls http_complete, from any thread). After a resume MHD calls
+ * http_on_request again and the request's phase says what comes next. An answer is kept as set
+ * (status, headers, body) until it is queued, so after() steps read it; the kreq lives until MHD's
+ * completion callback. */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -125,8 +129,8 @@ static void req_free(kreq *r)
 {
     if (r->state_free)
         r->state_free(r->state);
-    if (r->resp)
-        MHD_destroy_response(r->resp);
+    buf_free(&r->answer);
+    buf_free(&r->answer_headers);
     buf_free(&r->body);
     pthread_mutex_destroy(&r->mu);
     http_daemon_busy(r->srv, r->conn, 0);
@@ -134,24 +138,43 @@ static void req_free(kreq *r)
     atomic_fetch_sub(&g_inflight, 1);
 }
 
+/* The answer's libmicrohttpd response: its body is handed over (MHD frees it), its headers added. */
+static struct MHD_Response *answer_response(kreq *r)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(r->answer.len, r->answer.data, MHD_RESPMEM_MUST_FREE);
+    if (!resp)
+        return NULL;
+    r->answer = (buf){0};
+    MHD_add_response_header(resp, "Content-Type", "application/json; charset=utf-8");
+    MHD_add_response_header(resp, "X-Request-ID", r->request_id);
+    for (const char *p = r->answer_headers.data, *end = p + r->answer_headers.len; p && p < end;) {
+        const char *v = p + strlen(p) + 1;
+        MHD_add_response_header(resp, p, v);
+        p = v + strlen(v) + 1;
+    }
+    return resp;
+}
+
 static enum MHD_Result queue(kreq *r)
 {
     char timing[64] = "total;dur=";
     util_fmt_ms(timing + 10, util_now_ms() - r->t0);
-    MHD_add_response_header(r->resp, "Server-Timing", timing);
+    if (!r->status) /* a path that forgot to answer is a bug, not a hang */
+        http_reply_error(r, 500, "internal", "no answer was set", NULL);
+    r->phase = KREQ_SENT;
+    mw_after(r); /* reads the answer as it was set */
+    struct MHD_Response *resp = answer_response(r);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Server-Timing", timing);
     /* libmicrohttpd closes a connection after an answer with this header, without reading what else
      * the client sent on it: the end of a connection whose framing we refused, and of every
      * connection once the server drains (a kept-alive client would otherwise go on sending requests
      * through the whole grace period) */
     if (r->close || atomic_load_explicit(&g_draining, memory_order_relaxed))
-        MHD_add_response_header(r->resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    if (!r->logged) {
-        r->logged = 1;
-        mw_after(r);
-    }
-    enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)r->status, r->resp);
-    MHD_destroy_response(r->resp);
-    r->resp = NULL;
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
     return rc;
 }
 
@@ -176,37 +199,44 @@ static enum MHD_Result framing_count(void *cls, enum MHD_ValueKind kind, const c
  * parses what follows as the next request, while a proxy in front of us may have framed it the other
  * way: the bytes it sent as a body would be answered as a request of their own (smuggling). So such
  * a request is refused and its connection closed, as nginx does. */
-static int framing_ambiguous(struct MHD_Connection *c)
+int http_framing_ambiguous(kreq *r)
 {
     framing f = {0, 0};
-    MHD_get_connection_values(c, MHD_HEADER_KIND, framing_count, &f);
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, framing_count, &f);
     return f.content_length > 1 || (f.content_length && f.transfer_encoding);
 }
 
-/* First callback: route, middleware, prepare. Returns 1 when answered. */
-static int req_first(kreq *r)
+/* Before the chain: the route, and what it is about (its workflow), so every step can see them.
+ * Nothing is answered here: the route step of the chain answers 404/405 in API.md's order. */
+static void req_route(kreq *r)
 {
-    int status = 0;
-    char allow[64];
-    r->route = http_route_find(r->method, r->path, r->param, sizeof r->param, &status, allow, sizeof allow);
-    if (mw_before(r))
-        return 1;
-    if (framing_ambiguous(r->conn)) {
-        r->close = 1;
-        http_reply_error(r, 400, "bad_request", "the request has more than one Content-Length, or one with "
-                         "Transfer-Encoding", NULL);
-        return 1;
+    r->route = http_route_find(r->method, r->path, r->param, sizeof r->param, &r->route_status, r->allow,
+                               sizeof r->allow);
+    if (r->route && r->route->resolve)
+        r->route->resolve(r);
+}
+
+/* Runs the chain from where it stands, then the route's prepare. A step that parks leaves the
+ * connection suspended; its mw_continue brings the request back here (through http_on_request). */
+static enum MHD_Result req_advance(kreq *r)
+{
+    int rc = mw_before(r);
+    if (rc == MW_ANSWERED)
+        return queue(r);
+    if (rc == MW_PARKED) {
+        r->phase = KREQ_PARKED;
+        http_daemon_suspend(r->conn);
+        r->suspended = 1;
+        return MHD_YES;
     }
-    if (!r->route && status == 405) {
-        http_reply_error(r, 405, "method_not_allowed", "this path does not take that method", NULL);
-        http_reply_header(r, "Allow", allow);
-        return 1;
-    }
-    if (!r->route) {
+    r->phase = KREQ_BODY;
+    if (!r->route) { /* a chain without its route step; never in this build */
         http_reply_error(r, 404, "not_found", "no such route", NULL);
-        return 1;
+        return queue(r);
     }
-    return r->route->prepare && r->route->prepare(r) == HTTP_DONE;
+    if (r->route->prepare && r->route->prepare(r) == HTTP_DONE)
+        return queue(r);
+    return MHD_YES;
 }
 
 static void body_take(kreq *r, const char *data, size_t n)
@@ -225,16 +255,32 @@ static enum MHD_Result req_dispatch(kreq *r)
         http_reply_error(r, 413, "payload_too_large", "the body is larger than max_body_bytes", NULL);
         return queue(r);
     }
+    r->phase = KREQ_HANDLER;
     if (r->route->handle(r) == HTTP_DONE)
         return queue(r);
     pthread_mutex_lock(&r->mu);
-    if (r->ready) {
+    if (r->phase == KREQ_ANSWERED) { /* http_complete came first, from another thread */
         pthread_mutex_unlock(&r->mu);
         return queue(r);
     }
     http_daemon_suspend(r->conn);
     r->suspended = 1;
     pthread_mutex_unlock(&r->mu);
+    return MHD_YES;
+}
+
+/* A call after a resume: where the request stands says what to do next. */
+static enum MHD_Result req_resumed(kreq *r)
+{
+    pthread_mutex_lock(&r->mu);
+    kreq_phase phase = r->phase;
+    pthread_mutex_unlock(&r->mu);
+    if (phase == KREQ_ANSWERED)
+        return queue(r);
+    if (phase == KREQ_CHAIN) /* a parked step let it go on */
+        return req_advance(r);
+    if (phase == KREQ_BODY) /* the body is complete */
+        return req_dispatch(r);
     return MHD_YES;
 }
 
@@ -249,9 +295,10 @@ enum MHD_Result http_on_request(void *cls, struct MHD_Connection *c, const char 
         if (!r)
             return MHD_NO;
         *con_cls = r;
-        return req_first(r) ? queue(r) : MHD_YES;
+        req_route(r);
+        return req_advance(r);
     }
-    if (r->logged) { /* answered before the body was read: drop the rest */
+    if (r->phase == KREQ_SENT) { /* answered before the body was read: drop the rest */
         *data_size = 0;
         return MHD_YES;
     }
@@ -260,9 +307,7 @@ enum MHD_Result http_on_request(void *cls, struct MHD_Connection *c, const char 
         *data_size = 0;
         return MHD_YES;
     }
-    if (r->suspended) /* resumed: the response is ready */
-        return queue(r);
-    return req_dispatch(r);
+    return req_resumed(r);
 }
 
 void http_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t)
@@ -273,8 +318,8 @@ void http_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum
     kreq *r = *con_cls;
     if (!r)
         return;
-    if (!r->logged) { /* the client left before an answer: log it as nginx does, 499 */
-        r->logged = 1;
+    if (r->phase != KREQ_SENT) { /* the client left before an answer: log it as nginx does, 499 */
+        r->phase = KREQ_SENT;
         r->status = 499;
         mw_after(r);
     }
@@ -284,17 +329,28 @@ void http_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum
 
 /* libmicrohttpd in external mode does not wake itself for a resumed connection: the daemon's loop
  * must run it again (http_daemon_kick). */
-void http_complete(kreq *r)
+static void req_wake(kreq *r, kreq_phase next)
 {
     pthread_mutex_lock(&r->mu);
-    r->ready = 1;
+    r->phase = next;
     int suspended = r->suspended;
+    r->suspended = 0;
     pthread_mutex_unlock(&r->mu);
     if (!suspended)
         return;
     void *srv = r->srv; /* r may be gone once resumed */
     MHD_resume_connection(r->conn);
     http_daemon_kick(srv);
+}
+
+void http_complete(kreq *r)
+{
+    req_wake(r, KREQ_ANSWERED);
+}
+
+void http_chain_continue(kreq *r, int answered)
+{
+    req_wake(r, answered ? KREQ_ANSWERED : KREQ_CHAIN);
 }
 
 const char *http_header(kreq *r, const char *name)

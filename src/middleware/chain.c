@@ -1,24 +1,33 @@
-/* chain: the middleware table. Order matters and is the design's: request_id -> logging -> auth ->
- * rate_limit -> cache. Only the steps this build has are listed; a new step is one file and one row. */
+/* chain: the middleware table. Order matters and is the design's: request_id -> logging -> route ->
+ * (hops) -> auth -> rate_limit -> cache. Only the steps this build has are listed; a new step is one
+ * file and one row. route answers what routing found before the chain (404, 405, an unknown
+ * workflow, an ambiguous framing), so the access steps after it see only real targets. */
 #include "kailash/middleware.h"
 
 static const mw_step chain[] = {
     {"request_id", mw_request_id_before, NULL},
     {"logging", NULL, mw_logging_after},
+    {"route", mw_route_before, NULL},
     {"hops", mw_hops_before, NULL},
+    {"test_wait", mw_test_wait_before, NULL},
 };
+
+#define NSTEPS (int)(sizeof chain / sizeof chain[0])
 
 int mw_before(kreq *r)
 {
-    for (size_t i = 0; i < sizeof chain / sizeof chain[0]; i++)
-        if (chain[i].before && chain[i].before(r))
-            return 1;
-    return 0;
+    while (r->chain_pos < NSTEPS) {
+        const mw_step *s = &chain[r->chain_pos++];
+        int rc = s->before ? s->before(r) : MW_NEXT;
+        if (rc != MW_NEXT)
+            return rc;
+    }
+    return MW_NEXT;
 }
 
 void mw_after(kreq *r)
 {
-    for (size_t i = 0; i < sizeof chain / sizeof chain[0]; i++)
+    for (int i = 0; i < NSTEPS; i++)
         if (chain[i].after)
             chain[i].after(r);
 }
