@@ -5,9 +5,9 @@
  * a name the resolver holds through the I/O loop's own HTTP/1.1 client (the plain path, http_wire.c:
  * its bytes are built here and sent as they are), anything else through libcurl. Both report into the same callbacks
  * (http_on_header, http_on_body) and end in http_on_end with a CURLcode, so every decision below is one code path. An
- * exchange that needs libcurl takes one easy handle at its first such attempt and keeps it for the rest: after an
- * attempt the I/O loop hands the handle back, and a retry or failover re-adds the same handle (keeping its options, and
- * letting curl reuse the cached connection). Everything per attempt (response bytes, headers, the CURLU of the load
+ * attempt through libcurl takes a new easy handle and cleans it up as soon as it ends, also before a retry or failover:
+ * a reused handle is what libcurl 7.88.1's header-unfolding double free needs (http_easy.c). Connections are reused
+ * through the multi handle all the same. Everything per attempt (response bytes, headers, the CURLU of the load
  * balancer) is reset in http_attempt.
  *
  * Decisions an answer goes through, on the loop thread (http_on_done):
@@ -733,7 +733,7 @@ struct http_exchange {
     node_call *call;
     const http_hooks *hooks;
     void *ud;   /* owned, freed with hooks->free_ud */
-    CURL *easy; /* NULL until an attempt goes through libcurl */
+    CURL *easy; /* the libcurl attempt in flight; NULL otherwise */
     char errbuf[CURL_ERROR_SIZE];
     buf wire; /* the plain path's request bytes */
     /* per attempt */
@@ -929,7 +929,7 @@ static size_t http_on_header(char *p, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-/* ---- setting up the easy handle (once per exchange) ---- */
+/* ---- setting up the easy handle (once per attempt) ---- */
 
 static int http_easy_method(CURL *e, const http_request *r)
 {
@@ -980,14 +980,13 @@ static void http_hook_end(http_exchange *ex, http_end how)
 
 static void http_on_h1_done(const ioloop_h1_result *r, void *ud);
 
-/* The attempt through libcurl: the exchange's easy handle, set up at its first use. */
+/* The attempt through libcurl, on a new easy handle (http_on_done cleans it up). */
 static int http_attempt_curl(http_exchange *ex, double limit_ms)
 {
-    if (!ex->easy) {
-        ex->easy = http_easy_get();
-        if (!ex->easy || http_easy_setup(ex) != 0)
-            return -1;
-    }
+    http_easy_put(ex->easy); /* none left from an attempt that never reached the loop */
+    ex->easy = http_easy_get();
+    if (!ex->easy || http_easy_setup(ex) != 0)
+        return -1;
     CURLU *url = http_request_url(&ex->req);
     if (!url)
         return -1;
@@ -1241,6 +1240,8 @@ static void http_on_done(CURL *easy, CURLcode rc, void *ud)
     curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connected);
     ex->total_ms = (double)us / 1000.0;
     ex->connected = connected != 0;
+    http_easy_put(easy); /* out of the multi handle already; never reused (http_easy.c) */
+    ex->easy = NULL;
     http_on_end(ex, rc);
 }
 
