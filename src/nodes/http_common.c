@@ -737,7 +737,8 @@ struct http_exchange {
     char errbuf[CURL_ERROR_SIZE];
     buf wire; /* the plain path's request bytes */
     /* per attempt */
-    long status;     /* of the answer */
+    long status;      /* of the answer */
+    long line_status; /* of the last status line the header callback saw (1xx included) */
     double total_ms; /* the attempt's time */
     int connected;   /* it had a connection */
     buf body;
@@ -889,6 +890,8 @@ static int http_store_header(http_exchange *ex, const char *p, const char *colon
     for (size_t i = 0; i < nl; i++)
         name[i] = (char)tolower((unsigned char)ns[i]);
     name[nl] = '\0';
+    if (!http_is_token(name))
+        return 0; /* not a header name (libcurl passes any): it may not even be UTF-8, as a JSON key must */
     json_t *old = json_object_get(ex->rheaders, name);
     if (!old) { /* the usual case: a header seen once */
         json_t *value = http_text_json(vs, (size_t)(ve - vs));
@@ -904,6 +907,41 @@ static int http_store_header(http_exchange *ex, const char *p, const char *colon
     return 0;
 }
 
+/* The status of a status line ("HTTP/1.1 200 OK", "HTTP/2 200"), 0 when it shows none. */
+static long http_line_status(const char *p, size_t n)
+{
+    const char *sp = memchr(p, ' ', n);
+    if (!sp)
+        return 0;
+    size_t left = (size_t)(p + n - sp - 1);
+    long st = 0;
+    for (size_t i = 0; i < left && i < 3 && isdigit((unsigned char)sp[1 + i]); i++)
+        st = st * 10 + (sp[1 + i] - '0');
+    return st;
+}
+
+/* A Content-Length header announcing a body larger than what is left of max_response_bytes: the
+ * answer fails at once rather than at the node's timeout (libcurl's CURLOPT_MAXFILESIZE does the
+ * same; the plain path would read on). Not for answers without a body, whose length describes
+ * another answer's: HEAD, 1xx, 204, 304. */
+static int http_length_over(const http_exchange *ex, const char *p, const char *colon, const char *end)
+{
+    long st = ex->line_status;
+    if (colon - p != 14 || strncasecmp(p, "content-length", 14) != 0 || strcmp(ex->req.method, "HEAD") == 0 ||
+        st < 200 || st == 204 || st == 304)
+        return 0;
+    const char *v = colon + 1;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    uintmax_t len = 0;
+    for (; v < end && isdigit((unsigned char)*v); v++) {
+        if (len > (UINTMAX_MAX - 9) / 10)
+            return 1;
+        len = len * 10 + (uintmax_t)(*v - '0');
+    }
+    return len > ex->lim.max_response_bytes - ex->rx_bytes;
+}
+
 static size_t http_on_header(char *p, size_t size, size_t nmemb, void *ud)
 {
     http_exchange *ex = ud;
@@ -917,11 +955,16 @@ static size_t http_on_header(char *p, size_t size, size_t nmemb, void *ud)
     }
     if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) { /* a status line: a new response (1xx, then final) */
         json_object_clear(ex->rheaders);
+        ex->line_status = http_line_status(p, n);
         return n;
     }
     const char *colon = memchr(p, ':', n);
     if (!colon || p[0] == ' ' || p[0] == '\t') /* the blank line, or an obsolete folded line */
         return n;
+    if (http_length_over(ex, p, colon, p + n)) {
+        ex->oversize = 1;
+        return 0;
+    }
     if (http_store_header(ex, p, colon, p + n) != 0) {
         ex->oom = 1;
         return 0;
@@ -1044,7 +1087,7 @@ static int http_attempt(http_exchange *ex, int new_round, node_error *err)
     ex->body.len = 0;
     ex->rx_bytes = ex->header_bytes = 0;
     ex->oversize = ex->oom = ex->header_oversize = 0;
-    ex->status = 0;
+    ex->status = ex->line_status = 0;
     ex->total_ms = 0;
     ex->connected = 0;
     ex->errbuf[0] = '\0';
