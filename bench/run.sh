@@ -14,6 +14,10 @@
 #                     (200 ms, echo module) under BENCH_FANOUT_CONNECTIONS (1000) clients: with no
 #                     thread held per upstream call, completed req/s approaches conns / 0.2 s.
 #   nginx /slow direct  GET /slow with the fan-out's connections: what client and upstream allow.
+#   nginx proxy_pass https  GET /proxy_tls   nginx proxying to its own /static over TLS (keepalive 64)
+#   kailashd (h)      POST /workflows/bench_https/run       one HTTPRequestNode GET of nginx /static
+#                     over TLS (self-signed cert made by `openssl req` in the temp dir, verify_ssl
+#                     off): the libcurl way out, with a fresh easy handle per call.
 #
 # Besides wrk's req/s and latency, each load reports the servers' CPU per request (kailashd and all
 # nginx processes, from /proc, during the measured run): on a shared host it moves far less than
@@ -50,7 +54,7 @@ WRK=${WRK:-wrk}
 ECHO_MODULE=/usr/lib/nginx/modules/ngx_http_echo_module.so
 BODY='{"inputs":{"user":"bench","n":42}}'
 
-for tool in "$NGINX" "$WRK" curl; do
+for tool in "$NGINX" "$WRK" curl openssl; do
     command -v "$tool" >/dev/null 2>&1 || { echo "bench: '$tool' not found (make deps)" >&2; exit 1; }
 done
 [ -f "$ECHO_MODULE" ] || { echo "bench: $ECHO_MODULE missing (apt-get install libnginx-mod-http-echo)" >&2; exit 1; }
@@ -136,9 +140,14 @@ wait_http() {
 NGINX_PORT=$(free_port)
 KAILASH_PORT=$(free_port)
 [ "$NGINX_PORT" != "$KAILASH_PORT" ] || KAILASH_PORT=$(free_port)
+TLS_PORT=$(free_port)
+while [ "$TLS_PORT" = "$NGINX_PORT" ] || [ "$TLS_PORT" = "$KAILASH_PORT" ]; do TLS_PORT=$(free_port); done
 
 # ---------------------------------------------------------------- nginx
 mkdir -p "$T/nginx"
+# a self-signed certificate for the TLS loads (kailashd's bench_https skips verification)
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -keyout "$T/nginx/tls.key" \
+    -out "$T/nginx/tls.crt" >"$T/nginx/openssl.log" 2>&1 || die "openssl req could not make a certificate"
 cat >"$T/nginx/nginx.conf" <<EOF
 load_module $ECHO_MODULE;
 daemon off;
@@ -159,6 +168,19 @@ http {
         server 127.0.0.1:$NGINX_PORT;
         keepalive 64;
     }
+    upstream tls_backend {
+        server 127.0.0.1:$TLS_PORT;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$TLS_PORT ssl backlog=4096;
+        ssl_certificate $T/nginx/tls.crt;
+        ssl_certificate_key $T/nginx/tls.key;
+        default_type application/json;
+        location = /static {
+            return 200 '{"ok":true,"service":"nginx","items":[1,2,3]}';
+        }
+    }
     server {
         listen 127.0.0.1:$NGINX_PORT backlog=4096;
         default_type application/json;
@@ -174,6 +196,12 @@ http {
             proxy_set_header Connection "";
             proxy_pass http://static_backend/static;
         }
+        location = /proxy_tls {
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_ssl_session_reuse on;
+            proxy_pass https://tls_backend/static;
+        }
     }
 }
 EOF
@@ -183,11 +211,13 @@ NGX="http://127.0.0.1:$NGINX_PORT"
 wait_http "$NGX/static" "$NGINX_PID" nginx
 curl -sf -o /dev/null --max-time 2 "$NGX/slow" || die "nginx /slow (echo module) does not answer"
 curl -sf -o /dev/null --max-time 2 "$NGX/proxy" || die "nginx /proxy does not answer"
+curl -sfk -o /dev/null --max-time 2 "https://127.0.0.1:$TLS_PORT/static" || die "nginx TLS /static does not answer"
+curl -sf -o /dev/null --max-time 2 "$NGX/proxy_tls" || die "nginx /proxy_tls does not answer"
 
 # ---------------------------------------------------------------- kailashd
 mkdir -p "$T/workflows" "$T/var"
 for f in "$HERE"/workflows/*.json; do
-    sed "s/@NGINX_PORT@/$NGINX_PORT/g" "$f" >"$T/workflows/$(basename "$f")"
+    sed -e "s/@NGINX_PORT@/$NGINX_PORT/g" -e "s/@TLS_PORT@/$TLS_PORT/g" "$f" >"$T/workflows/$(basename "$f")"
 done
 
 # Rate limiting defaults to 100 anonymous requests a minute per client IP, and all of wrk is one
@@ -285,6 +315,8 @@ load ngx_static "nginx static" "$CONNS" "$NGX/static"
 load kls_a "kailashd (a) transform" "$CONNS" "$KLS/workflows/bench_transform/run" "$BODY"
 load ngx_proxy "nginx proxy_pass" "$CONNS" "$NGX/proxy"
 load kls_b "kailashd (b) http node" "$CONNS" "$KLS/workflows/bench_http/run" "$BODY"
+load ngx_proxy_tls "nginx proxy_pass https" "$CONNS" "$NGX/proxy_tls"
+load kls_h "kailashd (h) https node" "$CONNS" "$KLS/workflows/bench_https/run" "$BODY"
 load ngx_slow "nginx /slow direct" "$FAN_CONNS" "$NGX/slow"
 load kls_f "kailashd (f) fan-out 200ms" "$FAN_CONNS" "$KLS/workflows/bench_fanout/run" "$BODY"
 
@@ -300,7 +332,7 @@ echo "kailashd bench  $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(uname -n)  $(nproc) CPUs
 echo "binary: $BIN ($("$BIN" --version 2>/dev/null | head -n 1))  $("$NGINX" -v 2>&1)  workers $WORKERS each"
 printf '%-28s %6s %11s %9s %9s %9s %8s %7s %6s %12s\n' target conns "req/s" "p50 ms" "p99 ms" "max ms" non-2xx errors probe \
     "cpu us/req"
-for key in ngx_static kls_a ngx_proxy kls_b ngx_slow kls_f; do
+for key in ngx_static kls_a ngx_proxy kls_b ngx_proxy_tls kls_h ngx_slow kls_f; do
     IFS='|' read -r _ label conns code <"$T/res.$key"
     if [ -z "$(val "$key" rps)" ]; then
         printf '%-28s %6s %11s\n' "$label" "$conns" "(no result)"
@@ -319,13 +351,15 @@ ratio() { # ratio KEY_NUMERATOR KEY_DENOMINATOR
 echo
 echo "kailashd(a) / nginx static      = $(ratio kls_a ngx_static)   (2xx req/s over req/s)"
 echo "kailashd(b) / nginx proxy_pass  = $(ratio kls_b ngx_proxy)"
+echo "kailashd(h) / nginx proxy_pass https = $(ratio kls_h ngx_proxy_tls)"
 cpu_ratio() { # cpu_ratio KEY_A KEY_B: server CPU per request of A over B (steadier than req/s on a busy host)
     a=$(val "$1" cpu_us) b=$(val "$2" cpu_us)
     if [ -n "$a" ] && [ -n "$b" ]; then awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; else echo n/a; fi
 }
 echo "server CPU per request (kailashd + nginx processes, /proc): (a) $(val kls_a cpu_us) us vs nginx static" \
     "$(val ngx_static cpu_us) us ($(cpu_ratio kls_a ngx_static)x); (b) $(val kls_b cpu_us) us vs proxy_pass" \
-    "$(val ngx_proxy cpu_us) us ($(cpu_ratio kls_b ngx_proxy)x)"
+    "$(val ngx_proxy cpu_us) us ($(cpu_ratio kls_b ngx_proxy)x); (h) $(val kls_h cpu_us) us vs proxy_pass https" \
+    "$(val ngx_proxy_tls cpu_us) us ($(cpu_ratio kls_h ngx_proxy_tls)x)"
 if [ -n "$(val kls_f ok_rps)" ]; then
     ideal=$(awk -v c="$FAN_CONNS" 'BEGIN { printf "%.0f", c / 0.2 }')
     echo "fan-out: $(val kls_f ok) completed 2xx, $(val kls_f ok_rps) 2xx req/s (ideal $ideal = $FAN_CONNS conns / 200 ms)," \

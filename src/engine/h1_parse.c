@@ -110,21 +110,57 @@ static int h1_content_length(h1_parser *p, const char *s, const char *e)
     return 0;
 }
 
-/* One header line (not the blank one): notes the framing headers. */
+static int h1_is_tchar(unsigned char c)
+{
+    return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* RFC 9112 section 5: `name ":" OWS value OWS`, the name a token. A folded line (obs-fold), a line
+ * without a colon, blanks before the colon, any other byte that is no token's in the name, a NUL or a
+ * lone CR in the value: each is refused. libcurl reads past some of them, but a lenient reading is
+ * where two parsers start to disagree on an answer's framing (`Transfer-Encoding : chunked`).
+ * *colon: where the name ends. */
+static int h1_field_syntax(h1_parser *p, const char *line, size_t n, const char **colon)
+{
+    const char *end = line + n - 1; /* the LF */
+    if (end > line && end[-1] == '\r')
+        end--;
+    if (line[0] == ' ' || line[0] == '\t')
+        return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "a folded header line (obs-fold) in the answer");
+    const char *c = memchr(line, ':', (size_t)(end - line));
+    if (!c)
+        return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "a header line without a colon in the answer");
+    if (c == line)
+        return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "a header line without a name in the answer");
+    for (const char *q = line; q < c; q++) {
+        if (*q == ' ' || *q == '\t')
+            return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "whitespace in or after a header name in the answer");
+        if (!h1_is_tchar((unsigned char)*q))
+            return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "a header name that is not a token in the answer");
+    }
+    if (memchr(c, '\0', (size_t)(end - c)) || memchr(c, '\r', (size_t)(end - c)))
+        return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "a NUL or a lone CR in a header value of the answer");
+    *colon = c;
+    return 0;
+}
+
+/* One header line (not the blank one): checked, then the framing headers are noted. */
 static int h1_header(h1_parser *p, const char *line, size_t n)
 {
-    const char *colon = memchr(line, ':', n);
-    if (!colon || line[0] == ' ' || line[0] == '\t')
-        return 0; /* an obsolete folded line or no name: passed on, not read */
+    const char *colon;
+    if (h1_field_syntax(p, line, n, &colon) != 0)
+        return -1;
     const char *ns = line, *ne = colon, *vs = colon + 1, *ve = line + n;
-    h1_trim(&ns, &ne);
     h1_trim(&vs, &ve);
     size_t nl = (size_t)(ne - ns);
     if (h1_token_is(ns, nl, "content-length"))
         return h1_content_length(p, vs, ve);
-    if (h1_token_is(ns, nl, "transfer-encoding"))
+    if (h1_token_is(ns, nl, "transfer-encoding")) {
+        /* one line only: a second one could restate the framing the first set */
+        if (p->te_lines++)
+            return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "more than one Transfer-Encoding line in the answer");
         h1_tokens(p, vs, ve, h1_coding_token);
-    else if (h1_token_is(ns, nl, "connection"))
+    } else if (h1_token_is(ns, nl, "connection"))
         h1_tokens(p, vs, ve, h1_connection_token);
     return 0;
 }
@@ -151,7 +187,7 @@ static int h1_headers_end(h1_parser *p)
     if (p->status == 101)
         return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "the upstream switched protocols unasked");
     if (p->status < 200) { /* interim: the real answer follows */
-        p->close = p->keep = p->chunked = p->coded = p->has_len = 0;
+        p->close = p->keep = p->chunked = p->coded = p->has_len = p->te_lines = 0;
         p->state = S_STATUS;
         return 0;
     }
@@ -206,9 +242,11 @@ static int h1_line(h1_parser *p, char *line, size_t n)
             return -1;
         return h1_pass_header(p, line, n);
     case S_HEADERS:
-        if (h1_pass_header(p, line, n) != 0)
+        if (h1_is_blank(line, n))
+            return h1_pass_header(p, line, n) != 0 ? -1 : h1_headers_end(p);
+        if (h1_header(p, line, n) != 0)
             return -1;
-        return h1_is_blank(line, n) ? h1_headers_end(p) : h1_header(p, line, n);
+        return h1_pass_header(p, line, n);
     case S_CHUNK_SIZE:
         return h1_chunk_size(p, line, n);
     case S_CHUNK_END:
@@ -216,11 +254,14 @@ static int h1_line(h1_parser *p, char *line, size_t n)
             return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "a chunk of the answer does not end with CRLF");
         p->state = S_CHUNK_SIZE;
         return 0;
-    default: /* S_TRAILERS: passed on like headers, as libcurl does (but not the blank line) */
+    default: /* S_TRAILERS: checked and passed on like headers, as libcurl does (but not the blank line) */
         if (h1_is_blank(line, n)) {
             p->state = S_DONE;
             return 0;
         }
+        const char *colon;
+        if (h1_field_syntax(p, line, n, &colon) != 0)
+            return -1;
         return h1_pass_header(p, line, n);
     }
 }
@@ -311,6 +352,8 @@ int h1_parse_reusable(const h1_parser *p)
 {
     if (p->state != S_DONE || p->close || p->coded)
         return 0;
+    if (p->has_len && p->chunked)
+        return 0; /* both framings: RFC 9112 section 6.3 calls it an error; chunked won, the connection goes */
     if (!p->no_body && p->status != 204 && p->status != 304 && !p->chunked && !p->has_len)
         return 0; /* the body ran to the connection's end */
     return !p->http10 || p->keep;

@@ -5,7 +5,9 @@
  * CRLF or LF, a blank line; 1xx answers before the final one (passed on, then skipped); a body
  * framed by chunked transfer coding, Content-Length, or the connection's end. No body for HEAD,
  * 204 and 304. Everything else the upstream sends is hostile: a line over H1_MAX_LINE, a bad
- * status line, a bad or conflicting length, a bad chunk size end the answer as an error. */
+ * status line, a header or trailer line that is not `token ":" value` (folded, no colon, blanks
+ * before the colon, a NUL or lone CR in the value), a second Transfer-Encoding line, a bad or
+ * conflicting length, a bad chunk size end the answer as an error (stricter than libcurl). */
 #ifndef KAILASH_ENGINE_H1_PARSE_H
 #define KAILASH_ENGINE_H1_PARSE_H
 
@@ -32,6 +34,7 @@ typedef struct h1_parser {
     int keep;      /* Connection: keep-alive */
     int chunked;   /* Transfer-Encoding ends in chunked */
     int coded;     /* another Transfer-Encoding: the body runs to the connection's end */
+    int te_lines;  /* Transfer-Encoding lines seen (more than one is refused) */
     int has_len;   /* Content-Length seen */
     uint64_t len;  /* its value */
     uint64_t left; /* body or chunk bytes still to come */

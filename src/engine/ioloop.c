@@ -91,13 +91,16 @@ struct ioloop {
 
 /* What the epoll set holds for one of curl's sockets, and whether curl watches it now. A kept-alive
  * socket curl stops watching (CURL_POLL_REMOVE after a transfer) stays in the set for reading, so
- * the next transfer on it costs no epoll_ctl at all (it asks for the same events); if it wakes while
- * nobody watches it (the upstream closed it, or sent something unasked), it leaves the set then, and
- * libcurl's own check before reuse finds it dead. Sockets curl opens come through io_open_socket,
- * which clears their row: a row left over from a closed socket with the same number never counts. */
+ * the next transfer on it costs no epoll_ctl at all (it asks for the same events). If it wakes while
+ * nobody watches it, the upstream closed it or sent bytes nobody asked for; io_sock_kill makes sure
+ * libcurl never reuses it (its own check before reuse, 7.88.1, calls a socket with bytes waiting
+ * alive, and would read them as the next transfer's answer). Sockets curl opens come through
+ * io_open_socket, which clears their row: a row left over from a closed socket with the same number
+ * never counts. */
 typedef struct io_sock {
     uint32_t reg; /* events in the epoll set; 0: not in it */
     int want;     /* curl watches it */
+    int conn;     /* opened by io_open_socket: a connection to an upstream */
 } io_sock;
 
 /* epoll data: curl's sockets and the eventfd carry the bare fd; a guest's fds carry this tag too. */
@@ -196,7 +199,7 @@ static curl_socket_t io_open_socket(void *clientp, curlsocktype purpose, struct 
     int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
     io_sock *k = fd >= 0 ? io_sock_at(clientp, fd) : NULL;
     if (k)
-        *k = (io_sock){0, 0};
+        *k = (io_sock){0, 0, 1};
     else if (fd >= 0) { /* no row: refuse the socket rather than track it wrongly */
         close(fd);
         fd = -1;
@@ -204,11 +207,52 @@ static curl_socket_t io_open_socket(void *clientp, curlsocktype purpose, struct 
     return fd < 0 ? CURL_SOCKET_BAD : fd;
 }
 
+/* CURLOPT_CLOSESOCKETFUNCTION: the row forgets the socket, so an event for its number still in the
+ * batch being handled touches nothing (the number may already be another's). */
+static int io_close_socket(void *clientp, curl_socket_t fd)
+{
+    ioloop *io = clientp;
+    if (fd >= 0 && (size_t)fd < io->nsocks)
+        io->socks[fd] = (io_sock){0, 0, 0};
+    return close(fd);
+}
+
 static void io_sock_drop(ioloop *io, int fd, io_sock *k)
 {
     epoll_ctl(io->epfd, EPOLL_CTL_DEL, fd, NULL); /* curl may already have closed it: ignore */
     k->reg = 0;
     k->want = 0;
+}
+
+/* An idle connection of curl's woke with bytes (or its end) to read: nobody asked for them. It is
+ * emptied and shut both ways, so libcurl's check before reuse reads its end and drops it; should
+ * more bytes arrive first, the request's send fails (EPIPE), which libcurl retries on a new
+ * connection. It cannot be closed here: the fd is libcurl's. A peek first: a socket curl just opened
+ * under a reused number (the event was for the old one) has nothing to read and is left alone. */
+static void io_sock_kill(int fd)
+{
+    char scrap[4096];
+    ssize_t n = recv(fd, scrap, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && errno != ECONNRESET)
+        return;
+    for (int i = 0; i < 16 && recv(fd, scrap, sizeof scrap, MSG_DONTWAIT) > 0; i++)
+        ;
+    shutdown(fd, SHUT_RDWR);
+}
+
+/* Puts s in the epoll set for events (k->reg says what it holds now). 0, or -1 (not in the set). */
+static int io_sock_set(ioloop *io, curl_socket_t s, io_sock *k, uint32_t events)
+{
+    if (k->reg == events)
+        return 0;
+    struct epoll_event ev = {.events = events, .data.u64 = (uint64_t)(uint32_t)s};
+    if (epoll_ctl(io->epfd, k->reg ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev) != 0 &&
+        epoll_ctl(io->epfd, errno == ENOENT ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, s, &ev) != 0) {
+        k->reg = 0;
+        return -1;
+    }
+    k->reg = events;
+    return 0;
 }
 
 static int io_on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
@@ -220,23 +264,16 @@ static int io_on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp,
     if (!k)
         return -1;
     if (what == CURL_POLL_REMOVE) {
-        if (k->reg & EPOLLOUT) /* an idle socket is always writable: it would wake us for nothing */
-            io_sock_drop(io, s, k);
         k->want = 0;
+        /* an idle socket is always writable, which would wake us for nothing; reading is what tells
+         * of bytes nobody asked for */
+        if ((k->reg & EPOLLOUT) && io_sock_set(io, s, k, EPOLLIN) != 0)
+            io_sock_drop(io, s, k);
         return 0;
     }
     uint32_t events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
     k->want = 1;
-    if (k->reg == events)
-        return 0;
-    struct epoll_event ev = {.events = events, .data.u64 = (uint64_t)(uint32_t)s};
-    if (epoll_ctl(io->epfd, k->reg ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev) != 0 &&
-        epoll_ctl(io->epfd, errno == ENOENT ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, s, &ev) != 0) {
-        k->reg = 0;
-        return -1;
-    }
-    k->reg = events;
-    return 0;
+    return io_sock_set(io, s, k, events);
 }
 
 static int io_on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
@@ -277,6 +314,8 @@ static void io_xfer_begin(ioloop *io, io_xfer *x)
     curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
     curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETFUNCTION, io_open_socket);
     curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETDATA, io);
+    curl_easy_setopt(x->easy, CURLOPT_CLOSESOCKETFUNCTION, io_close_socket);
+    curl_easy_setopt(x->easy, CURLOPT_CLOSESOCKETDATA, io);
     CURLMcode mc = curl_multi_add_handle(io->multi, x->easy);
     if (mc != CURLM_OK) {
         io_xfer_finish(io, x, mc == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY : CURLE_FAILED_INIT);
@@ -308,8 +347,12 @@ static void io_reap(ioloop *io)
 
 static void io_on_socket(ioloop *io, int fd, uint32_t events)
 {
-    if ((size_t)fd < io->nsocks && !io->socks[fd].want) { /* idle and kept alive: see io_sock */
-        io_sock_drop(io, fd, &io->socks[fd]);
+    io_sock *k = (size_t)fd < io->nsocks ? &io->socks[fd] : NULL;
+    if (k && !k->want) { /* idle and kept alive (see io_sock), or closed by curl already */
+        if (k->conn && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+            io_sock_kill(fd);
+        if (k->reg)
+            io_sock_drop(io, fd, k);
         return;
     }
     int flags = ((events & EPOLLIN) ? CURL_CSELECT_IN : 0) | ((events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |

@@ -5,9 +5,9 @@
  * a name the resolver holds through the I/O loop's own HTTP/1.1 client (the plain path, http_wire.c:
  * its bytes are built here and sent as they are), anything else through libcurl. Both report into the same callbacks
  * (http_on_header, http_on_body) and end in http_on_end with a CURLcode, so every decision below is one code path. An
- * exchange that needs libcurl takes one easy handle at its first such attempt and keeps it for the rest: after an
- * attempt the I/O loop hands the handle back, and a retry or failover re-adds the same handle (keeping its options, and
- * letting curl reuse the cached connection). Everything per attempt (response bytes, headers, the CURLU of the load
+ * attempt through libcurl takes a new easy handle and cleans it up as soon as it ends, also before a retry or failover:
+ * a reused handle is what libcurl 7.88.1's header-unfolding double free needs (http_easy.c). Connections are reused
+ * through the multi handle all the same. Everything per attempt (response bytes, headers, the CURLU of the load
  * balancer) is reset in http_attempt.
  *
  * Decisions an answer goes through, on the loop thread (http_on_done):
@@ -741,11 +741,12 @@ struct http_exchange {
     node_call *call;
     const http_hooks *hooks;
     void *ud;   /* owned, freed with hooks->free_ud */
-    CURL *easy; /* NULL until an attempt goes through libcurl */
+    CURL *easy; /* the libcurl attempt in flight; NULL otherwise */
     char errbuf[CURL_ERROR_SIZE];
     buf wire; /* the plain path's request bytes */
     /* per attempt */
-    long status;     /* of the answer */
+    long status;      /* of the answer */
+    long line_status; /* of the last status line the header callback saw (1xx included) */
     double total_ms; /* the attempt's time */
     int connected;   /* it had a connection */
     buf body;
@@ -897,6 +898,8 @@ static int http_store_header(http_exchange *ex, const char *p, const char *colon
     for (size_t i = 0; i < nl; i++)
         name[i] = (char)tolower((unsigned char)ns[i]);
     name[nl] = '\0';
+    if (!http_is_token(name))
+        return 0; /* not a header name (libcurl passes any): it may not even be UTF-8, as a JSON key must */
     json_t *old = json_object_get(ex->rheaders, name);
     if (!old) { /* the usual case: a header seen once */
         json_t *value = http_text_json(vs, (size_t)(ve - vs));
@@ -912,6 +915,41 @@ static int http_store_header(http_exchange *ex, const char *p, const char *colon
     return 0;
 }
 
+/* The status of a status line ("HTTP/1.1 200 OK", "HTTP/2 200"), 0 when it shows none. */
+static long http_line_status(const char *p, size_t n)
+{
+    const char *sp = memchr(p, ' ', n);
+    if (!sp)
+        return 0;
+    size_t left = (size_t)(p + n - sp - 1);
+    long st = 0;
+    for (size_t i = 0; i < left && i < 3 && isdigit((unsigned char)sp[1 + i]); i++)
+        st = st * 10 + (sp[1 + i] - '0');
+    return st;
+}
+
+/* A Content-Length header announcing a body larger than what is left of max_response_bytes: the
+ * answer fails at once rather than at the node's timeout (libcurl's CURLOPT_MAXFILESIZE does the
+ * same; the plain path would read on). Not for answers without a body, whose length describes
+ * another answer's: HEAD, 1xx, 204, 304. */
+static int http_length_over(const http_exchange *ex, const char *p, const char *colon, const char *end)
+{
+    long st = ex->line_status;
+    if (colon - p != 14 || strncasecmp(p, "content-length", 14) != 0 || strcmp(ex->req.method, "HEAD") == 0 ||
+        st < 200 || st == 204 || st == 304)
+        return 0;
+    const char *v = colon + 1;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    uintmax_t len = 0;
+    for (; v < end && isdigit((unsigned char)*v); v++) {
+        if (len > (UINTMAX_MAX - 9) / 10)
+            return 1;
+        len = len * 10 + (uintmax_t)(*v - '0');
+    }
+    return len > ex->lim.max_response_bytes - ex->rx_bytes;
+}
+
 static size_t http_on_header(char *p, size_t size, size_t nmemb, void *ud)
 {
     http_exchange *ex = ud;
@@ -925,11 +963,16 @@ static size_t http_on_header(char *p, size_t size, size_t nmemb, void *ud)
     }
     if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) { /* a status line: a new response (1xx, then final) */
         json_object_clear(ex->rheaders);
+        ex->line_status = http_line_status(p, n);
         return n;
     }
     const char *colon = memchr(p, ':', n);
     if (!colon || p[0] == ' ' || p[0] == '\t') /* the blank line, or an obsolete folded line */
         return n;
+    if (http_length_over(ex, p, colon, p + n)) {
+        ex->oversize = 1;
+        return 0;
+    }
     if (http_store_header(ex, p, colon, p + n) != 0) {
         ex->oom = 1;
         return 0;
@@ -937,7 +980,7 @@ static size_t http_on_header(char *p, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-/* ---- setting up the easy handle (once per exchange) ---- */
+/* ---- setting up the easy handle (once per attempt) ---- */
 
 static int http_easy_method(CURL *e, const http_request *r)
 {
@@ -988,14 +1031,13 @@ static void http_hook_end(http_exchange *ex, http_end how)
 
 static void http_on_h1_done(const ioloop_h1_result *r, void *ud);
 
-/* The attempt through libcurl: the exchange's easy handle, set up at its first use. */
+/* The attempt through libcurl, on a new easy handle (http_on_done cleans it up). */
 static int http_attempt_curl(http_exchange *ex, double limit_ms)
 {
-    if (!ex->easy) {
-        ex->easy = http_easy_get();
-        if (!ex->easy || http_easy_setup(ex) != 0)
-            return -1;
-    }
+    http_easy_put(ex->easy); /* none left from an attempt that never reached the loop */
+    ex->easy = http_easy_get();
+    if (!ex->easy || http_easy_setup(ex) != 0)
+        return -1;
     CURLU *url = http_request_url(&ex->req);
     if (!url)
         return -1;
@@ -1053,7 +1095,7 @@ static int http_attempt(http_exchange *ex, int new_round, node_error *err)
     ex->body.len = 0;
     ex->rx_bytes = ex->header_bytes = 0;
     ex->oversize = ex->oom = ex->header_oversize = 0;
-    ex->status = 0;
+    ex->status = ex->line_status = 0;
     ex->total_ms = 0;
     ex->connected = 0;
     ex->errbuf[0] = '\0';
@@ -1249,6 +1291,8 @@ static void http_on_done(CURL *easy, CURLcode rc, void *ud)
     curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connected);
     ex->total_ms = (double)us / 1000.0;
     ex->connected = connected != 0;
+    http_easy_put(easy); /* out of the multi handle already; never reused (http_easy.c) */
+    ex->easy = NULL;
     http_on_end(ex, rc);
 }
 

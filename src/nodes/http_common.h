@@ -310,11 +310,9 @@ void http_wire_enable(int on);
 int http_resolve(const char *host, long port, struct sockaddr_storage *a, socklen_t *alen, struct sockaddr_storage *b,
                  socklen_t *blen);
 
-/* http_easy.c: idle easy handles, reused across requests. get: a fresh-state handle (NULL when out of
- * memory); put: resets it and keeps it (or cleans it up when the cache is full). Thread-safe. */
+/* http_easy.c: one easy handle per attempt, never reused (libcurl 7.88.1's curl issue 11101). get: a
+ * new handle (NULL when out of memory); put: cleans it up (NULL is fine). Thread-safe. */
 CURL *http_easy_get(void);
 void http_easy_put(CURL *e);
-/* Cleans up every cached handle (at shutdown). */
-void http_easy_drain(void);
 
 #endif

@@ -5,12 +5,15 @@ errors ..., their own timeout, an answer over upstream.max_response_bytes, or a 
 parse when response_format is json. Any HTTP status is an answer ... retry_count retries transport
 errors and 502/503/504"; "URL templates may change path and query only"; `{"$env": NAME}`."""
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 
 import pytest
 
-from conftest import assert_error, closed_port
+from conftest import HERE, assert_error, closed_port
 from wfs import conn, http, node, transform, wf
 
 MAX_RESP = 100000
@@ -275,3 +278,104 @@ def test_parameters_cannot_override_url_host(d, canary):
     r = d.run("plain", body={"inputs": {}, "parameters": {"call": {"url": canary.url("/counter/by-params")}}})
     assert canary.hits("_all") == before, "parameters.call.url redirected the node to another server"
     assert r.status_code in (200, 400), r.text
+
+
+# --- hostile upstreams (issue 9): each daemon here is fresh, so its calls share one connection ----
+
+def edge_workflows(base):
+    return {
+        "folded": wf({"call": http(base + "/raw/folded_first", verify_ssl=False)}),
+        "raw": wf({"call": http(base + "/raw/{{ inputs.name }}", verify_ssl=False)}),
+        "extra": wf({"call": http(base + "/extra?mode={{ inputs.mode }}", verify_ssl=False)}),
+        "after": wf({"call": http(base + "/echo/after", verify_ssl=False)}),
+        "hugelen": wf({"call": http(base + "/hugelen", verify_ssl=False, timeout=10)}),
+    }
+
+
+@pytest.fixture(scope="module")
+def tls_upstream(tmp_path_factory):
+    """upstream.py over TLS, with a self-signed certificate made here (nodes set verify_ssl false)."""
+    t = tmp_path_factory.mktemp("tls")
+    cert, key = str(t / "cert.pem"), str(t / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-keyout", key, "-out", cert], check=True, capture_output=True)
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "upstream.py"), "--tls-cert", cert,
+                             "--tls-key", key], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert line.startswith("PORT "), (line, proc.stderr.read())
+    yield "https://127.0.0.1:%d" % int(line.split()[1])
+    proc.terminate()
+    proc.wait(5)
+
+
+WAYS = {"plain": {}, "libcurl": {"KAILASH_UPSTREAM_CLIENT": "libcurl"}, "https": {}}
+
+
+def edge_daemon(daemons, way, upstream, tls_upstream):
+    base = tls_upstream if way == "https" else upstream.base
+    return daemons.make(config={"upstream": {"max_response_bytes": MAX_RESP, "connect_timeout_ms": 1000}},
+                        workflows=edge_workflows(base), env=WAYS[way])
+
+
+@pytest.mark.parametrize("way", ["libcurl", "https"])
+def test_folded_first_header_line_does_not_crash_libcurl(daemons, upstream, tls_upstream, way):
+    """libcurl 7.88.1 unfolds a folded first header line into the last header of the easy handle's
+    previous transfer, long freed (curl issue 11101): with handles reused, the daemon died of a double
+    free. So each folded answer here follows an ordinary one."""
+    d = edge_daemon(daemons, way, upstream, tls_upstream)
+    for _ in range(4):
+        assert ok(d.run("after"))["outputs"]["call"]["status_code"] == 200
+        r = d.run("folded")
+        assert r.status_code in (200, 502), r.text
+    assert d.alive()
+    assert ok(d.run("after"))["outputs"]["call"]["response"]["content"]["path"] == "/echo/after"
+
+
+@pytest.mark.parametrize("name", ["folded_first", "folded"])
+def test_plain_client_refuses_folded_lines(daemons, upstream, tls_upstream, name):
+    d = edge_daemon(daemons, "plain", upstream, tls_upstream)
+    err = assert_error(d.run("raw", {"name": name}), 502, "upstream_error")
+    assert "fold" in err["message"], err["message"]
+
+
+@pytest.mark.parametrize("mode", ["same", "late", "chunked"])
+@pytest.mark.parametrize("way", ["plain", "libcurl", "https"])
+def test_bytes_past_an_answer_never_answer_the_next_call(daemons, upstream, tls_upstream, way, mode):
+    """The upstream sends a whole second answer nobody asked for, with its answer or 200 ms later,
+    on a connection the next call would reuse: that call must get its own answer."""
+    d = edge_daemon(daemons, way, upstream, tls_upstream)
+    for _ in range(3):
+        first = ok(d.run("extra", {"mode": mode}))["outputs"]["call"]["response"]["content"]
+        assert first == {"first": True}
+        if mode == "late":
+            time.sleep(0.4)
+        after = ok(d.run("after"))["outputs"]["call"]["response"]["content"]
+        assert after != {"stray": True}, "bytes past the last answer served as this call's answer"
+        assert after["path"] == "/echo/after"
+
+
+@pytest.mark.parametrize("name", ["space_colon", "no_colon", "nul_value", "two_te", "latin1_name"])
+def test_plain_client_refuses_malformed_headers(daemons, upstream, tls_upstream, name):
+    d = edge_daemon(daemons, "plain", upstream, tls_upstream)
+    assert_error(d.run("raw", {"name": name}), 502, "upstream_error")
+    assert ok(d.run("after"))["outputs"]["call"]["response"]["content"]["path"] == "/echo/after"
+
+
+@pytest.mark.parametrize("way", ["libcurl", "https"])
+def test_non_utf8_header_name_is_never_a_500(daemons, upstream, tls_upstream, way):
+    """A header name that is not UTF-8 cannot be a JSON key: the header is dropped, not the run."""
+    d = edge_daemon(daemons, way, upstream, tls_upstream)
+    out = ok(d.run("raw", {"name": "latin1_name"}))["outputs"]["call"]
+    assert out["response"]["content"] == {"ok": True}
+    assert not any(k.startswith("x-") and k != "x-folded" for k in out["response"]["headers"])
+
+
+@pytest.mark.parametrize("way", ["plain", "libcurl", "https"])
+def test_content_length_over_the_limit_fails_at_once(daemons, upstream, tls_upstream, way):
+    """/hugelen announces more than max_response_bytes, then stalls: no need to wait for the node's
+    10 s timeout to know the answer cannot be taken."""
+    d = edge_daemon(daemons, way, upstream, tls_upstream)
+    t0 = time.time()
+    err = assert_error(d.run("hugelen"), 502, "upstream_error")
+    assert time.time() - t0 < 2, "took %.1f s" % (time.time() - t0)
+    assert "max_response_bytes" in err["message"], err["message"]

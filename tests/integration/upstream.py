@@ -16,6 +16,14 @@ Endpoints (any method unless noted):
   /close                      closes the connection without answering
   /large?bytes=N              200 {"data": "xxx..."} with N x's
   /text                       200 text/plain that is not JSON
+  /raw/NAME                   the bytes RAW[NAME] as they are (malformed answers), then the connection
+                              goes on being served
+  /extra?mode=M               200 {"first": true} with a whole second answer ({"stray": true}) past it:
+                              M=same in the same write (what a Content-Length shorter than the body
+                              looks like too), late 200 ms later, chunked after a chunked body's end
+  /hugelen                    Content-Length over any max_response_bytes, then 5 s of silence
+
+--tls-cert CERT --tls-key KEY serve HTTPS instead.
 """
 import argparse
 import asyncio
@@ -30,6 +38,23 @@ REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 401
            504: "Gateway Timeout"}
 
 hits = defaultdict(int)
+
+JSON_200 = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+# answers no upstream should send; the plain client refuses them (502)
+RAW = {
+    "folded_first": JSON_200.replace(b"OK\r\n", b"OK\r\n\tX-Folded: x\r\n") + b"Content-Length: 11\r\n\r\n{\"ok\":true}",
+    "folded": JSON_200 + b"X-A: a\r\n  more\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
+    "space_colon": JSON_200 + b"Transfer-Encoding : chunked\r\n\r\nb\r\n{\"ok\":true}\r\n0\r\n\r\n",
+    "no_colon": JSON_200 + b"X-No-Colon\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
+    "nul_value": JSON_200 + b"X-Nul: a\x00b\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
+    "two_te": JSON_200 + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+              b"b\r\n{\"ok\":true}\r\n0\r\n\r\n",
+    # a name that is not UTF-8: dropped (libcurl) or refused (plain), never a 500
+    "latin1_name": JSON_200 + b"X-\xe9t\xe9: v\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
+}
+STRAY_BODY = b'{"stray":true}'
+STRAY = JSON_200 + b"Content-Length: %d\r\n\r\n" % len(STRAY_BODY) + STRAY_BODY
+FIRST_BODY = b'{"first":true}'
 
 
 def count(key):
@@ -129,9 +154,39 @@ async def handle(method, target, headers, body, writer):
     if head == "large":
         n = int(q.get("bytes", "1000"))
         return response(200, raw=b'{"data":"' + b"x" * n + b'"}')
+    if head == "raw" and len(seg) > 1 and seg[1] in RAW:
+        return RAW[seg[1]]
+    if head == "extra":
+        return await extra(q.get("mode", "same"), writer)
+    if head == "hugelen":
+        writer.write(JSON_200 + b"Content-Length: 999999999999\r\n\r\n{")
+        await writer.drain()
+        await asyncio.sleep(5)
+        raise Close()
     if head == "text":
         return response(200, ctype="text/plain", raw=b"this is not json {")
     return response(404, {"error": "no such endpoint", "path": path})
+
+
+async def late(writer, data):
+    await asyncio.sleep(0.2)
+    try:
+        writer.write(data)
+        await writer.drain()
+    except (ConnectionError, RuntimeError):
+        pass
+
+
+async def extra(mode, writer):
+    """A whole answer, then a second one nobody asked for on the same connection."""
+    framed = JSON_200 + b"Content-Length: %d\r\n\r\n" % len(FIRST_BODY) + FIRST_BODY
+    if mode == "late":
+        asyncio.get_running_loop().create_task(late(writer, STRAY))
+        return framed
+    if mode == "chunked":
+        return (JSON_200 + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % len(FIRST_BODY) + FIRST_BODY +
+                b"\r\n0\r\n\r\n" + STRAY)
+    return framed + STRAY
 
 
 async def serve_conn(reader, writer):
@@ -156,8 +211,13 @@ async def serve_conn(reader, writer):
             pass
 
 
-async def main(host, port):
-    server = await asyncio.start_server(serve_conn, host, port, backlog=4096, reuse_address=True)
+async def main(host, port, cert=None, key=None):
+    ctx = None
+    if cert:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+    server = await asyncio.start_server(serve_conn, host, port, backlog=4096, reuse_address=True, ssl=ctx)
     print("PORT %d" % server.sockets[0].getsockname()[1], flush=True)
     async with server:
         await server.serve_forever()
@@ -167,6 +227,8 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
     a = ap.parse_args()
     try:
         import resource
@@ -175,6 +237,6 @@ if __name__ == "__main__":
     except (ImportError, ValueError, OSError):
         pass
     try:
-        asyncio.run(main(a.host, a.port))
+        asyncio.run(main(a.host, a.port, a.tls_cert, a.tls_key))
     except KeyboardInterrupt:
         sys.exit(0)

@@ -1353,3 +1353,86 @@ Test(h1, ipv6_loopback_transfer)
     cr_assert_eq(x->r.status, 200);
     assert_body(x, "v6ok");
 }
+
+/* ---- strict header syntax (RFC 9112 section 5): each of these answers is refused ---- */
+
+static void assert_refused(const char *answer, const char *why)
+{
+    step script[] = {{answer, strlen(answer), KEEP, 0, 0}};
+    xfer *x = get_once(script, 1, NULL);
+    assert_failed_with(x, CURLE_WEIRD_SERVER_REPLY);
+    cr_assert(strstr(x->r.error, why), "error '%s', want '%s'", x->r.error, why);
+}
+
+/* libcurl 7.88.1 unfolds such a line into freed memory on a reused handle (curl issue 11101). */
+Test(h1, folded_first_header_line_is_refused)
+{
+    assert_refused("HTTP/1.1 200 OK\r\n\tX-Folded: x\r\nContent-Length: 2\r\n\r\nok", "folded");
+}
+
+Test(h1, folded_later_header_line_is_refused)
+{
+    assert_refused("HTTP/1.1 200 OK\r\nX-A: a\r\n  more\r\nContent-Length: 2\r\n\r\nok", "folded");
+}
+
+/* Read leniently, this is chunked to one parser and unframed to another. */
+Test(h1, whitespace_before_the_colon_is_refused)
+{
+    assert_refused("HTTP/1.1 200 OK\r\nTransfer-Encoding : chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", "whitespace");
+    assert_refused("HTTP/1.1 200 OK\r\nContent-Length\t: 2\r\n\r\nok", "whitespace");
+}
+
+Test(h1, header_line_without_a_colon_is_refused)
+{
+    assert_refused("HTTP/1.1 200 OK\r\nX-No-Colon\r\nContent-Length: 2\r\n\r\nok", "without a colon");
+    assert_refused("HTTP/1.1 200 OK\r\n: nameless\r\nContent-Length: 2\r\n\r\nok", "without a name");
+}
+
+Test(h1, nul_or_lone_cr_in_a_value_is_refused)
+{
+    static const char nul[] = "HTTP/1.1 200 OK\r\nX-Nul: a\0b\r\nContent-Length: 2\r\n\r\nok";
+    step script[] = {{nul, sizeof nul - 1, KEEP, 0, 0}};
+    xfer *x = get_once(script, 1, NULL);
+    assert_failed_with(x, CURLE_WEIRD_SERVER_REPLY);
+    cr_assert(strstr(x->r.error, "NUL"), "%s", x->r.error);
+    assert_refused("HTTP/1.1 200 OK\r\nX-Cr: a\rb\r\nContent-Length: 2\r\n\r\nok", "lone CR");
+}
+
+Test(h1, header_name_that_is_not_a_token_is_refused)
+{
+    assert_refused("HTTP/1.1 200 OK\r\nX-\xe9t\xe9: v\r\nContent-Length: 2\r\n\r\nok", "not a token");
+}
+
+/* A second line could undo the first: `chunked`, then `identity` would leave the body unframed. */
+Test(h1, second_transfer_encoding_line_is_refused)
+{
+    assert_refused("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "2\r\nok\r\n0\r\n\r\n",
+                   "more than one Transfer-Encoding");
+}
+
+Test(h1, malformed_trailer_line_is_refused)
+{
+    assert_refused("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nNo-Colon\r\n\r\n",
+                   "without a colon");
+}
+
+/* Both framings: chunked wins, but the connection is not trusted with another answer (RFC 9112 6.3). */
+Test(h1, answer_with_both_framings_is_not_reused)
+{
+    static const step script[] = {STEP(
+        "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", KEEP)};
+    assert_two_gets(script, "hello", 2);
+}
+
+/* What is allowed stays allowed: blanks around a value, a tab inside it, bytes past ASCII in it, one
+ * Transfer-Encoding line with a list. */
+Test(h1, lenient_but_valid_header_lines_are_accepted)
+{
+    static const step script[] = {STEP("HTTP/1.1 200 OK\r\nX-A:  a\tb  \r\nX-Latin: caf\xe9\r\nX-Empty:\r\n"
+                                       "Transfer-Encoding: identity, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+                                       KEEP)};
+    xfer *x = get_once(script, 1, NULL);
+    cr_assert_eq(x->r.code, CURLE_OK, "code %d: %s", x->r.code, x->r.error);
+    assert_body(x, "ok");
+}

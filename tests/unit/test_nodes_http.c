@@ -239,12 +239,14 @@ static void srv_stop(srv *s)
 
 /* ======================================================================== a raw TCP upstream */
 
-typedef enum raw_mode { RAW_GARBAGE, RAW_RESET, RAW_CLOSE, RAW_MANY_HEADERS, RAW_TINY_CHUNKS } raw_mode;
+typedef enum raw_mode { RAW_GARBAGE, RAW_RESET, RAW_CLOSE, RAW_MANY_HEADERS, RAW_TINY_CHUNKS, RAW_FIXED } raw_mode;
 
 typedef struct raw_srv {
     int fd;
     int port;
     raw_mode mode;
+    const char *answer; /* RAW_FIXED: sent after the request, then the connection is held until the
+                         * peer closes it (or 3 s); borrowed */
     atomic_int accepts;
     atomic_int stop;
     pthread_t th;
@@ -282,10 +284,25 @@ static void raw_hostile(raw_srv *r, int c)
     buf_free(&b);
 }
 
+static void raw_fixed(raw_srv *r, int c)
+{
+    char req[4096];
+    struct pollfd p = {.fd = c, .events = POLLIN};
+    if (poll(&p, 1, 1000) <= 0 || recv(c, req, sizeof req, 0) <= 0)
+        return;
+    ssize_t w = send(c, r->answer, strlen(r->answer), MSG_NOSIGNAL);
+    (void)w;
+    for (int i = 0; i < 150 && !atomic_load(&r->stop); i++)
+        if (poll(&p, 1, 20) > 0 && recv(c, req, sizeof req, 0) <= 0)
+            break; /* the peer closed it */
+}
+
 static void raw_serve(raw_srv *r, int c)
 {
     if (r->mode == RAW_MANY_HEADERS || r->mode == RAW_TINY_CHUNKS)
         raw_hostile(r, c);
+    else if (r->mode == RAW_FIXED)
+        raw_fixed(r, c);
     else if (r->mode == RAW_GARBAGE) {
         char req[4096];
         struct pollfd p = {.fd = c, .events = POLLIN};
@@ -330,13 +347,19 @@ static int listen_any(int *port)
     return fd;
 }
 
-static raw_srv *raw_start(raw_mode mode)
+static raw_srv *raw_start_with(raw_mode mode, const char *answer)
 {
     raw_srv *r = calloc(1, sizeof *r);
     r->mode = mode;
+    r->answer = answer;
     r->fd = listen_any(&r->port);
     pthread_create(&r->th, NULL, raw_main, r);
     return r;
+}
+
+static raw_srv *raw_start(raw_mode mode)
+{
+    return raw_start_with(mode, NULL);
 }
 
 static void raw_stop(raw_srv *r)
@@ -784,6 +807,60 @@ Test(http, hostile_headers_and_chunk_framing_are_bounded)
     result r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/\"}", raw->port), 10000);
     cr_assert_eq(r.rc, -1, "2 MiB of framing was read for 20 bytes of body");
     cr_assert(strstr(r.err.message, "max_response_bytes"), "%s", r.err.message);
+    raw_stop(raw);
+}
+
+/* A Content-Length over max_response_bytes ends the call when the header arrives, both ways out: the
+ * upstream then stalls, and the node's 5 s timeout must not be what ends it. */
+Test(http, content_length_over_the_limit_fails_at_once)
+{
+    env.max_response_bytes = 64 * 1024;
+    raw_srv *raw = raw_start_with(RAW_FIXED, "HTTP/1.1 200 OK\r\nContent-Length: 65537\r\n\r\n{");
+    for (int plain = 1; plain >= 0; plain--) {
+        http_wire_enable(plain);
+        double t0 = util_now_ms();
+        result r = run_config(&node_http_request,
+                              jsonf("{\"url\": \"http://127.0.0.1:%d/\", \"timeout\": 5}", raw->port), 10000);
+        cr_assert_eq(r.rc, -1, "plain %d: the answer was taken", plain);
+        cr_assert_str_eq(r.err.code, "upstream_error");
+        cr_assert(strstr(r.err.message, "max_response_bytes"), "plain %d: %s", plain, r.err.message);
+        cr_assert_lt(util_now_ms() - t0, 2000.0, "plain %d: took %.0f ms", plain, util_now_ms() - t0);
+    }
+    http_wire_enable(1);
+    raw_stop(raw);
+}
+
+/* A HEAD answer's Content-Length describes the GET's body: over the limit, it is still an answer on
+ * the plain path. (libcurl 7.88.1 refuses it: CURLOPT_MAXFILESIZE applies to HEAD too.) */
+Test(http, head_answer_announcing_a_large_body_is_an_answer)
+{
+    env.max_response_bytes = 64 * 1024;
+    raw_srv *raw = raw_start_with(RAW_FIXED, "HTTP/1.1 200 OK\r\nContent-Length: 9999999\r\n\r\n");
+    result r = run_config(&node_http_request,
+                          jsonf("{\"url\": \"http://127.0.0.1:%d/\", \"method\": \"HEAD\"}", raw->port), 10000);
+    cr_assert_eq(r.rc, 0, "%s", r.err.message);
+    cr_assert_eq(json_integer_value(at(r.out, "status_code")), 200);
+    result_free(&r);
+    raw_stop(raw);
+}
+
+/* A header name that is not UTF-8 cannot be a JSON key: libcurl's answer keeps the others and drops
+ * it, the plain client refuses the answer; neither is an "internal" failure. */
+Test(http, header_name_that_is_not_utf8_is_dropped_or_refused)
+{
+    raw_srv *raw = raw_start_with(RAW_FIXED, "HTTP/1.1 200 OK\r\nX-\xe9t\xe9: v\r\nX-Ok: yes\r\n"
+                                             "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+    http_wire_enable(0);
+    result r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/\"}", raw->port), 10000);
+    cr_assert_eq(r.rc, 0, "libcurl: %s: %s", r.err.code, r.err.message);
+    json_t *h = at(r.out, "response.headers");
+    cr_assert_str_eq(json_string_value(json_object_get(h, "x-ok")), "yes");
+    cr_assert_eq(json_object_size(h), 3, "headers: %zu", json_object_size(h));
+    result_free(&r);
+    http_wire_enable(1);
+    r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/\"}", raw->port), 10000);
+    cr_assert_eq(r.rc, -1);
+    cr_assert_str_eq(r.err.code, "upstream_error");
     raw_stop(raw);
 }
 
