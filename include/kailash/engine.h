@@ -98,6 +98,12 @@ typedef struct run_opts {
 run *run_create(executor *ex, const run_opts *opts);
 void run_retain(run *r);
 void run_release(run *r);
+/* Cancels r unless it has ended: no further node starts, nodes in flight are asked to stop (their
+ * node_call.cancel hook, on the run's home loop), and the run ends with status cancelled (error code
+ * "cancelled"); its done callback is called, once, on whichever thread ends it. A queued run leaves
+ * its executor's queue at once. Thread-safe; the caller keeps its own reference. Every end (failed,
+ * timeout, cancelled) also asks the nodes still in flight to stop. */
+void run_cancel(run *r);
 
 /* Accessors: valid after done was called. Borrowed unless said otherwise. */
 const char *run_id(const run *r);

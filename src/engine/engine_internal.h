@@ -30,6 +30,9 @@ int run_expired(const run *r);
 double run_deadline_ms(const run *r);
 void run_end_timeout(run *r);
 
+/* executor.c: takes r out of ex's queue if it waits there; 1 when it did (the queue's reference
+ * to r moves to the caller), 0 when r is not queued (it has begun, or is on its way to a slot). */
+int exec_unqueue(executor *ex, run *r);
 /* executor.c: r (which held a slot) has ended; hand the slot to the next queued run. */
 void exec_slot_release(executor *ex);
 void exec_retain(executor *ex);

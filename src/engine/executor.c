@@ -112,6 +112,14 @@ static int exec_unqueue_locked(executor *ex, run *r)
     return 0;
 }
 
+int exec_unqueue(executor *ex, run *r)
+{
+    pthread_mutex_lock(&ex->mu);
+    int was = exec_unqueue_locked(ex, r);
+    pthread_mutex_unlock(&ex->mu);
+    return was;
+}
+
 /* I/O loop timer at a queued run's deadline: answer 504 now rather than when a slot frees. */
 static void exec_queue_deadline(void *arg)
 {

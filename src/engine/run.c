@@ -25,6 +25,8 @@
 
 enum { N_PENDING, N_RUNNING, N_DONE, N_SKIPPED };
 
+#define MAIL_CANCEL ((size_t)-1) /* a mail that cancels the run rather than completing a node */
+
 typedef struct mail {
     size_t node;
     json_t *outputs;
@@ -61,9 +63,12 @@ struct run {
     run_done_fn done;
     void *ud;
     int has_slot; /* it holds one of its executor's max_concurrency slots */
+    int begun;          /* run_begin took it (under mu) */
+    int cancel_pending; /* run_cancel was called (under mu) */
 };
 
 static void run_drain(run *r);
+static void run_cancel_inflight(run *r);
 
 run *run_create(executor *ex, const run_opts *o)
 {
@@ -184,7 +189,36 @@ static void run_end(run *r, run_status st)
         r->done(r, r->ud);
     if (r->has_slot)
         exec_slot_release(ex);
+    r->has_slot = 0;
     exec_release(ex);
+    run_cancel_inflight(r);
+}
+
+/* On the home loop, after the run ended: asks every node still in flight to stop (its cancel hook),
+ * so nothing the run started goes on holding an upstream connection or a retry timer. Only the loop
+ * clears a hook (node_async_done, before the run learns of the completion), so reading the hooks
+ * here cannot race with a completion. */
+static void run_cancel_inflight_task(void *arg)
+{
+    run *r = arg;
+    for (size_t i = 0; i < r->wf->nnodes; i++) {
+        node_call *call = &r->calls[i];
+        void (*cancel)(node_call *) = call->cancel;
+        if (cancel) {
+            call->cancel = NULL;
+            cancel(call);
+        }
+    }
+    run_release(r);
+}
+
+static void run_cancel_inflight(run *r)
+{
+    if (r->inflight == 0 || !r->home)
+        return;
+    run_retain(r);
+    if (ioloop_after(r->home, 0, run_cancel_inflight_task, r) != 0)
+        run_release(r); /* the loop is stopping: it aborts every transfer itself */
 }
 
 static void run_fail(run *r, size_t node, const node_error *e)
@@ -331,18 +365,9 @@ static int only_answer_left(const run *r, size_t node)
     return r->wf->nodes[node].nsucc == 0 && r->inflight == 1 && r->rhead == r->rtail;
 }
 
-static void node_async_done(node_call *call, json_t *outputs, const node_error *err)
+/* Queues m for whoever holds the token, taking the token (and draining) when nobody does. */
+static void mail_post(run *r, mail *m, int answer_here_ok)
 {
-    run *r = call->engine_data;
-    mail *m = calloc(1, sizeof *m);
-    if (!m)
-        abort(); /* losing a completion would hang the run forever; nothing sane remains */
-    m->node = (size_t)(call - r->calls);
-    m->outputs = outputs;
-    if (err) {
-        m->failed = 1;
-        m->err = *err;
-    }
     pthread_mutex_lock(&r->mu);
     if (r->mail_tail)
         r->mail_tail->next = m;
@@ -352,10 +377,59 @@ static void node_async_done(node_call *call, json_t *outputs, const node_error *
     int start = !r->scheduled;
     r->scheduled = 1;
     /* With the token comes a stable view of the run (its last holder released r->mu). */
-    int here = start && only_answer_left(r, m->node);
+    int here = start && answer_here_ok && only_answer_left(r, m->node);
     pthread_mutex_unlock(&r->mu);
     if (here || (start && pool_submit(engine_pool(), run_drain_task, r) != 0))
         run_drain(r);
+}
+
+static void run_end_cancelled(run *r)
+{
+    if (r->ended)
+        return;
+    util_copy(r->err_code, sizeof r->err_code, "cancelled");
+    util_copy(r->err_msg, sizeof r->err_msg, "the run was cancelled");
+    run_end(r, RUN_CANCELLED);
+}
+
+/* A run that has begun gets a cancel mail, applied by the token's holder like a completion. One that
+ * has not is marked, and taken out of its executor's queue if it is still there (ended here: nobody
+ * else can begin it then); a run already on its way to a slot sees the mark in run_begin. */
+void run_cancel(run *r)
+{
+    pthread_mutex_lock(&r->mu);
+    int begun = r->begun;
+    r->cancel_pending = 1;
+    pthread_mutex_unlock(&r->mu);
+    if (!begun) {
+        if (exec_unqueue(r->ex, r)) {
+            run_end_cancelled(r);
+            run_release(r); /* the queue's reference */
+        }
+        return;
+    }
+    mail *m = calloc(1, sizeof *m);
+    if (!m)
+        return; /* the run goes on to its own end; nothing is lost but the early stop */
+    m->node = MAIL_CANCEL;
+    run_retain(r); /* held by the mail, as a node in flight holds one */
+    mail_post(r, m, 0);
+}
+
+static void node_async_done(node_call *call, json_t *outputs, const node_error *err)
+{
+    run *r = call->engine_data;
+    call->cancel = NULL; /* on the loop thread: run_cancel_inflight_task must not call it now */
+    mail *m = calloc(1, sizeof *m);
+    if (!m)
+        abort(); /* losing a completion would hang the run forever; nothing sane remains */
+    m->node = (size_t)(call - r->calls);
+    m->outputs = outputs;
+    if (err) {
+        m->failed = 1;
+        m->err = *err;
+    }
+    mail_post(r, m, 1);
 }
 
 static int node_exec(run *r, size_t i)
@@ -412,6 +486,10 @@ static void run_advance(run *r)
 
 static void mail_apply(run *r, mail *m)
 {
+    if (m->node == MAIL_CANCEL) {
+        run_end_cancelled(r);
+        return;
+    }
     node_call *call = &r->calls[m->node];
     json_decref(call->inputs);
     call->inputs = NULL;
@@ -466,13 +544,19 @@ void run_take_slot(run *r)
 
 void run_begin(run *r)
 {
-    r->status = RUN_RUNNING;
-    r->t_started = util_now_ms();
     pthread_mutex_lock(&r->mu);
+    r->begun = 1;
     r->scheduled = 1;
+    int cancelled = r->cancel_pending;
     pthread_mutex_unlock(&r->mu);
     run_retain(r);
-    run_advance(r);
+    if (cancelled) { /* cancelled on its way to a slot: end it, which gives the slot back */
+        run_end_cancelled(r);
+    } else {
+        r->status = RUN_RUNNING;
+        r->t_started = util_now_ms();
+        run_advance(r);
+    }
     run_drain(r);
     run_release(r);
 }

@@ -105,6 +105,12 @@ static void setup(void)
              "\"timeout\":30}}},\"gateway\":{\"timeout_ms\":300,\"executor\":{\"max_concurrency\":1,\"max_queue\":1}}}",
              stuck_port);
     put("stuck", slow);
+    snprintf(slow, sizeof slow,
+             "{\"nodes\":{\"call\":{\"node_type\":\"HTTPRequestNode\",\"config\":{\"url\":\"http://127.0.0.1:%d/x\","
+             "\"timeout\":30}}},\"gateway\":{\"timeout_ms\":20000,\"executor\":{\"max_concurrency\":1,"
+             "\"max_queue\":2}}}",
+             stuck_port);
+    put("held", slow);
     /* a node that runs on the pool (it may block), then an I/O node: where does the call go? */
     snprintf(slow, sizeof slow,
              "{\"nodes\":{\"w\":{\"node_type\":\"JSONWriterNode\",\"config\":{\"file_path\":\"h.json\","
@@ -376,4 +382,57 @@ Test(engine, sink_sees_each_run_end_and_flush)
     cr_assert_str_eq(seen_by_sink.error_code, "");
     engine_sinks_flush();
     cr_assert_eq(seen_by_sink.flushes, 1);
+}
+
+static int wait_done_ms(waiter *w, int ms)
+{
+    for (int i = 0; i < ms / 5; i++) {
+        pthread_mutex_lock(&w->mu);
+        int d = w->done;
+        pthread_mutex_unlock(&w->mu);
+        if (d)
+            return 1;
+        usleep(5000);
+    }
+    return 0;
+}
+
+Test(engine, cancel_ends_a_running_run_and_a_queued_one_at_once)
+{
+    waiter w1, w2;
+    int rc1, rc2;
+    executor *ex = registry_find(reg, "held");
+    run *a = start("held", "{}", NULL, &w1, &rc1); /* holds the one slot, waiting on a silent upstream */
+    run *b = start("held", "{}", NULL, &w2, &rc2); /* waits in the queue */
+    cr_assert_eq(rc1, EXEC_OK);
+    cr_assert_eq(rc2, EXEC_OK);
+    for (int i = 0; i < 200 && exec_queued(ex) != 1; i++)
+        usleep(5000);
+    cr_assert_eq(exec_queued(ex), 1);
+    run_cancel(b);
+    cr_assert(wait_done_ms(&w2, 1000), "a queued run was not ended by its cancel");
+    cr_assert_eq(run_get_status(b), RUN_CANCELLED);
+    cr_assert_str_eq(run_error_code(b), "cancelled");
+    cr_assert_eq(exec_queued(ex), 0);
+    cr_assert_not(wait_done_ms(&w1, 100));
+    run_cancel(a);
+    cr_assert(wait_done_ms(&w1, 1000), "a running run was not ended by its cancel");
+    cr_assert_eq(run_get_status(a), RUN_CANCELLED);
+    for (int i = 0; i < 200 && exec_running(ex) != 0; i++)
+        usleep(5000);
+    cr_assert_eq(exec_running(ex), 0, "the cancelled run kept its slot");
+    run_cancel(a); /* a second cancel, after the end, changes nothing */
+    cr_assert_eq(run_get_status(a), RUN_CANCELLED);
+    run_release(a);
+    run_release(b);
+}
+
+Test(engine, cancel_after_the_end_changes_nothing)
+{
+    run *r = run_sync("route", "{\"n\": 1}", NULL);
+    cr_assert_eq(run_get_status(r), RUN_COMPLETED);
+    run_cancel(r);
+    usleep(20000);
+    cr_assert_eq(run_get_status(r), RUN_COMPLETED);
+    run_release(r);
 }
