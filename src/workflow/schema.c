@@ -528,8 +528,9 @@ static int schema_kw_pattern(schema *s, json_t *val, int depth, schema_cx *cx)
     if (schema_has_backref(src))
         return schema_fail(cx, "invalid regular expression (back-references are not supported)");
     if (!(schema_pattern_cost(src) <= SCHEMA_PATTERN_MAX_COST))
-        return schema_fail(cx, "regular expression too costly to compile (its repeats multiply past %.0f "
-                               "copies; at most %d nested groups)",
+        return schema_fail(cx,
+                           "regular expression too costly to compile (its repeats multiply past %.0f "
+                           "copies; at most %d nested groups)",
                            SCHEMA_PATTERN_MAX_COST, SCHEMA_PATTERN_MAX_GROUPS);
     int rc = regcomp(&s->pattern, src, REG_EXTENDED | REG_NOSUB);
     if (rc != 0) {

@@ -26,8 +26,11 @@ static const char fz_fixed_schema[] =
     "}}";
 
 static const char *const fz_instances[] = {
-    "null", "true", "0", "-1.5", "\"\"", "\"abc\"", "[]", "[1,\"a\",null,[],{}]", "{}",
-    "{\"id\":5,\"name\":\"Ada\",\"tags\":[\"a\",\"a\"],\"x\":{\"y\":[1,2,3]}}",
+    "null", "true",
+    "0",    "-1.5",
+    "\"\"", "\"abc\"",
+    "[]",   "[1,\"a\",null,[],{}]",
+    "{}",   "{\"id\":5,\"name\":\"Ada\",\"tags\":[\"a\",\"a\"],\"x\":{\"y\":[1,2,3]}}",
 };
 
 static schema *fz_fixed;
