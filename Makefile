@@ -19,7 +19,7 @@ LIB       := $(BUILD)/libkailash.a
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all run test unit integration asan deps fmt clean bench check-deps
+.PHONY: all run test unit integration asan deps fmt clean bench check-deps fuzz fuzz-build
 
 all: $(BUILD)/kailashd
 
@@ -59,6 +59,25 @@ asan:
 	$(MAKE) test BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	    LDFLAGS="-fsanitize=address,undefined"
 
+# libFuzzer targets (tests/fuzz/fuzz_*.c, one per parser): the library is rebuilt with clang under
+# ASan+UBSan into build-fuzz/, each target linked with -fsanitize=fuzzer and run for FUZZ_TIME seconds
+# on its seed corpus (tests/fuzz/corpus/<target>/). New inputs go to build-fuzz/corpus/, crashes to
+# tests/fuzz/crashes/ (neither is committed). A fuzz target may include the source it fuzzes.
+FUZZ_TIME ?= 60
+FUZZ_OPT  := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+             -fno-sanitize-recover=undefined
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,build-fuzz/fuzz/%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc/engine -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB) $(LDLIBS)
+
+fuzz-build:
+	$(MAKE) BUILD=build-fuzz CC=clang OPT="$(FUZZ_OPT)" $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	sh tests/fuzz/run.sh $(FUZZ_TIME) $(FUZZ_BINS)
+
 bench: deps $(BUILD)/kailashd
 	sh bench/run.sh $(abspath $(BUILD)/kailashd)
 
@@ -72,4 +91,4 @@ fmt:
 	clang-format -i $(wildcard src/*.c src/*/*.c src/*/*.h include/kailash/*.h tests/unit/*.c tests/unit/*.h)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

@@ -1,8 +1,10 @@
 #!/bin/sh
 # Installs (mode "install") or checks (mode "check") the Debian packages kailashd needs to build and
-# test. Installs only as root; otherwise says what to install.
+# test (clang and libclang-rt-14-dev: libFuzzer, for `make fuzz`). Installs only as root; otherwise
+# says what to install.
 PKGS="build-essential pkg-config libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libhiredis-dev \
-libpq-dev libssl-dev libcriterion-dev python3-pytest python3-requests redis-server postgresql wrk nginx-light"
+libpq-dev libssl-dev libcriterion-dev python3-pytest python3-requests redis-server postgresql wrk nginx-light \
+clang libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

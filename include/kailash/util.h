@@ -56,6 +56,18 @@ int buf_append_json_str(buf *b, const char *s);
  * writes, keys in insertion order (src/util/json_write.c). Returns 0, or -1 (out of memory, or
  * nesting past 4096 levels) with b as it was. */
 int buf_append_json(buf *b, json_t *v);
+/* Flags of buf_append_json_as. */
+enum {
+    BUF_JSON_SORT_KEYS = 1,     /* keys in jansson's JSON_SORT_KEYS order (bytes, then length) */
+    BUF_JSON_REAL17 = 2,        /* reals at jansson's default precision, "%.17g" */
+    BUF_JSON_REAL_SHORTEST = 4, /* reals as the shortest "%.15g".."%.17g" that reads back ("0.1") */
+};
+/* Canonical JSON, for cache keys: the bytes json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS |
+ * JSON_ENCODE_ANY) writes, so equal values give equal text whatever their key order. */
+#define BUF_JSON_CANONICAL (BUF_JSON_SORT_KEYS | BUF_JSON_REAL17)
+/* buf_append_json with flags (BUF_JSON_*; 0 is buf_append_json). Returns 0, or -1 (out of memory,
+ * nesting past 4096 levels, v NULL) with b as it was. */
+int buf_append_json_as(buf *b, json_t *v, unsigned flags);
 /* Appends v as buf_append_json writes a real (jansson's "%.15g" form). Returns 0 or -1. */
 int buf_append_json_real(buf *b, double v);
 

@@ -20,6 +20,8 @@
 #include "kailash/node.h"
 #include "kailash/util.h"
 
+#include "file.h"
+
 static const char *const csv_reader_keys[] = {"file_path", "headers", "delimiter", NULL};
 static const char *const csv_reader_pinned[] = {"file_path", NULL};
 static const char *const csv_reader_ports[] = {"file_path", NULL};

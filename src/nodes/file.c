@@ -27,6 +27,8 @@
 #include "kailash/node.h"
 #include "kailash/util.h"
 
+#include "file.h"
+
 /* How much of a given path a message shows. */
 #define FILE_SHOW_MAX 120
 

@@ -11,6 +11,8 @@
 
 #include "kailash/node.h"
 
+#include "file.h"
+
 static const char *const json_reader_keys[] = {"file_path", NULL};
 static const char *const json_reader_pinned[] = {"file_path", NULL};
 static const char *const json_reader_ports[] = {"file_path", NULL};

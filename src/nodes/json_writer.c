@@ -23,6 +23,8 @@
 #include "kailash/node.h"
 #include "kailash/util.h"
 
+#include "file.h"
+
 static const char *const json_writer_keys[] = {"file_path", "data", "indent", NULL};
 static const char *const json_writer_pinned[] = {"file_path", NULL};
 static const char *const json_writer_ports[] = {"data", "file_path", NULL};

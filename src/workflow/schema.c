@@ -17,6 +17,8 @@
  * capped at SCHEMA_MAX_DEPTH at compile time; deeper parts of an instance are never descended.
  * Messages name types and limits from the schema, never the offending value (it may be a secret).
  */
+#include <ctype.h>
+#include <math.h>
 #include <regex.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -443,6 +445,78 @@ static bool schema_has_backref(const char *p)
     return false;
 }
 
+/* glibc's regcomp expands a repeat by copying the repeated subtree: x{2,100} holds 100 copies, x+
+ * two (x x*), and stacked or nested repeats multiply, so "a" followed by 28 '+' (found by fuzzing)
+ * or "(a{0,1000}){0,1000}" takes gigabytes and seconds at load. schema_pattern_cost estimates the
+ * copies (atoms, each repeat multiplying what it applies to: '+' by 2, {m,n} by n, {m,} by m + 1)
+ * and patterns above SCHEMA_PATTERN_MAX_COST are refused; real patterns cost tens to hundreds. */
+#define SCHEMA_PATTERN_MAX_COST 10000.0
+#define SCHEMA_PATTERN_MAX_GROUPS 64
+
+typedef struct schema_pc {
+    double alts; /* the finished alternatives of this group */
+    double seq;  /* the current alternative */
+    double last; /* the last atom or group, which a repeat applies to */
+} schema_pc;
+
+/* The multiplier of a repeat at p[i] ('*', '+', '?' or a well-formed {m}, {m,}, {m,n}) and its end
+ * in *end; 0 when p[i] is not a repeat. */
+static double schema_repeat_factor(const char *p, size_t i, size_t *end)
+{
+    if (p[i] == '*' || p[i] == '?' || p[i] == '+') {
+        *end = i + 1;
+        return p[i] == '+' ? 2 : 1;
+    }
+    if (p[i] != '{' || !isdigit((unsigned char)p[i + 1]))
+        return 0;
+    char *e;
+    double m = strtod(p + i + 1, &e), n = m;
+    if (*e == ',')
+        n = isdigit((unsigned char)e[1]) ? strtod(e + 1, &e) : m + 1;
+    if (*e != '}')
+        return 0;
+    *end = (size_t)(e - p) + 1;
+    return n > 1 ? n : 1;
+}
+
+static double schema_pattern_cost(const char *p)
+{
+    schema_pc st[SCHEMA_PATTERN_MAX_GROUPS] = {{0, 0, 0}};
+    size_t d = 0, n = strlen(p), end;
+    for (size_t i = 0; i < n;) {
+        schema_pc *f = &st[d];
+        double k = schema_repeat_factor(p, i, &end);
+        if (k > 0) {
+            f->seq += f->last * (k - 1);
+            f->last *= k;
+            i = end;
+        } else if (p[i] == '(') {
+            if (++d == SCHEMA_PATTERN_MAX_GROUPS)
+                return HUGE_VAL;
+            st[d] = (schema_pc){0, 0, 0};
+            i++;
+        } else if (p[i] == ')' && d > 0) {
+            double g = st[d].alts + st[d].seq;
+            f = &st[--d];
+            f->last = g > 1 ? g : 1;
+            f->seq += f->last;
+            i++;
+        } else if (p[i] == '|') {
+            f->alts += f->seq;
+            f->seq = f->last = 0;
+            i++;
+        } else {
+            i = p[i] == '[' ? schema_skip_bracket(p, n, i) : i + (p[i] == '\\' && i + 1 < n ? 2 : 1);
+            f->seq += f->last = 1;
+        }
+    }
+    while (d > 0) { /* an unclosed group: regcomp refuses it anyway */
+        double g = st[d].alts + st[d].seq;
+        st[--d].seq += g;
+    }
+    return st[0].alts + st[0].seq;
+}
+
 static int schema_kw_pattern(schema *s, json_t *val, int depth, schema_cx *cx)
 {
     (void)depth;
@@ -453,6 +527,11 @@ static int schema_kw_pattern(schema *s, json_t *val, int depth, schema_cx *cx)
         return schema_fail(cx, "invalid regular expression (contains a NUL character)");
     if (schema_has_backref(src))
         return schema_fail(cx, "invalid regular expression (back-references are not supported)");
+    if (!(schema_pattern_cost(src) <= SCHEMA_PATTERN_MAX_COST))
+        return schema_fail(cx,
+                           "regular expression too costly to compile (its repeats multiply past %.0f "
+                           "copies; at most %d nested groups)",
+                           SCHEMA_PATTERN_MAX_COST, SCHEMA_PATTERN_MAX_GROUPS);
     int rc = regcomp(&s->pattern, src, REG_EXTENDED | REG_NOSUB);
     if (rc != 0) {
         char why[128];

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../src/nodes/file.h"
 #include "kailash/node.h"
 
 extern const node_type node_json_reader, node_csv_reader, node_json_writer;

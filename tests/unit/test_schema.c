@@ -809,3 +809,38 @@ Test(schema_threads, concurrent_validation_of_one_schema)
     }
     schema_free(s);
 }
+
+/* Found by fuzzing (tests/fuzz/fuzz_schema.c): glibc's regcomp copies a repeated subtree once per
+ * repeat, so stacked or nested repeats took gigabytes (28 stacked '+': over 2 GiB) and seconds at
+ * load. Such patterns are refused before regcomp; the timeout turns a blow-up into a failure. */
+Test(schema_string, pattern_whose_repeats_multiply_is_refused, .timeout = 20)
+{
+    const char *why = "/pattern: regular expression too costly to compile (its repeats multiply past 10000 copies; "
+                      "at most 64 nested groups)";
+    compile_fails("{\"pattern\": \"^[a-z]++++++++++++++++++++++++++++$\"}", why);
+    compile_fails(
+        "{\"pattern\": \"(((((((((((((((((((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+\"}",
+        why);
+    compile_fails("{\"pattern\": \"(a{0,1000}){0,1000}\"}", why);
+    compile_fails("{\"pattern\": \"x{0,32767}\"}", why);
+    compile_fails("{\"properties\": {\"p\": {\"pattern\": \"(a|b{2,200}){1,100}\"}}}",
+                  "/properties/p/pattern: regular expression too costly to compile (its repeats multiply past 10000 "
+                  "copies; at most 64 nested groups)");
+}
+
+/* Ordinary patterns, bounded repeats included, still compile. */
+Test(schema_string, pattern_with_reasonable_repeats_compiles)
+{
+    const char *ok[] = {"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+                        "^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,255}\\\\.[A-Za-z]{2,63}$",
+                        "^(\\\\+|00)?[0-9]{6,15}$",
+                        "^[a-z]+(-[a-z]+)*$",
+                        "((a{1,100}){1,100})",
+                        "a+b+c+d+",
+                        "[[:alpha:]{}+*]{3}\\\\{x"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char def[512];
+        snprintf(def, sizeof def, "{\"pattern\": \"%s\"}", ok[i]);
+        schema_free(compile_ok(def));
+    }
+}

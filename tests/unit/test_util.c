@@ -169,17 +169,29 @@ Test(util, fmt_ms_writes_what_printf_writes)
     }
 }
 
-/* buf_append_json writes what jansson's json_dumps writes with the answers' flags. */
-static void same_as_jansson(json_t *v)
+/* buf_append_json_as(flags) writes what jansson's json_dumps(jflags) writes. */
+static void same_as_jansson_with(json_t *v, unsigned flags, size_t jflags)
 {
-    char *want = json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY);
+    char *want = json_dumps(v, jflags | JSON_ENCODE_ANY);
     buf b = {0};
-    cr_assert_eq(buf_append_json(&b, v), 0);
+    cr_assert_eq(flags ? buf_append_json_as(&b, v, flags) : buf_append_json(&b, v), 0);
     cr_assert_not_null(want);
     cr_assert_eq(b.len, strlen(want), "length: got %zu, jansson %zu: %s", b.len, strlen(want), want);
     cr_assert_eq(memcmp(b.data, want, b.len), 0, "got %.*s\njansson %s", (int)b.len, b.data, want);
     free(want);
     buf_free(&b);
+}
+
+/* buf_append_json writes what jansson's json_dumps writes with the answers' flags. */
+static void same_as_jansson(json_t *v)
+{
+    same_as_jansson_with(v, 0, JSON_COMPACT | JSON_REAL_PRECISION(15));
+}
+
+/* The canonical form is json_dumps' with sorted keys and its default precision (17). */
+static void canonical_as_jansson(json_t *v)
+{
+    same_as_jansson_with(v, BUF_JSON_CANONICAL, JSON_COMPACT | JSON_SORT_KEYS);
 }
 
 Test(util, json_writer_matches_jansson_on_edge_values)
@@ -197,11 +209,71 @@ Test(util, json_writer_matches_jansson_on_edge_values)
     json_object_set_new(v, "nul", json_stringn("a\0b", 3));
     json_object_set_new(v, "key\nwith\tescapes", json_integer(-42));
     same_as_jansson(v);
+    canonical_as_jansson(v);
     json_decref(v);
-    json_t *scalars[] = {json_string(""), json_integer(7), json_real(2.5), json_true(), json_null()};
-    for (size_t i = 0; i < 5; i++) {
+    json_t *scalars[] = {json_string(""), json_integer(7), json_real(2.5), json_true(), json_null(), json_real(0.1)};
+    for (size_t i = 0; i < 6; i++) {
         same_as_jansson(scalars[i]);
+        canonical_as_jansson(scalars[i]);
         json_decref(scalars[i]);
+    }
+}
+
+/* Keys that share a prefix, differ only in length, hold NUL or bytes >= 0x80, in several insertion
+ * orders: sorted as jansson sorts them. */
+Test(json_write, canonical_sorts_keys_as_jansson_does)
+{
+    static const struct {
+        const char *k;
+        size_t n;
+    } keys[] = {{"b", 1}, {"a", 1}, {"", 0}, {"ab", 2}, {"a\0", 2}, {"a\0b", 3}, {"\xc3\xa9", 2},
+                {"Z", 1}, {"aa", 2}, {"_", 1}, {"a b", 3}, {"\x7f", 1}};
+    size_t nk = sizeof keys / sizeof keys[0];
+    for (size_t rot = 0; rot < nk; rot++) {
+        json_t *o = json_object(), *inner = json_object();
+        for (size_t i = 0; i < nk; i++) {
+            size_t j = (i * 5 + rot) % nk;
+            json_object_setn_new(o, keys[j].k, keys[j].n, json_integer((json_int_t)j));
+            json_object_setn_new(inner, keys[(j + 3) % nk].k, keys[(j + 3) % nk].n, json_real(0.1 * (double)j));
+        }
+        json_object_set_new(o, "nested", json_pack("[o,{s:o}]", inner, "z", json_object()));
+        canonical_as_jansson(o);
+        json_decref(o);
+    }
+}
+
+/* Equal values built in different key orders give the same canonical bytes. */
+Test(json_write, canonical_is_independent_of_insertion_order)
+{
+    json_t *x = json_pack("{s:i,s:{s:[i,f],s:s},s:n}", "b", 1, "a", "y", 2, 0.5, "x", "s", "c");
+    json_t *y = json_pack("{s:n,s:{s:s,s:[i,f]},s:i}", "c", "a", "x", "s", "y", 2, 0.5, "b", 1);
+    buf bx = {0}, by = {0};
+    cr_assert_eq(buf_append_json_as(&bx, x, BUF_JSON_CANONICAL), 0);
+    cr_assert_eq(buf_append_json_as(&by, y, BUF_JSON_CANONICAL), 0);
+    cr_assert_str_eq(bx.data, by.data);
+    cr_assert_str_eq(bx.data, "{\"a\":{\"x\":\"s\",\"y\":[2,0.5]},\"b\":1,\"c\":null}");
+    buf_free(&bx);
+    buf_free(&by);
+    json_decref(x);
+    json_decref(y);
+}
+
+/* The template language's reals: shortest text that reads back, always marked as a real. */
+Test(json_write, shortest_reals_as_the_template_language_writes_them)
+{
+    static const struct {
+        double d;
+        const char *want;
+    } cases[] = {{0.1, "0.1"}, {2.0, "2.0"}, {1.5, "1.5"}, {-0.0, "-0.0"}, {1e300, "1e+300"},
+                 {0.30000000000000004, "0.30000000000000004"}, {123456789012345678.0, "1.2345678901234568e+17"},
+                 {5e-324, "4.94065645841247e-324"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        buf b = {0};
+        json_t *v = json_real(cases[i].d);
+        cr_assert_eq(buf_append_json_as(&b, v, BUF_JSON_REAL_SHORTEST), 0);
+        cr_assert_str_eq(b.data, cases[i].want);
+        buf_free(&b);
+        json_decref(v);
     }
 }
 
@@ -247,6 +319,7 @@ Test(util, json_writer_matches_jansson_on_random_trees)
     for (int i = 0; i < 2000; i++) {
         json_t *v = random_json(&seed, 0);
         same_as_jansson(v);
+        canonical_as_jansson(v);
         json_decref(v);
     }
 }
