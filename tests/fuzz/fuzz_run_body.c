@@ -4,13 +4,13 @@
  * than cut a seam into it this target compiles runs.c into itself and calls body_parse directly,
  * then validates the accepted inputs against the workflow's schema as run_handle does. The request
  * has no libmicrohttpd connection: header and query lookups read as absent (MHD returns NULL for a
- * NULL connection), and an answer is built as a response object and dropped. The library's own
+ * NULL connection), and an answer is kept in the request (as the server keeps it until it queues
+ * it) and dropped. The library's own
  * runs.o is not linked in: this file defines everything it would have provided.
  *
  * Input: the first byte picks /run or /execute; the rest is the body. */
 #include "../../src/api/runs.c"
 
-#include <microhttpd.h>
 #include <stdint.h>
 
 #include "kailash/config.h"
@@ -64,7 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_decref(inputs);
         json_decref(params);
     }
-    if (r.resp)
-        MHD_destroy_response(r.resp);
+    buf_free(&r.answer); /* an answer is kept in the request until it is queued */
+    buf_free(&r.answer_headers);
     return 0;
 }
