@@ -18,6 +18,8 @@
 #   kailashd (h)      POST /workflows/bench_https/run       one HTTPRequestNode GET of nginx /static
 #                     over TLS (self-signed cert made by `openssl req` in the temp dir, verify_ssl
 #                     off): the libcurl way out, with a fresh easy handle per call.
+#   nginx static, close / kailashd (c)   (a)'s two loads with `Connection: close` on every request:
+#                     the connect-heavy load (wrk opens a new connection for each request).
 #
 # Besides wrk's req/s and latency, each load reports the servers' CPU per request (kailashd and all
 # nginx processes, from /proc, during the measured run): on a shared host it moves far less than
@@ -280,9 +282,9 @@ server_ticks() {
 }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
-# load KEY LABEL CONNS URL [BODY]
+# load KEY LABEL CONNS URL [BODY [CLOSE]]   CLOSE=1: a new connection per request
 load() {
-    key=$1 label=$2 conns=$3 url=$4 body=${5:-}
+    key=$1 label=$2 conns=$3 url=$4 body=${5:-} close=${6:-0}
     case $url in "$KLS"*) wait_http "$KLS/health" "$KAILASH_PID" kailashd ;; esac
     if [ -n "$body" ]; then code=$(probe "$url" "$body"); else code=$(probe "$url"); fi
     case $code in
@@ -293,11 +295,11 @@ load() {
     wait_max=2s # wrk's default; the fan-out queues behind 200 ms answers, so give it longer
     [ "$conns" -gt 256 ] && wait_max=10s
     if [ "$WARMUP" != 0 ]; then
-        BENCH_BODY=$body "$WRK" -t"$THREADS" -c"$conns" -d"$WARMUP" --timeout "$wait_max" -s "$HERE/wrk.lua" "$url" \
-            >/dev/null 2>&1
+        BENCH_CLOSE=$close BENCH_BODY=$body "$WRK" -t"$THREADS" -c"$conns" -d"$WARMUP" --timeout "$wait_max" \
+            -s "$HERE/wrk.lua" "$url" >/dev/null 2>&1
     fi
     ticks0=$(server_ticks)
-    BENCH_BODY=$body "$WRK" -t"$THREADS" -c"$conns" -d"$DURATION" --timeout "$wait_max" --latency \
+    BENCH_CLOSE=$close BENCH_BODY=$body "$WRK" -t"$THREADS" -c"$conns" -d"$DURATION" --timeout "$wait_max" --latency \
         -s "$HERE/wrk.lua" "$url" >"$T/wrk.$key.out" 2>&1
     ticks=$(($(server_ticks) - ticks0))
     line=$(grep '^BENCH ' "$T/wrk.$key.out")
@@ -317,6 +319,8 @@ load ngx_proxy "nginx proxy_pass" "$CONNS" "$NGX/proxy"
 load kls_b "kailashd (b) http node" "$CONNS" "$KLS/workflows/bench_http/run" "$BODY"
 load ngx_proxy_tls "nginx proxy_pass https" "$CONNS" "$NGX/proxy_tls"
 load kls_h "kailashd (h) https node" "$CONNS" "$KLS/workflows/bench_https/run" "$BODY"
+load ngx_close "nginx static, conn: close" "$CONNS" "$NGX/static" "" 1
+load kls_c "kailashd (c) transform, close" "$CONNS" "$KLS/workflows/bench_transform/run" "$BODY" 1
 load ngx_slow "nginx /slow direct" "$FAN_CONNS" "$NGX/slow"
 load kls_f "kailashd (f) fan-out 200ms" "$FAN_CONNS" "$KLS/workflows/bench_fanout/run" "$BODY"
 
@@ -332,7 +336,7 @@ echo "kailashd bench  $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(uname -n)  $(nproc) CPUs
 echo "binary: $BIN ($("$BIN" --version 2>/dev/null | head -n 1))  $("$NGINX" -v 2>&1)  workers $WORKERS each"
 printf '%-28s %6s %11s %9s %9s %9s %8s %7s %6s %12s\n' target conns "req/s" "p50 ms" "p99 ms" "max ms" non-2xx errors probe \
     "cpu us/req"
-for key in ngx_static kls_a ngx_proxy kls_b ngx_proxy_tls kls_h ngx_slow kls_f; do
+for key in ngx_static kls_a ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f; do
     IFS='|' read -r _ label conns code <"$T/res.$key"
     if [ -z "$(val "$key" rps)" ]; then
         printf '%-28s %6s %11s\n' "$label" "$conns" "(no result)"
@@ -352,6 +356,7 @@ echo
 echo "kailashd(a) / nginx static      = $(ratio kls_a ngx_static)   (2xx req/s over req/s)"
 echo "kailashd(b) / nginx proxy_pass  = $(ratio kls_b ngx_proxy)"
 echo "kailashd(h) / nginx proxy_pass https = $(ratio kls_h ngx_proxy_tls)"
+echo "kailashd(c) / nginx static, close = $(ratio kls_c ngx_close)   (a new connection per request)"
 cpu_ratio() { # cpu_ratio KEY_A KEY_B: server CPU per request of A over B (steadier than req/s on a busy host)
     a=$(val "$1" cpu_us) b=$(val "$2" cpu_us)
     if [ -n "$a" ] && [ -n "$b" ]; then awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; else echo n/a; fi
@@ -359,7 +364,8 @@ cpu_ratio() { # cpu_ratio KEY_A KEY_B: server CPU per request of A over B (stead
 echo "server CPU per request (kailashd + nginx processes, /proc): (a) $(val kls_a cpu_us) us vs nginx static" \
     "$(val ngx_static cpu_us) us ($(cpu_ratio kls_a ngx_static)x); (b) $(val kls_b cpu_us) us vs proxy_pass" \
     "$(val ngx_proxy cpu_us) us ($(cpu_ratio kls_b ngx_proxy)x); (h) $(val kls_h cpu_us) us vs proxy_pass https" \
-    "$(val ngx_proxy_tls cpu_us) us ($(cpu_ratio kls_h ngx_proxy_tls)x)"
+    "$(val ngx_proxy_tls cpu_us) us ($(cpu_ratio kls_h ngx_proxy_tls)x); (c) $(val kls_c cpu_us) us vs nginx static," \
+    "close $(val ngx_close cpu_us) us ($(cpu_ratio kls_c ngx_close)x)"
 if [ -n "$(val kls_f ok_rps)" ]; then
     ideal=$(awk -v c="$FAN_CONNS" 'BEGIN { printf "%.0f", c / 0.2 }')
     echo "fan-out: $(val kls_f ok) completed 2xx, $(val kls_f ok_rps) 2xx req/s (ideal $ideal = $FAN_CONNS conns / 200 ms)," \

@@ -3,6 +3,11 @@
 -- without it, a plain GET (the nginx baselines). The done hook prints one machine-readable line
 -- that run.sh parses, so the numbers do not depend on the layout of wrk's own report.
 local body = os.getenv("BENCH_BODY")
+-- BENCH_CLOSE=1: every request asks for `Connection: close`, so wrk connects anew for each one
+-- (the connect-heavy load: accept, a fresh libmicrohttpd connection and its teardown per request)
+if os.getenv("BENCH_CLOSE") == "1" then
+  wrk.headers["Connection"] = "close"
+end
 if body and body ~= "" then
   wrk.method = "POST"
   wrk.body = body
