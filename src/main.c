@@ -143,20 +143,30 @@ static int drain_wait(int grace_ms)
 }
 
 /* SIGTERM, in order: stop accepting and close idle connections; let requests in flight finish (up to
- * shutdown_grace_ms); stop the front end, then the engine (its loops and pool: nothing runs after
- * that); flush every sink; exit 0 as soon as all that is done. */
+ * shutdown_grace_ms), then cancel the runs still going; stop the front end, then the engine (its
+ * loops and pool: nothing runs after that); flush every sink; exit as soon as all that is done: 0,
+ * or 1 when the grace ran out and runs had to be cancelled. */
+#define SHUTDOWN_CANCEL_MS 1000 /* after the grace: how long cancelled runs' answers may take */
+
 static int graceful_stop(void)
 {
     log_msg(LOG_INFO, "stopping: no new connections, waiting for %d request(s)", http_server_inflight());
     http_server_quiesce();
     pthread_mutex_lock(&g_reload_mu); /* no reload may swap g_cfg from here on */
-    int cut = drain_wait(g_cfg->shutdown_grace_ms);
+    int cut = drain_wait(g_cfg->shutdown_grace_ms), late = cut > 0;
+    if (cut > 0) {
+        /* Out of time: cancel what is still running (its transfers are aborted, its answer is a 503,
+         * and its end reaches the sinks like any other), then give those answers a moment to go. */
+        int runs = engine_cancel_all();
+        log_msg(LOG_ERROR, "shutdown_grace_ms (%d ms) ran out: %d request(s) in flight, %d run(s) cancelled",
+                g_cfg->shutdown_grace_ms, cut, runs);
+        cut = drain_wait(SHUTDOWN_CANCEL_MS);
+    }
     if (cut > 0) {
         /* Runs still going hold requests that the daemons' teardown would free under them, and the
          * loops they run on: the process ends here, non-zero, once the sinks and the access log have
          * written out what they hold (the cut runs never ended, so they have no record). */
-        log_msg(LOG_ERROR, "shutdown_grace_ms (%d ms) ran out: %d request(s) in flight cut", g_cfg->shutdown_grace_ms,
-                cut);
+        log_msg(LOG_ERROR, "%d request(s) in flight cut", cut);
         engine_sinks_flush();
         log_access_flush();
         _exit(1);
@@ -168,7 +178,7 @@ static int graceful_stop(void)
     config_free(g_cfg);
     log_shutdown();
     log_msg(LOG_INFO, "stopped");
-    return 0;
+    return late ? 1 : 0; /* runs had to be cancelled: the grace was too short for them */
 }
 
 static int serve(void)

@@ -64,6 +64,10 @@ void registry_release(registry *r);
 
 /* The workflow it runs (borrowed while the executor is held). */
 const workflow *exec_workflow(const executor *ex);
+/* Cancels every run of ex that is running or queued (run_cancel); returns how many. For shutdown. */
+int exec_cancel_all(executor *ex);
+/* exec_cancel_all over every workflow of the current registry; returns how many runs. */
+int engine_cancel_all(void);
 /* Runs queued or running right now (for tests and metrics). */
 int exec_running(executor *ex);
 int exec_queued(executor *ex);

@@ -266,6 +266,11 @@ static json_t *body_execute(run *rn)
 
 static void reply_failed(kreq *r, run *rn)
 {
+    if (run_get_status(rn) == RUN_CANCELLED) { /* the daemon is stopping (a client that left gets nothing) */
+        http_reply_error(r, 503, "unavailable", "the run was cancelled: the server is shutting down",
+                         json_pack("{s:s,s:s}", "run_id", run_id(rn), "status", "cancelled"));
+        return;
+    }
     const char *code = run_error_code(rn), *node = run_error_node(rn);
     char msg[400];
     if (node[0])

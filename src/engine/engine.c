@@ -46,6 +46,16 @@ ioloop *engine_io(void)
         mine = (int)(atomic_fetch_add(&g_io_next, 1) % (unsigned)g_nio);
     return g_io[mine];
 }
+int engine_cancel_all(void)
+{
+    registry *reg = registry_acquire();
+    int n = 0;
+    for (size_t i = 0; reg && i < registry_count(reg); i++)
+        n += exec_cancel_all(registry_at(reg, i));
+    registry_release(reg);
+    return n;
+}
+
 int engine_submit(void (*fn)(void *arg), void *arg)
 {
     return g_pool ? pool_submit(g_pool, fn, arg) : -1;

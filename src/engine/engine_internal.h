@@ -21,6 +21,9 @@ const char *run_request_id(const run *r);
 executor *run_executor(const run *r);
 /* run.c: the I/O loop r's I/O nodes start on (the loop it was created on). */
 ioloop *run_home(const run *r);
+/* run.c: r's index in its executor's array of active runs (the executor's, under its lock). */
+size_t run_slot_index(const run *r);
+void run_set_slot_index(run *r, size_t i);
 /* run.c: r now holds an executor slot (given back when it ends). */
 void run_take_slot(run *r);
 /* run.c: begin executing r (it has a slot) on the calling thread. */
@@ -34,7 +37,7 @@ void run_end_timeout(run *r);
  * to r moves to the caller), 0 when r is not queued (it has begun, or is on its way to a slot). */
 int exec_unqueue(executor *ex, run *r);
 /* executor.c: r (which held a slot) has ended; hand the slot to the next queued run. */
-void exec_slot_release(executor *ex);
+void exec_slot_release(executor *ex, run *r);
 void exec_retain(executor *ex);
 void exec_release(executor *ex);
 /* executor.c: a new executor owning wf. */

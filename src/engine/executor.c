@@ -20,7 +20,8 @@ struct executor {
     workflow *wf;
     pthread_mutex_t mu;
     int running;
-    run **queue; /* ring of max_queue */
+    run **active; /* the runs holding a slot (running of them), for exec_cancel_all */
+    run **queue;  /* ring of max_queue */
     size_t qhead, qlen;
 };
 
@@ -30,7 +31,10 @@ executor *exec_create(workflow *wf)
     if (!ex)
         return NULL;
     ex->queue = calloc((size_t)wf->max_queue + 1, sizeof *ex->queue);
-    if (!ex->queue) {
+    ex->active = calloc((size_t)wf->max_concurrency, sizeof *ex->active);
+    if (!ex->queue || !ex->active) {
+        free(ex->queue);
+        free(ex->active);
         free(ex);
         return NULL;
     }
@@ -50,6 +54,7 @@ void exec_release(executor *ex)
     if (!ex || atomic_fetch_sub(&ex->refs, 1) != 1)
         return;
     pthread_mutex_destroy(&ex->mu);
+    free(ex->active);
     free(ex->queue);
     workflow_free(ex->wf);
     free(ex);
@@ -143,11 +148,25 @@ static void exec_arm_deadline(executor *ex, run *r)
     }
 }
 
+/* The active array stays dense: a run's index in it is kept in the run (run_slot_index). */
+static void exec_active_add_locked(executor *ex, run *r)
+{
+    ex->active[ex->running] = r;
+    run_set_slot_index(r, (size_t)ex->running++);
+}
+
+static void exec_active_remove_locked(executor *ex, run *r)
+{
+    size_t i = run_slot_index(r), last = (size_t)--ex->running;
+    ex->active[i] = ex->active[last];
+    run_set_slot_index(ex->active[i], i);
+}
+
 int exec_submit(executor *ex, run *r, int may_inline)
 {
     pthread_mutex_lock(&ex->mu);
     if (ex->running < ex->wf->max_concurrency) {
-        ex->running++;
+        exec_active_add_locked(ex, r);
         pthread_mutex_unlock(&ex->mu);
         if (!may_inline || ex->wf->may_block) {
             if (pool_submit(engine_pool(), exec_start_slot, r) != 0)
@@ -180,15 +199,36 @@ static run *exec_dequeue_locked(executor *ex)
     return next;
 }
 
-void exec_slot_release(executor *ex)
+void exec_slot_release(executor *ex, run *r)
 {
     pthread_mutex_lock(&ex->mu);
+    exec_active_remove_locked(ex, r);
     run *next = exec_dequeue_locked(ex);
-    if (!next)
-        ex->running--;
+    if (next)
+        exec_active_add_locked(ex, next);
     pthread_mutex_unlock(&ex->mu);
     if (next && pool_submit(engine_pool(), exec_start_slot, next) != 0) {
         log_msg(LOG_ERROR, "worker pool refused a queued run of %s; running it here", ex->wf->name);
         exec_start_slot(next);
     }
+}
+
+int exec_cancel_all(executor *ex)
+{
+    pthread_mutex_lock(&ex->mu);
+    size_t n = (size_t)ex->running + ex->qlen, k = 0;
+    run **all = calloc(n ? n : 1, sizeof *all);
+    for (int i = 0; all && i < ex->running; i++)
+        all[k++] = ex->active[i];
+    for (size_t i = 0; all && i < ex->qlen; i++)
+        all[k++] = ex->queue[(ex->qhead + i) % (size_t)ex->wf->max_queue];
+    for (size_t i = 0; i < k; i++)
+        run_retain(all[i]);
+    pthread_mutex_unlock(&ex->mu);
+    for (size_t i = 0; i < k; i++) { /* outside the lock: a queued run's cancel takes it */
+        run_cancel(all[i]);
+        run_release(all[i]);
+    }
+    free(all);
+    return (int)k;
 }

@@ -62,7 +62,8 @@ struct run {
     int scheduled;
     run_done_fn done;
     void *ud;
-    int has_slot; /* it holds one of its executor's max_concurrency slots */
+    int has_slot;      /* it holds one of its executor's max_concurrency slots */
+    size_t slot_index; /* its place in the executor's active array (the executor's, under its lock) */
     int begun;          /* run_begin took it (under mu) */
     int cancel_pending; /* run_cancel was called (under mu) */
 };
@@ -188,7 +189,7 @@ static void run_end(run *r, run_status st)
     if (r->done)
         r->done(r, r->ud);
     if (r->has_slot)
-        exec_slot_release(ex);
+        exec_slot_release(ex, r);
     r->has_slot = 0;
     exec_release(ex);
     run_cancel_inflight(r);
@@ -535,6 +536,16 @@ executor *run_executor(const run *r)
 ioloop *run_home(const run *r)
 {
     return r->home;
+}
+
+size_t run_slot_index(const run *r)
+{
+    return r->slot_index;
+}
+
+void run_set_slot_index(run *r, size_t i)
+{
+    r->slot_index = i;
 }
 
 void run_take_slot(run *r)

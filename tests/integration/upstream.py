@@ -189,6 +189,24 @@ async def extra(mode, writer):
     return framed + STRAY
 
 
+async def hold(reader, target):
+    """/hold/KEY?ms=N: answers after N ms unless the caller goes away first. While it waits,
+    /_hits/holding/KEY counts it, so a test can see whether a gateway still holds the call open."""
+    u = urlsplit(target)
+    key = "holding/" + unquote(u.path)[len("/hold/"):]
+    ms = int(dict(parse_qsl(u.query)).get("ms", "5000"))
+    hits[key] += 1
+    peer = asyncio.ensure_future(reader.read(1))
+    try:
+        done, _ = await asyncio.wait({peer}, timeout=ms / 1000.0)
+        if done:  # the caller closed (or sent bytes it should not have): stop holding
+            raise Close()
+        return response(200, {"held_ms": ms})
+    finally:
+        peer.cancel()
+        hits[key] -= 1
+
+
 async def serve_conn(reader, writer):
     try:
         while True:
@@ -196,7 +214,10 @@ async def serve_conn(reader, writer):
             if req is None:
                 break
             method, target, version, headers, body = req
-            out = await handle(method, target, headers, body, writer)
+            if target.startswith("/hold/"):
+                out = await hold(reader, target)
+            else:
+                out = await handle(method, target, headers, body, writer)
             close = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
             writer.write(out)
             await writer.drain()

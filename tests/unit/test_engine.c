@@ -436,3 +436,27 @@ Test(engine, cancel_after_the_end_changes_nothing)
     cr_assert_eq(run_get_status(r), RUN_COMPLETED);
     run_release(r);
 }
+
+Test(engine, cancel_all_ends_running_and_queued_runs)
+{
+    waiter w1, w2;
+    int rc1, rc2;
+    executor *ex = registry_find(reg, "held");
+    run *a = start("held", "{}", NULL, &w1, &rc1);
+    run *b = start("held", "{}", NULL, &w2, &rc2);
+    for (int i = 0; i < 200 && exec_queued(ex) != 1; i++)
+        usleep(5000);
+    cr_assert_eq(exec_running(ex), 1);
+    cr_assert_eq(exec_queued(ex), 1);
+    cr_assert_eq(exec_cancel_all(ex), 2);
+    cr_assert(wait_done_ms(&w1, 1000) && wait_done_ms(&w2, 1000));
+    cr_assert_eq(run_get_status(a), RUN_CANCELLED);
+    cr_assert_eq(run_get_status(b), RUN_CANCELLED);
+    for (int i = 0; i < 200 && exec_running(ex) != 0; i++)
+        usleep(5000);
+    cr_assert_eq(exec_running(ex), 0);
+    cr_assert_eq(exec_queued(ex), 0);
+    cr_assert_eq(exec_cancel_all(ex), 0);
+    run_release(a);
+    run_release(b);
+}
