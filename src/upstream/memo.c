@@ -37,7 +37,7 @@ static char *memo_part(CURLU *u, CURLUPart what, unsigned flags)
     return copy;
 }
 
-/* The parts the plain path sends, and whether it may take this URL at all (see http_wire.c). */
+/* The parts the plain path sends, and whether it may take this URL at all (see wire.c). */
 static int memo_wire(http_url_memo *m)
 {
     char *scheme = memo_part(m->url, CURLUPART_SCHEME, 0), *user = memo_part(m->url, CURLUPART_USER, 0);
