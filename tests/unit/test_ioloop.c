@@ -40,6 +40,16 @@ static int wait_n(int n, int timeout_ms)
     return wait_count_on(&lock, &cond, &seen.n, n, timeout_ms);
 }
 
+/* What a test allocated for the loop, freed in teardown (after the loop is gone). */
+static void *owned[32];
+static int n_owned;
+
+static void *own(size_t size)
+{
+    cr_assert_lt(n_owned, 32);
+    return owned[n_owned++] = calloc(1, size);
+}
+
 static void setup(void)
 {
     memset(&seen, 0, sizeof seen);
@@ -51,6 +61,8 @@ static void setup(void)
 static void teardown(void)
 {
     ioloop_destroy(the_io);
+    while (n_owned)
+        free(owned[--n_owned]);
 }
 
 TestSuite(ioloop, .init = setup, .fini = teardown, .timeout = 30);
@@ -137,7 +149,7 @@ static void tnote_fire(io_timer *t)
 
 static tnote *tnote_new(char c, double delay)
 {
-    tnote *n = calloc(1, sizeof *n);
+    tnote *n = own(sizeof *n);
     n->c = c;
     n->delay = delay;
     ioloop_timer_init(&n->t, tnote_fire, n);
@@ -262,7 +274,7 @@ static void w_stop(void *ud)
 
 static wnote *wnote_new(char c)
 {
-    wnote *n = calloc(1, sizeof *n);
+    wnote *n = own(sizeof *n);
     n->c = c;
     ioloop_watch_init(&n->w, eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), wnote_fire, n);
     cr_assert_geq(n->w.fd, 0);

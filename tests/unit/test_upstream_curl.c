@@ -366,6 +366,8 @@ Test(curl_multi, destroy_aborts_transfers_in_flight)
 Test(curl_multi, add_rejects_bad_arguments)
 {
     cr_assert_eq(curl_add(NULL, on_xfer_done, NULL), -1);
-    cr_assert_null(up_curl_start(curl_easy_init(), on_xfer_done, NULL), "not on a loop's thread: refused");
+    CURL *e = curl_easy_init();
+    cr_assert_null(up_curl_start(e, on_xfer_done, NULL), "not on a loop's thread: refused");
+    curl_easy_cleanup(e);
     cr_assert_eq(upstream_inflight(NULL), 0);
 }
