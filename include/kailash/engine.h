@@ -71,6 +71,9 @@ int engine_cancel_all(void);
 /* Runs queued or running right now (for tests and metrics). */
 int exec_running(executor *ex);
 int exec_queued(executor *ex);
+/* Queued runs' waiting records not yet let go: a run that left the queue lets go of its record (and
+ * its deadline timer of the run) within a loop round, not at its deadline. For tests. */
+int exec_held(executor *ex);
 
 enum { EXEC_OK = 0, EXEC_OVERLOADED = -1 };
 

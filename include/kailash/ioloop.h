@@ -1,106 +1,132 @@
-/* ioloop: an I/O loop (src/engine/ioloop.c). A thread running libcurl's multi-socket API on epoll,
- * and its own plain HTTP/1.1 client for http:// upstreams at numeric addresses (ioloop_h1_add);
- * transfers of HTTP-type nodes run here, so waiting on an upstream costs a socket, not a thread. The
- * engine runs one loop per worker; the transfers of one loop share its keep-alive connections to
- * upstreams (the multi handle's connection cache, and the plain client's idle pool).
+/* ioloop: an I/O loop (src/engine/ioloop.c), one thread sleeping in epoll_wait. The engine runs one
+ * per worker; everything a request waits on is an event source on its loop (DESIGN.md, "Waiting
+ * inside the loop"): the front end's libmicrohttpd daemon, the plain HTTP/1.1 client, libcurl's
+ * multi handle, and later Redis and Postgres connections. The loop knows none of them: each is an
+ * ordinary client of the four primitives below, in the manner of Redis's ae.c and nginx's events.
  *
- * A loop may host one guest: another event source that shares its thread. The HTTP front end puts
- * one libmicrohttpd daemon on each loop, so a request, its upstream calls and its answer all stay
- * on one thread (no hand-off, no wake-up of another thread).
+ *   watches    a file descriptor with a callback of its own (start, modify, stop);
+ *   timers     cancellable, embedded in their owners (one heap, the index kept in the timer);
+ *   posts      run a function on the loop thread, from any thread;
+ *   hooks      before each sleep (they may bound it), and once when the loop stops.
  *
- * Callbacks run on the loop's thread and must be short: hand real work to the worker pool. */
+ * Threads: ioloop_post, ioloop_call, ioloop_current and ioloop_get_local are thread-safe; every other
+ * function is for the loop's own thread only (from a callback, a post or ioloop_call). Callbacks run
+ * on the loop thread and must be short: hand real work to the worker pool.
+ *
+ * Memory: watches, timers and hooks are the caller's (embedded in what they serve); the loop only
+ * links them. A watch or timer must be stopped, and a hook removed, before its memory goes. */
 #ifndef KAILASH_IOLOOP_H
 #define KAILASH_IOLOOP_H
 
-#include <curl/curl.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
 
 typedef struct ioloop ioloop;
 
-/* Called on the loop thread when a transfer ends. The easy handle has been removed from the multi
- * handle: the callee owns it again (curl_easy_cleanup it, or reuse it). */
-typedef void (*ioloop_done_fn)(CURL *easy, CURLcode result, void *ud);
+/* Creates the loop and starts its thread. NULL on error (err filled). */
+ioloop *ioloop_create(char *err, size_t errlen);
 
-/* Creates the loop and starts its thread. max_connects: size of the keep-alive pool. NULL on error. */
-ioloop *ioloop_create(long max_connects, char *err, size_t errlen);
-
-/* Stops the thread; transfers still running end with CURLE_ABORTED_BY_CALLBACK (their done is
- * called), then pending timers fire at once on the calling thread (so their owners can let go of
- * what they hold); ioloop_add and ioloop_after refuse from then on. */
+/* Stops the loop: its thread runs the stop hooks (which end what their clients have in flight) and
+ * exits; then, on the calling thread, posts still queued run and timers still pending fire at once,
+ * early, so that their owners let go of what they hold; then the loop is freed. From the moment the
+ * stop begins ioloop_post refuses. */
 void ioloop_destroy(ioloop *io);
-
-/* Adds a configured easy handle. Thread-safe. Returns 0, or -1 (done will not be called). */
-int ioloop_add(ioloop *io, CURL *easy, ioloop_done_fn done, void *ud);
-
-/* Calls fn(ud) on the loop thread after delay_ms (for retry backoff). Thread-safe. Returns 0 or -1. */
-int ioloop_after(ioloop *io, double delay_ms, void (*fn)(void *ud), void *ud);
-
-/* Runs fn(ud) on the loop thread and returns after it did (at once when called on that thread).
- * Returns 0, or -1 when the loop is stopping or out of memory (fn not called). */
-int ioloop_call(ioloop *io, void (*fn)(void *ud), void *ud);
 
 /* The loop whose thread is calling, or NULL on any other thread. */
 ioloop *ioloop_current(void);
 
-/* A guest's callbacks, all on the loop thread. */
-typedef struct ioloop_guest {
-    void (*on_event)(void *ud, int fd, uint32_t events); /* an fd it watches is ready */
-    int (*wait_ms)(void *ud); /* before each sleep: the longest it may last, -1 for no limit */
-    void (*after)(void *ud);  /* after each round of socket events, adds, curl timeouts and timers */
+/* ---- watches ---- */
+
+typedef struct io_watch io_watch;
+/* events: what epoll reported (EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP). */
+typedef void (*io_watch_fn)(io_watch *w, uint32_t events);
+
+struct io_watch {
+    int fd;
+    uint32_t events; /* as last given to start or modify; 0: stopped */
+    io_watch_fn fn;
+    void *ud; /* the owner's, for callbacks that do not use container_of */
+};
+
+/* Sets w up for fd (not yet watched). */
+void ioloop_watch_init(io_watch *w, int fd, io_watch_fn fn, void *ud);
+/* Adds w->fd to the loop's epoll set for events (EPOLLET allowed). 0, or -1 with errno. */
+int ioloop_watch_start(ioloop *io, io_watch *w, uint32_t events);
+/* Changes the events of a started watch. 0, or -1 with errno. */
+int ioloop_watch_modify(ioloop *io, io_watch *w, uint32_t events);
+/* Stops w: no callback for it from now on, not even for events already fetched in this round. Call
+ * it before closing the fd where possible; after the close it still forgets w (the kernel has
+ * dropped the fd already). A stopped watch may be stopped again. */
+void ioloop_watch_stop(ioloop *io, io_watch *w);
+
+/* ---- timers ---- */
+
+typedef struct io_timer io_timer;
+typedef void (*io_timer_fn)(io_timer *t);
+
+struct io_timer {
+    double due_ms; /* util_now_ms() clock */
+    uint64_t seq;  /* FIFO among timers due at the same instant */
+    size_t heap_i; /* where in the heap; IO_TIMER_IDLE when not pending */
+    io_timer_fn fn;
     void *ud;
-} ioloop_guest;
+};
+#define IO_TIMER_IDLE ((size_t)-1)
 
-/* Loop thread only (from ioloop_call or a guest callback). set_guest copies g; NULL detaches.
- * watch adds fd to the loop's epoll set with the given events (EPOLLET allowed), reported to the
- * guest's on_event; an fd that is closed leaves the set by itself. */
-void ioloop_set_guest(ioloop *io, const ioloop_guest *g);
-int ioloop_watch(ioloop *io, int fd, uint32_t events);
-void ioloop_unwatch(ioloop *io, int fd);
+/* Sets t up (not pending). */
+void ioloop_timer_init(io_timer *t, io_timer_fn fn, void *ud);
+/* Arms t to fire once, delay_ms from now (<= 0: in this round); a pending t is moved. A timer may
+ * restart itself from its own callback. 0, or -1 when out of memory (t is then not pending). */
+int ioloop_timer_start(ioloop *io, io_timer *t, double delay_ms);
+/* Disarms t if pending (from any callback, another timer's included). */
+void ioloop_timer_stop(ioloop *io, io_timer *t);
+/* Non-zero while t is pending. */
+int ioloop_timer_pending(const io_timer *t);
 
-/* ---- plain HTTP/1.1 transfers (src/engine/h1.c) ----
- * For an http:// upstream at a numeric address the loop speaks HTTP/1.1 itself instead of through
- * libcurl: one send and one read per call on a kept-alive connection, no per-transfer setup. It
- * keeps its own pool of idle connections per address (up to the loop's max_connects), each watched
- * for the upstream closing it. A request that finds a reused connection dead before any byte of the
- * answer arrived is sent once more on a new connection (as libcurl does). */
+/* ---- posts ---- */
 
-typedef struct ioloop_h1_req {
-    struct sockaddr_storage addr; /* where to connect: AF_INET or AF_INET6 with its port */
-    socklen_t addrlen;
-    struct sockaddr_storage alt; /* altlen != 0: tried when connecting to addr fails (a name's */
-    socklen_t altlen;            /* second address, as libcurl would try it) */
-    const char *data;            /* the whole request as sent (line, headers, blank line, body); borrowed until done */
-    size_t len;
-    int no_body;               /* a HEAD request: the answer has no body */
-    double timeout_ms;         /* the whole transfer, connecting included (> 0) */
-    double connect_timeout_ms; /* connecting (> 0) */
-    size_t max_bytes;          /* > 0: the answer's bytes as received (framing included) stop there */
-    /* The answer, on the loop thread, in libcurl's callback shape: return n to go on, anything else
-     * ends the transfer with CURLE_WRITE_ERROR. on_header gets each line as received (status line,
-     * header lines, then the blank line; those of 1xx answers too), on_body the decoded body. */
-    size_t (*on_header)(char *line, size_t n, void *ud);
-    size_t (*on_body)(char *p, size_t n, void *ud);
-} ioloop_h1_req;
+/* Runs fn(ud) on the loop thread soon, in the order posted (from the loop thread too: after the
+ * current callback). Thread-safe. 0, or -1 when the loop is stopping or out of memory (fn will
+ * not run). */
+int ioloop_post(ioloop *io, void (*fn)(void *ud), void *ud);
 
-typedef struct ioloop_h1_result {
-    CURLcode code;   /* CURLE_OK, or the libcurl code for the same failure (COULDNT_CONNECT, ...;
-                      * FILESIZE_EXCEEDED past max_bytes) */
-    long status;     /* the final answer's status, 0 when none */
-    int connected;   /* a connection was made or reused */
-    double total_ms; /* from ioloop_h1_add to the end */
-    char error[192]; /* a message for code != CURLE_OK (names no header and no body) */
-} ioloop_h1_result;
+/* Runs fn(ud) on the loop thread and returns after it did (at once when called on that thread).
+ * A post and a wait: for setup and shutdown, never on a request's path. 0, or -1 as ioloop_post. */
+int ioloop_call(ioloop *io, void (*fn)(void *ud), void *ud);
 
-typedef void (*ioloop_h1_done_fn)(const ioloop_h1_result *r, void *ud);
+/* ---- hooks ---- */
 
-/* Starts a transfer (req is copied; req->data stays borrowed). Thread-safe like ioloop_add, and done
- * is called once on the loop thread (with CURLE_ABORTED_BY_CALLBACK when the loop stops first).
- * Returns 0, or -1 (done will not be called). */
-int ioloop_h1_add(ioloop *io, const ioloop_h1_req *req, ioloop_h1_done_fn done, void *ud);
+typedef struct io_hook io_hook;
+/* Before-sleep hooks return the longest the loop may sleep in ms (0: run again at once, -1: no
+ * bound); stop hooks' return value is ignored. */
+typedef int (*io_hook_fn)(io_hook *h);
 
-/* Transfers currently in the loop (for tests and metrics). Thread-safe. */
-size_t ioloop_inflight(ioloop *io);
+struct io_hook {
+    io_hook_fn fn;
+    void *ud;
+    io_hook *next; /* the loop's */
+    int kind;      /* the loop's */
+};
+
+/* Runs h->fn before every sleep, after the round's events, posts and timers. When a hook answers 0
+ * the hooks run again (a few times) before the loop looks at its epoll set: libmicrohttpd takes a
+ * few runs to carry a connection from "answer sent" to "waiting for the next request". */
+void ioloop_before_sleep(ioloop *io, io_hook *h, io_hook_fn fn, void *ud);
+/* Runs h->fn once on the loop thread when the loop stops, before it exits: a client ends what it has
+ * in flight there (its callbacks see ioloop_post refusing). */
+void ioloop_at_stop(ioloop *io, io_hook *h, io_hook_fn fn, void *ud);
+/* Unlinks h (either kind); nothing when it is not linked. */
+void ioloop_hook_remove(ioloop *io, io_hook *h);
+
+/* ---- loop-local data ---- */
+
+/* A key for one pointer per loop, like pthread_key_create: once per client, at start. -1 when all
+ * IOLOOP_KEYS are taken. Thread-safe. */
+#define IOLOOP_KEYS 8
+int ioloop_key_new(void);
+/* Sets the loop's pointer for key (loop thread, or before the loop is shared). */
+void ioloop_set_local(ioloop *io, int key, void *p);
+/* The loop's pointer for key, NULL when unset. Thread-safe for pointers set before use. */
+void *ioloop_get_local(const ioloop *io, int key);
 
 #endif

@@ -30,7 +30,8 @@ typedef struct node_env {
     int verify_tls;            /* upstream.verify_tls */
 } node_env;
 
-/* A node failure. code is an API.md error code: "upstream_error" (502: transport error, node timeout,
+/* A node failure. code is an API.md error code (or "cancelled": the engine aborted the node through
+ * node_call.cancel): "upstream_error" (502: transport error, node timeout,
  * oversize or unparsable upstream answer), "timeout" (504: the run's deadline passed), "bad_request"
  * (400: a value that came from the request is refused, e.g. a file_path escaping data_dir or a URL
  * whose host was changed), or "internal" (500: the node could not do its work, e.g. a file is missing
@@ -63,6 +64,13 @@ struct node_call {
      * called; a node never calls it itself. */
     void (*cancel)(node_call *call);
     void *engine_data;       /* the engine's own; nodes don't touch it */
+    /* Set by start() when its work can be aborted (NULL otherwise, and again once done has run; the
+     * engine sets it NULL before start). Call it only on call->io's thread, between start's return
+     * of 0 and done: it aborts the work in flight (an HTTP node's transfer is taken out of the multi
+     * handle or its connection closed, a retry's wait withdrawn), and done is called before it
+     * returns, once, with err code "cancelled". */
+    void (*cancel)(node_call *call);
+    void *node_data; /* the node's own, for cancel; the engine doesn't touch it */
 };
 
 typedef struct node_type {
@@ -94,6 +102,11 @@ typedef struct node_type {
 /* Releases what node types keep between runs (e.g. idle HTTP handles); call once at shutdown, after
  * the last run. */
 void node_registry_shutdown(void);
+
+/* Gives loop io what node types keep per loop (outbound HTTP: its plain client and libcurl multi
+ * handle, with max_connects kept-alive connections each); they go when the loop stops. Any thread.
+ * 0, or -1 with err. */
+int node_registry_loop_start(struct ioloop *io, long max_connects, char *err, size_t errlen);
 
 /* The node type called name (the SDK's class name), or NULL. Thread-safe. */
 const node_type *node_registry_find(const char *name);

@@ -286,7 +286,7 @@ static int apply_env(kconfig *c, char *err, size_t errlen)
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (apply_env_one(c, map[i][0], map[i][1], err, errlen) != 0)
             return -1;
-    /* Read by the HTTP nodes themselves (src/nodes/http_wire.c); checked here so a typo stops start-up
+    /* Read by the HTTP nodes themselves (src/upstream/wire.c); checked here so a typo stops start-up
      * instead of being ignored. */
     const char *client = getenv("KAILASH_UPSTREAM_CLIENT");
     if (client && *client && strcmp(client, "auto") != 0 && strcmp(client, "libcurl") != 0)

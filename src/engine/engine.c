@@ -96,6 +96,9 @@ int engine_prepare(const kconfig *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* Kept-alive upstream connections per loop and client (plain and libcurl). */
+#define ENGINE_MAX_CONNECTS 1024
+
 int engine_start(const kconfig *cfg, char *err, size_t errlen)
 {
     if (engine_prepare(cfg, err, errlen) != 0)
@@ -107,7 +110,7 @@ int engine_start(const kconfig *cfg, char *err, size_t errlen)
         return -1;
     g_nio = cfg->workers < ENGINE_MAX_IO ? cfg->workers : ENGINE_MAX_IO;
     for (int i = 0; i < g_nio; i++)
-        if (!(g_io[i] = ioloop_create(1024, err, errlen)))
+        if (!(g_io[i] = ioloop_create(err, errlen)) || node_registry_loop_start(g_io[i], ENGINE_MAX_CONNECTS, err, errlen) != 0)
             return -1;
     return 0;
 }

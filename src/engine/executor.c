@@ -6,7 +6,13 @@
  * which saves a hand-off for short CPU workflows, unless a node of the workflow may block (file
  * nodes: a 64 MiB read or an fsync would stall every client of that loop); a run taken from the
  * queue goes to the worker pool too. The
- * executor owns its workflow and is reference-counted: the registry and every run hold one. */
+ * executor owns its workflow and is reference-counted: the registry and every run hold one.
+ *
+ * A queued run waits in a small record (exec_wait) that carries its deadline as a loop timer on the
+ * run's home loop: at the deadline the run leaves the queue and ends as timed out (504 now, not when
+ * a slot frees). When it gets a slot first, its timer is stopped on that loop (a post: the slot may
+ * free on any thread) and the record lets go of the run at once, not at the deadline. The record
+ * has two owners, the queue and the timer, and goes when both have let go. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -15,14 +21,24 @@
 #include "kailash/log.h"
 #include "kailash/util.h"
 
+/* A queued run. The queue's share moves to whoever takes it out of the queue; the timer's share
+ * holds a reference to the run, dropped when the timer fires or is stopped. */
+typedef struct exec_wait {
+    atomic_int owners; /* the queue and the timer */
+    run *r;
+    executor *ex;
+    io_timer deadline; /* on run_home(r), touched only on that loop's thread */
+} exec_wait;
+
 struct executor {
     atomic_int refs;
     workflow *wf;
     pthread_mutex_t mu;
     int running;
-    run **active; /* the runs holding a slot (running of them), for exec_cancel_all */
-    run **queue;  /* ring of max_queue */
+    run **active;      /* the runs holding a slot (running of them), for exec_cancel_all */
+    exec_wait **queue; /* ring of max_queue */
     size_t qhead, qlen;
+    atomic_int held; /* queued runs' records not yet let go (exec_held) */
 };
 
 executor *exec_create(workflow *wf)
@@ -39,6 +55,7 @@ executor *exec_create(workflow *wf)
         return NULL;
     }
     atomic_init(&ex->refs, 1);
+    atomic_init(&ex->held, 0);
     ex->wf = wf;
     pthread_mutex_init(&ex->mu, NULL);
     return ex;
@@ -101,13 +118,22 @@ static void exec_expire_task(void *arg)
     run_release(r);
 }
 
-/* Removes r from the queue if it is still there; 1 when it was (its queue reference moves to the
+/* One owner lets go of w; the last frees it. */
+static void exec_wait_put(exec_wait *w)
+{
+    if (atomic_fetch_sub(&w->owners, 1) != 1)
+        return;
+    atomic_fetch_sub(&w->ex->held, 1);
+    free(w);
+}
+
+/* Removes w from the queue if it is still there; 1 when it was (its queue share moves to the
  * caller). O(queue length), paid only when a queued run times out. */
-static int exec_unqueue_locked(executor *ex, run *r)
+static int exec_unqueue_locked(executor *ex, exec_wait *w)
 {
     size_t cap = (size_t)ex->wf->max_queue;
     for (size_t i = 0; i < ex->qlen; i++) {
-        if (ex->queue[(ex->qhead + i) % cap] != r)
+        if (ex->queue[(ex->qhead + i) % cap] != w)
             continue;
         for (size_t j = i; j + 1 < ex->qlen; j++)
             ex->queue[(ex->qhead + j) % cap] = ex->queue[(ex->qhead + j + 1) % cap];
@@ -117,35 +143,99 @@ static int exec_unqueue_locked(executor *ex, run *r)
     return 0;
 }
 
+static void exec_wait_done(exec_wait *w);
+
+/* Takes r's record out of the queue if it waits there; 1 when it did (the queue's run reference moves
+ * to the caller; the record lets go on the home loop). */
 int exec_unqueue(executor *ex, run *r)
 {
+    exec_wait *w = NULL;
+    size_t cap = (size_t)ex->wf->max_queue;
     pthread_mutex_lock(&ex->mu);
-    int was = exec_unqueue_locked(ex, r);
+    for (size_t i = 0; i < ex->qlen && !w; i++)
+        if (ex->queue[(ex->qhead + i) % cap]->r == r)
+            w = ex->queue[(ex->qhead + i) % cap];
+    int was = w && exec_unqueue_locked(ex, w);
     pthread_mutex_unlock(&ex->mu);
+    if (was)
+        exec_wait_done(w);
     return was;
 }
 
-/* I/O loop timer at a queued run's deadline: answer 504 now rather than when a slot frees. */
-static void exec_queue_deadline(void *arg)
+/* Loop timer at a queued run's deadline: answer 504 now rather than when a slot frees. */
+static void exec_queue_deadline(io_timer *t)
 {
-    run *r = arg;
-    executor *ex = run_executor(r);
+    exec_wait *w = t->ud;
+    executor *ex = w->ex;
+    run *r = w->r;
     pthread_mutex_lock(&ex->mu);
-    int waiting = exec_unqueue_locked(ex, r);
+    int waiting = exec_unqueue_locked(ex, w);
     pthread_mutex_unlock(&ex->mu);
+    if (waiting) { /* the queue's share is ours: its run reference goes to the expiry */
+        exec_wait_put(w);
+        if (pool_submit(engine_pool(), exec_expire_task, r) != 0)
+            exec_expire_task(r);
+    }
     run_release(r); /* the timer's reference */
-    if (waiting && pool_submit(engine_pool(), exec_expire_task, r) != 0)
-        exec_expire_task(r);
+    exec_wait_put(w);
 }
 
-static void exec_arm_deadline(executor *ex, run *r)
+/* On the run's home loop, after the run left the queue for a slot: the timer lets go now. */
+static void exec_wait_disarm(void *ud)
 {
-    double wait = run_deadline_ms(r) - util_now_ms();
-    run_retain(r);
-    if (ioloop_after(run_home(r), wait > 0 ? wait : 0, exec_queue_deadline, r) != 0) {
+    exec_wait *w = ud;
+    if (ioloop_timer_pending(&w->deadline)) {
+        ioloop_timer_stop(run_home(w->r), &w->deadline);
+        run_release(w->r);
+        exec_wait_put(w);
+    }
+    exec_wait_put(w); /* the queue's share */
+}
+
+/* On the run's home loop: arms the deadline (posted from exec_submit's thread). */
+static void exec_wait_arm(void *ud)
+{
+    exec_wait *w = ud;
+    double left = run_deadline_ms(w->r) - util_now_ms();
+    if (ioloop_timer_start(run_home(w->r), &w->deadline, left > 0 ? left : 0) != 0) {
+        log_msg(LOG_WARN, "%s: cannot arm a queued run's deadline; it will time out when dequeued", w->ex->wf->name);
+        run_release(w->r);
+        exec_wait_put(w);
+    }
+}
+
+/* A record for r, which goes into the queue, its timer armed on r's home loop. NULL when out of
+ * memory (r is not queued then). */
+static exec_wait *exec_wait_new(executor *ex, run *r)
+{
+    exec_wait *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    atomic_init(&w->owners, 2);
+    w->r = r;
+    w->ex = ex;
+    ioloop_timer_init(&w->deadline, exec_queue_deadline, w);
+    atomic_fetch_add(&ex->held, 1);
+    run_retain(r); /* the timer's */
+    if (ioloop_post(run_home(r), exec_wait_arm, w) != 0) {
         log_msg(LOG_WARN, "%s: cannot arm a queued run's deadline; it will time out when dequeued", ex->wf->name);
         run_release(r);
+        exec_wait_put(w);
     }
+    return w;
+}
+
+/* A run left the queue for a slot: its record lets go on the home loop (at once when that loop is
+ * gone: then its timer fired already or never was armed). */
+static void exec_wait_done(exec_wait *w)
+{
+    if (ioloop_post(run_home(w->r), exec_wait_disarm, w) != 0)
+        exec_wait_put(w);
+}
+
+int exec_held(executor *ex)
+{
+    return atomic_load(&ex->held);
 }
 
 /* The active array stays dense: a run's index in it is kept in the run (run_slot_index). */
@@ -178,9 +268,9 @@ int exec_submit(executor *ex, run *r, int may_inline)
         run_release(r);
         return EXEC_OK;
     }
-    if (ex->qlen < (size_t)ex->wf->max_queue) {
-        ex->queue[(ex->qhead + ex->qlen++) % (size_t)ex->wf->max_queue] = r;
-        exec_arm_deadline(ex, r);
+    exec_wait *w = ex->qlen < (size_t)ex->wf->max_queue ? exec_wait_new(ex, r) : NULL;
+    if (w) {
+        ex->queue[(ex->qhead + ex->qlen++) % (size_t)ex->wf->max_queue] = w;
         pthread_mutex_unlock(&ex->mu);
         return EXEC_OK;
     }
@@ -188,12 +278,12 @@ int exec_submit(executor *ex, run *r, int may_inline)
     return EXEC_OVERLOADED;
 }
 
-/* The next queued run (its reference moves to the caller), or NULL. */
-static run *exec_dequeue_locked(executor *ex)
+/* The next queued run's record (the queue's share moves to the caller), or NULL. */
+static exec_wait *exec_dequeue_locked(executor *ex)
 {
     if (ex->qlen == 0)
         return NULL;
-    run *next = ex->queue[ex->qhead];
+    exec_wait *next = ex->queue[ex->qhead];
     ex->qhead = (ex->qhead + 1) % (size_t)ex->wf->max_queue;
     ex->qlen--;
     return next;
@@ -203,10 +293,13 @@ void exec_slot_release(executor *ex, run *r)
 {
     pthread_mutex_lock(&ex->mu);
     exec_active_remove_locked(ex, r);
-    run *next = exec_dequeue_locked(ex);
-    if (next)
-        exec_active_add_locked(ex, next);
+    exec_wait *w = exec_dequeue_locked(ex);
+    if (w)
+        exec_active_add_locked(ex, w->r);
     pthread_mutex_unlock(&ex->mu);
+    run *next = w ? w->r : NULL; /* the queue's run reference moves to the slot */
+    if (w)
+        exec_wait_done(w);
     if (next && pool_submit(engine_pool(), exec_start_slot, next) != 0) {
         log_msg(LOG_ERROR, "worker pool refused a queued run of %s; running it here", ex->wf->name);
         exec_start_slot(next);
@@ -221,7 +314,7 @@ int exec_cancel_all(executor *ex)
     for (int i = 0; all && i < ex->running; i++)
         all[k++] = ex->active[i];
     for (size_t i = 0; all && i < ex->qlen; i++)
-        all[k++] = ex->queue[(ex->qhead + i) % (size_t)ex->wf->max_queue];
+        all[k++] = ex->queue[(ex->qhead + i) % (size_t)ex->wf->max_queue]->r;
     for (size_t i = 0; i < k; i++)
         run_retain(all[i]);
     pthread_mutex_unlock(&ex->mu);

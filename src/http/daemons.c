@@ -39,20 +39,27 @@
 #include "kailash/log.h"
 #include "kailash/util.h"
 
+struct worker;
+
+/* An open connection, from the daemon's STARTED notice to its CLOSED one. */
 typedef struct conn_slot {
     struct MHD_Connection *c;
-    int rearm; /* re-arms still to do */
-    int busy;  /* a request is in progress (from its first callback to its completion) */
+    struct worker *w;
+    io_watch hup; /* EPOLLRDHUP, edge-triggered (see the top of this file) */
+    int rearm;    /* re-arms still to do */
+    int busy;     /* a request is in progress (from its first callback to its completion) */
 } conn_slot;
 
 /* One daemon and the loop it runs on. Everything but the daemon pointer is the loop thread's. */
 typedef struct worker {
     struct MHD_Daemon *d;
     ioloop *io;
-    int epfd;                /* the daemon's epoll set, watched by the loop */
-    int run_now;             /* the daemon has events: MHD_run after this round */
-    double due_ms;           /* MHD_get_timeout's deadline, < 0 for none */
-    struct conn_slot *by_fd; /* open connections by socket, for the EPOLLRDHUP re-arm */
+    int epfd;                 /* the daemon's epoll set, watched by the loop */
+    io_watch ep;              /* that watch */
+    io_hook sleep;            /* the daemon runs before the loop sleeps */
+    int run_now;              /* the daemon has events: MHD_run after this round */
+    double due_ms;            /* MHD_get_timeout's deadline, < 0 for none */
+    struct conn_slot **by_fd; /* open connections by socket, for the EPOLLRDHUP re-arm */
     size_t n_by_fd;
     int *hup; /* sockets to re-arm after the next MHD_run */
     size_t n_hup, cap_hup;
@@ -83,7 +90,7 @@ void http_daemon_kick(void *srv)
     if (ioloop_current() == w->io)
         w->run_now = 1;
     else
-        ioloop_after(w->io, 0, w_kick, w); /* fails only when stopping: nothing to answer then */
+        ioloop_post(w->io, w_kick, w); /* fails only when stopping: nothing to answer then */
 }
 
 static int conn_fd(struct MHD_Connection *c)
@@ -96,8 +103,8 @@ void http_daemon_busy(void *srv, struct MHD_Connection *c, int busy)
 {
     worker *w = srv;
     int fd = conn_fd(c);
-    if (w && fd >= 0 && (size_t)fd < w->n_by_fd && w->by_fd[fd].c == c)
-        w->by_fd[fd].busy = busy;
+    if (w && fd >= 0 && (size_t)fd < w->n_by_fd && w->by_fd[fd] && w->by_fd[fd]->c == c)
+        w->by_fd[fd]->busy = busy;
 }
 
 void http_daemon_suspend(struct MHD_Connection *c)
@@ -105,28 +112,35 @@ void http_daemon_suspend(struct MHD_Connection *c)
     mhd_park_suspend(c, conn_fd(c));
 }
 
-/* ---- the daemon as a guest of its loop (loop thread) ---- */
+/* ---- the daemon as a client of its loop (loop thread) ---- */
 
-static void w_on_event(void *ud, int fd, uint32_t events)
+/* The daemon's epoll set has events. */
+static void w_on_epfd(io_watch *iw, uint32_t events)
 {
     (void)events;
-    worker *w = ud;
+    worker *w = iw->ud;
     w->run_now = 1;
-    if (fd == w->epfd)
-        mhd_park_wake(&w->park);
-    if (fd == w->epfd || (size_t)fd >= w->n_by_fd || !w->by_fd[fd].c)
-        return;
-    /* a client shut its side: its reads are the kernel's from now on (mhd_park.c), and the
-     * connection is re-armed after the next MHD_run (see the top of this file) */
+    mhd_park_wake(&w->park);
+}
+
+/* A client shut its side: its reads are the kernel's from now on (mhd_park.c), and the connection is
+ * re-armed after the next MHD_run (see the top of this file). */
+static void w_on_hup(io_watch *iw, uint32_t events)
+{
+    (void)events;
+    conn_slot *sl = iw->ud;
+    worker *w = sl->w;
+    int fd = iw->fd;
+    w->run_now = 1;
     mhd_park_hup(&w->park, fd);
-    if (w->by_fd[fd].rearm == 0) {
+    if (sl->rearm == 0) {
         int *h = util_grow_zeroed(w->hup, &w->cap_hup, sizeof *h, w->n_hup, 64);
         if (!h)
             return;
         w->hup = h;
         h[w->n_hup++] = fd;
     }
-    w->by_fd[fd].rearm = 2;
+    sl->rearm = 2;
 }
 
 static void w_rearm(worker *w)
@@ -134,8 +148,8 @@ static void w_rearm(worker *w)
     size_t keep = 0;
     for (size_t i = 0; i < w->n_hup; i++) {
         int fd = w->hup[i];
-        conn_slot *sl = &w->by_fd[fd];
-        if (!sl->c || sl->rearm <= 0)
+        conn_slot *sl = (size_t)fd < w->n_by_fd ? w->by_fd[fd] : NULL;
+        if (!sl || !sl->c || sl->rearm <= 0)
             continue;
         if (mhd_park_has(&w->park, sl->c)) { /* suspended: its resume reads the EOF */
             sl->rearm = 0;
@@ -153,9 +167,9 @@ static void w_rearm(worker *w)
     w->n_hup = keep;
 }
 
-static int w_wait_ms(void *ud)
+/* How long the loop may sleep for the daemon's sake: 0 when it has work, -1 for no bound. */
+static int w_wait_ms(worker *w)
 {
-    worker *w = ud;
     MHD_UNSIGNED_LONG_LONG t;
     if (w->run_now) /* a connection resumed after this round's MHD_run */
         return 0;
@@ -167,27 +181,40 @@ static int w_wait_ms(void *ud)
     return t > INT_MAX ? INT_MAX : (int)t;
 }
 
-static void w_after(void *ud)
+/* Before the loop sleeps: the daemon runs when it has events or its timeout passed, then says how
+ * long the loop may sleep. */
+static int w_before_sleep(io_hook *h)
 {
-    worker *w = ud;
-    if (!w->run_now && (w->due_ms < 0 || util_now_ms() < w->due_ms))
-        return;
-    w->run_now = 0;
-    w->due_ms = -1.0;
-    t_worker = w;
-    mhd_park_enter(&w->park);
-    MHD_run(w->d);
-    if (w->n_hup)
-        w_rearm(w);
+    worker *w = h->ud;
+    if (w->run_now || (w->due_ms >= 0 && util_now_ms() >= w->due_ms)) {
+        w->run_now = 0;
+        w->due_ms = -1.0;
+        t_worker = w;
+        mhd_park_enter(&w->park);
+        MHD_run(w->d);
+        if (w->n_hup)
+            w_rearm(w);
+    }
+    return w_wait_ms(w);
 }
 
+/* A slot for fd's new connection, its EPOLLRDHUP watched when rearm_on. */
 static int w_track(worker *w, int fd, struct MHD_Connection *c)
 {
-    conn_slot *t = util_grow_zeroed(w->by_fd, &w->n_by_fd, sizeof *t, (size_t)fd, 1024);
+    conn_slot **t = util_grow_zeroed(w->by_fd, &w->n_by_fd, sizeof *t, (size_t)fd, 1024);
     if (!t)
         return -1;
     w->by_fd = t;
-    t[fd] = (conn_slot){c, 0, 0};
+    conn_slot *sl = calloc(1, sizeof *sl);
+    if (!sl)
+        return -1;
+    sl->c = c;
+    sl->w = w;
+    ioloop_watch_init(&sl->hup, fd, w_on_hup, sl);
+    if (w->rearm_on)
+        ioloop_watch_start(w->io, &sl->hup, EPOLLRDHUP | EPOLLET);
+    free(t[fd]); /* a slot whose CLOSED notice never came */
+    t[fd] = sl;
     return 0;
 }
 
@@ -203,10 +230,13 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     int fd = ci->connect_fd;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         w->accepted++;
-        if (w_track(w, fd, c) == 0 && w->rearm_on)
-            ioloop_watch(w->io, fd, EPOLLRDHUP | EPOLLET);
+        w_track(w, fd, c);
     } else if ((size_t)fd < w->n_by_fd) {
-        w->by_fd[fd] = (conn_slot){NULL, 0, 0}; /* the fd leaves the loop's set when the daemon closes it */
+        conn_slot *sl = w->by_fd[fd];
+        if (sl) /* after w_detach (MHD_stop_daemon) its watch is stopped already */
+            ioloop_watch_stop(w->io, &sl->hup);
+        free(sl);
+        w->by_fd[fd] = NULL;
         mhd_park_closed(&w->park, c, fd);
     }
 }
@@ -214,17 +244,22 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 static void w_attach(void *ud)
 {
     worker *w = ud;
-    ioloop_guest g = {w_on_event, w_wait_ms, w_after, w};
-    ioloop_set_guest(w->io, &g);
-    ioloop_watch(w->io, w->epfd, EPOLLIN);
+    ioloop_watch_init(&w->ep, w->epfd, w_on_epfd, w);
+    ioloop_watch_start(w->io, &w->ep, EPOLLIN);
+    ioloop_before_sleep(w->io, &w->sleep, w_before_sleep, w);
     w->run_now = 1;
 }
 
+/* The loop lets go of the daemon: its watches stop here, on the loop thread, so the daemon's CLOSED
+ * notices at MHD_stop_daemon (on another thread) touch no loop state. */
 static void w_detach(void *ud)
 {
     worker *w = ud;
-    ioloop_unwatch(w->io, w->epfd);
-    ioloop_set_guest(w->io, NULL);
+    ioloop_watch_stop(w->io, &w->ep);
+    for (size_t fd = 0; fd < w->n_by_fd; fd++)
+        if (w->by_fd[fd])
+            ioloop_watch_stop(w->io, &w->by_fd[fd]->hup);
+    ioloop_hook_remove(w->io, &w->sleep);
     mhd_park_enter(NULL); /* this thread's epoll calls are its own again */
 }
 
@@ -241,7 +276,7 @@ static void w_quiesce(void *ud)
     if (s != MHD_INVALID_SOCKET)
         close(s);
     for (size_t fd = 0; fd < w->n_by_fd; fd++)
-        if (w->by_fd[fd].c && !w->by_fd[fd].busy)
+        if (w->by_fd[fd] && w->by_fd[fd]->c && !w->by_fd[fd]->busy)
             shutdown((int)fd, SHUT_RDWR);
     w->run_now = 1;
 }
@@ -417,6 +452,8 @@ void http_server_stop(void)
                 pc.quiet_skips);
         MHD_stop_daemon(w->d);
         mhd_park_free(&w->park);
+        for (size_t fd = 0; fd < w->n_by_fd; fd++)
+            free(w->by_fd[fd]);
         free(w->by_fd);
         free(w->hup);
     }

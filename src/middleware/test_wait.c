@@ -19,9 +19,17 @@ static void test_wait_init(void)
     g_enabled = e && strcmp(e, "1") == 0;
 }
 
-static void test_wait_done(void *ud)
+/* The request's wait: a loop timer in a record of its own (the request has no room for one). */
+typedef struct test_wait {
+    io_timer t;
+    kreq *r;
+} test_wait;
+
+static void test_wait_done(io_timer *t)
 {
-    kreq *r = ud;
+    test_wait *w = t->ud;
+    kreq *r = w->r;
+    free(w);
     int answer = http_header(r, "X-Test-Wait-Answer") != NULL;
     if (answer)
         http_reply_error(r, 503, "unavailable", "test_wait answered after its wait", NULL);
@@ -37,7 +45,14 @@ int mw_test_wait_before(kreq *r)
     if (!h || *end || ms < 1 || ms > 10000)
         return MW_NEXT;
     ioloop *io = ioloop_current();
-    if (!io || ioloop_after(io, (double)ms, test_wait_done, r) != 0)
+    test_wait *w = io ? malloc(sizeof *w) : NULL;
+    if (!w)
         return MW_NEXT;
+    w->r = r;
+    ioloop_timer_init(&w->t, test_wait_done, w);
+    if (ioloop_timer_start(io, &w->t, (double)ms) != 0) {
+        free(w);
+        return MW_NEXT;
+    }
     return MW_PARKED;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "kailash/node.h"
+#include "kailash/upstream.h"
 
 extern const node_type node_transform, node_switch, node_merge;
 extern const node_type node_json_reader, node_csv_reader, node_json_writer;
@@ -20,4 +21,14 @@ const node_type *node_registry_find(const char *name)
         if (strcmp(registry[i]->name, name) == 0)
             return registry[i];
     return NULL;
+}
+
+/* Nothing is kept between runs any more: each easy handle goes with its attempt (src/upstream/easy.c). */
+void node_registry_shutdown(void)
+{
+}
+
+int node_registry_loop_start(struct ioloop *io, long max_connects, char *err, size_t errlen)
+{
+    return upstream_loop_start(io, max_connects, err, errlen);
 }

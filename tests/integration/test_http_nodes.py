@@ -110,8 +110,8 @@ def test_get_with_templated_path_and_query(d):
 
 
 def test_host_names_work_before_and_after_they_are_resolved(d):
-    """A name goes through libcurl until the resolver's thread has it, then through the plain path
-    (README, "How a call goes out"): every call answers the same either way."""
+    """A name waits for the resolver's thread on its first call, then goes the plain path every time
+    (README, "How a call goes out"): every call answers the same."""
     for i in range(6):
         out = ok(d.run("by_name", {"i": i}))["outputs"]["call"]
         assert out["status_code"] == 200
@@ -379,3 +379,56 @@ def test_content_length_over_the_limit_fails_at_once(daemons, upstream, tls_upst
     err = assert_error(d.run("hugelen"), 502, "upstream_error")
     assert time.time() - t0 < 2, "took %.1f s" % (time.time() - t0)
     assert "max_response_bytes" in err["message"], err["message"]
+
+
+class _CountingProxy:
+    """A local HTTP server that counts every request it gets and answers 599: any call routed to it
+    through a proxy setting shows as a hit (and as a wrong status)."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        hits = self.hits = []
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def _any(self):
+                hits.append(self.path)
+                self.send_response(599)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            do_GET = do_POST = do_CONNECT = _any
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d" % self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+@pytest.mark.parametrize("mode", ["plain", "libcurl"])
+def test_proxy_environment_is_ignored_on_both_paths(daemons, upstream, mode):
+    """README, "How a call goes out": no proxy, whatever http_proxy/HTTP_PROXY/all_proxy say, on both
+    paths, for a numeric host and for a host name before and after the resolver has it."""
+    proxy = _CountingProxy()
+    try:
+        env = {"http_proxy": proxy.url, "HTTP_PROXY": proxy.url, "all_proxy": proxy.url, "ALL_PROXY": proxy.url}
+        if mode == "libcurl":
+            env["KAILASH_UPSTREAM_CLIENT"] = "libcurl"
+        d = daemons.make(workflows={
+            "by_ip": wf({"call": http(upstream.base + "/echo/ip")}),
+            "by_name": wf({"call": http("http://localhost:%d/echo/named/{{ inputs.i }}" % upstream.port)}),
+        }, env=env)
+        for i in range(4):
+            out = ok(d.run("by_name", {"i": i}))["outputs"]["call"]
+            assert out["status_code"] == 200
+            assert out["response"]["content"]["path"] == "/echo/named/%d" % i
+            assert ok(d.run("by_ip"))["outputs"]["call"]["status_code"] == 200
+            time.sleep(0.05)
+        assert proxy.hits == []
+    finally:
+        proxy.stop()

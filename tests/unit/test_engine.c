@@ -13,6 +13,8 @@
 
 #include "kailash/engine.h"
 #include "kailash/ioloop.h"
+#include "kailash/upstream.h"
+#include "kailash/util.h"
 
 static kconfig *cfg;
 static char dir[64];
@@ -55,6 +57,38 @@ static void open_stuck_port(void)
     cr_assert(listen(stuck_fd, 64) == 0);
     getsockname(stuck_fd, (struct sockaddr *)&a, &len);
     stuck_port = ntohs(a.sin_port);
+}
+
+/* An upstream that answers each connection after 200 ms, one at a time, then closes it. */
+static int slow_fd = -1, slow_port;
+static pthread_t slow_thread;
+
+static void *slow_main(void *arg)
+{
+    (void)arg;
+    static const char answer[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+    for (;;) {
+        int c = accept(slow_fd, NULL, NULL);
+        if (c < 0)
+            return NULL;
+        char req[4096];
+        usleep(200 * 1000);
+        if (recv(c, req, sizeof req, MSG_DONTWAIT) >= 0 && send(c, answer, sizeof answer - 1, MSG_NOSIGNAL) < 0)
+            perror("slow upstream");
+        close(c);
+    }
+}
+
+static void open_slow_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    slow_fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(bind(slow_fd, (struct sockaddr *)&a, sizeof a) == 0);
+    cr_assert(listen(slow_fd, 64) == 0);
+    getsockname(slow_fd, (struct sockaddr *)&a, &len);
+    slow_port = ntohs(a.sin_port);
+    pthread_create(&slow_thread, NULL, slow_main, NULL);
 }
 
 static void setup(void)
@@ -120,6 +154,13 @@ static void setup(void)
              "\"gateway\":{\"timeout_ms\":300}}",
              stuck_port);
     put("home", slow);
+    /* one slot, one queue place, a long deadline: a queued run gets its slot long before it */
+    open_slow_port();
+    snprintf(slow, sizeof slow,
+             "{\"nodes\":{\"call\":{\"node_type\":\"HTTPRequestNode\",\"config\":{\"url\":\"http://127.0.0.1:%d/x\","
+             "\"timeout\":30}}},\"gateway\":{\"timeout_ms\":10000,\"executor\":{\"max_concurrency\":1,\"max_queue\":1}}}",
+             slow_port);
+    put("gate", slow);
     cr_assert_eq(engine_start(cfg, err, sizeof err), 0, "%s", err);
     reg = registry_load(cfg, engine_node_env(), NULL);
     cr_assert_eq(json_array_size(registry_problems(reg)), 0, "%s", json_dumps(registry_problems(reg), 0));
@@ -131,6 +172,9 @@ static void teardown(void)
     engine_stop();
     config_free(cfg);
     close(stuck_fd);
+    shutdown(slow_fd, SHUT_RDWR); /* ends slow_main's accept */
+    pthread_join(slow_thread, NULL);
+    close(slow_fd);
 }
 
 TestSuite(engine, .init = setup, .fini = teardown, .timeout = 20);
@@ -198,14 +242,14 @@ Test(engine, io_nodes_start_on_the_loop_the_run_came_from)
     cr_assert_eq(n, 2);
     for (int round = 0; round < 8; round++) {
         int home = (round / 2) % 2; /* not alternating: the pool hands tasks to its threads in turn */
-        size_t before[2] = {ioloop_inflight(loops[0]), ioloop_inflight(loops[1])};
+        size_t before[2] = {upstream_inflight(loops[0]), upstream_inflight(loops[1])};
         home_arg a;
         cr_assert_eq(ioloop_call(loops[home], start_on_loop, &a), 0);
         /* the writer runs on a pool thread; the call it leads to must still go out on `home` */
-        for (int i = 0; i < 400 && ioloop_inflight(loops[0]) + ioloop_inflight(loops[1]) == before[0] + before[1]; i++)
+        for (int i = 0; i < 400 && upstream_inflight(loops[0]) + upstream_inflight(loops[1]) == before[0] + before[1]; i++)
             usleep(5000);
-        cr_assert_eq(ioloop_inflight(loops[home]), before[home] + 1, "round %d: the call left its home loop", round);
-        cr_assert_eq(ioloop_inflight(loops[1 - home]), before[1 - home]);
+        cr_assert_eq(upstream_inflight(loops[home]), before[home] + 1, "round %d: the call left its home loop", round);
+        cr_assert_eq(upstream_inflight(loops[1 - home]), before[1 - home]);
         wait_done(&a.w);
         run_release(a.r);
     }
@@ -328,6 +372,32 @@ Test(engine, bulkhead_queues_then_refuses)
     for (int i = 0; i < 200 && exec_running(registry_find(reg, "stuck")) != 0; i++)
         usleep(5000);
     cr_assert_eq(exec_running(registry_find(reg, "stuck")), 0);
+}
+
+/* A queued run that gets its slot lets go of its waiting record (and the deadline timer's reference
+ * to it) at once, not at its deadline (10 s away here). */
+Test(engine, a_dequeued_run_lets_go_of_its_deadline_timer_at_once)
+{
+    executor *ex = registry_find(reg, "gate");
+    waiter w1, w2;
+    int rc1, rc2;
+    run *a = start("gate", "{}", NULL, &w1, &rc1);
+    run *b = start("gate", "{}", NULL, &w2, &rc2);
+    cr_assert_eq(rc1, EXEC_OK);
+    cr_assert_eq(rc2, EXEC_OK);
+    cr_assert_eq(exec_queued(ex), 1);
+    cr_assert_eq(exec_held(ex), 1, "the queued run's record");
+    wait_done(&w1);
+    wait_done(&w2);
+    cr_assert_eq(run_get_status(a), RUN_COMPLETED, "%s", run_error_message(a));
+    cr_assert_eq(run_get_status(b), RUN_COMPLETED, "%s", run_error_message(b));
+    double t0 = util_now_ms();
+    while (exec_held(ex) != 0 && util_now_ms() - t0 < 2000)
+        usleep(2000);
+    cr_assert_eq(exec_held(ex), 0, "the record is still held %.0f ms after its run ended", util_now_ms() - t0);
+    cr_assert_lt(run_duration_ms(b), 5000.0);
+    run_release(a);
+    run_release(b);
 }
 
 /* A sink the engine holds sees each run's end, before the run's own done callback, with no request

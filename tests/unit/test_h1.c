@@ -1,4 +1,4 @@
-/* Tests of the loop's plain HTTP/1.1 client (ioloop_h1_add, src/engine/h1.c) against scripted raw TCP
+/* Tests of the loop's plain HTTP/1.1 client (up_h1_start, src/upstream/h1.c) against scripted raw TCP
  * servers on 127.0.0.1 (and ::1 when the machine has it), port chosen by the kernel. Each accepted
  * connection gets its own thread, which reads whole requests and answers the i-th request of its
  * connection with step i of the test's script (exact bytes, then keep the connection, close it, close
@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "kailash/ioloop.h"
+#include "kailash/upstream.h"
 #include "kailash/util.h"
 #include "wait_count.h"
 
@@ -337,7 +338,7 @@ static int n_done; /* done calls of every transfer (under lock) */
 
 typedef struct xfer {
     int done_calls;
-    ioloop_h1_result r;
+    up_h1_result r;
     ioloop *current; /* ioloop_current() inside done */
     buf headers;     /* every on_header line, concatenated */
     buf body;        /* every on_body chunk, concatenated */
@@ -367,7 +368,7 @@ static size_t on_body(char *p, size_t n, void *ud)
     return n;
 }
 
-static void on_done(const ioloop_h1_result *r, void *ud)
+static void on_done(const up_h1_result *r, void *ud)
 {
     xfer *x = ud;
     pthread_mutex_lock(&lock);
@@ -410,9 +411,9 @@ static int wait_count(const int *counter, int n, int timeout_ms)
 }
 
 /* A request for data to port on family's loopback: 10 s overall, 5 s to connect. */
-static ioloop_h1_req req_to_port(int family, int port, const char *data, size_t len)
+static up_h1_req req_to_port(int family, int port, const char *data, size_t len)
 {
-    ioloop_h1_req q;
+    up_h1_req q;
     memset(&q, 0, sizeof q);
     q.addrlen = loopback(family, port, &q.addr);
     q.data = data;
@@ -426,7 +427,7 @@ static ioloop_h1_req req_to_port(int family, int port, const char *data, size_t 
 
 static const char GET[] = "GET /x HTTP/1.1\r\nHost: upstream\r\n\r\n";
 
-static ioloop_h1_req get_from(const srv *s)
+static up_h1_req get_from(const srv *s)
 {
     return req_to_port(s->family, s->port, GET, sizeof GET - 1);
 }
@@ -436,23 +437,53 @@ static void noop(void *ud)
     (void)ud;
 }
 
+/* A loop with the upstream module's clients on it. */
+static ioloop *make_loop(long max_connects)
+{
+    char err[128];
+    ioloop *io = ioloop_create(err, sizeof err);
+    cr_assert_not_null(io, "%s", err);
+    cr_assert_eq(upstream_loop_start(io, max_connects, err, sizeof err), 0, "%s", err);
+    return io;
+}
+
+typedef struct add_arg {
+    const up_h1_req *q;
+    up_h1_done_fn done;
+    void *ud;
+    up_h1_xfer *x;
+} add_arg;
+
+static void add_on_loop(void *p)
+{
+    add_arg *a = p;
+    a->x = up_h1_start(a->q, a->done, a->ud);
+}
+
+/* Starts q on the_io's thread (up_h1_start is for the loop thread only). 0, or -1 when refused. */
+static int h1_add(const up_h1_req *q, up_h1_done_fn done, void *ud)
+{
+    add_arg a = {q, done, ud, NULL};
+    return ioloop_call(the_io, add_on_loop, &a) == 0 && a.x ? 0 : -1;
+}
+
 /* Adds q, the only transfer in the loop, and waits (10 s at most) for its done. Then, after one more
  * round of the loop: done ran once, and the loop holds no transfer. */
-static void run(const ioloop_h1_req *q, xfer *x)
+static void run(const up_h1_req *q, xfer *x)
 {
-    cr_assert_eq(ioloop_h1_add(the_io, q, on_done, x), 0);
+    cr_assert_eq(h1_add(q, on_done, x), 0);
     cr_assert_eq(wait_count(&x->done_calls, 1, 10000), 1, "the transfer did not end within 10 s");
     cr_assert_eq(ioloop_call(the_io, noop, NULL), 0);
     cr_assert_eq(wait_count(&x->done_calls, 2, 0), 1, "done was called more than once");
-    cr_assert_eq(ioloop_inflight(the_io), 0);
+    cr_assert_eq(upstream_inflight(the_io), 0);
 }
 
 /* One GET to s; asserts it succeeded. */
 static void get_ok(const srv *s, xfer *x)
 {
-    ioloop_h1_req q = get_from(s);
+    up_h1_req q = get_from(s);
     run(&q, x);
-    cr_assert_eq(x->r.code, CURLE_OK, "code %d: %s", x->r.code, x->r.error);
+    cr_assert_eq(x->r.code, UP_OK, "code %d: %s", x->r.code, x->r.error);
 }
 
 /* What one GET may change: a deadline, an answer bound, callbacks that refuse (0: the defaults). */
@@ -470,7 +501,7 @@ static xfer *get_once_with(const step *script, int nsteps, get_opts o, srv **out
     xfer *x = xfer_new();
     x->fail_body = o.fail_body;
     x->fail_header = o.fail_header;
-    ioloop_h1_req q = get_from(s);
+    up_h1_req q = get_from(s);
     if (o.timeout_ms > 0)
         q.timeout_ms = o.timeout_ms;
     if (o.max_bytes)
@@ -488,15 +519,15 @@ static xfer *get_once(const step *script, int nsteps, srv **out)
 
 static void assert_failed(const xfer *x)
 {
-    cr_assert_neq(x->r.code, CURLE_OK, "the transfer succeeded (status %ld)", x->r.status);
+    cr_assert_neq(x->r.code, UP_OK, "the transfer succeeded (status %ld)", x->r.status);
     cr_assert_neq(x->r.error[0], '\0', "code %d without an error message", x->r.code);
 }
 
-static void assert_failed_with(const xfer *x, CURLcode code)
+static void assert_failed_with(const xfer *x, up_code code)
 {
     assert_failed(x);
-    cr_assert_eq(x->r.code, code, "code %d (%s), want %d (%s): %s", x->r.code, curl_easy_strerror(x->r.code), code,
-                 curl_easy_strerror(code), x->r.error);
+    cr_assert_eq(x->r.code, code, "code %d (%s), want %d (%s): %s", x->r.code, up_strerror(x->r.code), code,
+                 up_strerror(code), x->r.error);
 }
 
 static void assert_body(const xfer *x, const char *want)
@@ -565,8 +596,8 @@ static void setup(void)
     n_servers = 0;
     n_xfers = 0;
     char err[128];
-    the_io = ioloop_create(64, err, sizeof err);
-    cr_assert_not_null(the_io, "%s", err);
+    (void)err;
+    the_io = make_loop(64);
 }
 
 static void teardown(void)
@@ -585,13 +616,13 @@ TestSuite(h1, .init = setup, .fini = teardown, .timeout = 30);
 Test(h1, add_rejects_null_arguments)
 {
     xfer *x = xfer_new();
-    ioloop_h1_req q = req_to_port(AF_INET, closed_port(), GET, sizeof GET - 1);
-    cr_assert_eq(ioloop_h1_add(NULL, &q, on_done, x), -1);
-    cr_assert_eq(ioloop_h1_add(the_io, NULL, on_done, x), -1);
-    cr_assert_eq(ioloop_h1_add(the_io, &q, NULL, x), -1);
+    up_h1_req q = req_to_port(AF_INET, closed_port(), GET, sizeof GET - 1);
+    cr_assert_null(up_h1_start(&q, on_done, x), "not on a loop's thread: refused");
+    cr_assert_eq(h1_add(NULL, on_done, x), -1);
+    cr_assert_eq(h1_add(&q, NULL, x), -1);
     cr_assert_eq(ioloop_call(the_io, noop, NULL), 0); /* a round of the loop: a done would have run */
     cr_assert_eq(x->done_calls, 0);
-    cr_assert_eq(ioloop_inflight(the_io), 0);
+    cr_assert_eq(upstream_inflight(the_io), 0);
 }
 
 /* ---- answers that succeed ---- */
@@ -620,9 +651,9 @@ Test(h1, request_bytes_are_sent_verbatim)
                                "Content-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"a\":[1,2,3]}";
     srv *s = srv_start(script, 1);
     xfer *x = xfer_new();
-    ioloop_h1_req q = req_to_port(AF_INET, s->port, post, sizeof post - 1);
+    up_h1_req q = req_to_port(AF_INET, s->port, post, sizeof post - 1);
     run(&q, x);
-    cr_assert_eq(x->r.code, CURLE_OK, "%s", x->r.error);
+    cr_assert_eq(x->r.code, UP_OK, "%s", x->r.error);
     cr_assert_eq(x->r.status, 201);
     assert_body(x, "");
     pthread_mutex_lock(&s->mu);
@@ -652,9 +683,9 @@ Test(h1, large_request_body_is_sent_completely)
     fill_pattern(big_request + head, BIG_REQ_BODY);
     size_t len = (size_t)head + BIG_REQ_BODY;
     xfer *x = xfer_new();
-    ioloop_h1_req q = req_to_port(AF_INET, s->port, big_request, len);
+    up_h1_req q = req_to_port(AF_INET, s->port, big_request, len);
     run(&q, x);
-    cr_assert_eq(x->r.code, CURLE_OK, "%s", x->r.error);
+    cr_assert_eq(x->r.code, UP_OK, "%s", x->r.error);
     assert_body(x, "ok");
     pthread_mutex_lock(&s->mu);
     int same = s->first_request.len == len && memcmp(s->first_request.data, big_request, len) == 0;
@@ -727,11 +758,11 @@ Test(h1, head_answer_has_no_body)
     static const char head[] = "HEAD /x HTTP/1.1\r\nHost: upstream\r\n\r\n";
     srv *s = srv_start(script, 2);
     xfer *x[2] = {xfer_new(), xfer_new()};
-    ioloop_h1_req q = req_to_port(AF_INET, s->port, head, sizeof head - 1);
+    up_h1_req q = req_to_port(AF_INET, s->port, head, sizeof head - 1);
     q.no_body = 1;
     q.timeout_ms = 5000; /* waiting for the announced body would run out */
     run(&q, x[0]);
-    cr_assert_eq(x[0]->r.code, CURLE_OK, "code %d: %s", x[0]->r.code, x[0]->r.error);
+    cr_assert_eq(x[0]->r.code, UP_OK, "code %d: %s", x[0]->r.code, x[0]->r.error);
     cr_assert_eq(x[0]->r.status, 200);
     assert_body(x[0], "");
     get_ok(s, x[1]);
@@ -752,10 +783,10 @@ Test(h1, status_204_and_304_have_no_body)
     srv *s = srv_start(script, 3);
     for (int i = 0; i < 3; i++) {
         xfer *x = xfer_new();
-        ioloop_h1_req q = get_from(s);
+        up_h1_req q = get_from(s);
         q.timeout_ms = 5000;
         run(&q, x);
-        cr_assert_eq(x->r.code, CURLE_OK, "transfer %d: code %d: %s", i, x->r.code, x->r.error);
+        cr_assert_eq(x->r.code, UP_OK, "transfer %d: code %d: %s", i, x->r.code, x->r.error);
         cr_assert_eq(x->r.status, want_status[i]);
         assert_body(x, want_body[i]);
     }
@@ -794,10 +825,10 @@ Test(h1, header_names_are_case_insensitive)
     srv *s = srv_start(script, 1);
     xfer *x[2] = {xfer_new(), xfer_new()};
     for (int i = 0; i < 2; i++) {
-        ioloop_h1_req q = get_from(s);
+        up_h1_req q = get_from(s);
         q.timeout_ms = 5000;
         run(&q, x[i]);
-        cr_assert_eq(x[i]->r.code, CURLE_OK, "code %d: %s", x[i]->r.code, x[i]->r.error);
+        cr_assert_eq(x[i]->r.code, UP_OK, "code %d: %s", x[i]->r.code, x[i]->r.error);
         assert_body(x[i], "abc");
     }
     cr_assert_eq(atomic_load(&s->connections), 1, "connections: %d", atomic_load(&s->connections));
@@ -826,7 +857,7 @@ Test(h1, chunked_wins_over_content_length)
     static const step script[] = {STEP(
         "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", KEEP)};
     xfer *x = get_once_with(script, 1, (get_opts){.timeout_ms = 5000}, NULL);
-    cr_assert_eq(x->r.code, CURLE_OK, "code %d: %s", x->r.code, x->r.error);
+    cr_assert_eq(x->r.code, UP_OK, "code %d: %s", x->r.code, x->r.error);
     assert_body(x, "hello");
 }
 
@@ -855,9 +886,9 @@ Test(h1, excess_bytes_beyond_a_full_read_are_not_taken_for_the_next)
     srv *s = srv_start(script, 1);
     for (int i = 0; i < 2; i++) {
         xfer *x = xfer_new();
-        ioloop_h1_req q = get_from(s);
+        up_h1_req q = get_from(s);
         run(&q, x);
-        cr_assert_eq(x->r.code, CURLE_OK, "transfer %d: code %d: %s", i, x->r.code, x->r.error);
+        cr_assert_eq(x->r.code, UP_OK, "transfer %d: code %d: %s", i, x->r.code, x->r.error);
         cr_assert_eq(x->body.len, (size_t)body);
     }
     cr_assert_eq(atomic_load(&s->connections), 2, "connections: %d", atomic_load(&s->connections));
@@ -869,11 +900,11 @@ Test(h1, head_answer_announcing_chunks_has_no_body)
     static const char head[] = "HEAD /x HTTP/1.1\r\nHost: upstream\r\n\r\n";
     srv *s = srv_start(script, 1);
     xfer *x = xfer_new();
-    ioloop_h1_req q = req_to_port(AF_INET, s->port, head, sizeof head - 1);
+    up_h1_req q = req_to_port(AF_INET, s->port, head, sizeof head - 1);
     q.no_body = 1;
     q.timeout_ms = 5000;
     run(&q, x);
-    cr_assert_eq(x->r.code, CURLE_OK, "code %d: %s", x->r.code, x->r.error);
+    cr_assert_eq(x->r.code, UP_OK, "code %d: %s", x->r.code, x->r.error);
     assert_body(x, "");
 }
 
@@ -884,7 +915,7 @@ Test(h1, body_callback_refusal_is_a_write_error)
     static const step script[] = {STEP("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", KEEP)};
     srv *s;
     xfer *x = get_once_with(script, 1, (get_opts){.fail_body = 1}, &s);
-    assert_failed_with(x, CURLE_WRITE_ERROR);
+    assert_failed_with(x, UP_WRITE_ERROR);
     cr_assert_geq(x->body_calls, 1);
     xfer *next = xfer_new();
     get_ok(s, next);
@@ -895,7 +926,7 @@ Test(h1, header_callback_refusal_is_a_write_error)
 {
     static const step script[] = {STEP("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", KEEP)};
     xfer *x = get_once_with(script, 1, (get_opts){.fail_header = 1}, NULL);
-    assert_failed_with(x, CURLE_WRITE_ERROR);
+    assert_failed_with(x, UP_WRITE_ERROR);
     cr_assert_eq(x->header_calls, 1, "on_header was called again after refusing");
     cr_assert_eq(x->body_calls, 0);
 }
@@ -905,9 +936,9 @@ Test(h1, header_callback_refusal_is_a_write_error)
 Test(h1, refused_connection_is_couldnt_connect)
 {
     xfer *x = xfer_new();
-    ioloop_h1_req q = req_to_port(AF_INET, closed_port(), GET, sizeof GET - 1);
+    up_h1_req q = req_to_port(AF_INET, closed_port(), GET, sizeof GET - 1);
     run(&q, x);
-    assert_failed_with(x, CURLE_COULDNT_CONNECT);
+    assert_failed_with(x, UP_COULDNT_CONNECT);
     cr_assert_eq(x->r.connected, 0);
     cr_assert_eq(x->r.status, 0);
 }
@@ -918,10 +949,10 @@ Test(h1, second_address_is_tried_when_the_first_refuses)
     srv *s = srv_start(script, 1);
     for (int i = 0; i < 2; i++) { /* the second finds the connection to the second address pooled */
         xfer *x = xfer_new();
-        ioloop_h1_req q = req_to_port(AF_INET, closed_port(), GET, sizeof GET - 1);
+        up_h1_req q = req_to_port(AF_INET, closed_port(), GET, sizeof GET - 1);
         q.altlen = loopback(AF_INET, s->port, &q.alt);
         run(&q, x);
-        cr_assert_eq(x->r.code, CURLE_OK, "code %d: %s", x->r.code, x->r.error);
+        cr_assert_eq(x->r.code, UP_OK, "code %d: %s", x->r.code, x->r.error);
         assert_body(x, "ok");
     }
     cr_assert_eq(atomic_load(&s->connections), 1);
@@ -930,10 +961,10 @@ Test(h1, second_address_is_tried_when_the_first_refuses)
 Test(h1, both_addresses_refusing_is_couldnt_connect)
 {
     xfer *x = xfer_new();
-    ioloop_h1_req q = req_to_port(AF_INET, closed_port(), GET, sizeof GET - 1);
+    up_h1_req q = req_to_port(AF_INET, closed_port(), GET, sizeof GET - 1);
     q.altlen = loopback(AF_INET, closed_port(), &q.alt);
     run(&q, x);
-    assert_failed_with(x, CURLE_COULDNT_CONNECT);
+    assert_failed_with(x, UP_COULDNT_CONNECT);
 }
 
 /* A listener that never accepts, with its accept queue (one place) filled by fillers[]: the kernel
@@ -962,11 +993,11 @@ Test(h1, connect_timeout_ends_a_hanging_connect)
     int port, fillers[3];
     int lfd = unanswering_listener(&port, fillers);
     xfer *x = xfer_new();
-    ioloop_h1_req q = req_to_port(AF_INET, port, GET, sizeof GET - 1);
+    up_h1_req q = req_to_port(AF_INET, port, GET, sizeof GET - 1);
     q.timeout_ms = 60000;
     q.connect_timeout_ms = 300;
     run(&q, x);
-    assert_failed_with(x, CURLE_OPERATION_TIMEDOUT);
+    assert_failed_with(x, UP_TIMEOUT);
     cr_assert_eq(x->r.connected, 0);
     for (int i = 0; i < 3; i++)
         close(fillers[i]);
@@ -978,7 +1009,7 @@ Test(h1, silent_server_times_out)
 {
     static const step script[] = {NOTHING(SILENT)};
     xfer *x = get_once_with(script, 1, (get_opts){.timeout_ms = 300}, NULL);
-    assert_failed_with(x, CURLE_OPERATION_TIMEDOUT);
+    assert_failed_with(x, UP_TIMEOUT);
     cr_assert_eq(x->r.connected, 1);
     cr_assert_eq(x->r.status, 0);
 }
@@ -987,7 +1018,7 @@ Test(h1, garbage_instead_of_a_status_line_is_weird_server_reply)
 {
     static const step script[] = {STEP("garbage, not http\r\n\r\n", CLOSE)};
     xfer *x = get_once(script, 1, NULL);
-    assert_failed_with(x, CURLE_WEIRD_SERVER_REPLY);
+    assert_failed_with(x, UP_BAD_ANSWER);
     cr_assert_eq(x->r.connected, 1);
 }
 
@@ -996,7 +1027,7 @@ Test(h1, close_without_answer_on_a_fresh_connection_is_got_nothing)
     static const step script[] = {NOTHING(CLOSE)};
     srv *s;
     xfer *x = get_once(script, 1, &s);
-    assert_failed_with(x, CURLE_GOT_NOTHING);
+    assert_failed_with(x, UP_GOT_NOTHING);
     cr_assert_eq(x->r.connected, 1);
     cr_assert_eq(atomic_load(&s->connections), 1, "a fresh connection must not be retried");
 }
@@ -1005,7 +1036,7 @@ Test(h1, close_inside_a_content_length_body_is_partial_file)
 {
     static const step script[] = {STEP("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", CLOSE)};
     xfer *x = get_once(script, 1, NULL);
-    assert_failed_with(x, CURLE_PARTIAL_FILE);
+    assert_failed_with(x, UP_PARTIAL);
     cr_assert_eq(x->r.status, 200);
 }
 
@@ -1016,7 +1047,7 @@ Test(h1, reset_fails_the_transfer_and_the_loop_goes_on)
     srv *bad = srv_start(resets, 1);
     srv *s = srv_start(good, 1);
     xfer *x = xfer_new();
-    ioloop_h1_req q = get_from(bad);
+    up_h1_req q = get_from(bad);
     run(&q, x);
     assert_failed(x);
     xfer *next = xfer_new();
@@ -1024,12 +1055,12 @@ Test(h1, reset_fails_the_transfer_and_the_loop_goes_on)
     assert_body(next, "ok");
 }
 
-/* libcurl: "Illegal Content-Length" (CURLE_WEIRD_SERVER_REPLY), whatever follows. */
+/* libcurl: "Illegal Content-Length" (UP_BAD_ANSWER), whatever follows. */
 static void assert_bad_length_fails(const char *answer, size_t len)
 {
     step script[] = {{answer, len, KEEP, 0, 0}};
     xfer *x = get_once_with(script, 1, (get_opts){.timeout_ms = 5000}, NULL);
-    assert_failed_with(x, CURLE_WEIRD_SERVER_REPLY);
+    assert_failed_with(x, UP_BAD_ANSWER);
 }
 
 Test(h1, non_numeric_content_length_is_weird_server_reply)
@@ -1049,7 +1080,7 @@ Test(h1, silence_inside_the_body_times_out)
 {
     static const step script[] = {STEP("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", SILENT)};
     xfer *x = get_once_with(script, 1, (get_opts){.timeout_ms = 300}, NULL);
-    assert_failed_with(x, CURLE_OPERATION_TIMEDOUT);
+    assert_failed_with(x, UP_TIMEOUT);
     cr_assert_eq(x->r.status, 200);
     assert_body(x, "abc");
 }
@@ -1061,7 +1092,7 @@ static void assert_bad_chunk_fails(const char *answer, size_t len)
     step script[] = {{answer, len, KEEP, 0, 0}};
     xfer *x = get_once_with(script, 1, (get_opts){.timeout_ms = 5000}, NULL);
     assert_failed(x);
-    cr_assert_neq(x->r.code, CURLE_OPERATION_TIMEDOUT, "the bad chunk size was not noticed: %s", x->r.error);
+    cr_assert_neq(x->r.code, UP_TIMEOUT, "the bad chunk size was not noticed: %s", x->r.error);
 }
 
 Test(h1, non_hex_chunk_size_fails)
@@ -1086,14 +1117,14 @@ Test(h1, answer_past_max_bytes_stops_even_when_it_is_all_framing)
     static const step script[] = {STEP(answer, KEEP)};
     srv *s = srv_start(script, 1);
     xfer *x = xfer_new();
-    ioloop_h1_req q = get_from(s);
+    up_h1_req q = get_from(s);
     q.max_bytes = 100; /* the headers and the first chunk line fit; the rest does not */
     run(&q, x);
-    assert_failed_with(x, CURLE_FILESIZE_EXCEEDED);
+    assert_failed_with(x, UP_TOO_LARGE);
     x = xfer_new();
     q.max_bytes = sizeof answer - 1; /* exactly the answer: fine */
     run(&q, x);
-    cr_assert_eq(x->r.code, CURLE_OK, "code %d: %s", x->r.code, x->r.error);
+    cr_assert_eq(x->r.code, UP_OK, "code %d: %s", x->r.code, x->r.error);
     assert_body(x, "xx");
 }
 
@@ -1192,14 +1223,14 @@ Test(h1, server_closing_right_after_the_answer_does_not_break_the_next)
 typedef struct chain {
     xfer first; /* first member: the first transfer's on_header and on_body see &chain as this xfer */
     xfer second;
-    ioloop_h1_req next;
+    up_h1_req next;
     int add_rc;
 } chain;
 
-static void on_first_done(const ioloop_h1_result *r, void *ud)
+static void on_first_done(const up_h1_result *r, void *ud)
 {
     chain *c = ud;
-    c->add_rc = ioloop_h1_add(ioloop_current(), &c->next, on_done, &c->second);
+    c->add_rc = up_h1_start(&c->next, on_done, &c->second) ? 0 : -1;
     on_done(r, &c->first);
 }
 
@@ -1210,12 +1241,12 @@ Test(h1, add_from_done_reuses_the_connection)
     static chain c;
     memset(&c, 0, sizeof c);
     c.next = get_from(s);
-    ioloop_h1_req q = get_from(s);
-    cr_assert_eq(ioloop_h1_add(the_io, &q, on_first_done, &c), 0);
+    up_h1_req q = get_from(s);
+    cr_assert_eq(h1_add(&q, on_first_done, &c), 0);
     cr_assert_eq(wait_count(&c.second.done_calls, 1, 10000), 1, "the chained transfer did not end");
     cr_assert_eq(c.add_rc, 0);
-    cr_assert_eq(c.first.r.code, CURLE_OK, "%s", c.first.r.error);
-    cr_assert_eq(c.second.r.code, CURLE_OK, "%s", c.second.r.error);
+    cr_assert_eq(c.first.r.code, UP_OK, "%s", c.first.r.error);
+    cr_assert_eq(c.second.r.code, UP_OK, "%s", c.second.r.error);
     assert_body(&c.second, "ok");
     cr_assert_eq(atomic_load(&s->connections), 1, "connections: %d", atomic_load(&s->connections));
     buf_free(&c.first.headers);
@@ -1272,7 +1303,7 @@ Test(h1, idle_pool_keeps_at_most_max_connects)
 {
     enum { N = 12, POOL = 4 };
     ioloop_destroy(the_io);
-    the_io = ioloop_create(POOL, NULL, 0);
+    the_io = make_loop(POOL);
     cr_assert_not_null(the_io);
     step script[] = {STEP("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", KEEP)};
     script[0].delay_ms = 100; /* so that they overlap */
@@ -1280,12 +1311,12 @@ Test(h1, idle_pool_keeps_at_most_max_connects)
     xfer *x[N];
     for (int i = 0; i < N; i++)
         x[i] = xfer_new();
-    ioloop_h1_req q = get_from(s);
+    up_h1_req q = get_from(s);
     for (int i = 0; i < N; i++)
-        cr_assert_eq(ioloop_h1_add(the_io, &q, on_done, x[i]), 0);
+        cr_assert_eq(h1_add(&q, on_done, x[i]), 0);
     cr_assert_eq(wait_count(&n_done, N, 10000), N, "not all transfers ended within 10 s");
     for (int i = 0; i < N; i++)
-        cr_assert_eq(x[i]->r.code, CURLE_OK, "transfer %d: code %d: %s", i, x[i]->r.code, x[i]->r.error);
+        cr_assert_eq(x[i]->r.code, UP_OK, "transfer %d: code %d: %s", i, x[i]->r.code, x[i]->r.error);
     int open = srv_open_connections(s);
     for (int t = 0; t < 5000 && open > POOL; t += 10, open = srv_open_connections(s))
         usleep(10000);
@@ -1307,18 +1338,18 @@ Test(h1, hundred_concurrent_transfers_all_complete)
     xfer *x[N];
     for (int i = 0; i < N; i++)
         x[i] = xfer_new();
-    ioloop_h1_req q = get_from(s);
+    up_h1_req q = get_from(s);
     for (int i = 0; i < N; i++)
-        cr_assert_eq(ioloop_h1_add(the_io, &q, on_done, x[i]), 0);
+        cr_assert_eq(h1_add(&q, on_done, x[i]), 0);
     cr_assert_eq(wait_count(&n_done, N, 20000), N, "not all transfers ended within 20 s");
     for (int i = 0; i < N; i++) {
-        cr_assert_eq(x[i]->r.code, CURLE_OK, "transfer %d: code %d: %s", i, x[i]->r.code, x[i]->r.error);
+        cr_assert_eq(x[i]->r.code, UP_OK, "transfer %d: code %d: %s", i, x[i]->r.code, x[i]->r.error);
         cr_assert_eq(x[i]->done_calls, 1);
         assert_body(x[i], "ok");
     }
     cr_assert_eq(atomic_load(&s->requests), N);
     cr_assert_eq(ioloop_call(the_io, noop, NULL), 0); /* let the loop finish the round of the last done */
-    cr_assert_eq(ioloop_inflight(the_io), 0);
+    cr_assert_eq(upstream_inflight(the_io), 0);
 }
 
 Test(h1, destroy_aborts_a_waiting_transfer_once)
@@ -1326,16 +1357,16 @@ Test(h1, destroy_aborts_a_waiting_transfer_once)
     static const step script[] = {NOTHING(SILENT)};
     srv *s = srv_start(script, 1);
     xfer *x = xfer_new();
-    ioloop_h1_req q = get_from(s);
-    cr_assert_eq(ioloop_h1_add(the_io, &q, on_done, x), 0);
+    up_h1_req q = get_from(s);
+    cr_assert_eq(h1_add(&q, on_done, x), 0);
     for (int t = 0; t < 10000 && atomic_load(&s->requests) == 0; t += 5)
         usleep(5000);
     cr_assert_eq(atomic_load(&s->requests), 1, "the request never reached the server");
     ioloop *old = the_io;
     ioloop_destroy(the_io);
-    the_io = ioloop_create(8, NULL, 0); /* for teardown */
+    the_io = make_loop(8); /* for teardown */
     cr_assert_eq(wait_count(&x->done_calls, 1, 10000), 1, "done was not called");
-    cr_assert_eq(x->r.code, CURLE_ABORTED_BY_CALLBACK, "code %d: %s", x->r.code, x->r.error);
+    cr_assert_eq(x->r.code, UP_STOPPING, "code %d: %s", x->r.code, x->r.error);
     cr_assert_neq(x->r.error[0], '\0');
     cr_assert_eq(x->current, old, "done did not run on the stopping loop's thread");
     usleep(50 * 1000);
@@ -1360,7 +1391,7 @@ static void assert_refused(const char *answer, const char *why)
 {
     step script[] = {{answer, strlen(answer), KEEP, 0, 0}};
     xfer *x = get_once(script, 1, NULL);
-    assert_failed_with(x, CURLE_WEIRD_SERVER_REPLY);
+    assert_failed_with(x, UP_BAD_ANSWER);
     cr_assert(strstr(x->r.error, why), "error '%s', want '%s'", x->r.error, why);
 }
 
@@ -1393,7 +1424,7 @@ Test(h1, nul_or_lone_cr_in_a_value_is_refused)
     static const char nul[] = "HTTP/1.1 200 OK\r\nX-Nul: a\0b\r\nContent-Length: 2\r\n\r\nok";
     step script[] = {{nul, sizeof nul - 1, KEEP, 0, 0}};
     xfer *x = get_once(script, 1, NULL);
-    assert_failed_with(x, CURLE_WEIRD_SERVER_REPLY);
+    assert_failed_with(x, UP_BAD_ANSWER);
     cr_assert(strstr(x->r.error, "NUL"), "%s", x->r.error);
     assert_refused("HTTP/1.1 200 OK\r\nX-Cr: a\rb\r\nContent-Length: 2\r\n\r\nok", "lone CR");
 }
@@ -1433,6 +1464,6 @@ Test(h1, lenient_but_valid_header_lines_are_accepted)
                                        "Transfer-Encoding: identity, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
                                        KEEP)};
     xfer *x = get_once(script, 1, NULL);
-    cr_assert_eq(x->r.code, CURLE_OK, "code %d: %s", x->r.code, x->r.error);
+    cr_assert_eq(x->r.code, UP_OK, "code %d: %s", x->r.code, x->r.error);
     assert_body(x, "ok");
 }

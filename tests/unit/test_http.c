@@ -130,7 +130,7 @@ Test(server, daemons_on_loops_answer_then_quiesce_and_stop)
     cr_assert_eq(config_load(path, &cfg, err, sizeof err), 0, "%s", err);
     unlink(path);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    ioloop *loops[2] = {ioloop_create(16, err, sizeof err), ioloop_create(16, err, sizeof err)};
+    ioloop *loops[2] = {ioloop_create(err, sizeof err), ioloop_create(err, sizeof err)};
     cr_assert(loops[0] && loops[1], "%s", err);
     cr_assert_eq(http_server_start(cfg, loops, 2, err, sizeof err), 0, "%s", err);
     for (int i = 0; i < 20; i++) { /* new connections, accepted by either loop's daemon */

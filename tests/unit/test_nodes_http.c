@@ -26,14 +26,13 @@
 #include <unistd.h>
 
 #include "kailash/ioloop.h"
+#include "kailash/upstream.h"
 #include "kailash/node.h"
 #include "kailash/util.h"
 
 extern const node_type node_http_request, node_rest_client, node_load_balancer;
 /* src/nodes (http_common.h): the plain path's switch, and the resolver's cache */
 void http_wire_enable(int on);
-int http_resolve(const char *host, long port, struct sockaddr_storage *a, socklen_t *alen, struct sockaddr_storage *b,
-                 socklen_t *blen);
 
 /* ======================================================================== an HTTP upstream */
 
@@ -505,8 +504,9 @@ static void setup(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     env = (node_env){.data_dir = "/tmp", .max_response_bytes = 1 << 20, .connect_timeout_ms = 2000, .verify_tls = 1};
     char err[128];
-    io = ioloop_create(64, err, sizeof err);
+    io = ioloop_create(err, sizeof err);
     cr_assert_not_null(io, "%s", err);
+    cr_assert_eq(upstream_loop_start(io, 64, err, sizeof err), 0, "%s", err);
 }
 
 static void teardown(void)
@@ -612,23 +612,30 @@ Test(http, plain_path_and_libcurl_send_the_same_request)
     srv_stop(s);
 }
 
-/* A name goes through libcurl until the resolver has it, then through the plain path: the two keep
- * separate connection pools, so three calls open two connections (one of each). */
-Test(http, a_resolved_name_takes_the_plain_path)
+/* A name goes the same way on its first call as later: the first waits for the resolver instead of
+ * going through libcurl, so the calls share one kept-alive connection (two ways out would keep two
+ * pools: two connections). The name is one the resolver has never seen in this process. */
+Test(http, a_host_name_takes_the_same_path_from_its_first_call)
 {
     srv *s = srv_start();
-    struct sockaddr_storage a, b;
-    socklen_t al, bl;
     for (int i = 0; i < 3; i++) {
         result r = run_config(&node_http_request, jsonf("{\"url\": \"http://localhost:%d/json\"}", s->port), 10000);
         cr_assert_eq(r.rc, 0, "%s", r.err.message);
         result_free(&r);
-        for (int t = 0; t < 500 && http_resolve("localhost", 80, &a, &al, &b, &bl) == 0; t++)
-            usleep(10000);
     }
     cr_assert_eq(atomic_load(&s->requests), 3);
-    cr_assert_eq(atomic_load(&s->connections), 2, "connections: %d", atomic_load(&s->connections));
+    cr_assert_eq(atomic_load(&s->connections), 1, "connections: %d", atomic_load(&s->connections));
     srv_stop(s);
+}
+
+/* A name that does not resolve fails the call as a transport error (502), on the plain path too. */
+Test(http, a_name_that_does_not_resolve_is_an_upstream_error)
+{
+    result r = run_config(&node_http_request, jsonf("{\"url\": \"http://no-such-host.invalid/x\", \"timeout\": 5}"), 10000);
+    cr_assert_neq(r.rc, 0);
+    cr_assert_str_eq(r.err.code, "upstream_error", "%s", r.err.message);
+    cr_assert(strstr(r.err.message, "resolve"), "%s", r.err.message);
+    result_free(&r);
 }
 
 Test(http, libcurl_path_still_answers_and_fails_like_the_plain_one)
@@ -1199,7 +1206,7 @@ Test(http, many_concurrent_runs_on_one_loop)
     }
     double elapsed = util_now_ms() - t0;
     cr_assert_lt(elapsed, 5000.0, "%d runs of 300 ms took %.0f ms", N, elapsed);
-    cr_assert_eq(ioloop_inflight(io), 0);
+    cr_assert_eq(upstream_inflight(io), 0);
     free(p);
     node_http_request.free(c);
     json_decref(cfg);
@@ -1518,15 +1525,20 @@ Test(http, a_literal_urls_memo_sends_what_a_parse_sends)
         cr_assert_eq(http_url_parse("url", url, &o, &a.url, &e), 0, "%s", url);
         cr_assert_eq(http_request_use_memo(&b, m, url), 1);
         cr_assert_null(b.url);
-        ioloop_h1_req qa = {0}, qb = {0};
+        up_h1_req qa = {0}, qb = {0};
         buf ba = {0}, bb = {0};
-        int ra = http_wire_prepare(&a, &qa, &ba), rb = http_wire_prepare(&b, &qb, &bb);
+        char ha[256] = "", hb[256] = "";
+        long pa_ = 0, pb_ = 0;
+        int ra = http_wire_prepare(&a, &qa, &ba, ha, sizeof ha, &pa_),
+            rb = http_wire_prepare(&b, &qb, &bb, hb, sizeof hb, &pb_);
         cr_assert_eq(ra, rb, "%s: plain path %d (parsed) against %d (memo)", url, ra, rb);
-        if (ra == 0) {
+        if (ra >= 0)
             cr_assert(ba.len == bb.len && memcmp(ba.data, bb.data, ba.len) == 0, "%s:\n%.*s\n%.*s", url, (int)ba.len,
                       ba.data, (int)bb.len, bb.data);
+        if (ra == 0)
             cr_assert(qa.addrlen == qb.addrlen && memcmp(&qa.addr, &qb.addr, qa.addrlen) == 0, "%s", url);
-        }
+        if (ra == 1)
+            cr_assert(strcmp(ha, hb) == 0 && pa_ == pb_, "%s: %s:%ld against %s:%ld", url, ha, pa_, hb, pb_);
         char *pa = http_url_public(a.url);
         cr_assert_str_eq(pa, m->public_text, "%s", url);
         cr_assert_null(strstr(m->public_text, ":p@"), "%s", url);
@@ -1586,4 +1598,119 @@ Test(http, literal_url_with_empty_params_goes_out_as_written)
             result_free(&r);
         }
     srv_stop(s);
+}
+
+/* ======================================================================== cancel */
+
+/* A listening socket nobody accepts on: connections complete (the backlog), answers never come. */
+static int silent_listener(int *port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    cr_assert(listen(fd, 16) == 0);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void noop_fn(void *ud)
+{
+    (void)ud;
+}
+
+typedef struct cancel_case {
+    const node_type *t;
+    void *compiled;
+    json_t *inputs;
+    node_call call;
+    waiter w;
+    int start_rc;
+    int had_cancel;
+} cancel_case;
+
+static void cancel_start(void *ud)
+{
+    cancel_case *c = ud;
+    node_error err;
+    c->call = (node_call){.node_id = "n", .inputs = c->inputs, .deadline_ms = util_now_ms() + 30000, .io = io,
+                          .done = on_done, .engine_data = &c->w};
+    c->start_rc = c->t->start(c->compiled, &c->call, &err);
+}
+
+static void cancel_now(void *ud)
+{
+    cancel_case *c = ud;
+    c->had_cancel = c->call.cancel != NULL;
+    if (c->call.cancel)
+        c->call.cancel(&c->call);
+}
+
+/* Starts t with config on the loop, waits until the upstream has the request in flight (for
+ * retry_wait_ms more when the node waits in a backoff), cancels it on the loop: done runs once,
+ * before cancel returns, with "cancelled"; nothing is left in flight. */
+static void check_cancel(const node_type *t, json_t *config, double settle_ms)
+{
+    char err[256];
+    cancel_case *c = calloc(1, sizeof *c);
+    c->w = (waiter){.m = PTHREAD_MUTEX_INITIALIZER, .c = PTHREAD_COND_INITIALIZER};
+    c->t = t;
+    cr_assert_eq(compile(t, config, &c->compiled, err, sizeof err), 0, "%s", err);
+    c->inputs = config;
+    cr_assert_eq(ioloop_call(io, cancel_start, c), 0);
+    cr_assert_eq(c->start_rc, 0);
+    usleep((useconds_t)(settle_ms * 1000));
+    cr_assert_eq(c->w.calls, 0, "the call ended before it was cancelled: %s", c->w.err.message);
+    cr_assert_eq(ioloop_call(io, cancel_now, c), 0);
+    cr_assert(c->had_cancel, "start() set no cancel hook");
+    cr_assert_eq(c->w.calls, 1, "done was not called by cancel");
+    cr_assert_str_eq(c->w.err.code, "cancelled", "%s", c->w.err.message);
+    cr_assert_null(c->call.cancel, "the hook outlived done");
+    usleep(100 * 1000);
+    cr_assert_eq(ioloop_call(io, noop_fn, NULL), 0);
+    cr_assert_eq(c->w.calls, 1, "done was called again");
+    cr_assert_eq(upstream_inflight(io), 0);
+    t->free(c->compiled);
+    json_decref(config);
+    free(c);
+}
+
+Test(http, cancel_aborts_a_plain_transfer_in_flight)
+{
+    int port, fd = silent_listener(&port);
+    check_cancel(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/x\"}", port), 100);
+    cr_assert_eq(upstream_inflight(io), 0);
+    close(fd);
+}
+
+Test(http, cancel_aborts_a_libcurl_transfer_in_flight)
+{
+    int port, fd = silent_listener(&port);
+    http_wire_enable(0);
+    check_cancel(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/x\"}", port), 100);
+    http_wire_enable(1);
+    close(fd);
+}
+
+Test(http, cancel_withdraws_a_retry_backoff)
+{
+    srv *s = srv_start();
+    atomic_store(&s->fail_left, 5);
+    check_cancel(&node_http_request,
+                 jsonf("{\"url\": \"http://127.0.0.1:%d/flaky\", \"retry_count\": 3, \"retry_backoff\": 5}", s->port),
+                 300);
+    cr_assert_eq(atomic_load(&s->requests), 1, "the retry went out after the cancel");
+    srv_stop(s);
+}
+
+Test(http, cancel_works_for_rest_client_and_load_balancer)
+{
+    int port, fd = silent_listener(&port);
+    check_cancel(&node_rest_client, jsonf("{\"base_url\": \"http://127.0.0.1:%d\", \"resource\": \"x\"}", port), 100);
+    check_cancel(&node_load_balancer,
+                 jsonf("{\"upstreams\": [\"http://127.0.0.1:%d\"], \"url\": \"/x\", \"strategy\": \"least_inflight\"}",
+                       port),
+                 100);
+    close(fd);
 }

@@ -41,7 +41,7 @@ void h1_parser_free(h1_parser *p)
     buf_free(&p->line);
 }
 
-static int h1_fail(h1_parser *p, CURLcode code, const char *fmt, ...)
+static int h1_fail(h1_parser *p, up_code code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -97,14 +97,14 @@ static int h1_content_length(h1_parser *p, const char *s, const char *e)
 {
     uint64_t v = 0;
     if (s == e || e - s > 18)
-        return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "invalid Content-Length in the answer");
+        return h1_fail(p, UP_BAD_ANSWER, "invalid Content-Length in the answer");
     for (const char *q = s; q < e; q++) {
         if (!isdigit((unsigned char)*q))
-            return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "invalid Content-Length in the answer");
+            return h1_fail(p, UP_BAD_ANSWER, "invalid Content-Length in the answer");
         v = v * 10 + (uint64_t)(*q - '0');
     }
     if (p->has_len && p->len != v)
-        return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "conflicting Content-Length values in the answer");
+        return h1_fail(p, UP_BAD_ANSWER, "conflicting Content-Length values in the answer");
     p->has_len = 1;
     p->len = v;
     return 0;
@@ -126,20 +126,20 @@ static int h1_field_syntax(h1_parser *p, const char *line, size_t n, const char 
     if (end > line && end[-1] == '\r')
         end--;
     if (line[0] == ' ' || line[0] == '\t')
-        return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "a folded header line (obs-fold) in the answer");
+        return h1_fail(p, UP_BAD_ANSWER, "a folded header line (obs-fold) in the answer");
     const char *c = memchr(line, ':', (size_t)(end - line));
     if (!c)
-        return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "a header line without a colon in the answer");
+        return h1_fail(p, UP_BAD_ANSWER, "a header line without a colon in the answer");
     if (c == line)
-        return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "a header line without a name in the answer");
+        return h1_fail(p, UP_BAD_ANSWER, "a header line without a name in the answer");
     for (const char *q = line; q < c; q++) {
         if (*q == ' ' || *q == '\t')
-            return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "whitespace in or after a header name in the answer");
+            return h1_fail(p, UP_BAD_ANSWER, "whitespace in or after a header name in the answer");
         if (!h1_is_tchar((unsigned char)*q))
-            return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "a header name that is not a token in the answer");
+            return h1_fail(p, UP_BAD_ANSWER, "a header name that is not a token in the answer");
     }
     if (memchr(c, '\0', (size_t)(end - c)) || memchr(c, '\r', (size_t)(end - c)))
-        return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "a NUL or a lone CR in a header value of the answer");
+        return h1_fail(p, UP_BAD_ANSWER, "a NUL or a lone CR in a header value of the answer");
     *colon = c;
     return 0;
 }
@@ -158,7 +158,7 @@ static int h1_header(h1_parser *p, const char *line, size_t n)
     if (h1_token_is(ns, nl, "transfer-encoding")) {
         /* one line only: a second one could restate the framing the first set */
         if (p->te_lines++)
-            return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "more than one Transfer-Encoding line in the answer");
+            return h1_fail(p, UP_BAD_ANSWER, "more than one Transfer-Encoding line in the answer");
         h1_tokens(p, vs, ve, h1_coding_token);
     } else if (h1_token_is(ns, nl, "connection"))
         h1_tokens(p, vs, ve, h1_connection_token);
@@ -172,10 +172,10 @@ static int h1_status_line(h1_parser *p, const char *line, size_t n)
     if (n < 12 || memcmp(line, "HTTP/1.", 7) != 0 || (line[7] != '0' && line[7] != '1') || line[8] != ' ' ||
         !isdigit((unsigned char)line[9]) || !isdigit((unsigned char)line[10]) || !isdigit((unsigned char)line[11]) ||
         (n > 12 && line[12] != ' ' && line[12] != '\r' && line[12] != '\n'))
-        return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "the upstream did not answer with an HTTP/1.x status line");
+        return h1_fail(p, UP_BAD_ANSWER, "the upstream did not answer with an HTTP/1.x status line");
     p->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
     if (p->status < 100)
-        return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "invalid status %03ld in the answer", p->status);
+        return h1_fail(p, UP_BAD_ANSWER, "invalid status %03ld in the answer", p->status);
     p->http10 = line[7] == '0';
     p->state = S_HEADERS;
     return 0;
@@ -185,7 +185,7 @@ static int h1_status_line(h1_parser *p, const char *line, size_t n)
 static int h1_headers_end(h1_parser *p)
 {
     if (p->status == 101)
-        return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "the upstream switched protocols unasked");
+        return h1_fail(p, UP_BAD_ANSWER, "the upstream switched protocols unasked");
     if (p->status < 200) { /* interim: the real answer follows */
         p->close = p->keep = p->chunked = p->coded = p->has_len = p->te_lines = 0;
         p->state = S_STATUS;
@@ -210,12 +210,12 @@ static int h1_chunk_size(h1_parser *p, const char *line, size_t n)
     size_t i = 0;
     for (; i < n && isxdigit((unsigned char)line[i]); i++) {
         if (i >= 15)
-            return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "chunk size too large in the answer");
+            return h1_fail(p, UP_BAD_ANSWER, "chunk size too large in the answer");
         int c = tolower((unsigned char)line[i]);
         v = v * 16 + (uint64_t)(isdigit(c) ? c - '0' : c - 'a' + 10);
     }
     if (i == 0 || (i < n && !strchr(" \t;\r\n", line[i])))
-        return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "invalid chunk size in the answer");
+        return h1_fail(p, UP_BAD_ANSWER, "invalid chunk size in the answer");
     p->left = v;
     p->state = v ? S_CHUNK_DATA : S_TRAILERS;
     return 0;
@@ -229,7 +229,7 @@ static int h1_is_blank(const char *line, size_t n)
 static int h1_pass_header(h1_parser *p, char *line, size_t n)
 {
     if (p->on_header(line, n, p->ud) != n)
-        return h1_fail(p, CURLE_WRITE_ERROR, "the answer's headers were refused");
+        return h1_fail(p, UP_WRITE_ERROR, "the answer's headers were refused");
     return 0;
 }
 
@@ -251,7 +251,7 @@ static int h1_line(h1_parser *p, char *line, size_t n)
         return h1_chunk_size(p, line, n);
     case S_CHUNK_END:
         if (!h1_is_blank(line, n))
-            return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "a chunk of the answer does not end with CRLF");
+            return h1_fail(p, UP_BAD_ANSWER, "a chunk of the answer does not end with CRLF");
         p->state = S_CHUNK_SIZE;
         return 0;
     default: /* S_TRAILERS: checked and passed on like headers, as libcurl does (but not the blank line) */
@@ -273,10 +273,10 @@ static long h1_take_line(h1_parser *p, char *data, size_t n)
     char *lf = memchr(data, '\n', n);
     size_t take = lf ? (size_t)(lf - data) + 1 : n;
     if (p->line.len + take > H1_MAX_LINE)
-        return h1_fail(p, CURLE_WEIRD_SERVER_REPLY, "a line of the answer is longer than %d bytes", H1_MAX_LINE);
+        return h1_fail(p, UP_BAD_ANSWER, "a line of the answer is longer than %d bytes", H1_MAX_LINE);
     if (!lf || p->line.len) {
         if (buf_append(&p->line, data, take) != 0)
-            return h1_fail(p, CURLE_OUT_OF_MEMORY, "out of memory reading the answer");
+            return h1_fail(p, UP_NO_MEMORY, "out of memory reading the answer");
         if (!lf)
             return (long)take;
         data = p->line.data;
@@ -291,7 +291,7 @@ static long h1_take_line(h1_parser *p, char *data, size_t n)
 static int h1_pass_body(h1_parser *p, char *data, size_t n)
 {
     if (n && p->on_body(data, n, p->ud) != n)
-        return h1_fail(p, CURLE_WRITE_ERROR, "the answer's body was refused");
+        return h1_fail(p, UP_WRITE_ERROR, "the answer's body was refused");
     return 0;
 }
 
@@ -336,15 +336,15 @@ int h1_parse_eof(h1_parser *p)
         return 1;
     case S_STATUS:
         if (p->seen == 0)
-            return h1_fail(p, CURLE_GOT_NOTHING, "empty reply from the upstream");
-        return h1_fail(p, CURLE_RECV_ERROR, "the upstream closed the connection before its answer's headers");
+            return h1_fail(p, UP_GOT_NOTHING, "empty reply from the upstream");
+        return h1_fail(p, UP_RECV_ERROR, "the upstream closed the connection before its answer's headers");
     case S_HEADERS:
-        return h1_fail(p, CURLE_RECV_ERROR, "the upstream closed the connection before its answer's headers");
+        return h1_fail(p, UP_RECV_ERROR, "the upstream closed the connection before its answer's headers");
     case S_LEN:
-        return h1_fail(p, CURLE_PARTIAL_FILE, "transfer closed with %llu bytes remaining to read",
+        return h1_fail(p, UP_PARTIAL, "transfer closed with %llu bytes remaining to read",
                        (unsigned long long)p->left);
     default:
-        return h1_fail(p, CURLE_PARTIAL_FILE, "transfer closed with outstanding read data remaining");
+        return h1_fail(p, UP_PARTIAL, "transfer closed with outstanding read data remaining");
     }
 }
 

@@ -1,5 +1,5 @@
-/* http_wire: when a request may go through the I/O loop's own HTTP/1.1 client (ioloop_h1_add), and
- * its bytes on the wire (see http_common.h, "the plain path").
+/* wire: when a request may go through the I/O loop's own HTTP/1.1 client (up_h1_start), and its
+ * bytes on the wire (see upstream.h, "the plain path").
  *
  * The bytes are what libcurl would send for the same http_request: the request line with the
  * URL's path and query as they are, Host (with the port unless it is 80), Accept: * / * unless the
@@ -19,7 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "http_common.h"
+#include "upstream_internal.h"
 
 /* The URL part, or NULL (CURLUE_NO_* included). Caller curl_frees. */
 static char *http_wire_part(CURLU *u, CURLUPart what, unsigned flags)
@@ -145,15 +145,18 @@ static void http_wire_url_free(http_wire_url *w)
     curl_free(w->query);
 }
 
-/* Where to connect: a numeric host as it is, a name from the resolver's cache. 0, or -1. */
-static int http_wire_where(const char *host, long port, ioloop_h1_req *q)
+/* Where to connect: a numeric host's address into q (0), or the name for the resolver (1); -1 when
+ * the plain path does not take the host. */
+static int http_wire_where(const char *host, long port, up_h1_req *q, char *name, size_t namelen, long *name_port)
 {
     q->altlen = 0;
     if (http_wire_addr(host, port, &q->addr, &q->addrlen) == 0)
         return 0;
-    if (host[0] == '[') /* an IPv6 literal we do not take (a zone): libcurl's */
+    if (host[0] == '[' || strlen(host) >= namelen) /* an IPv6 literal we do not take (a zone): libcurl's */
         return -1;
-    return http_resolve(host, port, &q->addr, &q->addrlen, &q->alt, &q->altlen) > 0 ? 0 : -1;
+    memcpy(name, host, strlen(host) + 1);
+    *name_port = port;
+    return 1;
 }
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -173,22 +176,24 @@ void http_wire_enable(int on)
 }
 
 /* The same from the request's memo: its parts were worked out when the node compiled. */
-static int http_wire_prepare_memo(const http_request *r, const http_url_memo *m, ioloop_h1_req *q, buf *out)
+static int http_wire_prepare_memo(const http_request *r, const http_url_memo *m, up_h1_req *q, buf *out, char *name,
+                                  size_t namelen, long *port)
 {
     out->len = 0;
-    if (!m->plain || http_wire_where(m->host, m->port, q) != 0 ||
-        http_wire_head(out, r, m->path, m->query, m->host, m->port, m->host_line) != 0)
+    int where = m->plain ? http_wire_where(m->host, m->port, q, name, namelen, port) : -1;
+    if (where < 0 || http_wire_head(out, r, m->path, m->query, m->host, m->port, m->host_line) != 0 ||
+        http_wire_body(out, r) != 0)
         return -1;
-    return http_wire_body(out, r);
+    return where;
 }
 
-int http_wire_prepare(const http_request *r, ioloop_h1_req *q, buf *out)
+int http_wire_prepare(const http_request *r, up_h1_req *q, buf *out, char *name, size_t namelen, long *name_port)
 {
     pthread_once(&g_once, http_wire_read_env);
     if (!atomic_load_explicit(&g_enabled, memory_order_relaxed))
         return -1;
     if (!r->url && r->memo)
-        return http_wire_prepare_memo(r, r->memo, q, out);
+        return http_wire_prepare_memo(r, r->memo, q, out, name, namelen, name_port);
     http_wire_url w = {
         .scheme = http_wire_part(r->url, CURLUPART_SCHEME, 0),
         .user = http_wire_part(r->url, CURLUPART_USER, 0),
@@ -198,13 +203,13 @@ int http_wire_prepare(const http_request *r, ioloop_h1_req *q, buf *out)
         .query = http_wire_part(r->url, CURLUPART_QUERY, 0),
     };
     long port = w.port ? strtol(w.port, NULL, 10) : 0;
-    int rc = -1;
+    int where = -1;
     out->len = 0;
     if (w.scheme && strcmp(w.scheme, "http") == 0 && !w.user && w.host && port > 0 && port < 65536 && w.path &&
-        http_wire_printable(w.path) && http_wire_printable(w.query) && http_wire_where(w.host, port, q) == 0)
-        rc = http_wire_head(out, r, w.path, w.query, w.host, port, NULL);
-    if (rc == 0)
-        rc = http_wire_body(out, r);
+        http_wire_printable(w.path) && http_wire_printable(w.query))
+        where = http_wire_where(w.host, port, q, name, namelen, name_port);
+    if (where >= 0 && (http_wire_head(out, r, w.path, w.query, w.host, port, NULL) != 0 || http_wire_body(out, r) != 0))
+        where = -1;
     http_wire_url_free(&w);
-    return rc;
+    return where;
 }

@@ -1,5 +1,5 @@
-/* h1_parse: reads one HTTP/1.x answer from a byte stream (src/engine/h1_parse.c), for the loop's
- * plain HTTP/1.1 client. Private to src/engine.
+/* h1_parse: reads one HTTP/1.x answer from a byte stream (src/upstream/h1_parse.c), for the loop's
+ * plain HTTP/1.1 client. Private to src/upstream.
  *
  * What it accepts, as libcurl does: a status line `HTTP/1.x NNN [reason]`, header lines ending in
  * CRLF or LF, a blank line; 1xx answers before the final one (passed on, then skipped); a body
@@ -8,10 +8,10 @@
  * status line, a header or trailer line that is not `token ":" value` (folded, no colon, blanks
  * before the colon, a NUL or lone CR in the value), a second Transfer-Encoding line, a bad or
  * conflicting length, a bad chunk size end the answer as an error (stricter than libcurl). */
-#ifndef KAILASH_ENGINE_H1_PARSE_H
-#define KAILASH_ENGINE_H1_PARSE_H
+#ifndef KAILASH_UPSTREAM_H1_PARSE_H
+#define KAILASH_UPSTREAM_H1_PARSE_H
 
-#include <curl/curl.h>
+#include "kailash/upstream.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,7 +39,7 @@ typedef struct h1_parser {
     uint64_t len;  /* its value */
     uint64_t left; /* body or chunk bytes still to come */
     size_t seen;   /* bytes of the answer fed so far */
-    CURLcode code; /* after an error */
+    up_code code; /* after an error */
     char error[160];
 } h1_parser;
 

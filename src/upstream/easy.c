@@ -1,4 +1,4 @@
-/* http_easy: libcurl easy handles for the HTTP nodes, one per attempt.
+/* easy: libcurl easy handles for outbound calls, one per attempt.
  *
  * A handle is never reused across transfers. libcurl 7.88.1 (what Debian 12 ships) keeps, on the easy
  * handle, a pointer to the last header it stored; a new transfer does not clear it, and an answer
@@ -8,7 +8,7 @@
  * and cleans it up when it ends. Connections are not on the handle but in the I/O loop's multi
  * handle's connection cache, so they are still reused. The cost (a handle's allocations, its 16 KiB
  * receive buffer) is measured by `make bench`'s https load (README, "Performance"). */
-#include "http_common.h"
+#include "upstream_internal.h"
 
 CURL *http_easy_get(void)
 {
@@ -19,9 +19,4 @@ void http_easy_put(CURL *e)
 {
     if (e)
         curl_easy_cleanup(e);
-}
-
-/* Nothing is kept between runs any more: each handle went with its attempt. */
-void node_registry_shutdown(void)
-{
 }

@@ -1,4 +1,4 @@
-/* http_memo: what a node's fixed URL parses to, worked out once when the node compiles.
+/* memo: what a node's fixed URL parses to, worked out once when the node compiles.
  *
  * Most HTTP nodes call one literal URL. Parsing it with libcurl's CURLU on every call (the parse,
  * the origin check, the public form for the outputs, the parts for the plain path's request line)
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http_common.h"
+#include "upstream_internal.h"
 
 void http_url_memo_free(http_url_memo *m)
 {
@@ -37,7 +37,7 @@ static char *memo_part(CURLU *u, CURLUPart what, unsigned flags)
     return copy;
 }
 
-/* The parts the plain path sends, and whether it may take this URL at all (see http_wire.c). */
+/* The parts the plain path sends, and whether it may take this URL at all (see wire.c). */
 static int memo_wire(http_url_memo *m)
 {
     char *scheme = memo_part(m->url, CURLUPART_SCHEME, 0), *user = memo_part(m->url, CURLUPART_USER, 0);

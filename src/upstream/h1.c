@@ -1,4 +1,4 @@
-/* h1: the I/O loop's own plain HTTP/1.1 client. See ioloop.h ("plain HTTP/1.1 transfers") and h1.h.
+/* h1: the I/O loop's own plain HTTP/1.1 client. See upstream.h ("the plain HTTP/1.1 client").
  *
  * Why it exists: an upstream call through libcurl costs a fresh transfer setup, a liveness poll of
  * the reused connection, a readability poll after the send and an extra read, and many small
@@ -11,10 +11,11 @@
  * upstream closing it, or sending unasked) closes it. A transfer that finds its reused connection
  * dead before any byte of the answer is sent once more on a new one.
  *
- * Deadlines: active transfers sit in a min-heap by due time (the connect deadline while
- * connecting, then the whole transfer's); the loop sleeps no longer than the earliest. */
-#include "h1.h"
-
+ * A client of the loop like any other: each connection is a watch (edge-triggered, for everything,
+ * from connect to close: never an epoll_ctl in between), each transfer carries its deadline as an
+ * embedded loop timer (the connect deadline while connecting, then the whole transfer's). A failure
+ * found while the transfer starts is handed back through that timer at once, so done never runs
+ * inside up_h1_start. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -27,13 +28,16 @@
 
 #include "h1_parse.h"
 #include "kailash/util.h"
+#include "upstream_internal.h"
+
+typedef up_h1_xfer h1_xfer;
 
 #define H1_READ_SIZE 16384
-#define H1_NOT_IN_HEAP ((size_t)-1)
 #define H1_MAX_IDLE_MS 118000.0 /* an idle connection older than this is not reused (libcurl's default) */
 
 typedef struct h1_conn {
     int fd;
+    io_watch watch;
     int connecting;
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -43,13 +47,18 @@ typedef struct h1_conn {
     h1_parser parser; /* its line buffer is kept across answers */
 } h1_conn;
 
-struct h1_xfer {
-    h1_xfer *qnext; /* the loop's queue of adds */
-    ioloop_h1_req req;
-    ioloop_h1_done_fn done;
+struct up_h1_xfer {
+    h1_client *c;
+    struct up_h1_xfer *prev, *next; /* the client's active transfers */
+    up_h1_req req;
+    up_h1_done_fn done;
     void *ud;
-    double start_ms, due_ms;
-    size_t heap_i;
+    double start_ms;
+    io_timer timer; /* the deadline; at once for a failure found while starting */
+    int starting;   /* inside up_h1_start: an end now is handed back through the timer */
+    int ended;      /* that end: its code and message */
+    up_code end_code;
+    char end_error[160];
     h1_conn *conn;
     size_t sent;
     int reused;    /* conn came from the idle list */
@@ -59,87 +68,25 @@ struct h1_xfer {
 };
 
 struct h1_client {
-    int epfd;
+    up_loop *loop;
     long max_idle;
-    atomic_size_t *inflight;
+    h1_xfer *active;
     h1_conn **by_fd; /* the client's connections by fd */
     size_t nfd;
     h1_conn *idle; /* most recently used first */
     long nidle;
-    h1_xfer **heap;
-    size_t heap_len, heap_cap;
     char rbuf[H1_READ_SIZE];
 };
 
-/* ---- the deadline heap ---- */
+/* ---- deadlines ---- */
 
-static void h1_heap_set(h1_client *c, size_t i, h1_xfer *x)
-{
-    c->heap[i] = x;
-    x->heap_i = i;
-}
+static void h1_on_timer(io_timer *t);
 
-static void h1_heap_up(h1_client *c, size_t i)
-{
-    h1_xfer *x = c->heap[i];
-    while (i > 0 && x->due_ms < c->heap[(i - 1) / 2]->due_ms) {
-        h1_heap_set(c, i, c->heap[(i - 1) / 2]);
-        i = (i - 1) / 2;
-    }
-    h1_heap_set(c, i, x);
-}
-
-static void h1_heap_down(h1_client *c, size_t i)
-{
-    h1_xfer *x = c->heap[i];
-    for (;;) {
-        size_t k = 2 * i + 1;
-        if (k >= c->heap_len)
-            break;
-        if (k + 1 < c->heap_len && c->heap[k + 1]->due_ms < c->heap[k]->due_ms)
-            k++;
-        if (c->heap[k]->due_ms >= x->due_ms)
-            break;
-        h1_heap_set(c, i, c->heap[k]);
-        i = k;
-    }
-    h1_heap_set(c, i, x);
-}
-
-static int h1_heap_push(h1_client *c, h1_xfer *x)
-{
-    if (c->heap_len == c->heap_cap) {
-        size_t cap = c->heap_cap ? 2 * c->heap_cap : 64;
-        h1_xfer **h = realloc(c->heap, cap * sizeof *h);
-        if (!h)
-            return -1;
-        c->heap = h;
-        c->heap_cap = cap;
-    }
-    h1_heap_set(c, c->heap_len++, x);
-    h1_heap_up(c, x->heap_i);
-    return 0;
-}
-
-static void h1_heap_remove(h1_client *c, h1_xfer *x)
-{
-    size_t i = x->heap_i;
-    if (i == H1_NOT_IN_HEAP)
-        return;
-    x->heap_i = H1_NOT_IN_HEAP;
-    h1_xfer *last = c->heap[--c->heap_len];
-    if (last == x)
-        return;
-    h1_heap_set(c, i, last);
-    h1_heap_up(c, i);
-    h1_heap_down(c, last->heap_i);
-}
-
+/* The transfer's deadline moves to due_ms (util_now_ms clock). */
 static void h1_set_due(h1_client *c, h1_xfer *x, double due_ms)
 {
-    x->due_ms = due_ms;
-    h1_heap_up(c, x->heap_i);
-    h1_heap_down(c, x->heap_i);
+    if (ioloop_timer_start(c->loop->io, &x->timer, due_ms - util_now_ms()) != 0) /* out of memory: at once */
+        ioloop_timer_start(c->loop->io, &x->timer, 0);
 }
 
 /* ---- connections ---- */
@@ -161,7 +108,8 @@ static void h1_conn_close(h1_client *c, h1_conn *k)
     if (!k->x)
         h1_idle_unlink(c, k);
     c->by_fd[k->fd] = NULL;
-    close(k->fd); /* leaves the epoll set with it */
+    ioloop_watch_stop(c->loop->io, &k->watch);
+    close(k->fd);
     h1_parser_free(&k->parser);
     free(k);
 }
@@ -172,14 +120,14 @@ static int h1_is_addr(const h1_conn *k, const struct sockaddr_storage *a, sockle
 }
 
 /* A connection to either of the request's addresses will do. */
-static int h1_same_addr(const h1_conn *k, const ioloop_h1_req *r)
+static int h1_same_addr(const h1_conn *k, const up_h1_req *r)
 {
     return h1_is_addr(k, &r->addr, r->addrlen) || h1_is_addr(k, &r->alt, r->altlen);
 }
 
 /* The most recently used idle connection to the request's address, taken off the list; those
  * found too old on the way are closed. */
-static h1_conn *h1_idle_take(h1_client *c, const ioloop_h1_req *r)
+static h1_conn *h1_idle_take(h1_client *c, const up_h1_req *r)
 {
     double now = util_now_ms();
     for (h1_conn *k = c->idle, *next; k; k = next) {
@@ -204,6 +152,8 @@ static h1_conn **h1_row(h1_client *c, int fd)
     return &t[fd];
 }
 
+static void h1_on_watch(io_watch *w, uint32_t events);
+
 /* A new non-blocking socket connecting to addr, in the epoll set for everything (edge-triggered:
  * it never needs an epoll_ctl again). Returns the connection or NULL with errno. */
 static h1_conn *h1_conn_open(h1_client *c, const struct sockaddr_storage *addr, socklen_t addrlen)
@@ -215,8 +165,9 @@ static h1_conn *h1_conn_open(h1_client *c, const struct sockaddr_storage *addr, 
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     h1_conn *k = calloc(1, sizeof *k);
     h1_conn **row = k ? h1_row(c, fd) : NULL;
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.u64 = IO_H1_TAG | (uint32_t)fd};
-    if (!row || epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    if (k)
+        ioloop_watch_init(&k->watch, fd, h1_on_watch, c);
+    if (!row || ioloop_watch_start(c->loop->io, &k->watch, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) != 0) {
         int e = row ? errno : ENOMEM;
         free(k);
         close(fd);
@@ -225,6 +176,7 @@ static h1_conn *h1_conn_open(h1_client *c, const struct sockaddr_storage *addr, 
     }
     if (connect(fd, (const struct sockaddr *)addr, addrlen) != 0 && errno != EINPROGRESS) {
         int e = errno;
+        ioloop_watch_stop(c->loop->io, &k->watch);
         free(k);
         close(fd);
         errno = e;
@@ -261,24 +213,49 @@ static void h1_release_conn(h1_client *c, h1_xfer *x, int reusable)
     c->nidle++;
 }
 
-static void h1_finish(h1_client *c, h1_xfer *x, CURLcode code, int reusable, const char *error)
+static void h1_active_unlink(h1_client *c, h1_xfer *x)
 {
-    ioloop_h1_result r = {.code = code, .connected = x->connected, .total_ms = util_now_ms() - x->start_ms};
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        c->active = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+    x->prev = x->next = NULL;
+}
+
+/* Takes x out of the client (its connection back to the idle list when reusable) and frees it. */
+static void h1_drop(h1_client *c, h1_xfer *x, int reusable)
+{
+    ioloop_timer_stop(c->loop->io, &x->timer);
+    h1_release_conn(c, x, reusable);
+    h1_active_unlink(c, x);
+    atomic_fetch_sub(&c->loop->inflight, 1);
+    free(x);
+}
+
+static void h1_finish(h1_client *c, h1_xfer *x, up_code code, int reusable, const char *error)
+{
+    if (x->starting) { /* hand it back from the loop, not from inside up_h1_start */
+        x->ended = 1;
+        x->end_code = code;
+        snprintf(x->end_error, sizeof x->end_error, "%s", error ? error : "");
+        h1_release_conn(c, x, 0);
+        ioloop_timer_start(c->loop->io, &x->timer, 0);
+        return;
+    }
+    up_h1_result r = {.code = code, .connected = x->connected, .total_ms = util_now_ms() - x->start_ms};
     if (x->conn)
         r.status = x->conn->parser.status;
-    if (code != CURLE_OK)
-        snprintf(r.error, sizeof r.error, "%s", error && *error ? error : curl_easy_strerror(code));
-    h1_heap_remove(c, x);
-    h1_release_conn(c, x, code == CURLE_OK && reusable);
-    atomic_size_t *inflight = c->inflight;
-    ioloop_h1_done_fn done = x->done;
+    if (code != UP_OK)
+        snprintf(r.error, sizeof r.error, "%s", error && *error ? error : up_strerror(code));
+    up_h1_done_fn done = x->done;
     void *ud = x->ud;
-    free(x);
-    atomic_fetch_sub(inflight, 1);
+    h1_drop(c, x, code == UP_OK && reusable);
     done(&r, ud);
 }
 
-static void h1_fail_errno(h1_client *c, h1_xfer *x, CURLcode code, const char *what, int e)
+static void h1_fail_errno(h1_client *c, h1_xfer *x, up_code code, const char *what, int e)
 {
     char msg[160];
     snprintf(msg, sizeof msg, "%s: %s", what, strerror(e));
@@ -304,7 +281,7 @@ static int h1_try_again(h1_client *c, h1_xfer *x)
     h1_release_conn(c, x, 0);
     h1_conn *fresh = h1_conn_open(c, &addr, addrlen);
     if (!fresh) {
-        h1_fail_errno(c, x, CURLE_COULDNT_CONNECT, "failed to connect to the upstream", errno);
+        h1_fail_errno(c, x, UP_COULDNT_CONNECT, "failed to connect to the upstream", errno);
         return 1;
     }
     h1_begin_on(c, x, fresh);
@@ -317,7 +294,7 @@ static void h1_on_eof(h1_client *c, h1_xfer *x)
         return;
     h1_parser *p = &x->conn->parser;
     if (h1_parse_eof(p) == 1)
-        h1_finish(c, x, CURLE_OK, 0, NULL);
+        h1_finish(c, x, UP_OK, 0, NULL);
     else
         h1_finish(c, x, p->code, 0, p->error);
 }
@@ -350,12 +327,12 @@ static void h1_read(h1_client *c, h1_xfer *x)
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
             if (!h1_try_again(c, x))
-                h1_fail_errno(c, x, CURLE_RECV_ERROR, "recv failure", errno);
+                h1_fail_errno(c, x, UP_RECV_ERROR, "recv failure", errno);
             return;
         }
         size_t used = 0;
         if (x->req.max_bytes && k->parser.seen + (size_t)n > x->req.max_bytes) {
-            h1_finish(c, x, CURLE_FILESIZE_EXCEEDED, 0, "the answer is larger than allowed");
+            h1_finish(c, x, UP_TOO_LARGE, 0, "the answer is larger than allowed");
             return;
         }
         int rc = h1_parse(&k->parser, c->rbuf, (size_t)n, &used);
@@ -365,7 +342,7 @@ static void h1_read(h1_client *c, h1_xfer *x)
         }
         if (rc == 1) { /* bytes past the answer, or a request not yet all sent: no reuse */
             int clean = used == (size_t)n && x->sent == x->req.len && !h1_more_queued(k, (size_t)n);
-            h1_finish(c, x, CURLE_OK, clean && h1_parse_reusable(&k->parser), NULL);
+            h1_finish(c, x, UP_OK, clean && h1_parse_reusable(&k->parser), NULL);
             return;
         }
     }
@@ -385,7 +362,7 @@ static void h1_send(h1_client *c, h1_xfer *x)
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return; /* EPOLLOUT will say when there is room */
         if (!h1_try_again(c, x))
-            h1_fail_errno(c, x, CURLE_SEND_ERROR, "send failure", n < 0 ? errno : EPIPE);
+            h1_fail_errno(c, x, UP_SEND_ERROR, "send failure", n < 0 ? errno : EPIPE);
         return;
     }
 }
@@ -416,7 +393,7 @@ static void h1_connect(h1_client *c, h1_xfer *x, const struct sockaddr_storage *
         return;
     }
     if (!h1_connect_alt(c, x))
-        h1_fail_errno(c, x, CURLE_COULDNT_CONNECT, "failed to connect to the upstream", errno);
+        h1_fail_errno(c, x, UP_COULDNT_CONNECT, "failed to connect to the upstream", errno);
 }
 
 /* The second address, once: 1 when x went on to it. */
@@ -439,7 +416,7 @@ static void h1_on_connected(h1_client *c, h1_xfer *x)
         e = errno;
     if (e != 0) {
         if (!h1_connect_alt(c, x))
-            h1_fail_errno(c, x, CURLE_COULDNT_CONNECT, "failed to connect to the upstream", e);
+            h1_fail_errno(c, x, UP_COULDNT_CONNECT, "failed to connect to the upstream", e);
         return;
     }
     k->connecting = 0;
@@ -468,8 +445,10 @@ static h1_xfer *h1_still(h1_client *c, int fd)
     return k && k->x && !k->connecting ? k->x : NULL;
 }
 
-void h1_on_event(h1_client *c, int fd, uint32_t events)
+static void h1_on_watch(io_watch *w, uint32_t events)
 {
+    h1_client *c = w->ud;
+    int fd = w->fd;
     h1_conn *k = fd >= 0 && (size_t)fd < c->nfd ? c->by_fd[fd] : NULL;
     if (!k)
         return;
@@ -496,14 +475,13 @@ void h1_on_event(h1_client *c, int fd, uint32_t events)
 
 /* ---- the client ---- */
 
-h1_client *h1_client_new(int epfd, long max_idle, atomic_size_t *inflight)
+h1_client *h1_client_new(up_loop *l, long max_idle)
 {
     h1_client *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    c->epfd = epfd;
+    c->loop = l;
     c->max_idle = max_idle > 0 ? max_idle : 0;
-    c->inflight = inflight;
     return c;
 }
 
@@ -514,79 +492,66 @@ void h1_client_free(h1_client *c)
     while (c->idle)
         h1_conn_close(c, c->idle);
     free(c->by_fd);
-    free(c->heap);
     free(c);
 }
 
-h1_xfer *h1_xfer_new(const ioloop_h1_req *req, ioloop_h1_done_fn done, void *ud)
+void h1_client_abort_all(h1_client *c)
 {
+    while (c && c->active) {
+        c->active->starting = 0;
+        h1_finish(c, c->active, UP_STOPPING, 0, "the I/O loop is stopping");
+    }
+}
+
+/* The deadline passed, or an end found while starting is handed back. */
+static void h1_on_timer(io_timer *t)
+{
+    h1_xfer *x = t->ud;
+    h1_client *c = x->c;
+    if (x->ended) {
+        h1_finish(c, x, x->end_code, 0, x->end_error);
+        return;
+    }
+    char msg[160];
+    int connecting = x->conn && x->conn->connecting;
+    snprintf(msg, sizeof msg, "%s timed out after %.0f ms", connecting ? "connecting" : "the request",
+             util_now_ms() - x->start_ms);
+    h1_finish(c, x, UP_TIMEOUT, 0, msg);
+}
+
+up_h1_xfer *up_h1_start(const up_h1_req *req, up_h1_done_fn done, void *ud)
+{
+    up_loop *l = up_loop_current();
+    if (!l || !req || !done || !req->data || req->timeout_ms <= 0 || req->connect_timeout_ms <= 0 || !req->on_header ||
+        !req->on_body)
+        return NULL;
+    h1_client *c = l->h1;
     h1_xfer *x = calloc(1, sizeof *x);
     if (!x)
         return NULL;
-    x->req = *req;
-    x->done = done;
-    x->ud = ud;
-    x->start_ms = util_now_ms();
-    x->heap_i = H1_NOT_IN_HEAP;
-    return x;
-}
-
-h1_xfer *h1_xfer_next(const h1_xfer *x)
-{
-    return x->qnext;
-}
-
-void h1_xfer_set_next(h1_xfer *x, h1_xfer *next)
-{
-    x->qnext = next;
-}
-
-void h1_xfer_start(h1_client *c, h1_xfer *x)
-{
-    x->due_ms = x->start_ms + x->req.timeout_ms;
-    if (h1_heap_push(c, x) != 0) {
-        h1_finish(c, x, CURLE_OUT_OF_MEMORY, 0, "out of memory starting the request");
-        return;
+    *x = (h1_xfer){.c = c, .req = *req, .done = done, .ud = ud, .start_ms = util_now_ms(), .starting = 1};
+    ioloop_timer_init(&x->timer, h1_on_timer, x);
+    if (ioloop_timer_start(l->io, &x->timer, req->timeout_ms) != 0) {
+        free(x);
+        return NULL;
     }
+    x->next = c->active;
+    if (c->active)
+        c->active->prev = x;
+    c->active = x;
+    atomic_fetch_add(&l->inflight, 1);
     h1_conn *k = h1_idle_take(c, &x->req);
     x->reused = k != NULL;
     if (k)
         h1_begin_on(c, x, k);
     else
         h1_connect(c, x, &x->req.addr, x->req.addrlen);
+    x->starting = 0;
+    return x;
 }
 
-void h1_xfer_abort(h1_xfer *x, atomic_size_t *inflight)
+void up_h1_cancel(up_h1_xfer *x)
 {
-    ioloop_h1_result r = {.code = CURLE_ABORTED_BY_CALLBACK, .total_ms = util_now_ms() - x->start_ms};
-    snprintf(r.error, sizeof r.error, "the I/O loop is stopping");
-    ioloop_h1_done_fn done = x->done;
-    void *ud = x->ud;
-    free(x);
-    atomic_fetch_sub(inflight, 1);
-    done(&r, ud);
-}
-
-double h1_due_ms(const h1_client *c)
-{
-    return c->heap_len ? c->heap[0]->due_ms : -1.0;
-}
-
-void h1_run_timeouts(h1_client *c)
-{
-    double now = util_now_ms();
-    while (c->heap_len && c->heap[0]->due_ms <= now) {
-        h1_xfer *x = c->heap[0];
-        char msg[160];
-        int connecting = x->conn && x->conn->connecting;
-        snprintf(msg, sizeof msg, "%s timed out after %.0f ms", connecting ? "connecting" : "the request",
-                 now - x->start_ms);
-        h1_finish(c, x, CURLE_OPERATION_TIMEDOUT, 0, msg);
-    }
-}
-
-void h1_abort_all(h1_client *c)
-{
-    while (c->heap_len)
-        h1_finish(c, c->heap[0], CURLE_ABORTED_BY_CALLBACK, 0, "the I/O loop is stopping");
+    if (x)
+        h1_drop(x->c, x, 0);
 }
