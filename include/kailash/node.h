@@ -58,11 +58,6 @@ struct node_call {
     int hops;                /* gateways the run's request passed (X-Kailash-Hops); calls out send hops + 1 */
     struct ioloop *io;       /* the I/O loop, for start() */
     node_done_fn done;       /* for start() */
-    /* Set by start() when its work can be stopped early, before it hands the work to the loop: the
-     * engine calls it on io's thread when the run ends first (cancelled, failed or timed out), and
-     * it then calls done (error code "cancelled") exactly once. The engine clears it when done is
-     * called; a node never calls it itself. */
-    void (*cancel)(node_call *call);
     void *engine_data;       /* the engine's own; nodes don't touch it */
     /* Set by start() when its work can be aborted (NULL otherwise, and again once done has run; the
      * engine sets it NULL before start). Call it only on call->io's thread, between start's return

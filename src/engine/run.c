@@ -218,7 +218,7 @@ static void run_cancel_inflight(run *r)
     if (r->inflight == 0 || !r->home)
         return;
     run_retain(r);
-    if (ioloop_after(r->home, 0, run_cancel_inflight_task, r) != 0)
+    if (ioloop_post(r->home, run_cancel_inflight_task, r) != 0)
         run_release(r); /* the loop is stopping: it aborts every transfer itself */
 }
 
