@@ -72,6 +72,9 @@ struct kreq {
     int chain_pos; /* the next middleware step */
     int suspended; /* the connection is suspended (PARKED, or a pending HANDLER) */
     int close; /* the answer carries `Connection: close` and the connection ends after it */
+    int hup_seen;                 /* the client shut its side (loop thread) */
+    int left;                     /* ... while its handler had it: it gets no answer */
+    void (*on_leave)(kreq *r);    /* handler: told on the loop thread when its client leaves */
 };
 
 typedef int (*http_handler)(kreq *r);
@@ -137,6 +140,10 @@ void http_reply_header(kreq *r, const char *name, const char *value);
 const char *http_answer_header(const kreq *r, const char *name);
 /* After a handler returned HTTP_PENDING: the response is set, resume the connection. Any thread. */
 void http_complete(kreq *r);
+/* A handler that returns HTTP_PENDING may ask to be told, on r's loop thread, when the client goes
+ * away before the answer (it shut its side): fn should stop the work (cancel the run) and still
+ * call http_complete when it ends; the connection is then closed unanswered and logged as 499. */
+void http_req_on_leave(kreq *r, void (*fn)(kreq *r));
 /* After a middleware step parked r (MW_PARKED): go on with the chain at the next step, or, when
  * answered is set (the step answered with http_reply_*), send that answer. Call it on r's loop thread
  * (where before() ran), once, and only after before() has returned. */

@@ -283,6 +283,14 @@ static void reply_failed(kreq *r, run *rn)
     http_reply_error(r, status_for(code), code, msg, details);
 }
 
+/* The client left before its answer: the run stops (its transfers are aborted, no node starts). */
+static void run_req_left(kreq *r)
+{
+    run_req *s = r->state;
+    if (s && s->run)
+        run_cancel(s->run);
+}
+
 static void on_run_done(run *rn, void *ud)
 {
     kreq *r = ud;
@@ -332,6 +340,7 @@ static int run_handle(kreq *r, int execute)
         return reply_errorf(r, 500, "internal", NULL, "out of memory");
     util_copy(r->run_id, sizeof r->run_id, run_id(s->run));
     run_retain(s->run); /* one for exec_submit to take, one kept for the answer */
+    http_req_on_leave(r, run_req_left);
     if (exec_submit(s->ex, s->run, 1) == EXEC_OVERLOADED) {
         run_release(s->run);
         r->run_id[0] = '\0';

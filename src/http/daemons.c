@@ -47,7 +47,7 @@ typedef struct conn_slot {
     struct worker *w;
     io_watch hup; /* EPOLLRDHUP, edge-triggered (see the top of this file) */
     int rearm;    /* re-arms still to do */
-    int busy;     /* a request is in progress (from its first callback to its completion) */
+    kreq *req;    /* the request in progress (from its first callback to its completion), or NULL */
 } conn_slot;
 
 /* One daemon and the loop it runs on. Everything but the daemon pointer is the loop thread's. */
@@ -99,12 +99,12 @@ static int conn_fd(struct MHD_Connection *c)
     return ci ? ci->connect_fd : -1;
 }
 
-void http_daemon_busy(void *srv, struct MHD_Connection *c, int busy)
+void http_daemon_busy(void *srv, struct MHD_Connection *c, kreq *r)
 {
     worker *w = srv;
     int fd = conn_fd(c);
     if (w && fd >= 0 && (size_t)fd < w->n_by_fd && w->by_fd[fd] && w->by_fd[fd]->c == c)
-        w->by_fd[fd]->busy = busy;
+        w->by_fd[fd]->req = r;
 }
 
 void http_daemon_suspend(struct MHD_Connection *c)
@@ -131,6 +131,10 @@ static void w_on_hup(io_watch *iw, uint32_t events)
     conn_slot *sl = iw->ud;
     worker *w = sl->w;
     int fd = iw->fd;
+    if (sl->req)
+        http_request_left(sl->req); /* a request waiting on its run: the run is cancelled */
+    if (!w->rearm_on)
+        return;
     w->run_now = 1;
     mhd_park_hup(&w->park, fd);
     if (sl->rearm == 0) {
@@ -198,7 +202,8 @@ static int w_before_sleep(io_hook *h)
     return w_wait_ms(w);
 }
 
-/* A slot for fd's new connection, its EPOLLRDHUP watched when rearm_on. */
+/* A slot for fd's new connection, its EPOLLRDHUP watched: for the re-arm (rearm_on), and to learn
+ * that a client left while its request waits (any version). */
 static int w_track(worker *w, int fd, struct MHD_Connection *c)
 {
     conn_slot **t = util_grow_zeroed(w->by_fd, &w->n_by_fd, sizeof *t, (size_t)fd, 1024);
@@ -211,8 +216,7 @@ static int w_track(worker *w, int fd, struct MHD_Connection *c)
     sl->c = c;
     sl->w = w;
     ioloop_watch_init(&sl->hup, fd, w_on_hup, sl);
-    if (w->rearm_on)
-        ioloop_watch_start(w->io, &sl->hup, EPOLLRDHUP | EPOLLET);
+    ioloop_watch_start(w->io, &sl->hup, EPOLLRDHUP | EPOLLET);
     free(t[fd]); /* a slot whose CLOSED notice never came */
     t[fd] = sl;
     return 0;
@@ -276,7 +280,7 @@ static void w_quiesce(void *ud)
     if (s != MHD_INVALID_SOCKET)
         close(s);
     for (size_t fd = 0; fd < w->n_by_fd; fd++)
-        if (w->by_fd[fd] && w->by_fd[fd]->c && !w->by_fd[fd]->busy)
+        if (w->by_fd[fd] && w->by_fd[fd]->c && !w->by_fd[fd]->req)
             shutdown((int)fd, SHUT_RDWR);
     w->run_now = 1;
 }

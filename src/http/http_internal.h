@@ -21,9 +21,13 @@ void *http_daemon_current(void);
 void http_daemon_kick(void *srv);
 /* daemons.c: MHD_suspend_connection through mhd_park_suspend, with the connection's socket. */
 void http_daemon_suspend(struct MHD_Connection *c);
-/* daemons.c: c, one of srv's connections, has a request in progress (busy 1) or not any more (0).
- * A connection without one is idle, and closed at once when the server starts draining. */
-void http_daemon_busy(void *srv, struct MHD_Connection *c, int busy);
+/* daemons.c: c, one of srv's connections, has request r in progress (NULL: not any more). A
+ * connection without one is idle, and closed at once when the server starts draining; one with one
+ * is told when its client leaves (http_request_left). */
+void http_daemon_busy(void *srv, struct MHD_Connection *c, kreq *r);
+/* server.c: on the loop thread, the client of r's connection shut its side (EPOLLRDHUP): a request
+ * waiting on its handler is told (http_req_on_leave), and its connection is closed unanswered. */
+void http_request_left(kreq *r);
 
 /* server.c: from now on every answer carries `Connection: close` (the server is draining). */
 void http_server_drain(void);

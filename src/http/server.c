@@ -121,7 +121,7 @@ static kreq *req_new(struct MHD_Connection *c, const char *url, const char *meth
     }
     client_addr(r);
     atomic_fetch_add(&g_inflight, 1);
-    http_daemon_busy(r->srv, c, 1);
+    http_daemon_busy(r->srv, c, r);
     return r;
 }
 
@@ -133,7 +133,7 @@ static void req_free(kreq *r)
     buf_free(&r->answer_headers);
     buf_free(&r->body);
     pthread_mutex_destroy(&r->mu);
-    http_daemon_busy(r->srv, r->conn, 0);
+    http_daemon_busy(r->srv, r->conn, NULL);
     free(r);
     atomic_fetch_sub(&g_inflight, 1);
 }
@@ -266,7 +266,27 @@ static enum MHD_Result req_dispatch(kreq *r)
     http_daemon_suspend(r->conn);
     r->suspended = 1;
     pthread_mutex_unlock(&r->mu);
+    if (r->hup_seen) /* the client left while the handler ran: tell it now */
+        http_request_left(r);
     return MHD_YES;
+}
+
+void http_request_left(kreq *r)
+{
+    r->hup_seen = 1;
+    pthread_mutex_lock(&r->mu); /* a handler's thread may be answering right now */
+    int waiting = r->phase == KREQ_HANDLER && r->suspended;
+    pthread_mutex_unlock(&r->mu);
+    if (!waiting || r->left)
+        return; /* not waiting on a handler: libmicrohttpd reads the end itself */
+    r->left = 1;
+    if (r->on_leave)
+        r->on_leave(r);
+}
+
+void http_req_on_leave(kreq *r, void (*fn)(kreq *r))
+{
+    r->on_leave = fn;
 }
 
 /* A call after a resume: where the request stands says what to do next. */
@@ -275,6 +295,8 @@ static enum MHD_Result req_resumed(kreq *r)
     pthread_mutex_lock(&r->mu);
     kreq_phase phase = r->phase;
     pthread_mutex_unlock(&r->mu);
+    if (r->left) /* nobody to answer: close; the completion logs 499 */
+        return MHD_NO;
     if (phase == KREQ_ANSWERED)
         return queue(r);
     if (phase == KREQ_CHAIN) /* a parked step let it go on */
