@@ -11,8 +11,8 @@ int api_ready(kreq *r);
 /* workflows.c */
 int api_workflows_list(kreq *r);
 int api_workflows_get(kreq *r);
-/* runs.c: resolve finds the workflow before the chain (r->wf, or r->unresolved); prepare checks
- * size and media type before the body is read. */
+/* runs.c: resolve finds the workflow before the chain (http_req_set_workflow_def, or
+ * http_req_set_unresolved); prepare checks size and media type before the body is read. */
 int api_run_resolve(kreq *r);
 int api_run_prepare(kreq *r);
 int api_run(kreq *r);

@@ -18,7 +18,7 @@ int api_admin_prepare(kreq *r)
 {
     /* A request that came through a gateway (ours included: an HTTP node pointed at this one) carries
      * X-Kailash-Hops; its socket address says where the last hop was, not who asked. */
-    if (r->client_loopback && !http_header(r, "X-Kailash-Hops"))
+    if (http_req_client_loopback(r) && !http_header(r, "X-Kailash-Hops"))
         return HTTP_CONTINUE;
     http_reply_error(r, 403, "forbidden", "admin routes answer only loopback clients while authentication is off",
                      NULL);

@@ -1,5 +1,5 @@
 /* server: the life of one request in libmicrohttpd's callbacks (the daemons themselves, one per I/O
- * loop, are daemons.c's), as the phases of http.h's kreq_phase.
+ * loop, are daemons.c's), as the phases of kreq.h's kreq_phase.
  *
  * MHD calls http_on_request several times per request: first with the headers (we route and
  * resolve the route's workflow, then run the middleware chain and the route's prepare step, which
@@ -21,6 +21,7 @@
 #include <strings.h>
 
 #include "http_internal.h"
+#include "kreq.h"
 #include "kailash/log.h"
 #include "kailash/middleware.h"
 
@@ -220,7 +221,7 @@ static void req_route(kreq *r)
  * connection suspended; its mw_continue brings the request back here (through http_on_request). */
 static enum MHD_Result req_advance(kreq *r)
 {
-    int rc = mw_before(r);
+    int rc = mw_before(r, &r->chain_pos);
     if (rc == MW_ANSWERED)
         return queue(r);
     if (rc == MW_PARKED) {
