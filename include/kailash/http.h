@@ -1,4 +1,4 @@
-/* http: the libmicrohttpd front end (src/http/): server, router, responses, suspend/resume.
+/* http: the libmicrohttpd front end (src/http/): server, router, requests, replies, suspend/resume.
  *
  * One MHD daemon runs on each I/O loop's thread (external epoll mode; server.c says why). A
  * request's life: the first callback routes it and runs the checks that need no body (404, 405, 413
@@ -47,6 +47,13 @@ int http_req_client_loopback(const kreq *r);
 long long http_req_content_length(const kreq *r);
 /* The body read so far (complete when the route's handle runs); borrowed, owned by the request. */
 const buf *http_req_body(const kreq *r);
+/* A request header (case-insensitive) or query argument, NULL when absent; borrowed from
+ * libmicrohttpd. */
+const char *http_req_header(const kreq *r, const char *name);
+const char *http_req_query(const kreq *r, const char *name);
+/* Whether the request's framing is ambiguous (two Content-Lengths, or one with Transfer-Encoding):
+ * such a request must be refused and its connection closed (http_req_set_close). */
+int http_req_framing_ambiguous(const kreq *r);
 
 /* The X-Request-ID of the request ("" until the request_id step ran); borrowed. The setter copies
  * id, truncated to 131 bytes (the request_id step sets at most 128). */
@@ -93,6 +100,8 @@ const char *http_req_answer_header(const kreq *r, const char *name);
 kreq *http_req_new_detached(const void *body, size_t len);
 void http_req_free_detached(kreq *r);
 
+/* ---- routes (src/http/router.c) --------------------------------------------------------------- */
+
 typedef int (*http_handler)(kreq *r);
 
 /* A route: one row of the table in router.c. resolve (may be NULL) runs when the route is found,
@@ -112,6 +121,9 @@ struct http_route {
  * methods the path takes in allow ("GET, POST"). param receives the {name} segment. */
 const http_route *http_route_find(const char *method, const char *path, char *param, size_t paramlen, int *status,
                                   char *allow, size_t allowlen);
+
+/* ---- the server: the daemons on the loops (src/http/daemons.c: start, quiesce, loops, loop_stats,
+ * sync, stop) and the requests' side (src/http/server.c: inflight, config, set_config) ----------- */
 
 /* Starts listening, with one libmicrohttpd daemon on each of the nloops I/O loops (cfg is kept
  * borrowed for the server's life). Returns 0 or -1 with err. */
@@ -143,27 +155,28 @@ const kconfig *http_server_config(void);
  * caller keeps the old one alive: requests in flight may still read it. */
 void http_server_set_config(const kconfig *cfg);
 
-/* Responses. body is stolen. The Content-Type, X-Request-ID and Server-Timing headers are added. */
+/* ---- answers (src/http/reply.c) ---------------------------------------------------------------
+ * An answer is kept in the request as set until the server queues it (after the after() steps have
+ * read it); a new one replaces what was set before, headers included. */
+
+/* Sets the answer; body is stolen. The Content-Type, X-Request-ID and Server-Timing headers are
+ * added when it is queued. */
 void http_reply_json(kreq *r, int status, json_t *body);
 /* The same with the body already written (NUL-terminated), taken from body (left empty); NULL or
  * an empty buf answers 500 "out of memory". */
 void http_reply_buf(kreq *r, int status, buf *body);
 /* The one error shape of API.md; details is stolen and may be NULL. */
 void http_reply_error(kreq *r, int status, const char *code, const char *message, json_t *details);
-/* Adds a header to the response already set. */
+/* Adds a header to the answer already set (copied; dropped when none is set yet). */
 void http_reply_header(kreq *r, const char *name, const char *value);
+
+/* ---- resuming a waiting request (src/http/server.c, whose phases they move on) ----------------- */
+
 /* After a handler returned HTTP_PENDING: the response is set, resume the connection. Any thread. */
 void http_complete(kreq *r);
 /* After a middleware step parked r (MW_PARKED): go on with the chain at the next step, or, when
  * answered is set (the step answered with http_reply_*), send that answer. Call it on r's loop thread
  * (where before() ran), once, and only after before() has returned. */
 void http_chain_continue(kreq *r, int answered);
-/* Whether the request's framing is ambiguous (two Content-Lengths, or one with Transfer-Encoding):
- * such a request must be refused and its connection closed (http_req_set_close). */
-int http_framing_ambiguous(kreq *r);
-
-/* A request header (case-insensitive) or query argument; NULL when absent. Borrowed. */
-const char *http_header(kreq *r, const char *name);
-const char *http_query(kreq *r, const char *name);
 
 #endif

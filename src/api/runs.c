@@ -80,8 +80,8 @@ int api_run_prepare(kreq *r)
     long long cl = http_req_content_length(r);
     if (cl > 0 && (unsigned long long)cl > max)
         return reply_errorf(r, 413, "payload_too_large", NULL, "the body is larger than max_body_bytes (%zu)", max);
-    int has_body = cl > 0 || (cl < 0 && http_header(r, "Transfer-Encoding"));
-    if (has_body && !is_json_type(http_header(r, "Content-Type")))
+    int has_body = cl > 0 || (cl < 0 && http_req_header(r, "Transfer-Encoding"));
+    if (has_body && !is_json_type(http_req_header(r, "Content-Type")))
         return reply_errorf(r, 415, "unsupported_media_type", NULL, "the body must be application/json");
     return HTTP_CONTINUE;
 }
@@ -132,8 +132,8 @@ static int check_parameters(kreq *r, const workflow *wf, json_t *params)
 
 static int check_mode(kreq *r, json_t *body, int execute)
 {
-    const char *q = http_query(r, "mode");
-    const char *prefer = http_header(r, "Prefer");
+    const char *q = http_req_query(r, "mode");
+    const char *prefer = http_req_header(r, "Prefer");
     json_t *mode = json_object_get(body, "mode");
     if (execute && mode && !json_is_string(mode))
         return reply_errorf(r, 400, "bad_request", NULL, "mode: expected \"sync\", \"async\" or \"stream\""), -1;
@@ -303,7 +303,7 @@ static int run_handle(kreq *r, int execute)
     const workflow *wf = exec_workflow(s->ex);
     json_t *inputs = NULL, *params = NULL;
     s->execute = execute;
-    const char *inc = http_query(r, "include");
+    const char *inc = http_req_query(r, "include");
     s->include_results = inc && strstr(inc, "results") != NULL;
     if (body_parse(r, wf, execute, &inputs, &params) != 0)
         return HTTP_DONE;

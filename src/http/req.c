@@ -1,8 +1,10 @@
 /* req: the accessors of a request (kailash/http.h's http_req_*), the one door through which
  * handlers (src/api) and middleware steps read and set a kreq, whose layout stays private to
  * src/http (kreq.h). Each is a field read or a bounded copy: no allocation, nothing that would make
- * the hot path slower than touching the field was. Also the detached request of tests and fuzz
- * targets, which has no libmicrohttpd connection. */
+ * the hot path slower than touching the field was. Also what libmicrohttpd knows of the request
+ * (headers, query, framing), and the detached request of tests and fuzz targets, which has no
+ * libmicrohttpd connection. */
+#include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -47,6 +49,47 @@ long long http_req_content_length(const kreq *r)
 const buf *http_req_body(const kreq *r)
 {
     return &r->body;
+}
+
+/* A detached request has no connection: nothing to look up (libmicrohttpd would say the same for a
+ * NULL connection, but not as a documented promise). */
+const char *http_req_header(const kreq *r, const char *name)
+{
+    return r->conn ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name) : NULL;
+}
+
+const char *http_req_query(const kreq *r, const char *name)
+{
+    return r->conn ? MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name) : NULL;
+}
+
+typedef struct framing {
+    int content_length, transfer_encoding;
+} framing;
+
+static enum MHD_Result framing_count(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    (void)value;
+    framing *f = cls;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+        f->content_length++;
+    else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+        f->transfer_encoding++;
+    return MHD_YES;
+}
+
+/* Whether the request's length is ambiguous: more than one Content-Length (even equal ones), or one
+ * with Transfer-Encoding. libmicrohttpd takes the first Content-Length (or the chunked encoding) and
+ * parses what follows as the next request, while a proxy in front of us may have framed it the other
+ * way: the bytes it sent as a body would be answered as a request of their own (smuggling). So such
+ * a request is refused and its connection closed, as nginx does. */
+int http_req_framing_ambiguous(const kreq *r)
+{
+    framing f = {0, 0};
+    if (r->conn)
+        MHD_get_connection_values(r->conn, MHD_HEADER_KIND, framing_count, &f);
+    return f.content_length > 1 || (f.content_length && f.transfer_encoding);
 }
 
 const char *http_req_request_id(const kreq *r)

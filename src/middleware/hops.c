@@ -24,7 +24,7 @@ static int hops_parse(const char *s)
 
 int mw_hops_before(kreq *r)
 {
-    const char *h = http_header(r, "X-Kailash-Hops");
+    const char *h = http_req_header(r, "X-Kailash-Hops");
     int max = http_server_config()->upstream_max_hops;
     char msg[160];
     http_req_set_hops(r, 0);

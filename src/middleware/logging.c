@@ -26,7 +26,7 @@ void mw_logging_after(kreq *r)
     char ts[40], nums[64];
     util_rfc3339_now(ts, sizeof ts);
     buf b = {0};
-    if (buf_reserve(&b, 500) != 0) /* a 512-byte block: see reply_dump in response.c */
+    if (buf_reserve(&b, 500) != 0) /* a 512-byte block: see reply_dump in src/http/reply.c */
         return;
     LIT(&b, "{\"time\":\"");
     buf_append(&b, ts, strlen(ts));

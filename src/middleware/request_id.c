@@ -20,7 +20,7 @@ static int id_valid(const char *s)
 
 int mw_request_id_before(kreq *r)
 {
-    const char *h = http_header(r, "X-Request-ID");
+    const char *h = http_req_header(r, "X-Request-ID");
     if (h && id_valid(h)) {
         http_req_set_request_id(r, h);
     } else {

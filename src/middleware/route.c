@@ -9,7 +9,7 @@
 int mw_route_before(kreq *r)
 {
     char msg[200];
-    if (http_framing_ambiguous(r)) {
+    if (http_req_framing_ambiguous(r)) {
         http_req_set_close(r);
         http_reply_error(r, 400, "bad_request",
                          "the request has more than one Content-Length, or one with Transfer-Encoding", NULL);

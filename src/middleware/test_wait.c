@@ -22,7 +22,7 @@ static void test_wait_init(void)
 static void test_wait_done(void *ud)
 {
     kreq *r = ud;
-    int answer = http_header(r, "X-Test-Wait-Answer") != NULL;
+    int answer = http_req_header(r, "X-Test-Wait-Answer") != NULL;
     if (answer)
         http_reply_error(r, 503, "unavailable", "test_wait answered after its wait", NULL);
     http_chain_continue(r, answer);
@@ -31,7 +31,7 @@ static void test_wait_done(void *ud)
 int mw_test_wait_before(kreq *r)
 {
     pthread_once(&g_once, test_wait_init);
-    const char *h = g_enabled ? http_header(r, "X-Test-Wait-Ms") : NULL;
+    const char *h = g_enabled ? http_req_header(r, "X-Test-Wait-Ms") : NULL;
     char *end;
     long ms = h ? strtol(h, &end, 10) : 0;
     if (!h || *end || ms < 1 || ms > 10000)

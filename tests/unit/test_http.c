@@ -94,8 +94,9 @@ Test(req, detached_request_has_its_body_and_no_connection)
     cr_assert_str_eq(http_req_param(r), "");
     cr_assert_str_eq(http_req_request_id(r), "");
     cr_assert_null(http_req_route(r));
-    cr_assert_null(http_header(r, "Content-Type"));
-    cr_assert_null(http_query(r, "mode"));
+    cr_assert_null(http_req_header(r, "Content-Type"));
+    cr_assert_null(http_req_query(r, "mode"));
+    cr_assert_not(http_req_framing_ambiguous(r));
     cr_assert_eq(http_req_answer_status(r), 0);
     http_req_free_detached(r);
     r = http_req_new_detached(NULL, 0);

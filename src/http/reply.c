@@ -1,4 +1,4 @@
-/* response: building answers. Bodies are compact JSON; the server adds Content-Type, X-Request-ID and
+/* reply: building answers (http_reply_*). Bodies are compact JSON; the server adds Content-Type, X-Request-ID and
  * Server-Timing when it queues an answer. Errors have API.md's one shape:
  * {"error": {"code", "message", "request_id", "details"}}. */
 #include <stdlib.h>
