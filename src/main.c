@@ -210,8 +210,8 @@ static int serve(void)
     log_msg(LOG_INFO, "loaded %zu workflow(s) from %s, %zu file(s) with errors", registry_count(reg),
             g_cfg->workflows_dir, json_array_size(registry_errors(reg)));
     registry_publish(reg);
-    api_set_reload(do_reload);
-    api_set_start_time(util_now_ms());
+    api_admin_set_reload(do_reload);
+    api_health_set_start_time(util_now_ms());
     int nloops;
     struct ioloop *const *loops = engine_loops(&nloops);
     if (http_server_start(g_cfg, loops, nloops, err, sizeof err) != 0) {

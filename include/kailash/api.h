@@ -5,14 +5,15 @@
 
 #include "kailash/http.h"
 
-/* health.c */
+/* health.c: /health and /ready, and the process start they count uptime from. */
 int api_health(kreq *r);
 int api_ready(kreq *r);
+void api_health_set_start_time(double now_ms);
 /* workflows.c */
 int api_workflows_list(kreq *r);
 int api_workflows_get(kreq *r);
-/* runs.c: resolve finds the workflow before the chain (r->wf, or r->unresolved); prepare checks
- * size and media type before the body is read. */
+/* runs.c: resolve finds the workflow before the chain (http_req_set_workflow_def, or
+ * http_req_set_unresolved); prepare checks size and media type before the body is read. */
 int api_run_resolve(kreq *r);
 int api_run_prepare(kreq *r);
 int api_run(kreq *r);
@@ -20,12 +21,9 @@ int api_execute(kreq *r);
 /* admin.c */
 int api_admin_prepare(kreq *r);
 int api_admin_reload(kreq *r);
-
 /* What reload does (main.c provides it): reloads config and workflows. Returns 0 with *result set
  * ({"reloaded":true,...}), or -1 with err when the new config is invalid (422). */
 typedef int (*api_reload_fn)(json_t **result, char *err, size_t errlen);
-void api_set_reload(api_reload_fn fn);
-/* Process start (for uptime). */
-void api_set_start_time(double now_ms);
+void api_admin_set_reload(api_reload_fn fn);
 
 #endif

@@ -1,4 +1,4 @@
-/* http: the libmicrohttpd front end (src/http/): server, router, responses, suspend/resume.
+/* http: the libmicrohttpd front end (src/http/): server, router, requests, replies, suspend/resume.
  *
  * One MHD daemon runs on each I/O loop's thread (external epoll mode; server.c says why). A
  * request's life: the first callback routes it and runs the checks that need no body (404, 405, 413
@@ -11,7 +11,6 @@
 #define KAILASH_HTTP_H
 
 #include <jansson.h>
-#include <pthread.h>
 
 #include "kailash/config.h"
 #include "kailash/util.h"
@@ -24,65 +23,92 @@ typedef struct http_route http_route;
 /* Handler results. prepare steps return HTTP_CONTINUE to go on to the body. */
 enum { HTTP_DONE = 0, HTTP_PENDING = 1, HTTP_CONTINUE = 1 };
 
-/* Where a request is in its life. Moves forward only:
- *   CHAIN     the middleware's before() steps run; chain_pos is the next one
- *   PARKED    a step waits (on Redis, a timer...): the connection is suspended until the step calls
- *             mw_continue on this loop, which goes back to CHAIN (or to ANSWERED)
- *   BODY      the chain and the route's prepare passed: the body is being read
- *   HANDLER   the route's handler has it; a pending one's connection is suspended until
- *             http_complete (any thread)
- *   ANSWERED  an answer is set and waits to be queued on the loop thread
- *   SENT      queued to libmicrohttpd; after() steps have run */
-typedef enum kreq_phase { KREQ_CHAIN, KREQ_PARKED, KREQ_BODY, KREQ_HANDLER, KREQ_ANSWERED, KREQ_SENT } kreq_phase;
-
 struct workflow;
 
-/* One request in flight. Owned by the server; handlers may read everything and set the fields marked
- * "handler". Freed after the response is sent (or the client went away). */
-struct kreq {
-    struct MHD_Connection *conn;
-    void *srv;            /* the server's: which daemon and loop the connection belongs to */
-    const char *method;   /* borrowed from MHD */
-    const char *path;     /* without query string, borrowed from MHD */
-    char request_id[132]; /* set by the request_id middleware */
-    int hops;             /* X-Kailash-Hops (0 without one), set by the hops middleware */
-    char client_ip[64];
-    int client_loopback;
-    double t0; /* util_now_ms() at arrival */
-    /* Routing, done before the chain (the route step answers 404/405 from it): */
-    const http_route *route; /* NULL: route_status says 404 or 405 (with allow) */
-    int route_status;
-    char allow[64];
-    char param[132];                /* the {name} segment of the path, if the route has one */
-    const struct workflow *wf;      /* the route's resolve found it (borrowed while state holds it) */
-    int unresolved;                 /* the route's resolve found nothing: 404 */
-    buf body;
-    long long content_length; /* -1 when not given */
-    int body_too_large;
-    /* The answer, kept as it is until it is queued, so after() steps can read it: */
-    int status;
-    buf answer;         /* the body bytes */
-    buf answer_headers; /* "Name\0Value\0" pairs added with http_reply_header */
-    char run_id[40];    /* handler: for X-Run-ID and the access log */
-    char workflow[132]; /* handler: for the access log */
-    void *state;        /* handler: its own per-request state */
-    void (*state_free)(void *state);
-    pthread_mutex_t mu; /* guards phase and suspended between a handler's thread and the loop */
-    kreq_phase phase;
-    int chain_pos; /* the next middleware step */
-    int suspended; /* the connection is suspended (PARKED, or a pending HANDLER) */
-    int close; /* the answer carries `Connection: close` and the connection ends after it */
-    int hup_seen;                 /* the client shut its side (loop thread) */
-    int left;                     /* ... while its handler had it: it gets no answer */
-    void (*on_leave)(kreq *r);    /* handler: told on the loop thread when its client leaves */
-};
+/* ---- the request (src/http/req.c) --------------------------------------------------------------
+ * A kreq is opaque: the server owns it (from the first callback until the answer is sent or the
+ * client left) and everything else reads and sets it through these accessors. Each is a plain field
+ * read or write, no allocation: the hot path calls several per request. Strings returned are
+ * borrowed and valid for the request's life; setters copy. Call them on the request's loop thread,
+ * or from a handler's own thread between HTTP_PENDING and http_complete. */
+
+/* The method and the path (without query string); borrowed from libmicrohttpd. */
+const char *http_req_method(const kreq *r);
+const char *http_req_path(const kreq *r);
+/* The {name} segment of the path, "" when the route has none; borrowed. */
+const char *http_req_param(const kreq *r);
+/* util_now_ms() when the request arrived. */
+double http_req_start_ms(const kreq *r);
+/* The client's address ("" if unknown; X-Forwarded-For's from trusted proxies), and whether it is
+ * loopback; borrowed. */
+const char *http_req_client_ip(const kreq *r);
+int http_req_client_loopback(const kreq *r);
+/* Content-Length as sent, -1 when absent or not a number. */
+long long http_req_content_length(const kreq *r);
+/* The body read so far (complete when the route's handle runs); borrowed, owned by the request. */
+const buf *http_req_body(const kreq *r);
+/* A request header (case-insensitive) or query argument, NULL when absent; borrowed from
+ * libmicrohttpd. */
+const char *http_req_header(const kreq *r, const char *name);
+const char *http_req_query(const kreq *r, const char *name);
+/* Whether the request's framing is ambiguous (two Content-Lengths, or one with Transfer-Encoding):
+ * such a request must be refused and its connection closed (http_req_set_close). */
+int http_req_framing_ambiguous(const kreq *r);
+
+/* The X-Request-ID of the request ("" until the request_id step ran); borrowed. The setter copies
+ * id, truncated to 131 bytes (the request_id step sets at most 128). */
+const char *http_req_request_id(const kreq *r);
+void http_req_set_request_id(kreq *r, const char *id);
+/* The X-Kailash-Hops count (0 without one), set by the hops step. */
+int http_req_hops(const kreq *r);
+void http_req_set_hops(kreq *r, int hops);
+/* The answer carries `Connection: close` and the connection ends after it. */
+void http_req_set_close(kreq *r);
+
+/* Routing, done before the chain: the route (borrowed from the router's table), or NULL with
+ * route_status 404 or 405 and allow ("GET, POST", borrowed) the methods the path takes. */
+const http_route *http_req_route(const kreq *r);
+int http_req_route_status(const kreq *r);
+const char *http_req_allow(const kreq *r);
+/* What the route's resolve found: the workflow (borrowed; the resolve keeps it alive in its state),
+ * or that there is nothing by that name (unresolved set: the route step answers 404). */
+const struct workflow *http_req_workflow_def(const kreq *r);
+void http_req_set_workflow_def(kreq *r, const struct workflow *wf);
+int http_req_unresolved(const kreq *r);
+void http_req_set_unresolved(kreq *r, int unresolved);
+/* The workflow's name and the run's id, for the access log and X-Run-ID; the setters copy (a name
+ * is truncated to 131 bytes, an id to 39; "" clears). Borrowed, "" when not set. */
+const char *http_req_workflow_name(const kreq *r);
+void http_req_set_workflow_name(kreq *r, const char *name);
+const char *http_req_run_id(const kreq *r);
+void http_req_set_run_id(kreq *r, const char *id);
+/* The handler's own per-request state (NULL until set). The request owns it from set_state on and
+ * frees it with free_fn (may be NULL) when it ends; a second set_state frees the earlier state first. */
+void *http_req_state(const kreq *r);
+void http_req_set_state(kreq *r, void *state, void (*free_fn)(void *state));
+
+/* The answer set so far, for after() steps (kept as set until it is queued): its status (0: none
+ * yet; 499 when the client left first), its body bytes (borrowed), and a header's value added with
+ * http_reply_header (NULL when absent; not the ones the server adds when it queues). */
+int http_req_answer_status(const kreq *r);
+const buf *http_req_answer_body(const kreq *r);
+const char *http_req_answer_header(const kreq *r, const char *name);
+
+/* For tests and fuzzing: a request with no connection (method "POST", path "/", no route, header
+ * and query lookups find nothing) whose body is a copy of body[0..len), Content-Length len. NULL
+ * when out of memory. Free it with http_req_free_detached (which frees its state and answer too). */
+kreq *http_req_new_detached(const void *body, size_t len);
+void http_req_free_detached(kreq *r);
+
+/* ---- routes (src/http/router.c) --------------------------------------------------------------- */
 
 typedef int (*http_handler)(kreq *r);
 
 /* A route: one row of the table in router.c. resolve (may be NULL) runs when the route is found,
- * before the middleware chain, and finds what the request is about (its workflow: r->wf, or
- * r->unresolved); it never answers. prepare (may be NULL) runs after the chain, before the body is
- * read, and may answer (HTTP_DONE); handle runs when the body is complete. */
+ * before the middleware chain, and finds what the request is about (its workflow:
+ * http_req_set_workflow_def, or http_req_set_unresolved); it never answers. prepare (may be NULL)
+ * runs after the chain, before the body is read, and may answer (HTTP_DONE); handle runs when the
+ * body is complete. */
 struct http_route {
     const char *method;
     const char *pattern; /* "/workflows/{name}/run": {name} matches one segment */
@@ -95,6 +121,9 @@ struct http_route {
  * methods the path takes in allow ("GET, POST"). param receives the {name} segment. */
 const http_route *http_route_find(const char *method, const char *path, char *param, size_t paramlen, int *status,
                                   char *allow, size_t allowlen);
+
+/* ---- the server: the daemons on the loops (src/http/daemons.c: start, quiesce, loops, loop_stats,
+ * sync, stop) and the requests' side (src/http/server.c: inflight, config, set_config) ----------- */
 
 /* Starts listening, with one libmicrohttpd daemon on each of the nloops I/O loops (cfg is kept
  * borrowed for the server's life). Returns 0 or -1 with err. */
@@ -126,18 +155,23 @@ const kconfig *http_server_config(void);
  * caller keeps the old one alive: requests in flight may still read it. */
 void http_server_set_config(const kconfig *cfg);
 
-/* Responses. body is stolen. The Content-Type, X-Request-ID and Server-Timing headers are added. */
+/* ---- answers (src/http/reply.c) ---------------------------------------------------------------
+ * An answer is kept in the request as set until the server queues it (after the after() steps have
+ * read it); a new one replaces what was set before, headers included. */
+
+/* Sets the answer; body is stolen. The Content-Type, X-Request-ID and Server-Timing headers are
+ * added when it is queued. */
 void http_reply_json(kreq *r, int status, json_t *body);
 /* The same with the body already written (NUL-terminated), taken from body (left empty); NULL or
  * an empty buf answers 500 "out of memory". */
 void http_reply_buf(kreq *r, int status, buf *body);
 /* The one error shape of API.md; details is stolen and may be NULL. */
 void http_reply_error(kreq *r, int status, const char *code, const char *message, json_t *details);
-/* Adds a header to the response already set. */
+/* Adds a header to the answer already set (copied; dropped when none is set yet). */
 void http_reply_header(kreq *r, const char *name, const char *value);
-/* The answer set so far, for after() steps: a header's value (NULL when absent; not the ones the
- * server adds when it queues), the body (borrowed), the status (r->status). */
-const char *http_answer_header(const kreq *r, const char *name);
+
+/* ---- resuming a waiting request (src/http/server.c, whose phases they move on) ----------------- */
+
 /* After a handler returned HTTP_PENDING: the response is set, resume the connection. Any thread. */
 void http_complete(kreq *r);
 /* A handler that returns HTTP_PENDING may ask to be told, on r's loop thread, when the client goes
@@ -148,12 +182,5 @@ void http_req_on_leave(kreq *r, void (*fn)(kreq *r));
  * answered is set (the step answered with http_reply_*), send that answer. Call it on r's loop thread
  * (where before() ran), once, and only after before() has returned. */
 void http_chain_continue(kreq *r, int answered);
-/* Whether the request's framing is ambiguous (two Content-Lengths, or one with Transfer-Encoding):
- * such a request must be refused and its connection closed (r->close). */
-int http_framing_ambiguous(kreq *r);
-
-/* A request header (case-insensitive) or query argument; NULL when absent. Borrowed. */
-const char *http_header(kreq *r, const char *name);
-const char *http_query(kreq *r, const char *name);
 
 #endif

@@ -5,9 +5,9 @@
  *   MW_PARKED    it waits on something on this loop (a Redis reply, a timer): the connection stays
  *                suspended, the body unread, until the step calls http_chain_continue(r, answered)
  *                on this loop; the chain then goes on at the next step.
- * The route and its workflow are resolved before the chain (r->route, r->wf); the route step
+ * The route and its workflow are resolved before the chain (http_req_route, http_req_workflow_def); the route step
  * answers 404/405 in API.md's order, before the access steps. after() runs once when the answer is
- * queued (it can read it: r->status, r->answer, http_answer_header), for every request whose
+ * queued (it can read it: http_req_answer_status, _body, _header), for every request whose
  * chain started, including ones answered early. */
 #ifndef KAILASH_MIDDLEWARE_H
 #define KAILASH_MIDDLEWARE_H
@@ -22,9 +22,9 @@ typedef struct mw_step {
     void (*after)(kreq *r);
 } mw_step;
 
-/* Runs before() steps from r->chain_pos on; MW_NEXT when all went on, else what the step said
- * (r->chain_pos is then the step after it). */
-int mw_before(kreq *r);
+/* Runs before() steps from *pos on (the server keeps r's position); MW_NEXT when all went on, else
+ * what the step said (*pos is then the step after it). */
+int mw_before(kreq *r, int *pos);
 /* Runs every after(). */
 void mw_after(kreq *r);
 

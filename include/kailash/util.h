@@ -1,5 +1,7 @@
 /* util: small shared helpers (time, ids, growable buffers, JSON paths).
- * Every function here is thread-safe and allocation-owner rules are stated per function. */
+ * Every function here is thread-safe and allocation-owner rules are stated per function. The
+ * sections below name their files: util_* in util.c, except util_net_* (net.c) and
+ * util_json_escape (json_write.c); buf_* in buf.c, except buf_append_json* (json_write.c). */
 #ifndef KAILASH_UTIL_H
 #define KAILASH_UTIL_H
 
@@ -24,17 +26,19 @@ size_t util_fmt_uint(char *out, unsigned v);
 /* A new UUIDv7 (time-ordered, CSPRNG tail) as 36 characters plus NUL into out[37]. */
 void util_uuid7(char out[37]);
 
+/* Grows arr, an array of *n elements of elem bytes, so that index idx exists: the size doubles from
+ * at least min, and new elements are zeroed. Returns the (maybe moved) array with *n updated, or
+ * NULL when out of memory (arr and *n unchanged, arr still the caller's). */
+void *util_grow_zeroed(void *arr, size_t *n, size_t elem, size_t idx, size_t min);
+
+/* ---- buf.c -------------------------------------------------------------------------------------- */
+
 /* Growable byte buffer. Zero-initialise ({0}) before use; buf_free releases it. */
 typedef struct buf {
     char *data;
     size_t len;
     size_t cap;
 } buf;
-
-/* Grows arr, an array of *n elements of elem bytes, so that index idx exists: the size doubles from
- * at least min, and new elements are zeroed. Returns the (maybe moved) array with *n updated, or
- * NULL when out of memory (arr and *n unchanged, arr still the caller's). */
-void *util_grow_zeroed(void *arr, size_t *n, size_t elem, size_t idx, size_t min);
 
 /* Makes room for extra more bytes (and a NUL) at once; returns 0 or -1 (the buffer is unchanged). */
 int buf_reserve(buf *b, size_t extra);
@@ -45,6 +49,8 @@ int buf_appendf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3
 /* Makes data NUL-terminated (not counted in len); returns 0 or -1. */
 int buf_terminate(buf *b);
 void buf_free(buf *b);
+/* ---- json_write.c: the project's JSON writer ------------------------------------------------------ */
+
 /* The JSON escape of byte c as jansson writes it (\" \\ \b \f \n \r \t, other bytes under 0x20 as
  * \u00XX) into out; returns its length, or 0 when c goes out as it is. The one escaper of the
  * project's JSON writers (src/util/json_write.c). */
@@ -71,6 +77,8 @@ int buf_append_json_as(buf *b, json_t *v, unsigned flags);
 /* Appends v as buf_append_json writes a real (jansson's "%.15g" form). Returns 0 or -1. */
 int buf_append_json_real(buf *b, double v);
 
+/* ---- util.c ------------------------------------------------------------------------------------- */
+
 /* Looks up a dotted path ("a.b.0.c", numeric segments index arrays; "a[0].b" also accepted)
  * inside root. Returns a borrowed reference or NULL when any segment is missing. */
 json_t *util_json_path(json_t *root, const char *path);
@@ -87,16 +95,18 @@ int util_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((form
  * with "PATH: not a regular file (a FIFO)". Every file the operator names is read through here. */
 char *util_read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen);
 
+/* ---- net.c: addresses ----------------------------------------------------------------------------- */
+
 /* True when the textual IPv4/IPv6 address ip lies in cidr ("10.0.0.0/8", "::1", "fd00::/8"). An
  * IPv4-mapped IPv6 address (::ffff:a.b.c.d) is matched as IPv4. */
-int util_cidr_match(const char *cidr, const char *ip);
+int util_net_cidr_match(const char *cidr, const char *ip);
 /* True when cidr is "addr" or "addr/bits" with bits within the family's width. */
-int util_cidr_valid(const char *cidr);
+int util_net_cidr_valid(const char *cidr);
 
 /* True when ip is a loopback address (127.0.0.0/8, ::1, ::ffff:127.x.x.x). */
-int util_ip_loopback(const char *ip);
+int util_net_ip_loopback(const char *ip);
 /* Writes the dotted form of the IPv4 address a (network order) into out, NUL-terminated, as
  * inet_ntop does; returns its length. */
-size_t util_fmt_ipv4(char out[16], const unsigned char a[4]);
+size_t util_net_fmt_ipv4(char out[16], const unsigned char a[4]);
 
 #endif

@@ -6,7 +6,7 @@
 
 static double g_start_ms;
 
-void api_set_start_time(double now_ms)
+void api_health_set_start_time(double now_ms)
 {
     g_start_ms = now_ms;
 }

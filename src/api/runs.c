@@ -60,28 +60,28 @@ static int reply_errorf(kreq *r, int status, const char *code, json_t *details, 
 int api_run_resolve(kreq *r)
 {
     run_req *s = calloc(1, sizeof *s);
-    r->unresolved = 1;
+    http_req_set_unresolved(r, 1);
     if (!s)
         return HTTP_CONTINUE; /* answered 404 by the route step; memory is short anyway */
-    r->state = s;
-    r->state_free = run_req_free;
+    http_req_set_state(r, s, run_req_free);
     s->reg = registry_acquire();
-    s->ex = s->reg ? registry_find(s->reg, r->param) : NULL;
+    s->ex = s->reg ? registry_find(s->reg, http_req_param(r)) : NULL;
     if (!s->ex)
         return HTTP_CONTINUE;
-    r->unresolved = 0;
-    r->wf = exec_workflow(s->ex);
-    util_copy(r->workflow, sizeof r->workflow, r->param);
+    http_req_set_unresolved(r, 0);
+    http_req_set_workflow_def(r, exec_workflow(s->ex));
+    http_req_set_workflow_name(r, http_req_param(r));
     return HTTP_CONTINUE;
 }
 
 int api_run_prepare(kreq *r)
 {
     size_t max = http_server_config()->max_body_bytes;
-    if (r->content_length > 0 && (unsigned long long)r->content_length > max)
+    long long cl = http_req_content_length(r);
+    if (cl > 0 && (unsigned long long)cl > max)
         return reply_errorf(r, 413, "payload_too_large", NULL, "the body is larger than max_body_bytes (%zu)", max);
-    int has_body = r->content_length > 0 || (r->content_length < 0 && http_header(r, "Transfer-Encoding"));
-    if (has_body && !is_json_type(http_header(r, "Content-Type")))
+    int has_body = cl > 0 || (cl < 0 && http_req_header(r, "Transfer-Encoding"));
+    if (has_body && !is_json_type(http_req_header(r, "Content-Type")))
         return reply_errorf(r, 415, "unsupported_media_type", NULL, "the body must be application/json");
     return HTTP_CONTINUE;
 }
@@ -132,8 +132,8 @@ static int check_parameters(kreq *r, const workflow *wf, json_t *params)
 
 static int check_mode(kreq *r, json_t *body, int execute)
 {
-    const char *q = http_query(r, "mode");
-    const char *prefer = http_header(r, "Prefer");
+    const char *q = http_req_query(r, "mode");
+    const char *prefer = http_req_header(r, "Prefer");
     json_t *mode = json_object_get(body, "mode");
     if (execute && mode && !json_is_string(mode))
         return reply_errorf(r, 400, "bad_request", NULL, "mode: expected \"sync\", \"async\" or \"stream\""), -1;
@@ -170,7 +170,8 @@ static void scope_inputs(const workflow *wf, json_t *inputs, json_t **params)
 static int body_parse(kreq *r, const workflow *wf, int execute, json_t **inputs, json_t **params)
 {
     json_error_t je;
-    json_t *body = r->body.len ? json_loadb(r->body.data, r->body.len, JSON_REJECT_DUPLICATES, &je) : json_object();
+    const buf *raw = http_req_body(r);
+    json_t *body = raw->len ? json_loadb(raw->data, raw->len, JSON_REJECT_DUPLICATES, &je) : json_object();
     if (!body)
         return reply_errorf(r, 400, "bad_request", NULL, "body is not valid JSON: %s (line %d, column %d)", je.text,
                             je.line, je.column),
@@ -286,7 +287,7 @@ static void reply_failed(kreq *r, run *rn)
 /* The client left before its answer: the run stops (its transfers are aborted, no node starts). */
 static void run_req_left(kreq *r)
 {
-    run_req *s = r->state;
+    run_req *s = http_req_state(r);
     if (s && s->run)
         run_cancel(s->run);
 }
@@ -294,7 +295,7 @@ static void run_req_left(kreq *r)
 static void on_run_done(run *rn, void *ud)
 {
     kreq *r = ud;
-    run_req *s = r->state;
+    run_req *s = http_req_state(r);
     buf b = {0};
     if (run_get_status(rn) == RUN_COMPLETED && s->execute)
         http_reply_json(r, 200, body_execute(rn));
@@ -311,11 +312,11 @@ static void on_run_done(run *rn, void *ud)
 
 static int run_handle(kreq *r, int execute)
 {
-    run_req *s = r->state;
+    run_req *s = http_req_state(r);
     const workflow *wf = exec_workflow(s->ex);
     json_t *inputs = NULL, *params = NULL;
     s->execute = execute;
-    const char *inc = http_query(r, "include");
+    const char *inc = http_req_query(r, "include");
     s->include_results = inc && strstr(inc, "results") != NULL;
     if (body_parse(r, wf, execute, &inputs, &params) != 0)
         return HTTP_DONE;
@@ -327,10 +328,10 @@ static int run_handle(kreq *r, int execute)
                             "inputs do not match the workflow's schema");
     }
     json_decref(violations);
-    run_opts o = {.request_id = r->request_id,
+    run_opts o = {.request_id = http_req_request_id(r),
                   .inputs = inputs,
                   .parameters = params,
-                  .hops = r->hops,
+                  .hops = http_req_hops(r),
                   .done = on_run_done,
                   .ud = r};
     s->run = run_create(s->ex, &o);
@@ -338,12 +339,12 @@ static int run_handle(kreq *r, int execute)
     json_decref(params);
     if (!s->run)
         return reply_errorf(r, 500, "internal", NULL, "out of memory");
-    util_copy(r->run_id, sizeof r->run_id, run_id(s->run));
+    http_req_set_run_id(r, run_id(s->run));
     run_retain(s->run); /* one for exec_submit to take, one kept for the answer */
     http_req_on_leave(r, run_req_left);
     if (exec_submit(s->ex, s->run, 1) == EXEC_OVERLOADED) {
         run_release(s->run);
-        r->run_id[0] = '\0';
+        http_req_set_run_id(r, "");
         reply_errorf(r, 503, "overloaded", NULL, "workflow '%s' is at capacity; retry later", wf->name);
         http_reply_header(r, "Retry-After", "1");
         return HTTP_DONE;

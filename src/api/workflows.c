@@ -19,12 +19,12 @@ int api_workflows_list(kreq *r)
 int api_workflows_get(kreq *r)
 {
     registry *reg = registry_acquire();
-    executor *ex = reg ? registry_find(reg, r->param) : NULL;
+    executor *ex = reg ? registry_find(reg, http_req_param(r)) : NULL;
     if (ex) {
         http_reply_json(r, 200, json_incref(exec_workflow(ex)->normalized));
     } else {
         char msg[200];
-        snprintf(msg, sizeof msg, "workflow '%s' not found", r->param);
+        snprintf(msg, sizeof msg, "workflow '%s' not found", http_req_param(r));
         http_reply_error(r, 404, "not_found", msg, NULL);
     }
     registry_release(reg);

@@ -128,7 +128,7 @@ static int load_list(kconfig *c, const key_row *r, json_t *v, char *err, size_t 
         return util_err(err, errlen, "%s: out of memory", file);
     for (size_t i = 0; i < n; i++) {
         json_t *e = json_array_get(v, i);
-        if (!json_is_string(e) || (r->kind == K_CIDRS && !util_cidr_valid(json_string_value(e)))) {
+        if (!json_is_string(e) || (r->kind == K_CIDRS && !util_net_cidr_valid(json_string_value(e)))) {
             free_list(l, i);
             return util_err(err, errlen, "%s: key '%s[%zu]': expected %s", file, r->key, i,
                             r->kind == K_CIDRS ? "a CIDR such as \"10.0.0.0/8\"" : "a string");

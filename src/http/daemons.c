@@ -132,7 +132,7 @@ static void w_on_hup(io_watch *iw, uint32_t events)
     worker *w = sl->w;
     int fd = iw->fd;
     if (sl->req)
-        http_request_left(sl->req); /* a request waiting on its run: the run is cancelled */
+        http_server_client_left(sl->req); /* a request waiting on its run: the run is cancelled */
     if (!w->rearm_on)
         return;
     w->run_now = 1;

@@ -23,11 +23,11 @@ void http_daemon_kick(void *srv);
 void http_daemon_suspend(struct MHD_Connection *c);
 /* daemons.c: c, one of srv's connections, has request r in progress (NULL: not any more). A
  * connection without one is idle, and closed at once when the server starts draining; one with one
- * is told when its client leaves (http_request_left). */
+ * is told when its client leaves (http_server_client_left). */
 void http_daemon_busy(void *srv, struct MHD_Connection *c, kreq *r);
 /* server.c: on the loop thread, the client of r's connection shut its side (EPOLLRDHUP): a request
  * waiting on its handler is told (http_req_on_leave), and its connection is closed unanswered. */
-void http_request_left(kreq *r);
+void http_server_client_left(kreq *r);
 
 /* server.c: from now on every answer carries `Connection: close` (the server is draining). */
 void http_server_drain(void);

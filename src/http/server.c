@@ -1,5 +1,5 @@
 /* server: the life of one request in libmicrohttpd's callbacks (the daemons themselves, one per I/O
- * loop, are daemons.c's), as the phases of http.h's kreq_phase.
+ * loop, are daemons.c's), as the phases of kreq.h's kreq_phase.
  *
  * MHD calls http_on_request several times per request: first with the headers (we route and
  * resolve the route's workflow, then run the middleware chain and the route's prepare step, which
@@ -18,9 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "http_internal.h"
+#include "kreq.h"
 #include "kailash/log.h"
 #include "kailash/middleware.h"
 
@@ -51,7 +51,7 @@ static int proxy_trusted(const char *ip)
 {
     const kconfig *cfg = http_server_config();
     for (size_t i = 0; i < cfg->n_trusted_proxies; i++)
-        if (util_cidr_match(cfg->trusted_proxies[i], ip))
+        if (util_net_cidr_match(cfg->trusted_proxies[i], ip))
             return 1;
     return 0;
 }
@@ -60,7 +60,7 @@ static int proxy_trusted(const char *ip)
  * trusted proxy (entries further left could be forged by the client). */
 static void client_forwarded(kreq *r)
 {
-    const char *xff = http_header(r, "X-Forwarded-For");
+    const char *xff = http_req_header(r, "X-Forwarded-For");
     if (!xff || !proxy_trusted(r->client_ip))
         return;
     char list[1024];
@@ -93,12 +93,12 @@ static void client_addr(kreq *r)
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     const struct sockaddr *sa = ci ? ci->client_addr : NULL;
     if (sa && sa->sa_family == AF_INET)
-        util_fmt_ipv4(r->client_ip, (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr);
+        util_net_fmt_ipv4(r->client_ip, (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr);
     else if (sa && sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->client_ip, sizeof r->client_ip);
     if (http_server_config()->n_trusted_proxies)
         client_forwarded(r);
-    r->client_loopback = util_ip_loopback(r->client_ip);
+    r->client_loopback = util_net_ip_loopback(r->client_ip);
 }
 
 static kreq *req_new(struct MHD_Connection *c, const char *url, const char *method)
@@ -178,34 +178,6 @@ static enum MHD_Result queue(kreq *r)
     return rc;
 }
 
-typedef struct framing {
-    int content_length, transfer_encoding;
-} framing;
-
-static enum MHD_Result framing_count(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
-{
-    (void)kind;
-    (void)value;
-    framing *f = cls;
-    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
-        f->content_length++;
-    else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
-        f->transfer_encoding++;
-    return MHD_YES;
-}
-
-/* Whether the request's length is ambiguous: more than one Content-Length (even equal ones), or one
- * with Transfer-Encoding. libmicrohttpd takes the first Content-Length (or the chunked encoding) and
- * parses what follows as the next request, while a proxy in front of us may have framed it the other
- * way: the bytes it sent as a body would be answered as a request of their own (smuggling). So such
- * a request is refused and its connection closed, as nginx does. */
-int http_framing_ambiguous(kreq *r)
-{
-    framing f = {0, 0};
-    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, framing_count, &f);
-    return f.content_length > 1 || (f.content_length && f.transfer_encoding);
-}
-
 /* Before the chain: the route, and what it is about (its workflow), so every step can see them.
  * Nothing is answered here: the route step of the chain answers 404/405 in API.md's order. */
 static void req_route(kreq *r)
@@ -220,7 +192,7 @@ static void req_route(kreq *r)
  * connection suspended; its mw_continue brings the request back here (through http_on_request). */
 static enum MHD_Result req_advance(kreq *r)
 {
-    int rc = mw_before(r);
+    int rc = mw_before(r, &r->chain_pos);
     if (rc == MW_ANSWERED)
         return queue(r);
     if (rc == MW_PARKED) {
@@ -267,11 +239,11 @@ static enum MHD_Result req_dispatch(kreq *r)
     r->suspended = 1;
     pthread_mutex_unlock(&r->mu);
     if (r->hup_seen) /* the client left while the handler ran: tell it now */
-        http_request_left(r);
+        http_server_client_left(r);
     return MHD_YES;
 }
 
-void http_request_left(kreq *r)
+void http_server_client_left(kreq *r)
 {
     r->hup_seen = 1;
     pthread_mutex_lock(&r->mu); /* a handler's thread may be answering right now */
@@ -282,11 +254,6 @@ void http_request_left(kreq *r)
     r->left = 1;
     if (r->on_leave)
         r->on_leave(r);
-}
-
-void http_req_on_leave(kreq *r, void (*fn)(kreq *r))
-{
-    r->on_leave = fn;
 }
 
 /* A call after a resume: where the request stands says what to do next. */
@@ -373,16 +340,6 @@ void http_complete(kreq *r)
 void http_chain_continue(kreq *r, int answered)
 {
     req_wake(r, answered ? KREQ_ANSWERED : KREQ_CHAIN);
-}
-
-const char *http_header(kreq *r, const char *name)
-{
-    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
-}
-
-const char *http_query(kreq *r, const char *name)
-{
-    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
 void http_on_mhd_log(void *cls, const char *fmt, va_list ap)

@@ -14,10 +14,12 @@ static const mw_step chain[] = {
 
 #define NSTEPS (int)(sizeof chain / sizeof chain[0])
 
-int mw_before(kreq *r)
+/* The position is the server's (a field of the private kreq, handed over as a pointer): the chain
+ * only needs to read and advance it, and no step or handler may touch it, so it gets no accessor. */
+int mw_before(kreq *r, int *pos)
 {
-    while (r->chain_pos < NSTEPS) {
-        const mw_step *s = &chain[r->chain_pos++];
+    while (*pos < NSTEPS) {
+        const mw_step *s = &chain[(*pos)++];
         int rc = s->before ? s->before(r) : MW_NEXT;
         if (rc != MW_NEXT)
             return rc;

@@ -24,10 +24,10 @@ static int hops_parse(const char *s)
 
 int mw_hops_before(kreq *r)
 {
-    const char *h = http_header(r, "X-Kailash-Hops");
+    const char *h = http_req_header(r, "X-Kailash-Hops");
     int max = http_server_config()->upstream_max_hops;
     char msg[160];
-    r->hops = 0;
+    http_req_set_hops(r, 0);
     if (!h)
         return 0;
     int n = hops_parse(h);
@@ -40,6 +40,6 @@ int mw_hops_before(kreq *r)
         http_reply_error(r, 508, "loop_detected", msg, NULL);
         return 1;
     }
-    r->hops = n;
+    http_req_set_hops(r, n);
     return 0;
 }

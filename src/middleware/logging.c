@@ -26,21 +26,22 @@ void mw_logging_after(kreq *r)
     char ts[40], nums[64];
     util_rfc3339_now(ts, sizeof ts);
     buf b = {0};
-    if (buf_reserve(&b, 500) != 0) /* a 512-byte block: see reply_dump in response.c */
+    if (buf_reserve(&b, 500) != 0) /* a 512-byte block: see reply_dump in src/http/reply.c */
         return;
     LIT(&b, "{\"time\":\"");
     buf_append(&b, ts, strlen(ts));
     LIT(&b, "\",\"request_id\":");
-    buf_append_json_str(&b, r->request_id);
-    FIELD(&b, ",\"method\":", r->method);
-    FIELD(&b, ",\"path\":", r->path);
+    buf_append_json_str(&b, http_req_request_id(r));
+    FIELD(&b, ",\"method\":", http_req_method(r));
+    FIELD(&b, ",\"path\":", http_req_path(r));
+    int status = http_req_answer_status(r);
     LIT(&b, ",\"status\":");
-    buf_append(&b, nums, util_fmt_uint(nums, (unsigned)(r->status > 0 ? r->status : 0)));
+    buf_append(&b, nums, util_fmt_uint(nums, (unsigned)(status > 0 ? status : 0)));
     LIT(&b, ",\"duration_ms\":");
-    buf_append(&b, nums, util_fmt_ms(nums, util_now_ms() - r->t0));
-    FIELD(&b, ",\"workflow\":", r->workflow);
-    FIELD(&b, ",\"run_id\":", r->run_id);
-    FIELD(&b, ",\"client\":", r->client_ip);
+    buf_append(&b, nums, util_fmt_ms(nums, util_now_ms() - http_req_start_ms(r)));
+    FIELD(&b, ",\"workflow\":", http_req_workflow_name(r));
+    FIELD(&b, ",\"run_id\":", http_req_run_id(r));
+    FIELD(&b, ",\"client\":", http_req_client_ip(r));
     LIT(&b, "}\n");
     log_access_line(b.data, b.len);
     buf_free(&b);

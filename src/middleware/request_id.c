@@ -20,13 +20,13 @@ static int id_valid(const char *s)
 
 int mw_request_id_before(kreq *r)
 {
-    const char *h = http_header(r, "X-Request-ID");
+    const char *h = http_req_header(r, "X-Request-ID");
     if (h && id_valid(h)) {
-        memcpy(r->request_id, h, strlen(h) + 1);
+        http_req_set_request_id(r, h);
     } else {
         char id[37];
         util_uuid7(id);
-        memcpy(r->request_id, id, sizeof id);
+        http_req_set_request_id(r, id);
     }
     return 0;
 }

@@ -9,23 +9,23 @@
 int mw_route_before(kreq *r)
 {
     char msg[200];
-    if (http_framing_ambiguous(r)) {
-        r->close = 1;
+    if (http_req_framing_ambiguous(r)) {
+        http_req_set_close(r);
         http_reply_error(r, 400, "bad_request",
                          "the request has more than one Content-Length, or one with Transfer-Encoding", NULL);
         return MW_ANSWERED;
     }
-    if (!r->route && r->route_status == 405) {
+    if (!http_req_route(r) && http_req_route_status(r) == 405) {
         http_reply_error(r, 405, "method_not_allowed", "this path does not take that method", NULL);
-        http_reply_header(r, "Allow", r->allow);
+        http_reply_header(r, "Allow", http_req_allow(r));
         return MW_ANSWERED;
     }
-    if (!r->route) {
+    if (!http_req_route(r)) {
         http_reply_error(r, 404, "not_found", "no such route", NULL);
         return MW_ANSWERED;
     }
-    if (r->unresolved) {
-        snprintf(msg, sizeof msg, "workflow '%s' not found", r->param);
+    if (http_req_unresolved(r)) {
+        snprintf(msg, sizeof msg, "workflow '%s' not found", http_req_param(r));
         http_reply_error(r, 404, "not_found", msg, NULL);
         return MW_ANSWERED;
     }

@@ -30,7 +30,7 @@ static void test_wait_done(io_timer *t)
     test_wait *w = t->ud;
     kreq *r = w->r;
     free(w);
-    int answer = http_header(r, "X-Test-Wait-Answer") != NULL;
+    int answer = http_req_header(r, "X-Test-Wait-Answer") != NULL;
     if (answer)
         http_reply_error(r, 503, "unavailable", "test_wait answered after its wait", NULL);
     http_chain_continue(r, answer);
@@ -39,7 +39,7 @@ static void test_wait_done(io_timer *t)
 int mw_test_wait_before(kreq *r)
 {
     pthread_once(&g_once, test_wait_init);
-    const char *h = g_enabled ? http_header(r, "X-Test-Wait-Ms") : NULL;
+    const char *h = g_enabled ? http_req_header(r, "X-Test-Wait-Ms") : NULL;
     char *end;
     long ms = h ? strtol(h, &end, 10) : 0;
     if (!h || *end || ms < 1 || ms > 10000)

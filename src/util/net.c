@@ -41,14 +41,14 @@ static int cidr_parse(const char *cidr, unsigned char net[16], long *bits)
     return fam;
 }
 
-int util_cidr_valid(const char *cidr)
+int util_net_cidr_valid(const char *cidr)
 {
     unsigned char net[16];
     long bits;
     return cidr_parse(cidr, net, &bits) != 0;
 }
 
-int util_cidr_match(const char *cidr, const char *ip)
+int util_net_cidr_match(const char *cidr, const char *ip)
 {
     unsigned char net[16], host[16];
     long bits;
@@ -63,12 +63,12 @@ int util_cidr_match(const char *cidr, const char *ip)
     return 1;
 }
 
-int util_ip_loopback(const char *ip)
+int util_net_ip_loopback(const char *ip)
 {
-    return util_cidr_match("127.0.0.0/8", ip) || util_cidr_match("::1/128", ip);
+    return util_net_cidr_match("127.0.0.0/8", ip) || util_net_cidr_match("::1/128", ip);
 }
 
-size_t util_fmt_ipv4(char out[16], const unsigned char a[4])
+size_t util_net_fmt_ipv4(char out[16], const unsigned char a[4])
 {
     size_t n = 0;
     for (int i = 0; i < 4; i++) {

@@ -1,4 +1,5 @@
-/* util: time, ids, buffers and JSON paths shared by every module. Nothing here keeps state, so every
+/* util: time, ids, strings, files and JSON paths shared by every module (buffers are buf.c's,
+ * addresses net.c's, the JSON writer json_write.c's). Nothing here keeps state, so every
  * function is thread-safe. */
 #include "kailash/util.h"
 
@@ -150,62 +151,6 @@ void *util_grow_zeroed(void *arr, size_t *n, size_t elem, size_t idx, size_t min
     memset(t + *n * elem, 0, (cap - *n) * elem);
     *n = cap;
     return t;
-}
-
-int buf_reserve(buf *b, size_t extra)
-{
-    if (b->len + extra + 1 <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra + 1)
-        cap *= 2;
-    char *d = realloc(b->data, cap);
-    if (!d)
-        return -1;
-    b->data = d;
-    b->cap = cap;
-    return 0;
-}
-
-int buf_append(buf *b, const void *data, size_t n)
-{
-    if (buf_reserve(b, n) != 0)
-        return -1;
-    if (n)
-        memcpy(b->data + b->len, data, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return 0;
-}
-
-int buf_appendf(buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || buf_reserve(b, (size_t)n) != 0)
-        return -1;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-    return 0;
-}
-
-int buf_terminate(buf *b)
-{
-    if (buf_reserve(b, 0) != 0)
-        return -1;
-    b->data[b->len] = '\0';
-    return 0;
-}
-
-void buf_free(buf *b)
-{
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
 }
 
 /* One path segment: digits index an array, anything else names an object key. */

@@ -3,9 +3,9 @@
  * runs.c keeps its body parse private (body_parse) and another change is under way there, so rather
  * than cut a seam into it this target compiles runs.c into itself and calls body_parse directly,
  * then validates the accepted inputs against the workflow's schema as run_handle does. The request
- * has no libmicrohttpd connection: header and query lookups read as absent (MHD returns NULL for a
- * NULL connection), and an answer is kept in the request (as the server keeps it until it queues
- * it) and dropped. The library's own
+ * is a detached one (http_req_new_detached): no libmicrohttpd connection, so header and query
+ * lookups read as absent, and an answer is kept in it (as the server keeps it until it queues it)
+ * and freed with it. The library's own
  * runs.o is not linked in: this file defines everything it would have provided.
  *
  * Input: the first byte picks /run or /execute; the rest is the body. */
@@ -51,20 +51,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (!fz_wf)
         fz_init();
-    kreq r;
-    memset(&r, 0, sizeof r);
-    r.content_length = (long long)size - 1;
-    r.body.data = (char *)data + 1; /* borrowed: never freed or grown here */
-    r.body.len = size - 1;
+    kreq *r = http_req_new_detached(data + 1, size - 1); /* an exact-size copy of the body */
+    if (!r)
+        abort();
     json_t *inputs = NULL, *params = NULL;
-    if (body_parse(&r, fz_wf, data[0] & 1, &inputs, &params) == 0) {
+    if (body_parse(r, fz_wf, data[0] & 1, &inputs, &params) == 0) {
         json_t *violations = json_array();
         schema_validate(fz_wf->inputs_schema, inputs, violations);
         json_decref(violations);
         json_decref(inputs);
         json_decref(params);
     }
-    buf_free(&r.answer); /* an answer is kept in the request until it is queued */
-    buf_free(&r.answer_headers);
+    http_req_free_detached(r); /* with the answer it kept, if body_parse answered */
     return 0;
 }

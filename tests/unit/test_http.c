@@ -1,5 +1,6 @@
-/* http: the route table (404, 405 with Allow, the {name} segment), and the server: daemons on I/O
- * loops that answer, stop accepting when quiesced, and stop. */
+/* http: the route table (404, 405 with Allow, the {name} segment), the request's accessors that do
+ * more than read a field (on detached requests), and the server: daemons on I/O loops that answer,
+ * stop accepting when quiesced, and stop. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <curl/curl.h>
@@ -79,6 +80,90 @@ Test(router, overlong_name_is_404)
 }
 
 /* ---- the server: one daemon per I/O loop ---- */
+
+/* ---- the request's accessors ---------------------------------------------------------------- */
+
+Test(req, detached_request_has_its_body_and_no_connection)
+{
+    kreq *r = http_req_new_detached("{\"inputs\":{}}", 13);
+    cr_assert_not_null(r);
+    cr_assert_eq(http_req_content_length(r), 13);
+    cr_assert_eq(http_req_body(r)->len, 13);
+    cr_assert_eq(memcmp(http_req_body(r)->data, "{\"inputs\":{}}", 13), 0);
+    cr_assert_str_eq(http_req_method(r), "POST");
+    cr_assert_str_eq(http_req_param(r), "");
+    cr_assert_str_eq(http_req_request_id(r), "");
+    cr_assert_null(http_req_route(r));
+    cr_assert_null(http_req_header(r, "Content-Type"));
+    cr_assert_null(http_req_query(r, "mode"));
+    cr_assert_not(http_req_framing_ambiguous(r));
+    cr_assert_eq(http_req_answer_status(r), 0);
+    http_req_free_detached(r);
+    r = http_req_new_detached(NULL, 0);
+    cr_assert_eq(http_req_body(r)->len, 0);
+    http_req_free_detached(r);
+}
+
+Test(req, copied_strings_are_bounded_and_clearable)
+{
+    kreq *r = http_req_new_detached(NULL, 0);
+    char longer[300];
+    memset(longer, 'x', sizeof longer - 1);
+    longer[sizeof longer - 1] = '\0';
+    http_req_set_request_id(r, longer);
+    cr_assert_eq(strlen(http_req_request_id(r)), 131);
+    http_req_set_workflow_name(r, longer);
+    cr_assert_eq(strlen(http_req_workflow_name(r)), 131);
+    http_req_set_run_id(r, "0190aaaa-bbbb-7ccc-8ddd-eeeeffff0000");
+    cr_assert_str_eq(http_req_run_id(r), "0190aaaa-bbbb-7ccc-8ddd-eeeeffff0000");
+    http_req_set_run_id(r, "");
+    cr_assert_str_eq(http_req_run_id(r), "");
+    http_req_free_detached(r);
+}
+
+static int g_freed;
+static void count_free(void *p)
+{
+    g_freed++;
+    free(p);
+}
+
+Test(req, state_is_owned_and_replaced_state_is_freed)
+{
+    kreq *r = http_req_new_detached(NULL, 0);
+    g_freed = 0;
+    void *a = malloc(8), *b = malloc(8);
+    http_req_set_state(r, a, count_free);
+    cr_assert_eq(http_req_state(r), a);
+    http_req_set_state(r, a, count_free); /* the same state again: kept */
+    cr_assert_eq(g_freed, 0);
+    http_req_set_state(r, b, count_free);
+    cr_assert_eq(g_freed, 1);
+    cr_assert_eq(http_req_state(r), b);
+    http_req_free_detached(r);
+    cr_assert_eq(g_freed, 2);
+}
+
+Test(req, answer_is_readable_until_queued)
+{
+    kreq *r = http_req_new_detached(NULL, 0);
+    http_req_set_request_id(r, "abc");
+    http_reply_header(r, "X-Before", "1"); /* no answer yet: dropped */
+    cr_assert_null(http_req_answer_header(r, "X-Before"));
+    http_reply_error(r, 404, "not_found", "no such route", NULL);
+    http_reply_header(r, "X-Run-ID", "r1");
+    http_reply_header(r, "Allow", "GET, POST");
+    cr_assert_eq(http_req_answer_status(r), 404);
+    cr_assert_str_eq(http_req_answer_header(r, "allow"), "GET, POST");
+    cr_assert_str_eq(http_req_answer_header(r, "X-RUN-ID"), "r1");
+    cr_assert_null(http_req_answer_header(r, "X-Cache"));
+    cr_assert_not_null(strstr(http_req_answer_body(r)->data, "\"request_id\":\"abc\""));
+    http_reply_json(r, 200, json_pack("{s:i}", "ok", 1)); /* a new answer replaces headers too */
+    cr_assert_eq(http_req_answer_status(r), 200);
+    cr_assert_null(http_req_answer_header(r, "Allow"));
+    cr_assert_str_eq(http_req_answer_body(r)->data, "{\"ok\":1}");
+    http_req_free_detached(r);
+}
 
 static size_t keep_body(char *p, size_t size, size_t n, void *ud)
 {

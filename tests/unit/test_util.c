@@ -374,30 +374,30 @@ Test(util, grow_zeroed_keeps_old_and_zeroes_new)
 
 Test(util, cidr_validity)
 {
-    cr_assert(util_cidr_valid("10.0.0.0/8"));
-    cr_assert(util_cidr_valid("::1"));
-    cr_assert(util_cidr_valid("fd00::/8"));
-    cr_assert_not(util_cidr_valid("10.0.0.0/33"));
-    cr_assert_not(util_cidr_valid("10.0.0.0/"));
-    cr_assert_not(util_cidr_valid("10.0.0.0/8x"));
-    cr_assert_not(util_cidr_valid("::1/129"));
-    cr_assert_not(util_cidr_valid("example.com"));
-    cr_assert_not(util_cidr_valid(""));
+    cr_assert(util_net_cidr_valid("10.0.0.0/8"));
+    cr_assert(util_net_cidr_valid("::1"));
+    cr_assert(util_net_cidr_valid("fd00::/8"));
+    cr_assert_not(util_net_cidr_valid("10.0.0.0/33"));
+    cr_assert_not(util_net_cidr_valid("10.0.0.0/"));
+    cr_assert_not(util_net_cidr_valid("10.0.0.0/8x"));
+    cr_assert_not(util_net_cidr_valid("::1/129"));
+    cr_assert_not(util_net_cidr_valid("example.com"));
+    cr_assert_not(util_net_cidr_valid(""));
 }
 
 Test(util, cidr_match_and_loopback)
 {
-    cr_assert(util_cidr_match("10.0.0.0/8", "10.2.3.4"));
-    cr_assert_not(util_cidr_match("10.0.0.0/8", "11.0.0.1"));
-    cr_assert(util_cidr_match("192.168.1.7", "192.168.1.7"));
-    cr_assert_not(util_cidr_match("192.168.1.7", "192.168.1.8"));
-    cr_assert(util_cidr_match("fd00::/8", "fd12::1"));
-    cr_assert_not(util_cidr_match("fd00::/8", "fe80::1"));
-    cr_assert(util_cidr_match("127.0.0.0/8", "::ffff:127.0.0.9"), "mapped IPv4 matches as IPv4");
-    cr_assert_not(util_cidr_match("10.0.0.0/8", "not-an-ip"));
-    cr_assert(util_ip_loopback("127.1.2.3"));
-    cr_assert(util_ip_loopback("::1"));
-    cr_assert_not(util_ip_loopback("203.0.113.9"));
+    cr_assert(util_net_cidr_match("10.0.0.0/8", "10.2.3.4"));
+    cr_assert_not(util_net_cidr_match("10.0.0.0/8", "11.0.0.1"));
+    cr_assert(util_net_cidr_match("192.168.1.7", "192.168.1.7"));
+    cr_assert_not(util_net_cidr_match("192.168.1.7", "192.168.1.8"));
+    cr_assert(util_net_cidr_match("fd00::/8", "fd12::1"));
+    cr_assert_not(util_net_cidr_match("fd00::/8", "fe80::1"));
+    cr_assert(util_net_cidr_match("127.0.0.0/8", "::ffff:127.0.0.9"), "mapped IPv4 matches as IPv4");
+    cr_assert_not(util_net_cidr_match("10.0.0.0/8", "not-an-ip"));
+    cr_assert(util_net_ip_loopback("127.1.2.3"));
+    cr_assert(util_net_ip_loopback("::1"));
+    cr_assert_not(util_net_ip_loopback("203.0.113.9"));
 }
 
 Test(net, ipv4_formatted_as_inet_ntop_does)
@@ -409,7 +409,7 @@ Test(net, ipv4_formatted_as_inet_ntop_does)
             a[k] = (unsigned char)(i % 7 == 0 ? (int[]){0, 9, 10, 99, 100, 255}[rand() % 6] : rand() % 256);
         char want[INET_ADDRSTRLEN], got[16];
         inet_ntop(AF_INET, a, want, sizeof want);
-        size_t n = util_fmt_ipv4(got, a);
+        size_t n = util_net_fmt_ipv4(got, a);
         cr_assert_str_eq(got, want);
         cr_assert_eq(n, strlen(want));
     }

@@ -1,11 +1,10 @@
-/* response: building answers. Bodies are compact JSON; the server adds Content-Type, X-Request-ID and
+/* reply: building answers (http_reply_*). Bodies are compact JSON; the server adds Content-Type, X-Request-ID and
  * Server-Timing when it queues an answer. Errors have API.md's one shape:
  * {"error": {"code", "message", "request_id", "details"}}. */
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#include "kailash/http.h"
+#include "kreq.h"
 
 /* A new answer replaces what was set before, headers included. The server turns it into a
  * libmicrohttpd response only when it queues it (after the after() steps have read it). */
@@ -64,16 +63,4 @@ void http_reply_header(kreq *r, const char *name, const char *value)
 {
     if (r->status && buf_append(&r->answer_headers, name, strlen(name) + 1) == 0)
         buf_append(&r->answer_headers, value, strlen(value) + 1);
-}
-
-const char *http_answer_header(const kreq *r, const char *name)
-{
-    const char *p = r->answer_headers.data, *end = p + r->answer_headers.len;
-    while (p && p < end) {
-        const char *v = p + strlen(p) + 1;
-        if (strcasecmp(p, name) == 0)
-            return v;
-        p = v + strlen(v) + 1;
-    }
-    return NULL;
 }
