@@ -86,6 +86,10 @@ void http_req_set_run_id(kreq *r, const char *id);
  * frees it with free_fn (may be NULL) when it ends; a second set_state frees the earlier state first. */
 void *http_req_state(const kreq *r);
 void http_req_set_state(kreq *r, void *state, void (*free_fn)(void *state));
+/* A handler that returns HTTP_PENDING may ask to be told, on r's loop thread, when the client goes
+ * away before the answer (it shut its side): fn should stop the work (cancel the run) and still
+ * call http_complete when it ends; the connection is then closed unanswered and logged as 499. */
+void http_req_on_leave(kreq *r, void (*fn)(kreq *r));
 
 /* The answer set so far, for after() steps (kept as set until it is queued): its status (0: none
  * yet; 499 when the client left first), its body bytes (borrowed), and a header's value added with
@@ -174,10 +178,6 @@ void http_reply_header(kreq *r, const char *name, const char *value);
 
 /* After a handler returned HTTP_PENDING: the response is set, resume the connection. Any thread. */
 void http_complete(kreq *r);
-/* A handler that returns HTTP_PENDING may ask to be told, on r's loop thread, when the client goes
- * away before the answer (it shut its side): fn should stop the work (cancel the run) and still
- * call http_complete when it ends; the connection is then closed unanswered and logged as 499. */
-void http_req_on_leave(kreq *r, void (*fn)(kreq *r));
 /* After a middleware step parked r (MW_PARKED): go on with the chain at the next step, or, when
  * answered is set (the step answered with http_reply_*), send that answer. Call it on r's loop thread
  * (where before() ran), once, and only after before() has returned. */
