@@ -59,4 +59,7 @@ struct kreq {
     void (*on_leave)(kreq *r);  /* handler: told on the loop thread when its client leaves */
 };
 
+/* req.c: frees what r owns (its state, answer, body) and its lock, not r itself. */
+void http_req_release(kreq *r);
+
 #endif

@@ -231,16 +231,21 @@ kreq *http_req_new_detached(const void *body, size_t len)
     return r;
 }
 
-void http_req_free_detached(kreq *r)
+void http_req_release(kreq *r)
 {
-    if (!r)
-        return;
     if (r->state_free)
         r->state_free(r->state);
     buf_free(&r->answer);
     buf_free(&r->answer_headers);
     buf_free(&r->body);
     pthread_mutex_destroy(&r->mu);
+}
+
+void http_req_free_detached(kreq *r)
+{
+    if (!r)
+        return;
+    http_req_release(r);
     free(r);
 }
 

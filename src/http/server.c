@@ -127,12 +127,7 @@ static kreq *req_new(struct MHD_Connection *c, const char *url, const char *meth
 
 static void req_free(kreq *r)
 {
-    if (r->state_free)
-        r->state_free(r->state);
-    buf_free(&r->answer);
-    buf_free(&r->answer_headers);
-    buf_free(&r->body);
-    pthread_mutex_destroy(&r->mu);
+    http_req_release(r);
     http_daemon_busy(r->srv, r->conn, NULL);
     free(r);
     atomic_fetch_sub(&g_inflight, 1);
