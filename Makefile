@@ -70,7 +70,7 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,build-fuzz/fuzz/%,$(sort $(wildcard tests
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Isrc/engine -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB) $(LDLIBS)
+	$(CC) $(CFLAGS) -Isrc/upstream -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB) $(LDLIBS)
 
 fuzz-build:
 	$(MAKE) BUILD=build-fuzz CC=clang OPT="$(FUZZ_OPT)" $(FUZZ_BINS)
