@@ -29,6 +29,8 @@
 #   BENCH_DURATION [10s]  BENCH_WARMUP [1s, 0 = none]  BENCH_THREADS [2]  BENCH_CONNECTIONS [64]
 #   BENCH_FANOUT_CONNECTIONS [1000]  BENCH_WORKERS [2: kailashd workers and nginx worker_processes]
 #   BENCH_LOG_LEVEL [warn]  BENCH_VERBOSE [0: 1 shows each probe's answer]  BENCH_KEEP [0: 1 keeps the temp dir with configs, logs, wrk output]
+#   BENCH_LOADS [all: a space-separated list of load keys to run, e.g. "ngx_proxy kls_b"; keys are
+#   ngx_static kls_a ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f]
 #   NGINX [/usr/sbin/nginx]  WRK [wrk]
 #
 # Everything runs in a mktemp dir that is removed on exit; only the nginx and kailashd processes this
@@ -285,6 +287,7 @@ TICK_US=$((1000000 / $(getconf CLK_TCK)))
 # load KEY LABEL CONNS URL [BODY [CLOSE]]   CLOSE=1: a new connection per request
 load() {
     key=$1 label=$2 conns=$3 url=$4 body=${5:-} close=${6:-0}
+    case " ${BENCH_LOADS:-$key} " in *" $key "*) ;; *) return 0 ;; esac
     case $url in "$KLS"*) wait_http "$KLS/health" "$KAILASH_PID" kailashd ;; esac
     if [ -n "$body" ]; then code=$(probe "$url" "$body"); else code=$(probe "$url"); fi
     case $code in
@@ -328,7 +331,7 @@ is_running "$KAILASH_PID" || echo "bench: warning: kailashd is no longer running
 
 # ---------------------------------------------------------------- report
 val() { # val KEY FIELD
-    sed -n "2s/.* $2=\([^ ]*\).*/\1/p" "$T/res.$1"
+    [ -f "$T/res.$1" ] && sed -n "2s/.* $2=\([^ ]*\).*/\1/p" "$T/res.$1"
 }
 
 echo
@@ -337,6 +340,7 @@ echo "binary: $BIN ($("$BIN" --version 2>/dev/null | head -n 1))  $("$NGINX" -v 
 printf '%-28s %6s %11s %9s %9s %9s %8s %7s %6s %12s\n' target conns "req/s" "p50 ms" "p99 ms" "max ms" non-2xx errors probe \
     "cpu us/req"
 for key in ngx_static kls_a ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f; do
+    [ -f "$T/res.$key" ] || continue # not among BENCH_LOADS
     IFS='|' read -r _ label conns code <"$T/res.$key"
     if [ -z "$(val "$key" rps)" ]; then
         printf '%-28s %6s %11s\n' "$label" "$conns" "(no result)"
