@@ -69,15 +69,13 @@ struct http_exchange {
     int zombie; /* aborted while a post was on its way to it: freed when it arrives */
     up_code failing; /* PH_FAILING's end */
     io_timer timer;
-    up_resolve_wait rw;
+    up_resolve_wait *rw; /* made when a name must wait for the resolver; it keeps the name */
     up_h1_xfer *h1;
     up_curl_xfer *cx;
     CURL *easy; /* the libcurl attempt's handle; NULL otherwise */
     char errbuf[CURL_ERROR_SIZE];
     buf wire;      /* the plain path's request bytes */
     up_h1_req q;   /* the plain attempt (its address filled once known) */
-    char host[256]; /* the plain attempt's host name, while resolving */
-    long host_port;
     /* per attempt */
     double limit_ms;   /* the attempt's time limit */
     double started_ms; /* when it began (resolving counts) */
@@ -116,7 +114,6 @@ http_exchange *http_exchange_new(ioloop *io, double deadline_ms, const http_limi
     ex->hooks = hooks;
     ex->ud = ud;
     ioloop_timer_init(&ex->timer, http_on_timer, ex);
-    ex->rw.ud = ex;
     return ex;
 }
 
@@ -138,6 +135,7 @@ void http_exchange_free(http_exchange *ex)
     buf_free(&ex->wire);
     buf_free(&ex->body);
     json_decref(ex->rheaders);
+    free(ex->rw);
     if (ex->hooks->free_ud)
         ex->hooks->free_ud(ex->ud);
     free(ex);
@@ -422,6 +420,14 @@ static int http_attempt_send_plain(http_exchange *ex)
     return 0;
 }
 
+static void http_set_addrs(http_exchange *ex, const up_addrs *a)
+{
+    ex->q.addr = a->addr[0];
+    ex->q.addrlen = a->len[0];
+    ex->q.alt = a->addr[1];
+    ex->q.altlen = a->n > 1 ? a->len[1] : 0;
+}
+
 /* The attempt through the loop's own client, when the URL and the request allow it; 1 when not. A
  * host name waits for the resolver first (bounded by the attempt's time on ex->timer). */
 static int http_attempt_plain(http_exchange *ex)
@@ -435,29 +441,31 @@ static int http_attempt_plain(http_exchange *ex)
         .on_header = http_h1_header,
         .on_body = http_h1_body,
     };
-    int where = http_wire_prepare(&ex->req, &ex->q, &ex->wire, ex->host, sizeof ex->host, &ex->host_port);
+    char host[256];
+    long port;
+    int where = http_wire_prepare(&ex->req, &ex->q, &ex->wire, host, sizeof host, &port);
     if (where < 0)
         return 1;
     if (where == 0)
         return http_attempt_send_plain(ex);
+    if (!ex->rw && !(ex->rw = calloc(1, sizeof *ex->rw)))
+        return -1;
+    ex->rw->ud = ex;
     up_addrs a;
-    int rc = upstream_resolve(ex->io, ex->host, ex->host_port, &ex->rw, http_on_resolved, &a);
+    int rc = upstream_resolve(ex->io, host, port, ex->rw, http_on_resolved, &a);
     if (rc == 1) { /* known: on at once */
         if (a.n == 0) { /* known not to resolve: ended through the timer, never inside start */
-            snprintf(ex->errbuf, sizeof ex->errbuf, "Could not resolve host: %.200s", ex->host);
+            snprintf(ex->errbuf, sizeof ex->errbuf, "Could not resolve host: %.200s", host);
             ex->failing = UP_RESOLVE;
             ex->phase = PH_FAILING;
             return ioloop_timer_start(ex->io, &ex->timer, 0) == 0 ? 0 : -1;
         }
-        ex->q.addr = a.addr[0];
-        ex->q.addrlen = a.len[0];
-        ex->q.alt = a.addr[1];
-        ex->q.altlen = a.n > 1 ? a.len[1] : 0;
+        http_set_addrs(ex, &a);
         return http_attempt_send_plain(ex);
     }
     if (rc < 0 || ioloop_timer_start(ex->io, &ex->timer, ex->limit_ms) != 0) {
         if (rc == 0)
-            upstream_resolve_cancel(&ex->rw);
+            upstream_resolve_cancel(ex->rw);
         return rc < 0 ? 1 : -1;
     }
     ex->phase = PH_RESOLVING;
@@ -505,12 +513,12 @@ static void http_on_timer(io_timer *t)
 {
     http_exchange *ex = t->ud;
     if (ex->phase == PH_RESOLVING) {
-        if (!upstream_resolve_cancel(&ex->rw)) { /* its answer is on its way: it ends the attempt */
+        if (!upstream_resolve_cancel(ex->rw)) { /* its answer is on its way: it ends the attempt */
             ex->phase = PH_LATE;
             return;
         }
         ex->phase = PH_NEW;
-        snprintf(ex->errbuf, sizeof ex->errbuf, "resolving %.200s timed out", ex->host);
+        snprintf(ex->errbuf, sizeof ex->errbuf, "resolving %.200s timed out", ex->rw->host);
         http_on_end(ex, UP_TIMEOUT);
         return;
     }
@@ -536,16 +544,13 @@ static void http_on_resolved(up_resolve_wait *w, const up_addrs *a)
     ex->phase = PH_NEW;
     if (timed_out || a->n == 0) {
         if (timed_out)
-            snprintf(ex->errbuf, sizeof ex->errbuf, "resolving %.200s timed out", ex->host);
+            snprintf(ex->errbuf, sizeof ex->errbuf, "resolving %.200s timed out", ex->rw->host);
         else
-            snprintf(ex->errbuf, sizeof ex->errbuf, "Could not resolve host: %.200s", ex->host);
+            snprintf(ex->errbuf, sizeof ex->errbuf, "Could not resolve host: %.200s", ex->rw->host);
         http_on_end(ex, timed_out ? UP_TIMEOUT : UP_RESOLVE);
         return;
     }
-    ex->q.addr = a->addr[0];
-    ex->q.addrlen = a->len[0];
-    ex->q.alt = a->addr[1];
-    ex->q.altlen = a->n > 1 ? a->len[1] : 0;
+    http_set_addrs(ex, a);
     if (http_attempt_send_plain(ex) != 0) {
         http_hook_end(ex, HTTP_END_OTHER);
         http_finish(ex, NULL, &(node_error){"internal", "the I/O loop did not take the request"});
@@ -803,7 +808,7 @@ static int http_withdraw(http_exchange *ex)
     case PH_RESOLVING:
         ioloop_timer_stop(ex->io, &ex->timer);
         http_hook_end(ex, HTTP_END_OTHER);
-        return !upstream_resolve_cancel(&ex->rw);
+        return !upstream_resolve_cancel(ex->rw);
     case PH_FAILING:
         ioloop_timer_stop(ex->io, &ex->timer);
         http_hook_end(ex, HTTP_END_OTHER);
