@@ -68,9 +68,18 @@ struct node_call {
     void *node_data; /* the node's own, for cancel; the engine doesn't touch it */
 };
 
+/* A config key the SDK's node declares for a feature kailashd does not have. SDK exports carry every
+ * parameter's default, so the loader accepts (and drops) the key at that default, and refuses any
+ * other value naming the key. */
+typedef struct node_sdk_default {
+    const char *key;
+    const char *json; /* the SDK's default, as JSON text: "false", "0", "null" */
+} node_sdk_default;
+
 typedef struct node_type {
     const char *name;
     const char *const *config_keys; /* NULL-terminated: the config keys this type accepts */
+    const node_sdk_default *sdk_defaults; /* {NULL, NULL}-terminated, or NULL */
     const char *const *input_ports; /* NULL-terminated connection targets; NULL means any name */
     /* NULL-terminated keys that choose where and how the node reaches out (URL, method, headers,
      * credentials, TLS, file paths, upstream lists), or NULL. They come only from the workflow file:

@@ -237,9 +237,16 @@ static int csv_reader_run(const void *compiled, node_call *call, json_t **output
     return node_file_output("data", data, outputs, err); /* consumes data */
 }
 
+/* The SDK's CSVReaderNode index_column (rows keyed by a column), which kailashd does not have. */
+static const node_sdk_default csv_reader_sdk_defaults[] = {
+    {"index_column", "null"},
+    {NULL, NULL},
+};
+
 const node_type node_csv_reader = {
     .name = "CSVReaderNode",
     .config_keys = csv_reader_keys,
+    .sdk_defaults = csv_reader_sdk_defaults,
     .pinned_keys = csv_reader_pinned,
     .may_block = 1,
     .input_ports = csv_reader_ports,

@@ -48,9 +48,18 @@ static int http_request_start(const void *compiled, node_call *call, node_error 
     return http_origin_node_start(compiled, call, &http_request_hooks, http_request_build, err);
 }
 
+/* The SDK's HTTPRequestNode parameters kailashd has no feature for (a pause before each call, the
+ * SDK's own request log). */
+static const node_sdk_default http_request_sdk_defaults[] = {
+    {"rate_limit_delay", "0"},
+    {"log_requests", "false"},
+    {NULL, NULL},
+};
+
 const node_type node_http_request = {
     .name = "HTTPRequestNode",
     .config_keys = http_request_key_names,
+    .sdk_defaults = http_request_sdk_defaults,
     .input_ports = http_request_key_names,
     .pinned_keys = http_request_pinned,
     .compile = http_request_compile,

@@ -157,9 +157,17 @@ static int rest_has_output(const void *compiled, const char *port)
            strcmp(port, "metadata") == 0;
 }
 
+/* The SDK's RESTClientNode pagination, which kailashd does not have. */
+static const node_sdk_default rest_sdk_defaults[] = {
+    {"paginate", "false"},
+    {"pagination_params", "null"},
+    {NULL, NULL},
+};
+
 const node_type node_rest_client = {
     .name = "RESTClientNode",
     .config_keys = rest_key_names,
+    .sdk_defaults = rest_sdk_defaults,
     .pinned_keys = rest_pinned,
     .input_ports = rest_key_names,
     .compile = rest_compile,

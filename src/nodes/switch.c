@@ -504,9 +504,19 @@ static int switch_run(const void *compiled, node_call *call, json_t **outputs, n
     return 0;
 }
 
+/* The SDK's SwitchNode parameters for what kailashd's always does: the matched case in
+ * condition_result, the first match only. */
+static const node_sdk_default switch_sdk_defaults[] = {
+    {"pass_condition_result", "true"},
+    {"break_after_first_match", "true"},
+    {"__test_multi_case_no_match", "false"},
+    {NULL, NULL},
+};
+
 const node_type node_switch = {
     .name = "SwitchNode",
     .config_keys = switch_keys,
+    .sdk_defaults = switch_sdk_defaults,
     .input_ports = switch_ports,
     .compile = switch_compile,
     .has_output = switch_has_output,

@@ -124,6 +124,25 @@ static void load_access(ld *l, json_t *acc)
     log_msg(LOG_WARN, "%s: gateway.access is not enforced: authentication is off (enable_auth is false)", l->file);
 }
 
+/* gateway.config_overrides: {node_id: {key: value}}, applied to the nodes' configs at compile
+ * (loader.c); here only its shape and its node ids. */
+static void load_overrides(ld *l, json_t *ov)
+{
+    const char *id;
+    json_t *v;
+    if (!json_is_object(ov)) {
+        ld_problem(l, NULL, "gateway.config_overrides: expected an object {node_id: {key: value}}");
+        return;
+    }
+    json_object_foreach(ov, id, v)
+    {
+        if (workflow_node_index(l->wf, id) < 0)
+            ld_problem(l, NULL, "gateway.config_overrides.%s: no such node", id);
+        else if (!json_is_object(v))
+            ld_problem(l, NULL, "gateway.config_overrides.%s: expected an object {key: value}", id);
+    }
+}
+
 static void load_key(ld *l, const char *k, json_t *v)
 {
     if (strcmp(k, "inputs") == 0)
@@ -136,6 +155,8 @@ static void load_key(ld *l, const char *k, json_t *v)
         load_access(l, v);
     else if (strcmp(k, "overridable") == 0)
         ld_load_overridable(l, v);
+    else if (strcmp(k, "config_overrides") == 0)
+        load_overrides(l, v);
     else if (strcmp(k, "timeout_ms") == 0 && int_in(v, 1, 3600000))
         l->wf->timeout_ms = (int)json_integer_value(v);
     else if (strcmp(k, "timeout_ms") == 0)
@@ -175,10 +196,13 @@ static json_t *gateway_view(const workflow *wf, json_t *gw)
                           outputs ? outputs : json_null(), "cache", 0, "executor", "max_concurrency",
                           wf->max_concurrency, "max_queue", wf->max_queue, "timeout_ms", wf->timeout_ms);
     json_t *acc = json_object_get(gw, "access"), *ov = json_object_get(gw, "overridable");
+    json_t *co = json_object_get(gw, "config_overrides");
     if (v && acc)
         json_object_set(v, "access", acc);
     if (v && ov)
         json_object_set(v, "overridable", ov);
+    if (v && co)
+        json_object_set(v, "config_overrides", co);
     return v;
 }
 

@@ -131,9 +131,9 @@ static json_t *subst_env(ld *l, const char *node, const char *key, json_t *v)
 {
     if (json_is_string(v) && strcmp(json_string_value(v), "***REDACTED***") == 0) {
         ld_problem(l, node,
-                   "config.%s: the value is \"***REDACTED***\" (as the SDK exports secrets); "
-                   "supply it as {\"$env\": \"NAME\"}",
-                   key);
+                   "config.%s: the value is \"***REDACTED***\" (as the SDK exports secrets and some URLs); "
+                   "supply it in gateway.config_overrides: {\"%s\": {\"%s\": value or {\"$env\": \"NAME\"}}}",
+                   key, node, key);
         return NULL;
     }
     if (json_is_object(v) && json_object_size(v) == 1 && json_object_get(v, "$env")) {
@@ -181,6 +181,33 @@ static int key_allowed(const node_type *t, const char *key)
     for (const char *const *k = t->config_keys; k && *k; k++)
         if (strcmp(*k, key) == 0)
             return 1;
+    return 0;
+}
+
+/* Two config values alike: numbers by value (the SDK writes 0 and 0.0 alike), the rest exactly. */
+static int same_value(json_t *a, json_t *b)
+{
+    if (json_is_number(a) && json_is_number(b))
+        return json_number_value(a) == json_number_value(b);
+    return json_equal(a, b);
+}
+
+/* A key the SDK's node declares for a feature kailashd lacks (node_type.sdk_defaults): 1 when it is
+ * known there (accepted and dropped at the SDK's default, refused naming it otherwise), 0 when not. */
+static int sdk_default(ld *l, const wf_node *n, const char *key, json_t *v)
+{
+    for (const node_sdk_default *d = n->type->sdk_defaults; d && d->key; d++) {
+        if (strcmp(d->key, key) != 0)
+            continue;
+        json_t *def = json_loads(d->json, JSON_DECODE_ANY, NULL);
+        if (!def || !same_value(def, v))
+            ld_problem(l, n->id,
+                       "config.%s: kailashd's %s does not have this SDK feature; only the SDK's default (%s) "
+                       "is accepted",
+                       key, n->type->name, d->json);
+        json_decref(def);
+        return 1;
+    }
     return 0;
 }
 
@@ -239,6 +266,10 @@ static void compile_node(ld *l, size_t idx, json_t *cfg)
     json_t *v;
     size_t before = json_array_size(l->problems);
     l->cur = idx;
+    cfg = json_is_object(cfg) ? json_copy(cfg) : json_object(); /* shallow: values stay borrowed */
+    json_t *ov = json_object_get(l->overrides, n->id);
+    if (json_is_object(ov))
+        json_object_update(cfg, ov);
     n->params = calloc(json_object_size(cfg) + 1, sizeof *n->params);
     json_object_foreach(cfg, k, v)
     {
@@ -250,7 +281,8 @@ static void compile_node(ld *l, size_t idx, json_t *cfg)
             continue;
         }
         if (!key_allowed(n->type, k)) {
-            ld_problem(l, n->id, "config.%s: unknown key for %s", k, n->type->name);
+            if (!sdk_default(l, n, k, v))
+                ld_problem(l, n->id, "config.%s: unknown key for %s", k, n->type->name);
             continue;
         }
         json_t *s = subst_env(l, n->id, k, v);
@@ -266,6 +298,7 @@ static void compile_node(ld *l, size_t idx, json_t *cfg)
         n->type->compile(l->env->nodes, plain, &n->compiled, err, sizeof err) != 0)
         ld_problem(l, n->id, "%s", err);
     json_decref(plain);
+    json_decref(cfg);
 }
 
 static void load_nodes(ld *l, json_t *list)
@@ -417,7 +450,7 @@ static void load_header(ld *l, json_t *doc, const char *default_name)
 int workflow_load_json(json_t *doc, const char *file, const char *default_name, const wf_load_env *env, workflow **out,
                        json_t *problems)
 {
-    ld l = {file, env, problems, calloc(1, sizeof(workflow)), 0, 0};
+    ld l = {.file = file, .env = env, .problems = problems, .wf = calloc(1, sizeof(workflow))};
     if (!l.wf)
         return -1;
     l.wf->file = strdup(file);
@@ -428,6 +461,7 @@ int workflow_load_json(json_t *doc, const char *file, const char *default_name, 
     }
     warn_unknown_top(&l, doc);
     load_header(&l, doc, default_name);
+    l.overrides = json_object_get(json_object_get(doc, "gateway"), "config_overrides");
     nodes = norm_nodes(&l, json_object_get(doc, "nodes"));
     if (l.failed)
         goto done;

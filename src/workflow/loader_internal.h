@@ -13,6 +13,7 @@ typedef struct ld {
     json_t *problems;
     workflow *wf;
     size_t cur; /* node being compiled, for template node references */
+    json_t *overrides; /* gateway.config_overrides (borrowed), or NULL */
     int failed;
 } ld;
 

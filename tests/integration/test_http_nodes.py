@@ -67,6 +67,16 @@ def build(up, canary):
         "after_port": wf({"call": http("http://127.0.0.1:%d{{ inputs.p }}" % up.port)}),
         "whole_url": wf({"call": http("{{ inputs.base }}/counter/whole")}),
         "plain": wf({"call": http(U + "/echo/plain")}),
+        # as the SDK exports them: every parameter's default, base_url and the token redacted
+        "sdk_rest": wf({"api": node("RESTClientNode", base_url="***REDACTED***", resource="users/{id}",
+                                    path_params={"id": "{{ inputs.id }}"}, query_params={}, headers={}, data=None,
+                                    version=None, timeout=30, verify_ssl=True, paginate=False,
+                                    pagination_params=None, retry_count=0, retry_backoff=0.5, method="GET",
+                                    auth_type="bearer", auth_token="***REDACTED***", auth_username=None,
+                                    auth_password=None, api_key_header="X-API-Key")},
+                       gateway={"config_overrides": {"api": {"base_url": U + "/echo",
+                                                             "auth_token": {"$env": "KT_SECRET"}}}}),
+        "sdk_http": wf({"call": http(U + "/echo/sdk", rate_limit_delay=0, log_requests=False)}),
         "by_name": wf({"call": http("http://localhost:%d/echo/named/{{ inputs.i }}" % up.port)}),
     }
 
@@ -220,6 +230,17 @@ def test_rest_client(d):
     assert out["data"]["path"] == "/echo/users/42"
     assert out["data"]["query"] == {"v": "1"}
     assert "metadata" in out
+
+
+def test_sdk_export_defaults_and_redacted_values_from_config_overrides(d):
+    out = ok(d.run("sdk_rest", {"id": 7}))["outputs"]["api"]
+    assert out["status_code"] == 200 and out["data"]["path"] == "/echo/users/7"
+    assert out["data"]["headers"]["authorization"] == "Bearer " + SECRET
+    r = d.get("/workflows/sdk_rest")
+    assert r.status_code == 200 and SECRET not in r.text
+    assert r.json()["gateway"]["config_overrides"]["api"]["auth_token"] == {"$env": "KT_SECRET"}
+    assert SECRET not in d.stdout() and SECRET not in d.stderr()
+    assert ok(d.run("sdk_http"))["outputs"]["call"]["response"]["content"]["path"] == "/echo/sdk"
 
 
 def test_load_balancer_round_robin(d, upstream):

@@ -276,3 +276,110 @@ Test(loader, template_node_reference_orders_nodes)
         "{\"nodes\":{\"a\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":\"{{ nodes.ghost.result }}\"}}}}",
         "unknown node");
 }
+
+/* ---- SDK exports: every declared parameter at its default, redacted values from the gateway ---- */
+
+static void accepted(const char *text)
+{
+    json_t *p;
+    workflow *wf = load(text, &p);
+    char *all = json_dumps(p, 0);
+    cr_assert_not_null(wf, "refused: %s: %s", text, all);
+    free(all);
+    workflow_free(wf);
+    json_decref(p);
+}
+
+#define REST_URL "\"resource\":\"items\",\"method\":\"GET\""
+
+Test(loader, sdk_defaults_accepted)
+{
+    accepted(T1("SwitchNode", "{\"condition_field\":\"x\",\"operator\":\"==\",\"value\":1,\"pass_condition_result\":"
+                              "true,\"break_after_first_match\":true,\"__test_multi_case_no_match\":false}"));
+    accepted(T1("HTTPRequestNode", "{\"url\":\"http://127.0.0.1:9/x\",\"rate_limit_delay\":0,\"log_requests\":false}"));
+    accepted(T1("HTTPRequestNode", "{\"url\":\"http://127.0.0.1:9/x\",\"rate_limit_delay\":0.0}"));
+    accepted(T1("RESTClientNode",
+                "{\"base_url\":\"http://127.0.0.1:9\"," REST_URL ",\"paginate\":false,\"pagination_params\":null}"));
+    accepted(T1("CSVReaderNode", "{\"file_path\":\"a.csv\",\"index_column\":null}"));
+}
+
+Test(loader, sdk_defaults_are_dropped_before_compile)
+{
+    json_t *p;
+    workflow *wf = load(T1("HTTPRequestNode", "{\"url\":\"http://127.0.0.1:9/x\",\"log_requests\":false}"), &p);
+    cr_assert_not_null(wf);
+    cr_assert_eq(wf->nodes[0].nparams, 1, "only url is a parameter of the node");
+    cr_assert_str_eq(wf->nodes[0].params[0].key, "url");
+    workflow_free(wf);
+    json_decref(p);
+}
+
+Test(loader, sdk_non_defaults_refused_naming_the_key)
+{
+    refused(T1("SwitchNode", "{\"break_after_first_match\":false}"),
+            "node 'a': config.break_after_first_match: kailashd's SwitchNode does not have this SDK feature; "
+            "only the SDK's default (true) is accepted");
+    refused(T1("SwitchNode", "{\"pass_condition_result\":1}"), "config.pass_condition_result");
+    refused(T1("SwitchNode", "{\"__test_multi_case_no_match\":null}"), "config.__test_multi_case_no_match");
+    refused(T1("HTTPRequestNode", "{\"url\":\"http://127.0.0.1:9/x\",\"rate_limit_delay\":0.5}"),
+            "config.rate_limit_delay");
+    refused(T1("HTTPRequestNode", "{\"url\":\"http://127.0.0.1:9/x\",\"rate_limit_delay\":\"0\"}"),
+            "config.rate_limit_delay");
+    refused(T1("HTTPRequestNode", "{\"url\":\"http://127.0.0.1:9/x\",\"log_requests\":true}"), "config.log_requests");
+    refused(T1("RESTClientNode", "{\"base_url\":\"http://127.0.0.1:9\"," REST_URL ",\"paginate\":true}"),
+            "config.paginate");
+    refused(T1("RESTClientNode", "{\"base_url\":\"http://127.0.0.1:9\"," REST_URL ",\"pagination_params\":{}}"),
+            "config.pagination_params");
+    refused(T1("CSVReaderNode", "{\"file_path\":\"a.csv\",\"index_column\":\"id\"}"), "config.index_column");
+    /* another type's SDK key is still unknown */
+    refused(T1("MergeNode", "{\"log_requests\":false}"), "config.log_requests: unknown key for MergeNode");
+}
+
+#define REDACTED_REST(gw)                                                                                      \
+    "{\"nodes\":{\"api\":{\"node_type\":\"RESTClientNode\",\"config\":{\"base_url\":\"***REDACTED***\"," REST_URL \
+    "}}},\"gateway\":" gw "}"
+
+#define PLAIN_REST(gw)                                                                                         \
+    "{\"nodes\":{\"api\":{\"node_type\":\"RESTClientNode\",\"config\":{\"base_url\":\"http://127.0.0.1:7\"," REST_URL \
+    "}}},\"gateway\":" gw "}"
+
+Test(loader, redacted_value_filled_from_config_overrides)
+{
+    setenv("KAILASH_TEST_BASE", "http://127.0.0.1:7", 1);
+    const char *texts[] = {REDACTED_REST("{\"config_overrides\":{\"api\":{\"base_url\":\"http://127.0.0.1:7\"}}}"),
+                           REDACTED_REST("{\"config_overrides\":{\"api\":{\"base_url\":{\"$env\":"
+                                         "\"KAILASH_TEST_BASE\"}}}}")};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *p;
+        workflow *wf = load(texts[i], &p);
+        cr_assert_not_null(wf, "%s", json_dumps(p, 0));
+        const wf_param *base = NULL;
+        for (size_t k = 0; k < wf->nodes[0].nparams; k++)
+            if (strcmp(wf->nodes[0].params[k].key, "base_url") == 0)
+                base = &wf->nodes[0].params[k];
+        cr_assert_not_null(base);
+        cr_assert_str_eq(json_string_value(base->constant), "http://127.0.0.1:7");
+        char *shown = json_dumps(wf->normalized, 0);
+        cr_assert(strstr(shown, "config_overrides"), "%s", shown);
+        free(shown);
+        workflow_free(wf);
+        json_decref(p);
+    }
+}
+
+Test(loader, redacted_without_override_refused_naming_the_way)
+{
+    refused(REDACTED_REST("{}"), "node 'api': config.base_url: the value is \\\"***REDACTED***\\\"");
+    refused(REDACTED_REST("{}"), "gateway.config_overrides: {\\\"api\\\": {\\\"base_url\\\"");
+    refused(PLAIN_REST("{\"config_overrides\":{\"other\":{\"base_url\":\"http://x\"}}}"),
+            "gateway.config_overrides.other: no such node");
+    refused(PLAIN_REST("{\"config_overrides\":{\"api\":\"http://x\"}}"),
+            "gateway.config_overrides.api: expected an object");
+    refused(PLAIN_REST("{\"config_overrides\":[1]}"), "gateway.config_overrides: expected an object");
+    /* an override is checked like the key it replaces */
+    refused(REDACTED_REST("{\"config_overrides\":{\"api\":{\"base_url\":\"***REDACTED***\"}}}"), "REDACTED");
+    refused(REDACTED_REST("{\"config_overrides\":{\"api\":{\"base_url\":\"http://127.0.0.1:7\",\"colour\":1}}}"),
+            "config.colour: unknown key");
+    refused(REDACTED_REST("{\"config_overrides\":{\"api\":{\"base_url\":{\"$env\":\"KAILASH_SURELY_UNSET\"}}}}"),
+            "KAILASH_SURELY_UNSET is not set");
+}
