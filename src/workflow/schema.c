@@ -447,24 +447,36 @@ static bool schema_has_backref(const char *p)
 
 /* glibc's regcomp expands a repeat by copying the repeated subtree: x{2,100} holds 100 copies, x+
  * two (x x*), and stacked or nested repeats multiply, so "a" followed by 28 '+' (found by fuzzing)
- * or "(a{0,1000}){0,1000}" takes gigabytes and seconds at load. schema_pattern_cost estimates the
- * copies (atoms, each repeat multiplying what it applies to: '+' by 2, {m,n} by n, {m,} by m + 1)
- * and patterns above SCHEMA_PATTERN_MAX_COST are refused; real patterns cost tens to hundreds. */
+ * or "(a{0,1000}){0,1000}" takes gigabytes and seconds at load. Copies of a subtree that can match
+ * the empty string cost far more: its epsilon closures are computed over every copy, so the time
+ * grows with the square of the copies ("((((((((((a?)+)+)+)+)+)+)+)+)+)+": 0.4 s; "a????????++++++",
+ * found by fuzzing: 10 s). schema_pattern_cost estimates the copies (atoms, each repeat multiplying
+ * what it applies to: '+' by 2, {m,n} by n, {m,} by m + 1, while '?' and '*' add one node; a copying
+ * repeat of an empty-matching subtree multiplies by its cost once more, and stacked '?' grow that
+ * subtree: "a" with 35 '?' and "+++" took 0.7 s) and patterns above SCHEMA_PATTERN_MAX_COST are
+ * refused; real patterns cost tens to hundreds. */
 #define SCHEMA_PATTERN_MAX_COST 10000.0
 #define SCHEMA_PATTERN_MAX_GROUPS 64
 
 typedef struct schema_pc {
-    double alts; /* the finished alternatives of this group */
-    double seq;  /* the current alternative */
-    double last; /* the last atom or group, which a repeat applies to */
+    double alts;     /* the finished alternatives of this group */
+    double seq;      /* the current alternative */
+    double last;     /* the last atom or group, which a repeat applies to */
+    bool alts_empty; /* a finished alternative can match the empty string */
+    bool seq_empty;  /* the current alternative can (so far) */
+    bool last_empty; /* the last atom or group can */
+    bool prev_empty; /* the current alternative before the last atom or group could */
 } schema_pc;
 
-/* The multiplier of a repeat at p[i] ('*', '+', '?' or a well-formed {m}, {m,}, {m,n}) and its end
- * in *end; 0 when p[i] is not a repeat. */
-static double schema_repeat_factor(const char *p, size_t i, size_t *end)
+static const schema_pc schema_pc_start = {0, 0, 0, false, true, false, true};
+
+/* The multiplier of a repeat at p[i] ('*', '+', '?' or a well-formed {m}, {m,}, {m,n}), its least
+ * count in *min and its end in *end; 0 when p[i] is not a repeat. */
+static double schema_repeat_factor(const char *p, size_t i, size_t *end, double *min)
 {
     if (p[i] == '*' || p[i] == '?' || p[i] == '+') {
         *end = i + 1;
+        *min = p[i] == '+';
         return p[i] == '+' ? 2 : 1;
     }
     if (p[i] != '{' || !isdigit((unsigned char)p[i + 1]))
@@ -476,38 +488,64 @@ static double schema_repeat_factor(const char *p, size_t i, size_t *end)
     if (*e != '}')
         return 0;
     *end = (size_t)(e - p) + 1;
+    *min = m;
     return n > 1 ? n : 1;
+}
+
+/* A repeat applied to f->last. */
+static void schema_pc_repeat(schema_pc *f, double k, double min)
+{
+    double grown = k > 1 ? f->last * k : f->last + 1; /* '?' and '*' add a node of their own */
+    if (f->last_empty && k > 1)
+        grown *= f->last;
+    f->seq += grown - f->last;
+    f->last = grown;
+    if (min == 0) {
+        f->last_empty = true;
+        f->seq_empty = f->prev_empty;
+    }
+}
+
+/* An atom or a closed group of cost c appended to the current alternative. */
+static void schema_pc_append(schema_pc *f, double c, bool empty)
+{
+    f->last = c > 1 ? c : 1;
+    f->seq += f->last;
+    f->last_empty = empty;
+    f->prev_empty = f->seq_empty;
+    f->seq_empty = f->seq_empty && empty;
 }
 
 static double schema_pattern_cost(const char *p)
 {
-    schema_pc st[SCHEMA_PATTERN_MAX_GROUPS] = {{0, 0, 0}};
+    schema_pc st[SCHEMA_PATTERN_MAX_GROUPS] = {schema_pc_start};
     size_t d = 0, n = strlen(p), end;
     for (size_t i = 0; i < n;) {
         schema_pc *f = &st[d];
-        double k = schema_repeat_factor(p, i, &end);
+        double min, k = schema_repeat_factor(p, i, &end, &min);
         if (k > 0) {
-            f->seq += f->last * (k - 1);
-            f->last *= k;
+            schema_pc_repeat(f, k, min);
             i = end;
         } else if (p[i] == '(') {
             if (++d == SCHEMA_PATTERN_MAX_GROUPS)
                 return HUGE_VAL;
-            st[d] = (schema_pc){0, 0, 0};
+            st[d] = schema_pc_start;
             i++;
         } else if (p[i] == ')' && d > 0) {
-            double g = st[d].alts + st[d].seq;
-            f = &st[--d];
-            f->last = g > 1 ? g : 1;
-            f->seq += f->last;
+            schema_pc *g = &st[d--];
+            schema_pc_append(&st[d], g->alts + g->seq, g->alts_empty || g->seq_empty);
             i++;
         } else if (p[i] == '|') {
             f->alts += f->seq;
+            f->alts_empty = f->alts_empty || f->seq_empty;
             f->seq = f->last = 0;
+            f->seq_empty = f->prev_empty = true;
+            f->last_empty = false;
             i++;
         } else {
+            bool anchor = p[i] == '^' || p[i] == '$'; /* zero width */
             i = p[i] == '[' ? schema_skip_bracket(p, n, i) : i + (p[i] == '\\' && i + 1 < n ? 2 : 1);
-            f->seq += f->last = 1;
+            schema_pc_append(f, 1, anchor);
         }
     }
     while (d > 0) { /* an unclosed group: regcomp refuses it anyway */
