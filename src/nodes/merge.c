@@ -287,9 +287,16 @@ static int merge_run(const void *compiled, node_call *call, json_t **outputs, no
     return 0;
 }
 
+/* AsyncMergeNode's chunk size (the registry's alias for this node shares its keys). */
+static const node_sdk_default merge_sdk_defaults[] = {
+    {"chunk_size", "1000"},
+    {NULL, NULL},
+};
+
 const node_type node_merge = {
     .name = "MergeNode",
     .config_keys = merge_keys,
+    .sdk_defaults = merge_sdk_defaults,
     .input_ports = merge_ports,
     .compile = merge_compile,
     .has_output = merge_has_output,

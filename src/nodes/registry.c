@@ -15,11 +15,26 @@ static const node_type *const registry[] = {
     &node_json_writer, &node_http_request, &node_rest_client, &node_load_balancer,
 };
 
+/* The SDK's Async* variants of the nodes above: the same parameters and outputs, run the same way
+ * here (every node that waits does so on the loop already). */
+static const struct {
+    const char *name;
+    const node_type *type;
+} aliases[] = {
+    {"AsyncSwitchNode", &node_switch},
+    {"AsyncMergeNode", &node_merge},
+    {"AsyncHTTPRequestNode", &node_http_request},
+    {"AsyncRESTClientNode", &node_rest_client},
+};
+
 const node_type *node_registry_find(const char *name)
 {
     for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)
         if (strcmp(registry[i]->name, name) == 0)
             return registry[i];
+    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
+        if (strcmp(aliases[i].name, name) == 0)
+            return aliases[i].type;
     return NULL;
 }
 

@@ -77,6 +77,12 @@ def build(up, canary):
                        gateway={"config_overrides": {"api": {"base_url": U + "/echo",
                                                              "auth_token": {"$env": "KT_SECRET"}}}}),
         "sdk_http": wf({"call": http(U + "/echo/sdk", rate_limit_delay=0, log_requests=False)}),
+        "sdk_async": wf({"call": node("AsyncHTTPRequestNode", url=U + "/echo/async", method="GET",
+                                      response_format="json"),
+                         "pick": node("AsyncSwitchNode", condition_field="status_code", operator="==", value=200),
+                         "out": node("AsyncMergeNode", merge_type="concat", chunk_size=1000)},
+                        [conn("call", "response", "pick", "input_data"), conn("pick", "true_output", "out", "data1")],
+                        gateway={"outputs": {"merged": "out.merged_data"}}),
         "by_name": wf({"call": http("http://localhost:%d/echo/named/{{ inputs.i }}" % up.port)}),
     }
 
@@ -241,6 +247,11 @@ def test_sdk_export_defaults_and_redacted_values_from_config_overrides(d):
     assert r.json()["gateway"]["config_overrides"]["api"]["auth_token"] == {"$env": "KT_SECRET"}
     assert SECRET not in d.stdout() and SECRET not in d.stderr()
     assert ok(d.run("sdk_http"))["outputs"]["call"]["response"]["content"]["path"] == "/echo/sdk"
+
+
+def test_sdk_async_node_names_run_as_their_nodes(d):
+    merged = ok(d.run("sdk_async"))["outputs"]["merged"]
+    assert merged["status_code"] == 200 and merged["content"]["path"] == "/echo/async"
 
 
 def test_load_balancer_round_robin(d, upstream):

@@ -383,3 +383,24 @@ Test(loader, redacted_without_override_refused_naming_the_way)
     refused(REDACTED_REST("{\"config_overrides\":{\"api\":{\"base_url\":{\"$env\":\"KAILASH_SURELY_UNSET\"}}}}"),
             "KAILASH_SURELY_UNSET is not set");
 }
+
+Test(loader, sdk_async_names_are_the_same_nodes)
+{
+    json_t *p;
+    workflow *wf = load("{\"nodes\":{\"s\":{\"node_type\":\"AsyncSwitchNode\",\"config\":{\"condition_field\":\"x\","
+                        "\"value\":1,\"break_after_first_match\":true}},\"m\":{\"node_type\":\"AsyncMergeNode\","
+                        "\"config\":{\"chunk_size\":1000}},\"h\":{\"node_type\":\"AsyncHTTPRequestNode\",\"config\":"
+                        "{\"url\":\"http://127.0.0.1:9/x\",\"log_requests\":false}},\"r\":{\"node_type\":"
+                        "\"AsyncRESTClientNode\",\"config\":{\"base_url\":\"http://127.0.0.1:9\"," REST_URL "}}}}",
+                        &p);
+    cr_assert_not_null(wf, "%s", json_dumps(p, 0));
+    const char *want[] = {"SwitchNode", "MergeNode", "HTTPRequestNode", "RESTClientNode"};
+    for (size_t i = 0; i < 4; i++)
+        cr_assert_str_eq(wf->nodes[i].type->name, want[i]);
+    cr_assert(wf->has_async, "the HTTP nodes wait on the loop");
+    workflow_free(wf);
+    json_decref(p);
+    refused(T1("AsyncMergeNode", "{\"chunk_size\":10}"), "config.chunk_size");
+    refused(T1("AsyncPythonCodeNode", "{}"), "unknown node type 'AsyncPythonCodeNode'");
+    refused(T1("asyncswitchnode", "{}"), "unknown node type");
+}
