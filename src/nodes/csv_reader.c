@@ -5,13 +5,13 @@
  *   - a field that starts with '"' is quoted: it may hold the delimiter and line breaks (kept as
  *     they are), "" stands for one '"', and after the closing quote only a delimiter or the end of
  *     the record may follow (anything else is an error with its line, rather than a guess);
- *   - a '"' inside an unquoted field is an ordinary character; empty lines are skipped; a UTF-8
- *     byte-order mark at the start is dropped.
+ *   - a '"' inside an unquoted field is an ordinary character; an empty line is an empty record;
+ *     a UTF-8 byte-order mark at the start is dropped.
  * Values stay strings (no number guessing). With `headers` (default true) the first record names
- * the columns and every later record becomes an object; a short record gives null for its missing
- * columns (like Python's DictReader), a record longer than the header is an error, and a repeated
- * column name keeps the value of its last column. Without
- * headers every record is an array of strings.
+ * the columns and every later record becomes an object as the SDK builds it, dict(zip(header,
+ * row)): a short record has only its own columns, a long one loses the fields past the header, an
+ * empty line is {}, and a repeated column name keeps the value of its last column. Without headers
+ * every record is an array of strings ([] for an empty line).
  *
  * file_path is checked at load when literal and resolved again at every run (see json_reader.c). */
 #include <stdlib.h>
@@ -130,17 +130,18 @@ static int csv_field(csv_parser *cp, char *msg, size_t msglen)
     return 0;
 }
 
-/* Reads the next non-empty record into *row (a new array of strings) and the line it starts on
- * into *line. Returns 1 with a row, 0 at the end of input, -1 with msg filled. */
-static int csv_record(csv_parser *cp, json_t **row, int *line, char *msg, size_t msglen)
+/* Reads the next record into *row (a new array of strings; an empty line is an empty array).
+ * Returns 1 with a row, 0 at the end of input, -1 with msg filled. */
+static int csv_record(csv_parser *cp, json_t **row, char *msg, size_t msglen)
 {
-    while (cp->p < cp->end && (*cp->p == '\r' || *cp->p == '\n'))
-        csv_eol(cp);
     if (cp->p == cp->end)
         return 0;
-    *line = cp->line;
     if (!(*row = json_array()))
         return util_err(msg, msglen, "out of memory");
+    if (*cp->p == '\r' || *cp->p == '\n') { /* an empty line */
+        csv_eol(cp);
+        return 1;
+    }
     for (;;) {
         if (csv_field(cp, msg, msglen) != 0)
             goto fail;
@@ -162,20 +163,16 @@ fail:
     return -1;
 }
 
-/* A new object pairing header names with the fields of row (null for missing ones). */
-static json_t *csv_row_object(json_t *header, json_t *row, int line, char *msg, size_t msglen)
+/* A new object pairing header names with the fields of row as the SDK's dict(zip(header, row)): as
+ * many members as the shorter of the two has, a repeated name keeping its last value. */
+static json_t *csv_row_object(json_t *header, json_t *row, char *msg, size_t msglen)
 {
     size_t nh = json_array_size(header), nr = json_array_size(row);
-    if (nr > nh) {
-        util_err(msg, msglen, "line %d: %zu fields, but the header has %zu", line, nr, nh);
-        return NULL;
-    }
     json_t *obj = json_object();
-    for (size_t i = 0; obj && i < nh; i++) {
+    for (size_t i = 0; obj && i < nh && i < nr; i++) {
         json_t *name = json_array_get(header, i);
-        json_t *v = i < nr ? json_array_get(row, i) : json_null();
-        /* setn takes its own reference on v; header names may hold NUL, hence the length. */
-        if (json_object_setn(obj, json_string_value(name), json_string_length(name), v) != 0) {
+        /* setn takes its own reference; header names may hold NUL, hence the length */
+        if (json_object_setn(obj, json_string_value(name), json_string_length(name), json_array_get(row, i)) != 0) {
             json_decref(obj);
             obj = NULL;
         }
@@ -196,12 +193,12 @@ static json_t *csv_parse(const char *text, size_t len, const csv_opts *o, char *
     }
     if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
         cp.p += 3;
-    int rc, line;
-    while ((rc = csv_record(&cp, &row, &line, msg, msglen)) == 1) {
+    int rc;
+    while ((rc = csv_record(&cp, &row, msg, msglen)) == 1) {
         if (o->headers && !header) {
             header = row; /* owned, freed below */
         } else {
-            json_t *item = o->headers ? csv_row_object(header, row, line, msg, msglen) : json_incref(row);
+            json_t *item = o->headers ? csv_row_object(header, row, msg, msglen) : json_incref(row);
             json_decref(row);
             if (!item || json_array_append_new(rows, item) != 0) { /* append_new consumes item */
                 rc = -1;
