@@ -1,15 +1,19 @@
 /* MergeNode: joins up to five inputs (data1..data5) into `merged_data` (the SDK's Merge).
  *
  * The present inputs are taken in order data1..data5; an absent one (its switch branch did not fire)
- * is simply missing, and a null one is dropped too unless skip_none is false. No input gives null
+ * is simply missing, and a null one is dropped too, whatever skip_none says (the SDK's MergeNode
+ * collects only inputs that are not None before it reads skip_none). No input gives null
  * and a single input passes through unchanged, whatever merge_type says. For two or more:
- *   concat      arrays are concatenated, any other value is appended as one element;
+ *   concat      arrays only: concatenated; otherwise a list of the inputs themselves (an array
+ *               among them stays one element, as in the SDK);
  *   zip         [[a0, b0, ...], [a1, b1, ...], ...] up to the shortest input (a non-array counts
  *               as a one-element array, as in the SDK);
  *   merge_dict  objects are merged left to right, later keys winning (shallow); with `key`, arrays of
- *               objects are joined on that key: the result keeps first-seen order, objects with equal
- *               key values (1 and 1.0 are equal) are merged into one, and elements that are not
- *               objects or lack the key are kept as they are.
+ *               objects are joined on that key as the SDK joins them: data1 is kept as it is
+ *               (duplicates and items without the key included); each later array's objects update
+ *               the earlier objects with an equal key value (1, 1.0 and true are equal, as in
+ *               Python), and its objects with a key value not seen before are appended; its items
+ *               without the key are dropped.
  *
  * Inputs are shared with other threads, so nothing here is modified: results are new containers that
  * hold references to the input values, and a joined object is a new shallow copy. */
@@ -32,7 +36,6 @@ static const char *const merge_ports[] = {"data1", "data2", "data3", "data4", "d
 typedef struct merge_opts {
     int kind;
     const char *key; /* borrowed from the inputs; NULL without a key */
-    int skip_none;
 } merge_opts;
 
 /* Reads merge_type, key and skip_none from src (config at load, inputs at run) into o; absent or
@@ -42,7 +45,7 @@ static int merge_read_opts(json_t *src, int at_load, merge_opts *o, char *msg, s
     json_t *type = json_object_get(src, "merge_type");
     json_t *key = json_object_get(src, "key");
     json_t *skip = json_object_get(src, "skip_none");
-    *o = (merge_opts){.kind = MERGE_CONCAT, .key = NULL, .skip_none = 1};
+    *o = (merge_opts){.kind = MERGE_CONCAT, .key = NULL};
     if (type && !json_is_null(type) && !(at_load && tmpl_value_has_expr(type))) {
         const char *t = json_is_string(type) ? json_string_value(type) : "";
         if (strcmp(t, "concat") == 0)
@@ -62,7 +65,6 @@ static int merge_read_opts(json_t *src, int at_load, merge_opts *o, char *msg, s
     if (skip && !json_is_null(skip) && !(at_load && tmpl_value_has_expr(skip))) {
         if (!json_is_boolean(skip))
             return util_err(msg, msglen, "skip_none: expected a boolean");
-        o->skip_none = json_is_true(skip);
     }
     return 0;
 }
@@ -84,13 +86,33 @@ static int merge_has_output(const void *compiled, const char *port)
     return strcmp(port, "merged_data") == 0;
 }
 
-/* concat: a new array holding the elements of array inputs and the other inputs themselves. */
+/* 1 when every input has type is_type. */
+static int merge_all(json_t *const *in, size_t n, int (*is_type)(const json_t *))
+{
+    for (size_t i = 0; i < n; i++)
+        if (!is_type(in[i]))
+            return 0;
+    return 1;
+}
+
+static int merge_is_object(const json_t *v)
+{
+    return json_is_object(v);
+}
+static int merge_is_array(const json_t *v)
+{
+    return json_is_array(v);
+}
+
+/* concat: arrays only: a new array of their elements; otherwise a new array of the inputs
+ * themselves, arrays included as one element each (the SDK's rule). */
 static json_t *merge_concat(json_t *const *in, size_t n)
 {
+    int flat = merge_all(in, n, merge_is_array);
     json_t *out = json_array();
     for (size_t i = 0; out && i < n; i++) {
         /* extend and append both take their own references. */
-        int rc = json_is_array(in[i]) ? json_array_extend(out, in[i]) : json_array_append(out, in[i]);
+        int rc = flat ? json_array_extend(out, in[i]) : json_array_append(out, in[i]);
         if (rc != 0) {
             json_decref(out);
             out = NULL;
@@ -141,10 +163,13 @@ static json_t *merge_objects(json_t *const *in, size_t n)
     return out;
 }
 
-/* Appends to b a string that is equal for key values that compare equal (1 and 1.0 alike).
+/* Appends to b a string that is equal for key values that compare equal in Python (1, 1.0 and true
+ * alike).
  * Returns 0 or -1 when memory runs out. */
 static int merge_key_string(json_t *v, buf *b)
 {
+    if (json_is_boolean(v)) /* Python's True == 1, False == 0 */
+        return buf_appendf(b, "i%d", json_is_true(v) ? 1 : 0);
     if (json_is_integer(v))
         return buf_appendf(b, "i%" JSON_INTEGER_FORMAT, json_integer_value(v));
     if (json_is_real(v)) {
@@ -171,69 +196,80 @@ static json_t *merge_two_objects(json_t *a, json_t *b)
     return both;
 }
 
-/* Adds item to the join in out: merged into the earlier object with an equal key value, else
- * appended. index maps key strings to positions in out. Returns 0 or -1 when memory runs out. */
-static int merge_join_item(json_t *out, json_t *index, json_t *item, const char *key)
+/* The key string of item's key value (a missing key reads as null, as Python's item.get(key)), or
+ * -1 when memory runs out. */
+static int merge_item_key(json_t *item, const char *key, buf *ks)
 {
-    json_t *kv = json_is_object(item) ? json_object_get(item, key) : NULL;
-    if (!kv)
-        return json_array_append(out, item);
-    buf ks = {0};
-    int rc = merge_key_string(kv, &ks);
-    json_t *pos = rc == 0 ? json_object_getn(index, ks.data, ks.len) : NULL;
-    if (rc == 0 && pos) {
-        size_t at = (size_t)json_integer_value(pos);
-        /* A new copy: the earlier object may be an input's, which must stay untouched. */
-        json_t *joined = merge_two_objects(json_array_get(out, at), item);
-        rc = joined ? json_array_set_new(out, at, joined) : -1; /* set_new consumes joined */
-    } else if (rc == 0) {
-        json_t *at = json_integer((json_int_t)json_array_size(out));
-        rc = json_object_setn_new_nocheck(index, ks.data, ks.len, at); /* consumes at */
-        rc = rc == 0 ? json_array_append(out, item) : -1;
+    json_t *kv = json_object_get(item, key);
+    ks->len = 0;
+    return merge_key_string(kv ? kv : json_null(), ks);
+}
+
+/* Objects of list by key string (the last one of equal keys wins), into index (new object). */
+static json_t *merge_index(json_t *list, const char *key, buf *ks)
+{
+    json_t *index = json_object();
+    size_t j;
+    json_t *item;
+    json_array_foreach(list, j, item)
+    {
+        if (!index || !json_is_object(item))
+            continue;
+        if (merge_item_key(item, key, ks) != 0 || json_object_setn(index, ks->data, ks->len, item) != 0) {
+            json_decref(index);
+            index = NULL;
+        }
     }
+    return index;
+}
+
+/* Joins list into out as the SDK does: each object of out that has the key takes the members of
+ * list's object with an equal key value; then list's objects that have the key and whose value no
+ * object of out had are appended (duplicates among them all). Other items of list are dropped. */
+static int merge_join_list(json_t *out, json_t *list, const char *key)
+{
+    buf ks = {0};
+    json_t *index = merge_index(list, key, &ks), *seen = json_object();
+    int rc = index && seen ? 0 : -1;
+    size_t j;
+    json_t *item;
+    json_array_foreach(out, j, item)
+    {
+        if (rc != 0 || !json_is_object(item) || !json_object_get(item, key))
+            continue;
+        if ((rc = merge_item_key(item, key, &ks)) != 0 || (rc = json_object_setn(seen, ks.data, ks.len, json_null())))
+            break;
+        json_t *other = json_object_getn(index, ks.data, ks.len);
+        /* A new copy: the earlier object may be an input's, which must stay untouched. */
+        json_t *joined = other ? merge_two_objects(item, other) : NULL;
+        if (other)
+            rc = joined ? json_array_set_new(out, j, joined) : -1; /* set_new consumes joined */
+    }
+    json_array_foreach(list, j, item)
+    {
+        if (rc != 0 || !json_is_object(item) || !json_object_get(item, key))
+            continue;
+        if ((rc = merge_item_key(item, key, &ks)) == 0 && !json_object_getn(seen, ks.data, ks.len))
+            rc = json_array_append(out, item);
+    }
+    json_decref(index);
+    json_decref(seen);
     buf_free(&ks);
     return rc;
 }
 
-/* merge_dict with key over arrays: a new array of joined objects. */
+/* merge_dict with key over arrays: the first array as it is, the others joined into it in turn. */
 static json_t *merge_join(json_t *const *in, size_t n, const char *key)
 {
     json_t *out = json_array();
-    json_t *index = json_object(); /* key string -> position in out; freed below */
-    int rc = out && index ? 0 : -1;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        size_t j;
-        json_t *item;
-        json_array_foreach(in[i], j, item)
-        {
-            if ((rc = merge_join_item(out, index, item, key)) != 0)
-                break;
-        }
-    }
-    json_decref(index);
+    int rc = out ? json_array_extend(out, in[0]) : -1;
+    for (size_t i = 1; rc == 0 && i < n; i++)
+        rc = merge_join_list(out, in[i], key);
     if (rc != 0) {
         json_decref(out);
         return NULL;
     }
     return out;
-}
-
-/* 1 when every input has type is_type. */
-static int merge_all(json_t *const *in, size_t n, int (*is_type)(const json_t *))
-{
-    for (size_t i = 0; i < n; i++)
-        if (!is_type(in[i]))
-            return 0;
-    return 1;
-}
-
-static int merge_is_object(const json_t *v)
-{
-    return json_is_object(v);
-}
-static int merge_is_array(const json_t *v)
-{
-    return json_is_array(v);
 }
 
 /* merged_data for two or more inputs (new reference), or NULL with err filled. */
@@ -268,7 +304,7 @@ static int merge_run(const void *compiled, node_call *call, json_t **outputs, no
     size_t n = 0;
     for (int i = 0; i < MERGE_INPUTS; i++) {
         json_t *v = json_object_get(call->inputs, merge_ports[i]);
-        if (v && !(json_is_null(v) && o.skip_none))
+        if (v && !json_is_null(v))
             in[n++] = v;
     }
     json_t *merged = n == 0 ? json_null() : n == 1 ? json_incref(in[0]) : merge_many(&o, in, n, err);

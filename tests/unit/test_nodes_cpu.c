@@ -339,10 +339,13 @@ static void merge_expect(const char *config, const char *inputs, const char *exp
     json_decref(r.out);
 }
 
+/* Expectations from the SDK's MergeNode.run (kailash 2.63), run on the same inputs. */
 Test(merge, concat_arrays_and_scalars)
 {
     merge_expect("{}", "{\"data1\": [1, 2], \"data2\": [3], \"data3\": \"x\", \"data5\": {\"k\": 1}}",
-                 "[1, 2, 3, \"x\", {\"k\": 1}]");
+                 "[[1, 2], [3], \"x\", {\"k\": 1}]");
+    merge_expect("{}", "{\"data1\": [1, 2], \"data2\": [3], \"data4\": []}", "[1, 2, 3]");
+    merge_expect("{\"merge_type\": \"concat\"}", "{\"data1\": [1], \"data2\": 5}", "[[1], 5]");
     merge_expect("{\"merge_type\": \"concat\"}", "{\"data2\": [[1]], \"data4\": []}", "[[1]]");
 }
 
@@ -355,9 +358,9 @@ Test(merge, single_input_passes_through_and_none_is_null)
     merge_expect("{}", "{}", "null");
 }
 
-Test(merge, skip_none_false_keeps_nulls)
+Test(merge, null_inputs_are_dropped_whatever_skip_none_says)
 {
-    merge_expect("{\"skip_none\": false}", "{\"data1\": [1], \"data2\": null, \"data3\": [2]}", "[1, null, 2]");
+    merge_expect("{\"skip_none\": false}", "{\"data1\": [1], \"data2\": null, \"data3\": [2]}", "[1, 2]");
     merge_expect("{\"skip_none\": true}", "{\"data1\": [1], \"data2\": null, \"data3\": [2]}", "[1, 2]");
     merge_expect("{\"skip_none\": false}", "{\"data3\": null}", "null");
 }
@@ -385,11 +388,21 @@ Test(merge, merge_dict_key_join)
                  "{\"data1\": [{\"id\": 1, \"name\": \"a\"}, {\"id\": 2, \"name\": \"b\"}, \"raw\"],"
                  " \"data2\": [{\"id\": 2.0, \"total\": 5}, {\"id\": 3, \"total\": 9}, {\"no_id\": true}]}",
                  "[{\"id\": 1, \"name\": \"a\"}, {\"id\": 2.0, \"name\": \"b\", \"total\": 5}, \"raw\","
-                 " {\"id\": 3, \"total\": 9}, {\"no_id\": true}]");
+                 " {\"id\": 3, \"total\": 9}]");
     merge_expect("{\"merge_type\": \"merge_dict\", \"key\": \"k\"}",
                  "{\"data1\": [{\"k\": \"x\", \"a\": 1}], \"data3\": [{\"k\": \"x\", \"a\": 2, \"b\": 1}],"
                  " \"data4\": [{\"k\": \"x\", \"c\": 0}]}",
                  "[{\"k\": \"x\", \"a\": 2, \"b\": 1, \"c\": 0}]");
+    /* data1 as it is (duplicates, items without the key); later duplicates appended, keyless dropped */
+    merge_expect("{\"merge_type\": \"merge_dict\", \"key\": \"id\"}",
+                 "{\"data1\": [{\"id\": 1, \"a\": 1}, {\"id\": 1, \"a\": 2}, {\"x\": 0}],"
+                 " \"data2\": [{\"id\": 1, \"b\": 1}, {\"id\": 4}, {\"id\": 4, \"c\": 1}, {\"y\": 1}]}",
+                 "[{\"id\": 1, \"a\": 1, \"b\": 1}, {\"id\": 1, \"a\": 2, \"b\": 1}, {\"x\": 0}, {\"id\": 4},"
+                 " {\"id\": 4, \"c\": 1}]");
+    /* Python's True == 1; a missing key reads as None, matching an explicit null */
+    merge_expect("{\"merge_type\": \"merge_dict\", \"key\": \"id\"}",
+                 "{\"data1\": [{\"id\": true, \"a\": 1}, {\"id\": null}], \"data2\": [{\"id\": 1, \"b\": 1}, {\"z\": 1}]}",
+                 "[{\"id\": 1, \"a\": 1, \"b\": 1}, {\"id\": null, \"z\": 1}]");
 }
 
 Test(merge, merge_dict_wrong_inputs_fail)
