@@ -4,8 +4,9 @@
  * input_data itself without condition_field. Two modes:
  *   boolean  `tested <operator> value` picks `true_output` or `false_output`;
  *   cases    the first case c of the literal `cases` list with `tested <operator> c` (operator
- *            defaults to ==) picks `<case_prefix><c>`; none picks `<default_field>`.
- * Only the picked port is present in the output, so connections from the other ports are absent
+ *            defaults to ==) picks `<case_prefix><c>`; `<default_field>` always carries the input
+ *            too, matched or not (the SDK's rule: "default case always gets the input data").
+ * Only the picked ports are present in the output, so connections from the other ports are absent
  * and the engine skips those branches; `condition_result` (the boolean, or the matched case or null)
  * is always present.
  *
@@ -15,9 +16,10 @@
  * keeps '.' out of port names (a connection reads "port.path"). Everything else (operator, value,
  * condition_field) may be a template and is read from the inputs at each run.
  *
- * Comparison follows JSON, not Python: == is deep equality in which 1 and 1.0 are equal (but true is
- * not 1); > < >= <= compare two numbers numerically or two strings bytewise (UTF-8 order) and are
- * false for any other pair, so a missing field routes to false_output instead of failing the run. */
+ * Comparison follows Python's where JSON allows: == is deep equality in which 1, 1.0 and true are
+ * equal (a bool is a number in Python); > < >= <= compare two numbers (booleans as 0 and 1)
+ * numerically or two strings bytewise (UTF-8 order) and are false for any other pair (Python would
+ * raise; the SDK's switch turns that into false), so a missing field routes to false_output. */
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -82,12 +84,25 @@ static const char *switch_value_problem(int op, json_t *v)
 }
 
 /* Deep equality in which an integer and a real of the same value are equal. */
+/* A number, or a boolean as Python counts it (True is 1, False 0), into *d; 0 for anything else. */
+static int switch_num(json_t *v, double *d)
+{
+    if (json_is_boolean(v))
+        *d = json_is_true(v);
+    else if (json_is_number(v))
+        *d = json_number_value(v);
+    else
+        return 0;
+    return 1;
+}
+
 static int switch_equal(json_t *a, json_t *b)
 {
+    double x, y;
     if (json_is_integer(a) && json_is_integer(b))
         return json_integer_value(a) == json_integer_value(b);
-    if (json_is_number(a) && json_is_number(b))
-        return json_number_value(a) == json_number_value(b);
+    if (switch_num(a, &x) && switch_num(b, &y))
+        return x == y;
     if (json_is_array(a) && json_is_array(b)) {
         if (json_array_size(a) != json_array_size(b))
             return 0;
@@ -120,8 +135,8 @@ static int switch_order(json_t *a, json_t *b, int *cmp)
         *cmp = (x > y) - (x < y);
         return 0;
     }
-    if (json_is_number(a) && json_is_number(b)) {
-        double x = json_number_value(a), y = json_number_value(b);
+    double x, y;
+    if (switch_num(a, &x) && switch_num(b, &y)) {
         *cmp = (x > y) - (x < y);
         return 0;
     }
@@ -473,8 +488,10 @@ static int switch_run_cases(const switch_conf *sc, int op, json_t *data, json_t 
             break;
         }
     }
-    /* json_object_set takes its own references; the compiled cases stay untouched. */
-    if (json_object_set(out, port, data) != 0 || json_object_set(out, "condition_result", matched) != 0)
+    /* json_object_set takes its own references; the compiled cases stay untouched. The default port
+     * always carries the input, as in the SDK ("always present"). */
+    if (json_object_set(out, sc->default_port, data) != 0 || json_object_set(out, port, data) != 0 ||
+        json_object_set(out, "condition_result", matched) != 0)
         return node_fail(err, "internal", "out of memory");
     return 0;
 }

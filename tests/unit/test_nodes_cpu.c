@@ -77,7 +77,13 @@ Test(switch_bool, equal_is_the_default_operator_and_deep)
 {
     switch_expect("{\"condition_field\": \"a\", \"value\": {\"x\": [1, 2.0]}}", "{\"a\": {\"x\": [1.0, 2]}}", 1);
     switch_expect("{\"condition_field\": \"a\", \"value\": \"1\"}", "{\"a\": 1}", 0);
-    switch_expect("{\"condition_field\": \"a\", \"value\": 1}", "{\"a\": true}", 0);
+    /* Python: True == 1 == 1.0, False == 0; a bool orders as a number */
+    switch_expect("{\"condition_field\": \"a\", \"value\": 1}", "{\"a\": true}", 1);
+    switch_expect("{\"condition_field\": \"a\", \"value\": 0.0}", "{\"a\": false}", 1);
+    switch_expect("{\"condition_field\": \"a\", \"value\": [1]}", "{\"a\": [true]}", 1);
+    switch_expect("{\"condition_field\": \"a\", \"value\": 2}", "{\"a\": true}", 0);
+    switch_expect("{\"condition_field\": \"a\", \"operator\": \">\", \"value\": 0}", "{\"a\": true}", 1);
+    switch_expect("{\"condition_field\": \"a\", \"value\": \"true\"}", "{\"a\": true}", 0);
 }
 
 Test(switch_bool, not_equal)
@@ -210,7 +216,8 @@ Test(switch_bool, compile_errors)
 
 /* ---- SwitchNode, cases mode ---- */
 
-Test(switch_cases, first_match_fires_its_port_only)
+/* The SDK: the first matching case fires, and "default case always gets the input data". */
+Test(switch_cases, first_match_fires_its_port_and_default)
 {
     const char *cfg = "{\"condition_field\": \"status\", \"cases\": [\"success\", \"warning\", \"error\"]}";
     call_result r = run_node(&node_switch, cfg, "{\"input_data\": {\"status\": \"warning\"}}");
@@ -219,8 +226,8 @@ Test(switch_cases, first_match_fires_its_port_only)
     assert_port(r.out, "condition_result", "\"warning\"");
     assert_absent(r.out, "case_success");
     assert_absent(r.out, "case_error");
-    assert_absent(r.out, "default");
-    cr_assert_eq(json_object_size(r.out), 2);
+    assert_port(r.out, "default", "{\"status\": \"warning\"}");
+    cr_assert_eq(json_object_size(r.out), 3);
     json_decref(r.out);
 }
 
