@@ -86,6 +86,12 @@ json_t *util_json_path(json_t *root, const char *path);
 /* Same, but the path is given as n bytes (not NUL-terminated). */
 json_t *util_json_pathn(json_t *root, const char *path, size_t n);
 
+/* Appends to b a string that is equal for two values exactly when Python's == (and hash) holds for
+ * them as the SDK sees them: 1, 1.0 and true alike, 0, 0.0 and false alike, strings by content,
+ * anything else by its canonical JSON. For grouping and joining by a key value. 0, or -1 when memory
+ * runs out. */
+int util_json_py_key(json_t *v, buf *b);
+
 /* snprintf into err (if err and errlen are non-zero); always returns -1 for `return util_err(...)`. */
 int util_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -163,28 +163,6 @@ static json_t *merge_objects(json_t *const *in, size_t n)
     return out;
 }
 
-/* Appends to b a string that is equal for key values that compare equal in Python (1, 1.0 and true
- * alike).
- * Returns 0 or -1 when memory runs out. */
-static int merge_key_string(json_t *v, buf *b)
-{
-    if (json_is_boolean(v)) /* Python's True == 1, False == 0 */
-        return buf_appendf(b, "i%d", json_is_true(v) ? 1 : 0);
-    if (json_is_integer(v))
-        return buf_appendf(b, "i%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    if (json_is_real(v)) {
-        double d = json_real_value(v);
-        if (d > -9.2e18 && d < 9.2e18 && d == (double)(json_int_t)d)
-            return buf_appendf(b, "i%" JSON_INTEGER_FORMAT, (json_int_t)d);
-    }
-    if (json_is_string(v))
-        return buf_append(b, "s", 1) != 0 ? -1 : buf_append(b, json_string_value(v), json_string_length(v));
-    char *dump = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
-    int rc = dump ? buf_appendf(b, "j%s", dump) : -1;
-    free(dump);
-    return rc;
-}
-
 /* A new object: the keys of a, then those of b (b wins). Neither is modified. */
 static json_t *merge_two_objects(json_t *a, json_t *b)
 {
@@ -202,7 +180,7 @@ static int merge_item_key(json_t *item, const char *key, buf *ks)
 {
     json_t *kv = json_object_get(item, key);
     ks->len = 0;
-    return merge_key_string(kv ? kv : json_null(), ks);
+    return util_json_py_key(kv ? kv : json_null(), ks);
 }
 
 /* Objects of list by key string (the last one of equal keys wins), into index (new object). */

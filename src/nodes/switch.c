@@ -6,6 +6,9 @@
  *   cases    the first case c of the literal `cases` list with `tested <operator> c` (operator
  *            defaults to ==) picks `<case_prefix><c>`; `<default_field>` always carries the input
  *            too, matched or not (the SDK's rule: "default case always gets the input data").
+ *            Over a list of rows (condition_field set, the first element an object) the rows are
+ *            grouped per case instead, as the SDK does: every case port gets its rows ([] for
+ *            none), default all of them (see switch_run_groups).
  * Only the picked ports are present in the output, so connections from the other ports are absent
  * and the engine skips those branches; `condition_result` (the boolean, or the matched case or null)
  * is always present.
@@ -496,6 +499,72 @@ static int switch_run_cases(const switch_conf *sc, int op, json_t *data, json_t 
     return 0;
 }
 
+/* Appends rows's elements grouped by the value at field (Python's ==: 1, 1.0 and true alike; a
+ * missing value, or a row that is not an object, reads as null) to groups: key string -> array,
+ * first-seen order. 0, or -1 when memory runs out. */
+static int switch_group(json_t *rows, const char *field, json_t *groups)
+{
+    buf ks = {0};
+    int rc = 0;
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        json_t *v = json_is_object(row) ? util_json_path(row, field) : NULL;
+        ks.len = 0;
+        if ((rc = util_json_py_key(v ? v : json_null(), &ks)) != 0)
+            break;
+        json_t *g = json_object_getn(groups, ks.data, ks.len);
+        if (!g && (!(g = json_array()) || json_object_setn_new(groups, ks.data, ks.len, g) != 0)) {
+            rc = -1; /* setn_new consumed g */
+            break;
+        }
+        if ((rc = json_array_append(g, row)) != 0)
+            break;
+    }
+    buf_free(&ks);
+    return rc;
+}
+
+/* Cases mode over a list of rows, as the SDK's list grouping: each case port gets the rows whose
+ * condition_field equals the case ([] when none), default every row in group order, and
+ * condition_result the cases that had rows (in cases order). The operator plays no part there. */
+static int switch_run_groups(const switch_conf *sc, const char *field, json_t *rows, json_t *out, node_error *err)
+{
+    json_t *groups = json_object(), *all = json_array(), *matched = json_array();
+    int rc = groups && all && matched ? switch_group(rows, field, groups) : -1;
+    const char *k;
+    json_t *g;
+    json_object_foreach(groups, k, g) if (rc == 0) rc = json_array_extend(all, g);
+    buf ks = {0};
+    for (size_t i = 0; rc == 0 && i < sc->n_cases; i++) {
+        json_t *c = json_array_get(sc->cases, i);
+        ks.len = 0;
+        if ((rc = util_json_py_key(c, &ks)) != 0)
+            break;
+        g = json_object_getn(groups, ks.data, ks.len);
+        rc = g ? json_object_set(out, sc->case_ports[i], g) : json_object_set_new(out, sc->case_ports[i], json_array());
+        if (rc == 0 && g)
+            rc = json_array_append(matched, c);
+    }
+    buf_free(&ks);
+    if (rc == 0)
+        rc = json_object_set(out, sc->default_port, all) || json_object_set(out, "condition_result", matched);
+    json_decref(groups);
+    json_decref(all);
+    json_decref(matched);
+    return rc == 0 ? 0 : node_fail(err, "internal", "out of memory");
+}
+
+/* The SDK groups a list by condition_field when its first element is an object. */
+static const char *switch_rows_field(json_t *inputs, json_t *data)
+{
+    json_t *field = json_object_get(inputs, "condition_field");
+    if (!json_is_string(field) || json_string_length(field) == 0 || !json_is_object(json_array_get(data, 0)))
+        return NULL;
+    return json_string_value(field);
+}
+
 static int switch_run(const void *compiled, node_call *call, json_t **outputs, node_error *err)
 {
     const switch_conf *sc = compiled;
@@ -511,8 +580,10 @@ static int switch_run(const void *compiled, node_call *call, json_t **outputs, n
     json_t *out = json_object(); /* owned until handed to *outputs */
     if (!out)
         return node_fail(err, "internal", "out of memory");
-    int rc = sc && sc->cases ? switch_run_cases(sc, op, data, tested, out, err)
-                             : switch_run_bool(op, call->inputs, data, tested, out, err);
+    const char *rows_field = sc && sc->cases ? switch_rows_field(call->inputs, data) : NULL;
+    int rc = rows_field     ? switch_run_groups(sc, rows_field, data, out, err)
+             : sc && sc->cases ? switch_run_cases(sc, op, data, tested, out, err)
+                               : switch_run_bool(op, call->inputs, data, tested, out, err);
     if (rc != 0) {
         json_decref(out);
         return -1;

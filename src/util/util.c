@@ -196,6 +196,25 @@ json_t *util_json_path(json_t *root, const char *path)
     return util_json_pathn(root, path, strlen(path));
 }
 
+int util_json_py_key(json_t *v, buf *b)
+{
+    if (json_is_boolean(v)) /* Python's True == 1, False == 0 */
+        return buf_appendf(b, "i%d", json_is_true(v) ? 1 : 0);
+    if (json_is_integer(v))
+        return buf_appendf(b, "i%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        if (d > -9.2e18 && d < 9.2e18 && d == (double)(json_int_t)d)
+            return buf_appendf(b, "i%" JSON_INTEGER_FORMAT, (json_int_t)d);
+    }
+    if (json_is_string(v))
+        return buf_append(b, "s", 1) != 0 ? -1 : buf_append(b, json_string_value(v), json_string_length(v));
+    char *dump = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+    int rc = dump ? buf_appendf(b, "j%s", dump) : -1;
+    free(dump);
+    return rc;
+}
+
 int util_err(char *err, size_t errlen, const char *fmt, ...)
 {
     if (err && errlen) {

@@ -231,6 +231,45 @@ Test(switch_cases, first_match_fires_its_port_and_default)
     json_decref(r.out);
 }
 
+/* Expectations from the SDK's SwitchNode.run on the same inputs: a list of rows is grouped per case. */
+Test(switch_cases, list_of_rows_grouped_per_case)
+{
+    const char *cfg = "{\"condition_field\": \"t\", \"cases\": [\"A\", \"B\", \"C\"]}";
+    call_result r = run_node(&node_switch, cfg,
+                             "{\"input_data\": [{\"t\": \"B\", \"v\": 1}, {\"t\": \"A\", \"v\": 2}, {\"t\": \"B\", \"v\": 3},"
+                             " {\"v\": 4}]}");
+    cr_assert_eq(r.rc, 0, "%s", r.err.message);
+    assert_port(r.out, "default",
+                "[{\"t\": \"B\", \"v\": 1}, {\"t\": \"B\", \"v\": 3}, {\"t\": \"A\", \"v\": 2}, {\"v\": 4}]");
+    assert_port(r.out, "case_A", "[{\"t\": \"A\", \"v\": 2}]");
+    assert_port(r.out, "case_B", "[{\"t\": \"B\", \"v\": 1}, {\"t\": \"B\", \"v\": 3}]");
+    assert_port(r.out, "case_C", "[]");
+    assert_port(r.out, "condition_result", "[\"A\", \"B\"]");
+    json_decref(r.out);
+    /* Python's grouping: true, 1 and 1.0 are one key */
+    r = run_node(&node_switch, "{\"condition_field\": \"n\", \"cases\": [1, 2]}",
+                 "{\"input_data\": [{\"n\": true}, {\"n\": 1.0}, {\"n\": 2}, {\"n\": 0}]}");
+    cr_assert_eq(r.rc, 0, "%s", r.err.message);
+    assert_port(r.out, "case_1", "[{\"n\": true}, {\"n\": 1.0}]");
+    assert_port(r.out, "case_2", "[{\"n\": 2}]");
+    assert_port(r.out, "default", "[{\"n\": true}, {\"n\": 1.0}, {\"n\": 2}, {\"n\": 0}]");
+    assert_port(r.out, "condition_result", "[1, 2]");
+    json_decref(r.out);
+    /* hostile: a row that is not an object groups under null (the SDK would fail the node) */
+    r = run_node(&node_switch, "{\"condition_field\": \"t\", \"cases\": [\"A\"]}",
+                 "{\"input_data\": [{\"t\": \"A\"}, 5, null, [1]]}");
+    cr_assert_eq(r.rc, 0, "%s", r.err.message);
+    assert_port(r.out, "case_A", "[{\"t\": \"A\"}]");
+    assert_port(r.out, "default", "[{\"t\": \"A\"}, 5, null, [1]]");
+    json_decref(r.out);
+    /* an empty list, or one whose first element is not an object, is tested as one value */
+    r = run_node(&node_switch, "{\"condition_field\": \"t\", \"cases\": [\"A\"]}", "{\"input_data\": []}");
+    cr_assert_eq(r.rc, 0, "%s", r.err.message);
+    assert_port(r.out, "default", "[]");
+    assert_absent(r.out, "case_A");
+    json_decref(r.out);
+}
+
 Test(switch_cases, no_match_fires_default)
 {
     const char *cfg = "{\"condition_field\": \"status\", \"cases\": [\"success\", \"error\"]}";

@@ -470,3 +470,32 @@ Test(util, copy_cuts_short_and_terminates_as_snprintf_does)
             cr_assert_str_eq(got, want, "'%s' into %zu", srcs[i], cap);
         }
 }
+
+/* Python's == as the SDK groups and joins by it: 1, 1.0 and true one key; "1" another. */
+static int py_key_same(const char *x, const char *y)
+{
+    buf b[2] = {{0}, {0}};
+    const char *in[2] = {x, y};
+    for (int i = 0; i < 2; i++) {
+        json_t *v = json_loads(in[i], JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        cr_assert_not_null(v, "%s", in[i]);
+        cr_assert_eq(util_json_py_key(v, &b[i]), 0);
+        json_decref(v);
+    }
+    int same = b[0].len == b[1].len && memcmp(b[0].data, b[1].data, b[0].len) == 0;
+    buf_free(&b[0]);
+    buf_free(&b[1]);
+    return same;
+}
+
+Test(util, json_py_key_follows_python_equality)
+{
+    const char *same[][2] = {{"1", "1.0"}, {"1", "true"}, {"0", "false"}, {"-0.0", "0"}, {"\"a\"", "\"a\""},
+                             {"{\"a\":1,\"b\":2}", "{\"b\":2,\"a\":1}"}, {"null", "null"}};
+    const char *differ[][2] = {{"1", "\"1\""}, {"1.5", "1"}, {"true", "\"true\""}, {"null", "0"}, {"[1]", "1"},
+                               {"\"a\"", "\"a\\u0000\""}};
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++)
+        cr_assert(py_key_same(same[i][0], same[i][1]), "%s vs %s", same[i][0], same[i][1]);
+    for (size_t i = 0; i < sizeof differ / sizeof differ[0]; i++)
+        cr_assert(!py_key_same(differ[i][0], differ[i][1]), "%s vs %s", differ[i][0], differ[i][1]);
+}
