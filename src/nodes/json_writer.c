@@ -128,7 +128,8 @@ static int json_writer_run(const void *compiled, node_call *call, json_t **outpu
     int indent;
     json_t *data = json_object_get(call->inputs, "data"); /* borrowed */
     if (!data)
-        return node_fail(err, "internal", "input 'data' is missing");
+        return node_fail(err, "bad_request", /* what the caller sent (or left out) decides it */
+                         "input 'data' is missing (give it in inputs, or in parameters for this node)");
     if (json_writer_indent(call->inputs, 0, &indent, msg, sizeof msg) != 0)
         return node_fail(err, "internal", "%s", msg);
     if (node_file_path_input(data_dir, call->inputs, 1, path, sizeof path, &given, err) != 0)

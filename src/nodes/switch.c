@@ -570,7 +570,8 @@ static int switch_run(const void *compiled, node_call *call, json_t **outputs, n
     const switch_conf *sc = compiled;
     json_t *data = json_object_get(call->inputs, "input_data"); /* borrowed */
     if (!data)
-        return node_fail(err, "internal", "input 'input_data' is missing");
+        return node_fail(err, "bad_request", /* what the caller sent (or left out) decides it */
+                         "input 'input_data' is missing (give it in inputs, or in parameters for this node)");
     int op = switch_run_op(call->inputs, err);
     if (op < 0)
         return -1;

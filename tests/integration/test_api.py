@@ -54,6 +54,8 @@ WORKFLOWS = {
                   "write": node("JSONWriterNode", file_path="written.json")},
                  [conn("src", "result", "write", "data")]),
     "escape_read": wf({"read": node("JSONReaderNode", file_path="{{ inputs.f }}")}),
+    "switch_alone": wf({"s": node("SwitchNode", condition_field="x", operator="==", value=1)},
+                       gateway={"outputs": {"hit": "s.condition_result"}}),
     "by_file": {"nodes": {"t": {"node_type": "TransformNode", "config": {"template": {"named": "by file"}}}},
                 "connections": []},
     "v2.orders": wf({"t": transform({"dotted": True})}),
@@ -481,6 +483,15 @@ def test_json_reader(d):
 def test_csv_reader(d):
     b = run_ok(d.run("csvread"))
     assert b["outputs"] == {"rows": [{"name": "ada", "age": "36"}, {"name": "alan", "age": "41"}]}
+
+
+def test_missing_node_input_left_out_by_the_caller_is_400(d):
+    """The caller's inputs feed the switch's input_data; leaving it out is the caller's mistake."""
+    err = assert_error(d.run("switch_alone"), 400, "bad_request")
+    assert "input 'input_data' is missing" in err["message"], err
+    assert run_ok(d.run("switch_alone", {"input_data": {"x": 1}}))["outputs"] == {"hit": True}
+    body = {"inputs": {}, "parameters": {"s": {"input_data": {"x": 2}}}}
+    assert run_ok(d.run("switch_alone", body=body))["outputs"] == {"hit": False}
 
 
 def test_json_writer(d):

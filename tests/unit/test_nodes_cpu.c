@@ -192,7 +192,8 @@ Test(switch_bool, ports_and_missing_input)
     cr_assert_not(node_switch.has_output(c, "case_1"));
     call_result r = run_compiled(&node_switch, c, cfg, NULL);
     cr_assert_eq(r.rc, -1);
-    cr_assert_str_eq(r.err.message, "input 'input_data' is missing");
+    cr_assert_str_eq(r.err.code, "bad_request");
+    cr_assert_str_eq(r.err.message, "input 'input_data' is missing (give it in inputs, or in parameters for this node)");
     node_switch.free(c);
     json_decref(cfg);
     cr_assert_str_eq(node_switch.input_ports[0], "input_data");
