@@ -262,17 +262,52 @@ static int http_put(json_t *o, const char *key, json_t *v)
     return v && json_object_set_new(o, key, v) == 0 ? 0 : -1;
 }
 
+/* The SDK's recovery_suggestions for a status that is not 2xx, word for word. */
+static json_t *http_recovery_suggestions(long status)
+{
+    static const char *const by_status[][4] = {
+        {"401", "Check authentication credentials", "Verify API key or token is valid",
+         "Ensure authentication method matches API requirements"},
+        {"403", "Verify you have permission to access this resource", "Check API key permissions/scopes",
+         "Ensure IP address is whitelisted if required"},
+        {"404", "Verify the URL path is correct", "Check if resource ID exists",
+         "Ensure API version in URL is correct"},
+        {"429", "API rate limit exceeded - wait before retrying", "Implement rate limiting in your requests",
+         "Check rate limit headers for reset time"},
+        {"5xx", "Server error - retry after a delay", "Check API service status page",
+         "Contact API support if issue persists"},
+        {"", "Check API documentation for this status code", "Verify request format and parameters",
+         "Review response body for error details"},
+    };
+    char code[8];
+    snprintf(code, sizeof code, "%ld", status);
+    size_t i = 0;
+    while (by_status[i][0][0] && strcmp(by_status[i][0], status >= 500 ? "5xx" : code) != 0)
+        i++;
+    json_t *list = json_array();
+    for (int k = 1; list && k < 4; k++)
+        if (json_array_append_new(list, json_string(by_status[i][k])) != 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    return list;
+}
+
 json_t *http_outputs_response(http_exchange *ex, const http_answer *a)
 {
     (void)ex;
     json_t *response = json_object(), *out = json_object();
+    json_t *ctype = json_object_get(a->headers, "content-type"); /* the SDK's headers.get("Content-Type", "") */
+    int success = a->status_code >= 200 && a->status_code < 300;
     if (!response || !out || http_put(response, "status_code", json_integer(a->status_code)) != 0 ||
         http_put(response, "headers", json_incref(a->headers)) != 0 ||
+        http_put(response, "content_type", json_is_string(ctype) ? json_incref(ctype) : json_string("")) != 0 ||
         http_put(response, "content", json_incref(a->content)) != 0 ||
         http_put(response, "response_time_ms", json_real(a->response_time_ms)) != 0 ||
         http_put(response, "url", json_string(a->url)) != 0 || http_put(out, "response", json_incref(response)) != 0 ||
         http_put(out, "status_code", json_integer(a->status_code)) != 0 ||
-        http_put(out, "success", json_boolean(a->status_code >= 200 && a->status_code < 300)) != 0) {
+        http_put(out, "success", json_boolean(success)) != 0 ||
+        (!success && http_put(out, "recovery_suggestions", http_recovery_suggestions(a->status_code)) != 0)) {
         json_decref(response);
         json_decref(out);
         return NULL;
@@ -284,5 +319,6 @@ json_t *http_outputs_response(http_exchange *ex, const http_answer *a)
 int http_has_response_output(const void *compiled, const char *port)
 {
     (void)compiled;
-    return strcmp(port, "response") == 0 || strcmp(port, "status_code") == 0 || strcmp(port, "success") == 0;
+    return strcmp(port, "response") == 0 || strcmp(port, "status_code") == 0 || strcmp(port, "success") == 0 ||
+           strcmp(port, "recovery_suggestions") == 0;
 }

@@ -1,7 +1,7 @@
 /* HTTPRequestNode: one HTTP call to `url`, with the SDK's parameters (method, headers, params,
  * json_data or data, response_format, timeout, retry_count, retry_backoff, auth_*), run on the
- * I/O loop. Outputs {"response": {status_code, headers, content, response_time_ms, url},
- * "status_code", "success"}.
+ * I/O loop. Outputs {"response": {status_code, headers, content_type, content, response_time_ms, url},
+ * "status_code", "success"}, plus the SDK's "recovery_suggestions" on a status that is not 2xx.
  *
  * compile() fixes where the node may connect: the scheme, host and port of the config's url (or of
  * its literal text before the first template). start() builds the request from the final inputs,

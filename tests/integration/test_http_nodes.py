@@ -194,6 +194,17 @@ def test_http_status_is_an_answer(d, code):
     assert out["success"] is False
     assert out["status_code"] == code
     assert out["response"]["content"] == {"status": code}
+    assert out["response"]["content_type"] == out["response"]["headers"]["content-type"]
+    # the SDK's recovery_suggestions, word for word (kailash/nodes/api/http.py)
+    first = {404: "Verify the URL path is correct", 500: "Server error - retry after a delay",
+             418: "Check API documentation for this status code"}[code]
+    assert len(out["recovery_suggestions"]) == 3 and out["recovery_suggestions"][0] == first
+
+
+def test_http_success_has_no_recovery_suggestions(d):
+    out = ok(d.run("status", {"code": 200}))["outputs"]["call"]
+    assert out["success"] is True and "recovery_suggestions" not in out
+    assert out["response"]["content_type"].startswith("application/json")
 
 
 def test_switch_routes_on_status(d):

@@ -528,11 +528,12 @@ Test(http, get_json_answer_has_the_sdk_shape)
     cr_assert(json_is_true(at(r.out, "success")));
     cr_assert_eq(json_integer_value(at(r.out, "status_code")), 200);
     json_t *resp = at(r.out, "response");
-    cr_assert_eq(json_object_size(resp), 5);
+    cr_assert_eq(json_object_size(resp), 6);
     cr_assert_eq(json_integer_value(at(resp, "status_code")), 200);
     cr_assert(json_is_true(at(resp, "content.ok")));
     cr_assert_eq(json_integer_value(at(resp, "content.port")), s->port);
     cr_assert_str_eq(json_string_value(at(resp, "headers.content-type")), "application/json; charset=utf-8");
+    cr_assert_str_eq(json_string_value(at(resp, "content_type")), "application/json; charset=utf-8");
     cr_assert_str_eq(json_string_value(at(resp, "headers.x-server-port")), "yes");
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/json", s->port);
