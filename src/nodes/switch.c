@@ -86,7 +86,6 @@ static const char *switch_value_problem(int op, json_t *v)
     }
 }
 
-/* Deep equality in which an integer and a real of the same value are equal. */
 /* A number, or a boolean as Python counts it (True is 1, False 0), into *d; 0 for anything else. */
 static int switch_num(json_t *v, double *d)
 {
@@ -99,6 +98,7 @@ static int switch_num(json_t *v, double *d)
     return 1;
 }
 
+/* Deep equality as Python's ==: an integer, a real and a boolean of the same value are equal. */
 static int switch_equal(json_t *a, json_t *b)
 {
     double x, y;
@@ -535,7 +535,11 @@ static int switch_run_groups(const switch_conf *sc, const char *field, json_t *r
     int rc = groups && all && matched ? switch_group(rows, field, groups) : -1;
     const char *k;
     json_t *g;
-    json_object_foreach(groups, k, g) if (rc == 0) rc = json_array_extend(all, g);
+    json_object_foreach(groups, k, g)
+    {
+        if (rc == 0)
+            rc = json_array_extend(all, g); /* jansson keeps insertion order: first-seen groups first */
+    }
     buf ks = {0};
     for (size_t i = 0; rc == 0 && i < sc->n_cases; i++) {
         json_t *c = json_array_get(sc->cases, i);

@@ -452,6 +452,27 @@ Test(merge, merge_dict_key_join)
                  "[{\"id\": 1, \"a\": 1, \"b\": 1}, {\"id\": null, \"z\": 1}]");
 }
 
+/* Hostile key values: objects and arrays (Python would raise "unhashable") join by their canonical
+ * JSON, whatever their member order; a long string key joins like a short one. */
+Test(merge, merge_dict_key_values_that_python_cannot_hash)
+{
+    merge_expect("{\"merge_type\": \"merge_dict\", \"key\": \"id\"}",
+                 "{\"data1\": [{\"id\": {\"a\": 1, \"b\": [2]}, \"x\": 1}, {\"id\": [1, 2]}],"
+                 " \"data2\": [{\"id\": {\"b\": [2], \"a\": 1}, \"y\": 2}, {\"id\": [2, 1], \"z\": 3}]}",
+                 "[{\"id\": {\"a\": 1, \"b\": [2]}, \"x\": 1, \"y\": 2}, {\"id\": [1, 2]}, {\"id\": [2, 1], \"z\": 3}]");
+    size_t n = 20000;
+    char *big = malloc(n + 1), *in = malloc(2 * n + 256), *want = malloc(n + 128);
+    cr_assert(big && in && want);
+    memset(big, 'k', n);
+    big[n] = '\0';
+    snprintf(in, 2 * n + 256, "{\"data1\": [{\"id\": \"%s\"}], \"data2\": [{\"id\": \"%s\", \"v\": 1}]}", big, big);
+    snprintf(want, n + 128, "[{\"id\": \"%s\", \"v\": 1}]", big);
+    merge_expect("{\"merge_type\": \"merge_dict\", \"key\": \"id\"}", in, want);
+    free(big);
+    free(in);
+    free(want);
+}
+
 Test(merge, merge_dict_wrong_inputs_fail)
 {
     call_result r =
