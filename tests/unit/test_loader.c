@@ -335,13 +335,12 @@ Test(loader, sdk_non_defaults_refused_naming_the_key)
     refused(T1("MergeNode", "{\"log_requests\":false}"), "config.log_requests: unknown key for MergeNode");
 }
 
-#define REDACTED_REST(gw)                                                                                      \
-    "{\"nodes\":{\"api\":{\"node_type\":\"RESTClientNode\",\"config\":{\"base_url\":\"***REDACTED***\"," REST_URL \
+/* One RESTClientNode "api" with base_url BASE (a JSON string) and the gateway block GW. */
+#define REST_WF(base, gw)                                                                                      \
+    "{\"nodes\":{\"api\":{\"node_type\":\"RESTClientNode\",\"config\":{\"base_url\":" base "," REST_URL        \
     "}}},\"gateway\":" gw "}"
-
-#define PLAIN_REST(gw)                                                                                         \
-    "{\"nodes\":{\"api\":{\"node_type\":\"RESTClientNode\",\"config\":{\"base_url\":\"http://127.0.0.1:7\"," REST_URL \
-    "}}},\"gateway\":" gw "}"
+#define REDACTED_REST(gw) REST_WF("\"***REDACTED***\"", gw)
+#define PLAIN_REST(gw) REST_WF("\"http://127.0.0.1:7\"", gw)
 
 Test(loader, redacted_value_filled_from_config_overrides)
 {
