@@ -76,11 +76,20 @@ typedef struct node_sdk_default {
     const char *json; /* the SDK's default, as JSON text: "false", "0", "null" */
 } node_sdk_default;
 
+/* Another name the SDK's node takes an input by (its NodeParameter workflow_alias / auto_map_from):
+ * a workflow input, connection or request parameter called `from` fills the input `to` when nothing
+ * fills `to` by its own name. */
+typedef struct node_alias {
+    const char *from;
+    const char *to;
+} node_alias;
+
 typedef struct node_type {
     const char *name;
     const char *const *config_keys; /* NULL-terminated: the config keys this type accepts */
     const node_sdk_default *sdk_defaults; /* {NULL, NULL}-terminated, or NULL */
     const char *const *input_ports; /* NULL-terminated connection targets; NULL means any name */
+    const node_alias *input_aliases; /* {NULL, NULL}-terminated, in the SDK's order, or NULL */
     /* NULL-terminated keys that choose where and how the node reaches out (URL, method, headers,
      * credentials, TLS, file paths, upstream lists), or NULL. They come only from the workflow file:
      * a request's inputs or parameters may not set them unless the workflow's gateway.overridable
@@ -90,6 +99,10 @@ typedef struct node_type {
      * workflow with such a node never runs on an I/O loop thread, only on the worker pool, so it
      * can't stall that loop's other clients and upstream calls. */
     int may_block;
+    /* Non-zero when a null on one of this node's ports means "branch not taken" (SwitchNode, whose
+     * results hold the untaken ports as null, as the SDK's do): a connection from such a port is
+     * absent, and a node whose connections are all absent is skipped (the SDK's skip_branches). */
+    int null_port_absent;
     /* Checks config (borrowed, without "on_error") and builds *compiled (may stay NULL).
      * err reads like "config.operator: expected one of == != > < >= <= in contains is_null is_not_null". */
     int (*compile)(const node_env *env, json_t *config, void **compiled, char *err, size_t errlen);

@@ -100,6 +100,8 @@ int wf_node_has_output(const wf_node *n, const char *port);
 /* pinned.c: what a request may set (WORKFLOWS.md "Data flow": pinned keys and gateway.overridable).
  * Non-zero when n's type takes key (a config key or an input port). */
 int wf_node_takes(const wf_node *n, const char *key);
+/* The input that key fills on n: the target of n's type's alias for key, else key itself. */
+const char *wf_node_input_name(const wf_node *n, const char *key);
 /* Non-zero when a connection of wf fills n's input key. */
 int wf_node_conn_fills(const workflow *wf, const wf_node *n, const char *key);
 /* Non-zero when a request may set n's key: its type does not pin it, or gateway.overridable opens it. */

@@ -254,14 +254,33 @@ static json_t *conn_value(run *r, const wf_conn *c)
 {
     if (r->state[c->src] != N_DONE)
         return NULL;
-    json_t *port = json_object_get(json_object_get(r->results, r->wf->nodes[c->src].id), c->src_port);
+    const wf_node *src = &r->wf->nodes[c->src];
+    json_t *port = json_object_get(json_object_get(r->results, src->id), c->src_port);
+    if (port && json_is_null(port) && src->type->null_port_absent)
+        return NULL;
     if (!port || !c->src_path)
         return port;
     json_t *v = util_json_path(port, c->src_path);
     return v ? v : json_null();
 }
 
-/* Layers 2-4 of WORKFLOWS.md's data flow on top of the constant config (layer 1). */
+/* Non-zero when key of obj is an alias of n's (the SDK's auto_map_from) that yields: obj also holds
+ * the input by its own name, or by an alias the SDK tries first. */
+static int alias_yields(const wf_node *n, json_t *obj, const char *key)
+{
+    const char *name = wf_node_input_name(n, key);
+    if (name == key)
+        return 0;
+    if (json_object_get(obj, name))
+        return 1;
+    for (const node_alias *a = n->type->input_aliases; strcmp(a->from, key) != 0; a++)
+        if (strcmp(a->to, name) == 0 && json_object_get(obj, a->from))
+            return 1;
+    return 0;
+}
+
+/* Layers 2-4 of WORKFLOWS.md's data flow on top of the constant config (layer 1). Inputs given by
+ * an alias land on the input's own name. */
 static json_t *inputs_layered(run *r, const wf_node *n)
 {
     json_t *p = json_object();
@@ -272,8 +291,9 @@ static json_t *inputs_layered(run *r, const wf_node *n)
     json_t *v;
     json_object_foreach(r->inputs, k, v)
     {
-        if (wf_node_takes(n, k) && !wf_node_conn_fills(r->wf, n, k) && wf_node_key_open(n, k))
-            json_object_set(p, k, v);
+        if (wf_node_takes(n, k) && !wf_node_conn_fills(r->wf, n, k) && wf_node_key_open(n, k) &&
+            !alias_yields(n, r->inputs, k))
+            json_object_set(p, wf_node_input_name(n, k), v);
     }
     for (size_t c = 0; c < n->nin; c++) {
         const wf_conn *cn = &r->wf->conns[n->in[c]];
@@ -282,7 +302,11 @@ static json_t *inputs_layered(run *r, const wf_node *n)
             json_object_set(p, cn->dst_input, cv);
     }
     json_t *over = r->parameters ? json_object_get(r->parameters, n->id) : NULL;
-    json_object_foreach(over, k, v) if (wf_node_key_open(n, k)) json_object_set(p, k, v);
+    json_object_foreach(over, k, v)
+    {
+        if (wf_node_key_open(n, k) && !alias_yields(n, over, k))
+            json_object_set(p, wf_node_input_name(n, k), v);
+    }
     return p;
 }
 

@@ -7,7 +7,9 @@
  * files get mode 0644 (the process umask cannot be read without changing it, which would race with
  * other threads).
  *
- * `indent` 1..8 pretty-prints with that many spaces, 0 writes compact JSON; a newline ends the file.
+ * The text is what the SDK's json.dump(data, f, indent=indent, ensure_ascii=False) writes: `indent`
+ * 1..8 pretty-prints with that many spaces, 0 puts every item on its own line without indentation
+ * (Python's indent=0), and no newline ends the file.
  * The output is file_path as the workflow gave it (relative paths stay relative), never the absolute
  * path. file_path is checked at load when literal and resolved again at every run (see
  * json_reader.c); at run its directory must exist. */
@@ -109,14 +111,29 @@ static int json_writer_collect(const char *text, size_t len, void *data)
     return buf_append(data, text, len);
 }
 
-/* The text to write: data as JSON plus a final newline, into b (caller frees). */
+/* Python's indent=0 from jansson's indent 1: every line loses its leading spaces, which are all
+ * indentation (a JSON string holds no raw newline). */
+static void json_writer_unindent(buf *b)
+{
+    size_t w = 0;
+    for (size_t r = 0; r < b->len; r++) {
+        if (b->data[r] == ' ' && (w == 0 || b->data[w - 1] == '\n'))
+            continue;
+        b->data[w++] = b->data[r];
+    }
+    b->len = w;
+}
+
+/* The text to write: data as the SDK's json.dump writes it, into b (caller frees). */
 static int json_writer_text(json_t *data, int indent, buf *b)
 {
-    size_t flags = JSON_ENCODE_ANY | (indent ? JSON_INDENT(indent) : JSON_COMPACT);
-    if (json_dump_callback(data, json_writer_collect, b, flags) != 0 || buf_append(b, "\n", 1) != 0) {
+    size_t flags = JSON_ENCODE_ANY | JSON_INDENT(indent ? indent : 1);
+    if (json_dump_callback(data, json_writer_collect, b, flags) != 0) {
         buf_free(b);
         return -1;
     }
+    if (!indent)
+        json_writer_unindent(b);
     return 0;
 }
 

@@ -6,12 +6,14 @@
  *   cases    the first case c of the literal `cases` list with `tested <operator> c` (operator
  *            defaults to ==) picks `<case_prefix><c>`; `<default_field>` always carries the input
  *            too, matched or not (the SDK's rule: "default case always gets the input data").
- *            Over a list of rows (condition_field set, the first element an object) the rows are
- *            grouped per case instead, as the SDK does: every case port gets its rows ([] for
- *            none), default all of them (see switch_run_groups).
- * Only the picked ports are present in the output, so connections from the other ports are absent
- * and the engine skips those branches; `condition_result` (the boolean, or the matched case or null)
- * is always present.
+ * Over a list of rows (condition_field set, the first element an object) the rows are grouped per
+ * case instead, in either mode, as the SDK does: every case port gets its rows ([] for none),
+ * `<default_field>` all of them, condition_result the cases that had rows (see switch_run_groups);
+ * in boolean mode there are no cases, so only the default port and [] come out.
+ * Every port of the mode is in the output, as in the SDK's results: the ports not taken hold null.
+ * A null port of a switch counts as absent (node_type.null_port_absent), so the engine skips the
+ * branches behind it; `condition_result` (the boolean, or the matched case or null) is always
+ * present.
  *
  * Case ports are named at load, so `cases`, `case_prefix` and `default_field` must be literal and
  * run() reads them from the compiled form, not from the inputs. A case value is named like the SDK
@@ -53,6 +55,9 @@ static const char *const switch_op_names[] = {
 static const char *const switch_keys[] = {"input_data", "condition_field", "operator",      "value",
                                           "cases",      "case_prefix",     "default_field", NULL};
 static const char *const switch_ports[] = {"input_data", NULL};
+/* The SDK's input_data: workflow_alias "data", auto_map_from data, input, items. */
+static const node_alias switch_aliases[] = {{"data", "input_data"}, {"input", "input_data"}, {"items", "input_data"},
+                                            {NULL, NULL}};
 
 typedef struct switch_conf {
     json_t *cases;     /* owned deep copy of the literal cases, or NULL in boolean mode */
@@ -381,6 +386,19 @@ static int switch_compile_value(json_t *config, int op, char *err, size_t errlen
     return 0;
 }
 
+/* Boolean mode: the literal value, and the default port a list of rows goes to (switch_run_groups). */
+static int switch_compile_bool(switch_conf *sc, json_t *config, int op, char *err, size_t errlen)
+{
+    const char *dflt;
+    if (switch_compile_value(config, op, err, errlen) != 0 ||
+        switch_literal_name(config, "default_field", "default", &dflt, err, errlen) != 0)
+        return -1;
+    if (!*dflt || strcmp(dflt, "condition_result") == 0 || strcmp(dflt, "true_output") == 0 ||
+        strcmp(dflt, "false_output") == 0)
+        return util_err(err, errlen, "config.default_field: '%s' is not a free port name", dflt);
+    return (sc->default_port = strdup(dflt)) ? 0 : util_err(err, errlen, "out of memory");
+}
+
 /* The literal operator (default ==) into *op; -2 when it is a template (known only at run). */
 static int switch_compile_op(json_t *config, int *op, char *err, size_t errlen)
 {
@@ -411,7 +429,7 @@ static int switch_compile(const node_env *env, json_t *config, void **compiled, 
     if (!sc)
         return util_err(err, errlen, "out of memory");
     int rc = switch_has_cases(config) ? switch_compile_cases(sc, config, op, err, errlen)
-                                      : switch_compile_value(config, op, err, errlen);
+                                      : switch_compile_bool(sc, config, op, err, errlen);
     if (rc != 0) {
         switch_conf_free(sc);
         return -1;
@@ -425,10 +443,10 @@ static int switch_has_output(const void *compiled, const char *port)
     const switch_conf *sc = compiled;
     if (strcmp(port, "condition_result") == 0)
         return 1;
+    if (sc && strcmp(port, sc->default_port) == 0)
+        return 1;
     if (!sc || !sc->cases)
         return strcmp(port, "true_output") == 0 || strcmp(port, "false_output") == 0;
-    if (strcmp(port, sc->default_port) == 0)
-        return 1;
     for (size_t i = 0; i < sc->n_cases; i++)
         if (strcmp(port, sc->case_ports[i]) == 0)
             return 1;
@@ -469,17 +487,22 @@ static int switch_run_bool(int op, json_t *inputs, json_t *data, json_t *tested,
     if (problem)
         return node_fail(err, "internal", "value: %s for operator '%s'", problem, switch_op_names[op]);
     int r = switch_test(op, tested, value);
-    if (json_object_set(out, r ? "true_output" : "false_output", data) != 0 ||
+    if (json_object_set(out, "true_output", r ? data : json_null()) != 0 ||
+        json_object_set(out, "false_output", r ? json_null() : data) != 0 ||
         json_object_set_new(out, "condition_result", json_boolean(r)) != 0)
         return node_fail(err, "internal", "out of memory");
     return 0;
 }
 
-/* Cases mode: fills out with the first matching case's port (or the default) and condition_result. */
+/* Cases mode: fills out with the first matching case's port (the others null), the default port and
+ * condition_result. */
 static int switch_run_cases(const switch_conf *sc, int op, json_t *data, json_t *tested, json_t *out, node_error *err)
 {
     const char *port = sc->default_port;
     json_t *matched = json_null();
+    for (size_t i = 0; i < sc->n_cases; i++)
+        if (json_object_set(out, sc->case_ports[i], json_null()) != 0)
+            return node_fail(err, "internal", "out of memory");
     for (size_t i = 0; i < sc->n_cases; i++) {
         json_t *c = json_array_get(sc->cases, i);
         const char *problem = switch_value_problem(op, c);
@@ -526,7 +549,7 @@ static int switch_group(json_t *rows, const char *field, json_t *groups)
     return rc;
 }
 
-/* Cases mode over a list of rows, as the SDK's list grouping: each case port gets the rows whose
+/* A list of rows, as the SDK's list grouping: each case port gets the rows whose
  * condition_field equals the case ([] when none), default every row in group order, and
  * condition_result the cases that had rows (in cases order). The operator plays no part there. */
 static int switch_run_groups(const switch_conf *sc, const char *field, json_t *rows, json_t *out, node_error *err)
@@ -585,7 +608,7 @@ static int switch_run(const void *compiled, node_call *call, json_t **outputs, n
     json_t *out = json_object(); /* owned until handed to *outputs */
     if (!out)
         return node_fail(err, "internal", "out of memory");
-    const char *rows_field = sc && sc->cases ? switch_rows_field(call->inputs, data) : NULL;
+    const char *rows_field = sc ? switch_rows_field(call->inputs, data) : NULL;
     int rc = rows_field     ? switch_run_groups(sc, rows_field, data, out, err)
              : sc && sc->cases ? switch_run_cases(sc, op, data, tested, out, err)
                                : switch_run_bool(op, call->inputs, data, tested, out, err);
@@ -611,6 +634,8 @@ const node_type node_switch = {
     .config_keys = switch_keys,
     .sdk_defaults = switch_sdk_defaults,
     .input_ports = switch_ports,
+    .input_aliases = switch_aliases,
+    .null_port_absent = 1,
     .compile = switch_compile,
     .has_output = switch_has_output,
     .run = switch_run,

@@ -356,8 +356,9 @@ static void load_conn(ld *l, json_t *c, wf_conn *out)
     out->dst = (size_t)t;
     out->src_port = strndup(so, plen);
     out->src_path = dot && dot[1] ? strdup(dot + 1) : NULL;
-    out->dst_input = strdup(ti);
     wf_node *src = &wf->nodes[s], *dst = &wf->nodes[t];
+    ti = dst->type ? wf_node_input_name(dst, ti) : ti; /* SwitchNode's "data" is its input_data */
+    out->dst_input = strdup(ti);
     if (src->type && !wf_node_has_output(src, out->src_port))
         ld_problem(l, sn, "connection to '%s': %s has no output port '%s'", tn, src->type->name, out->src_port);
     if (dst->type && !input_allowed(dst->type, ti))

@@ -23,13 +23,23 @@ static int list_has(const char *const *list, const char *key)
     return 0;
 }
 
+const char *wf_node_input_name(const wf_node *n, const char *key)
+{
+    for (const node_alias *a = n->type->input_aliases; a && a->from; a++)
+        if (strcmp(a->from, key) == 0)
+            return a->to;
+    return key;
+}
+
 int wf_node_takes(const wf_node *n, const char *key)
 {
+    key = wf_node_input_name(n, key);
     return list_has(n->type->config_keys, key) || list_has(n->type->input_ports, key);
 }
 
 int wf_node_conn_fills(const workflow *wf, const wf_node *n, const char *key)
 {
+    key = wf_node_input_name(n, key);
     for (size_t c = 0; c < n->nin; c++)
         if (strcmp(wf->conns[n->in[c]].dst_input, key) == 0)
             return 1;
@@ -38,6 +48,7 @@ int wf_node_conn_fills(const workflow *wf, const wf_node *n, const char *key)
 
 int wf_node_key_open(const wf_node *n, const char *key)
 {
+    key = wf_node_input_name(n, key);
     return !list_has(n->type->pinned_keys, key) || list_has((const char *const *)n->open_keys, key);
 }
 

@@ -19,6 +19,13 @@ static void assert_absent(json_t *out, const char *port)
     cr_assert_null(json_object_get(out, port), "port '%s' should be absent", port);
 }
 
+/* A switch port not taken: present and null, as in the SDK's results (the engine skips behind it). */
+static void assert_untaken(json_t *out, const char *port)
+{
+    json_t *v = json_object_get(out, port);
+    cr_assert(v && json_is_null(v), "port '%s' should be null", port);
+}
+
 /* ---- TransformNode ---- */
 
 Test(transform, result_is_the_rendered_template)
@@ -59,9 +66,9 @@ static void switch_expect(const char *config, const char *input_data, int expect
     call_result r = run_node(&node_switch, config, extra);
     cr_assert_eq(r.rc, 0, "%s: %s", config, r.err.message);
     assert_port(r.out, expect ? "true_output" : "false_output", input_data);
-    assert_absent(r.out, expect ? "false_output" : "true_output");
+    assert_untaken(r.out, expect ? "false_output" : "true_output");
     assert_port(r.out, "condition_result", expect ? "true" : "false");
-    cr_assert_eq(json_object_size(r.out), 2);
+    cr_assert_eq(json_object_size(r.out), 3);
     json_decref(r.out);
 }
 
@@ -188,7 +195,7 @@ Test(switch_bool, ports_and_missing_input)
     cr_assert(node_switch.has_output(c, "true_output"));
     cr_assert(node_switch.has_output(c, "false_output"));
     cr_assert(node_switch.has_output(c, "condition_result"));
-    cr_assert_not(node_switch.has_output(c, "default"));
+    cr_assert(node_switch.has_output(c, "default")); /* where a list of rows goes */
     cr_assert_not(node_switch.has_output(c, "case_1"));
     call_result r = run_compiled(&node_switch, c, cfg, NULL);
     cr_assert_eq(r.rc, -1);
@@ -215,6 +222,24 @@ Test(switch_bool, compile_errors)
     cr_assert_eq(compile_only(&node_switch, "{\"operator\": \">\", \"value\": \"{{inputs.v}}\"}", err, sizeof err), 0);
 }
 
+/* The SDK (SwitchNode.run, kailash 2.63): a list of rows is grouped in boolean mode too, with no
+ * cases: every row on the default port, condition_result [], no true/false port. */
+Test(switch_bool, list_of_rows_goes_to_default)
+{
+    call_result r = run_node(&node_switch, "{\"condition_field\": \"n\", \"operator\": \">\", \"value\": 1}",
+                             "{\"input_data\": [{\"n\": 1}, {\"n\": 2}]}");
+    cr_assert_eq(r.rc, 0, "%s", r.err.message);
+    assert_port(r.out, "default", "[{\"n\": 1}, {\"n\": 2}]");
+    assert_port(r.out, "condition_result", "[]");
+    assert_absent(r.out, "true_output");
+    cr_assert_eq(json_object_size(r.out), 2);
+    json_decref(r.out);
+    char err[256];
+    cr_assert_eq(compile_only(&node_switch, "{\"value\": 1, \"default_field\": \"true_output\"}", err, sizeof err),
+                 -1);
+    cr_assert_str_eq(err, "config.default_field: 'true_output' is not a free port name");
+}
+
 /* ---- SwitchNode, cases mode ---- */
 
 /* The SDK: the first matching case fires, and "default case always gets the input data". */
@@ -225,10 +250,10 @@ Test(switch_cases, first_match_fires_its_port_and_default)
     cr_assert_eq(r.rc, 0, "%s", r.err.message);
     assert_port(r.out, "case_warning", "{\"status\": \"warning\"}");
     assert_port(r.out, "condition_result", "\"warning\"");
-    assert_absent(r.out, "case_success");
-    assert_absent(r.out, "case_error");
+    assert_untaken(r.out, "case_success");
+    assert_untaken(r.out, "case_error");
     assert_port(r.out, "default", "{\"status\": \"warning\"}");
-    cr_assert_eq(json_object_size(r.out), 3);
+    cr_assert_eq(json_object_size(r.out), 5);
     json_decref(r.out);
 }
 
@@ -267,7 +292,7 @@ Test(switch_cases, list_of_rows_grouped_per_case)
     r = run_node(&node_switch, "{\"condition_field\": \"t\", \"cases\": [\"A\"]}", "{\"input_data\": []}");
     cr_assert_eq(r.rc, 0, "%s", r.err.message);
     assert_port(r.out, "default", "[]");
-    assert_absent(r.out, "case_A");
+    assert_untaken(r.out, "case_A");
     json_decref(r.out);
 }
 
@@ -278,7 +303,9 @@ Test(switch_cases, no_match_fires_default)
     cr_assert_eq(r.rc, 0);
     assert_port(r.out, "default", "{\"status\": \"unknown\"}");
     assert_port(r.out, "condition_result", "null");
-    cr_assert_eq(json_object_size(r.out), 2);
+    assert_untaken(r.out, "case_success");
+    assert_untaken(r.out, "case_error");
+    cr_assert_eq(json_object_size(r.out), 4);
     json_decref(r.out);
 }
 
@@ -302,7 +329,8 @@ Test(switch_cases, operator_applies_to_each_case)
     call_result r = run_node(&node_switch, cfg, "{\"input_data\": {\"score\": 80}}");
     cr_assert_eq(r.rc, 0);
     assert_port(r.out, "case_75", "{\"score\": 80}");
-    assert_absent(r.out, "case_50");
+    assert_untaken(r.out, "case_50");
+    assert_untaken(r.out, "case_90");
     assert_port(r.out, "condition_result", "75");
     json_decref(r.out);
 }

@@ -1,0 +1,260 @@
+"""The compatibility corpus's cases, for gen.py. Each case: a name, nodes (SDK type, id, config),
+connections (source, output, target, input), a list of input sets (the `parameters` given to the
+SDK's runtime.execute: {node_id: {...}} scopes to a node, any other key is workflow-level), data files
+the run reads, and a gateway block kailashd needs besides the export (config_overrides for values the
+SDK writes as ***REDACTED***). "__UPSTREAM__" stands for the recording/replaying upstream's host:port."""
+
+U = "http://__UPSTREAM__"
+ROWS = [{"name": "ada", "age": 36, "region": "eu"}, {"name": "bob", "age": 25, "region": "us"},
+        {"name": "cy", "age": 41, "region": "eu"}, {"name": "di", "age": 30, "region": "apac"}]
+
+
+# Deliberate differences (the README's compatibility section lists each with its reason).
+MERGE_DATA1 = ("the SDK's MergeNode fails when data1 is absent or None (its 'data1' is required); "
+               "kailashd merges what is present")
+SKIP_EMPTY = ("a node every input of which a switch left empty is skipped (skip_branches' rule, "
+              "WORKFLOWS.md); the SDK's runtime still runs some of them on None")
+
+
+def case(name, nodes, inputs, connections=(), files=None, gateway=None, about="", differences=None):
+    return {"name": name, "nodes": nodes, "inputs": inputs, "connections": list(connections),
+            "files": files or {}, "gateway": gateway, "about": about, "differences": differences or {}}
+
+
+def switch1(name, config, inputs, about=""):
+    """One SwitchNode, its input given to it by node id."""
+    return case(name, [("SwitchNode", "sw", config)],
+                [{"sw": {"input_data": i}} for i in inputs], about=about)
+
+
+def merge1(name, config, inputs, about=""):
+    return case(name, [("MergeNode", "m", config)], [{"m": i} for i in inputs], about=about)
+
+
+SWITCH = [
+    switch1("switch_eq", {"condition_field": "region", "operator": "==", "value": "eu"},
+            [{"region": "eu", "n": 1}, {"region": "us"}, {"n": 2}]),
+    switch1("switch_ne", {"condition_field": "region", "operator": "!=", "value": "eu"},
+            [{"region": "eu"}, {"region": "us"}]),
+    switch1("switch_gt", {"condition_field": "age", "operator": ">", "value": 30},
+            [{"age": 31}, {"age": 30}, {"age": 30.5}]),
+    switch1("switch_lt_le_ge", {"condition_field": "age", "operator": "<=", "value": 30},
+            [{"age": 29}, {"age": 30}, {"age": 31}]),
+    switch1("switch_ge", {"condition_field": "age", "operator": ">=", "value": 18},
+            [{"age": 18}, {"age": 17.99}]),
+    switch1("switch_lt", {"condition_field": "age", "operator": "<", "value": 18},
+            [{"age": 5}, {"age": 18}]),
+    switch1("switch_in", {"condition_field": "region", "operator": "in", "value": ["eu", "uk"]},
+            [{"region": "uk"}, {"region": "us"}]),
+    switch1("switch_contains", {"condition_field": "tags", "operator": "contains", "value": "vip"},
+            [{"tags": ["vip", "new"]}, {"tags": ["new"]}, {"tags": "a vip guest"}]),
+    switch1("switch_is_null", {"condition_field": "email", "operator": "is_null"},
+            [{"email": None}, {"email": "a@b.c"}, {"other": 1}]),
+    switch1("switch_is_not_null", {"condition_field": "email", "operator": "is_not_null"},
+            [{"email": None}, {"email": "a@b.c"}]),
+    switch1("switch_bool_int", {"condition_field": "flag", "operator": "==", "value": True},
+            [{"flag": 1}, {"flag": True}, {"flag": 0}, {"flag": 1.0}],
+            about="Python's 1 == True"),
+    switch1("switch_no_field", {"operator": "==", "value": 5}, [5, 6, "5"],
+            about="no condition_field: the input itself is tested"),
+    switch1("switch_nested_value", {"condition_field": "status", "value": {"code": 1}},
+            [{"status": {"code": 1}}, {"status": {"code": 2}}]),
+    switch1("switch_cases", {"condition_field": "region", "cases": ["eu", "us"]},
+            [{"region": "eu"}, {"region": "us"}, {"region": "apac"}]),
+    switch1("switch_cases_prefix", {"condition_field": "region", "cases": ["eu", "us"], "case_prefix": "to_",
+                                    "default_field": "rest"},
+            [{"region": "us"}, {"region": "mars"}]),
+    switch1("switch_cases_numbers", {"condition_field": "tier", "cases": [1, 2, 3]},
+            [{"tier": 2}, {"tier": 2.0}, {"tier": 9}]),
+    switch1("switch_cases_rows", {"condition_field": "region", "cases": ["eu", "us"]},
+            [ROWS, [], [{"region": "eu"}, {"x": 1}]],
+            about="a list of rows is grouped per case"),
+    switch1("switch_bool_rows", {"condition_field": "age", "operator": ">", "value": 30}, [ROWS],
+            about="boolean mode over a list of rows"),
+    case("switch_data_alias", [("SwitchNode", "sw", {"condition_field": "region", "value": "eu"})],
+         [{"data": {"region": "eu"}}, {"data": {"region": "us"}}],
+         about="a workflow-level input named data reaches input_data (the SDK's auto_map_from)"),
+    case("switch_config_input", [("SwitchNode", "sw", {"condition_field": "n", "operator": ">", "value": 1,
+                                                       "input_data": {"n": 2}})],
+         [{}, {"sw": {"input_data": {"n": 0}}}]),
+]
+
+MERGE = [
+    merge1("merge_concat_lists", {"merge_type": "concat"},
+           [{"data1": [1, 2], "data2": [3]}, {"data1": [], "data2": [1]}]),
+    merge1("merge_concat_mixed", {"merge_type": "concat"},
+           [{"data1": [1, 2], "data2": {"a": 1}}, {"data1": "x", "data2": "y"}, {"data1": {"a": 1}, "data2": [2]}]),
+    merge1("merge_concat_three", {"merge_type": "concat"},
+           [{"data1": [1], "data2": [2], "data3": [3]}, {"data1": [1], "data2": None, "data3": [3]}]),
+    merge1("merge_concat_five", {"merge_type": "concat"},
+           [{"data1": [1], "data2": [2], "data3": [3], "data4": [4], "data5": [5]}]),
+    merge1("merge_zip", {"merge_type": "zip"},
+           [{"data1": [1, 2, 3], "data2": ["a", "b"]}, {"data1": [1], "data2": [2], "data3": [3]}]),
+    merge1("merge_zip_scalars", {"merge_type": "zip"}, [{"data1": 1, "data2": 2}]),
+    merge1("merge_dict_objects", {"merge_type": "merge_dict"},
+           [{"data1": {"a": 1, "b": 2}, "data2": {"b": 3, "c": 4}}, {"data1": {"a": 1}, "data2": {"a": {"x": 1}}}]),
+    merge1("merge_dict_key", {"merge_type": "merge_dict", "key": "id"},
+           [{"data1": [{"id": 1, "a": 1}, {"id": 2, "a": 2}], "data2": [{"id": 1, "b": 1}, {"id": 3, "b": 3}]},
+            {"data1": [{"id": 1, "a": 1}, {"id": 1, "a": 9}], "data2": [{"id": 1, "b": 1}]},
+            {"data1": [{"id": 1}], "data2": [{"b": 1}, {"id": 1, "c": 2}]}]),
+    merge1("merge_dict_key_types", {"merge_type": "merge_dict", "key": "id"},
+           [{"data1": [{"id": 1, "a": 1}], "data2": [{"id": 1.0, "b": 2}, {"id": True, "c": 3}]}]),
+    case("merge_skip_none", [("MergeNode", "m", {"merge_type": "concat", "skip_none": True})],
+         [{"m": {"data1": [1], "data2": None}}, {"m": {"data1": None, "data2": [2]}}],
+         differences={"m": MERGE_DATA1}),
+    merge1("merge_keep_none", {"merge_type": "concat", "skip_none": False},
+           [{"data1": [1], "data2": None}]),
+    merge1("merge_default_type", {}, [{"data1": [1], "data2": [2]}, {"data1": {"a": 1}, "data2": {"b": 2}}]),
+    merge1("merge_single", {"merge_type": "concat"}, [{"data1": [1, 2]}, {"data1": {"a": 1}}]),
+]
+
+CSV = "name,age,city\nada,36,London\nbob,25,Paris\n"
+CSV_ODD = "name,age,city\nada,36\nbob,25,Paris,extra\n\ncy,41,Rome\n"
+CSV_QUOTED = 'name,quote\nada,"hello, world"\nbob,"say ""hi"""\ncy,"two\nlines"\n'
+FILES = [
+    case("csv_headers", [("CSVReaderNode", "r", {"file_path": "people.csv"})], [{}], files={"people.csv": CSV}),
+    case("csv_no_headers", [("CSVReaderNode", "r", {"file_path": "people.csv", "headers": False})], [{}],
+         files={"people.csv": CSV}),
+    case("csv_semicolon", [("CSVReaderNode", "r", {"file_path": "p.csv", "delimiter": ";"})], [{}],
+         files={"p.csv": "a;b\n1;2\n3;4\n"}),
+    case("csv_ragged", [("CSVReaderNode", "r", {"file_path": "odd.csv"})], [{}], files={"odd.csv": CSV_ODD},
+         about="short rows have fewer keys, long rows are cut, a blank line is {} (dict(zip()))"),
+    case("csv_ragged_no_headers", [("CSVReaderNode", "r", {"file_path": "odd.csv", "headers": False})], [{}],
+         files={"odd.csv": CSV_ODD}),
+    case("csv_quoted", [("CSVReaderNode", "r", {"file_path": "q.csv"})], [{}], files={"q.csv": CSV_QUOTED}),
+    case("csv_crlf", [("CSVReaderNode", "r", {"file_path": "w.csv"})], [{}],
+         files={"w.csv": "a,b\r\n1,2\r\n3,4\r\n"}),
+    case("csv_header_only", [("CSVReaderNode", "r", {"file_path": "h.csv"})], [{}], files={"h.csv": "a,b\n"}),
+    case("csv_path_param", [("CSVReaderNode", "r", {"file_path": "people.csv"})],
+         [{}, {"r": {"delimiter": ","}}], files={"people.csv": CSV}),
+    case("json_read_object", [("JSONReaderNode", "r", {"file_path": "d.json"})], [{}],
+         files={"d.json": '{"a": 1, "b": [1, 2, {"c": null}], "u": "\\u00e9"}'}),
+    case("json_read_array", [("JSONReaderNode", "r", {"file_path": "d.json"})], [{}],
+         files={"d.json": '[1, 2.5, "x", true, null]'}),
+    case("json_read_scalar", [("JSONReaderNode", "r", {"file_path": "d.json"})], [{}], files={"d.json": "42"}),
+    case("json_write", [("JSONWriterNode", "w", {"file_path": "out.json"})],
+         [{"w": {"data": {"a": 1, "list": [1, 2]}}}, {"w": {"data": [1, "two"]}}]),
+    case("json_write_indent0", [("JSONWriterNode", "w", {"file_path": "out.json", "indent": 0})],
+         [{"w": {"data": {"a": 1}}}]),
+    case("csv_to_json", [("CSVReaderNode", "r", {"file_path": "people.csv"}),
+                         ("JSONWriterNode", "w", {"file_path": "out.json"})],
+         [{}], connections=[("r", "data", "w", "data")], files={"people.csv": CSV}),
+    case("json_to_json", [("JSONReaderNode", "r", {"file_path": "in.json"}),
+                          ("JSONWriterNode", "w", {"file_path": "copy.json", "indent": 4})],
+         [{}], connections=[("r", "data", "w", "data")], files={"in.json": '{"k": [1, {"z": 2}]}'}),
+    case("csv_write_dicts", [("CSVWriterNode", "w", {"file_path": "out.csv"})],
+         [{"w": {"data": ROWS}}, {"w": {"data": [{"a": "x,y", "b": 'q"q'}]}}]),
+    case("csv_write_lists", [("CSVWriterNode", "w", {"file_path": "out.csv"})],
+         [{"w": {"data": [["a", "b"], [1, 2]]}}]),
+    case("csv_write_delim", [("CSVWriterNode", "w", {"file_path": "out.csv", "delimiter": ";"})],
+         [{"w": {"data": [{"a": 1, "b": 2}]}}]),
+    case("csv_roundtrip", [("CSVReaderNode", "r", {"file_path": "people.csv"}),
+                           ("CSVWriterNode", "w", {"file_path": "copy.csv"})],
+         [{}], connections=[("r", "data", "w", "data")], files={"people.csv": CSV}),
+    case("text_read", [("TextReaderNode", "r", {"file_path": "t.txt"})], [{}],
+         files={"t.txt": "line one\nline two é\n"}),
+    case("text_write", [("TextWriterNode", "w", {"file_path": "t.txt"})],
+         [{"w": {"text": "hello\nworld"}}, {"w": {"text": ""}}]),
+    case("text_copy", [("TextReaderNode", "r", {"file_path": "in.txt"}),
+                       ("TextWriterNode", "w", {"file_path": "out.txt"})],
+         [{}], connections=[("r", "text", "w", "text")], files={"in.txt": "copy me\n"}),
+]
+
+FILTER = [
+    case("filter_gt", [("FilterNode", "f", {"field": "age", "operator": ">", "value": 30})],
+         [{"f": {"data": ROWS}}, {"f": {"data": []}}]),
+    case("filter_eq", [("FilterNode", "f", {"field": "region", "operator": "==", "value": "eu"})],
+         [{"f": {"data": ROWS}}]),
+    case("filter_ne", [("FilterNode", "f", {"field": "region", "operator": "!=", "value": "eu"})],
+         [{"f": {"data": ROWS}}]),
+    case("filter_le_ge_lt", [("FilterNode", "f", {"field": "age", "operator": "<=", "value": 30})],
+         [{"f": {"data": ROWS}}]),
+    case("filter_contains", [("FilterNode", "f", {"field": "name", "operator": "contains", "value": "d"})],
+         [{"f": {"data": ROWS}}]),
+    case("filter_no_field", [("FilterNode", "f", {"operator": ">", "value": 2})], [{"f": {"data": [1, 2, 3, 4]}}]),
+    case("filter_missing_field", [("FilterNode", "f", {"field": "x", "operator": "==", "value": 1})],
+         [{"f": {"data": [{"x": 1}, {"y": 1}, {"x": 2}]}}]),
+    case("filter_mixed_types", [("FilterNode", "f", {"field": "v", "operator": ">", "value": 1})],
+         [{"f": {"data": [{"v": 2}, {"v": "3"}, {"v": None}, {"v": 1.5}]}}]),
+    case("filter_csv", [("CSVReaderNode", "r", {"file_path": "people.csv"}),
+                        ("FilterNode", "f", {"field": "city", "operator": "==", "value": "Paris"})],
+         [{}], connections=[("r", "data", "f", "data")], files={"people.csv": CSV}),
+]
+
+HTTP = [
+    case("http_get_json", [("HTTPRequestNode", "h", {"url": U + "/users/7", "method": "GET"})], [{}]),
+    case("http_get_params", [("HTTPRequestNode", "h", {"url": U + "/echo", "params": {"q": "a b", "n": 2}})], [{}]),
+    case("http_post_json", [("HTTPRequestNode", "h", {"url": U + "/created", "method": "POST",
+                                                      "json_data": {"name": "x", "n": [1, 2]}})], [{}]),
+    case("http_text", [("HTTPRequestNode", "h", {"url": U + "/text"})], [{}]),
+    case("http_404", [("HTTPRequestNode", "h", {"url": U + "/missing"})], [{}]),
+    case("http_500", [("HTTPRequestNode", "h", {"url": U + "/boom"})], [{}]),
+    case("http_503_text", [("HTTPRequestNode", "h", {"url": U + "/busy"})], [{}]),
+    case("http_headers_case", [("HTTPRequestNode", "h", {"url": U + "/limited"})], [{}]),
+    case("http_format_text", [("HTTPRequestNode", "h", {"url": U + "/users/7", "response_format": "text"})], [{}]),
+    case("http_to_switch", [("HTTPRequestNode", "h", {"url": U + "/missing"}),
+                            ("SwitchNode", "sw", {"condition_field": "status_code", "operator": "==", "value": 404})],
+         [{}], connections=[("h", "response", "sw", "input_data")]),
+    case("rest_get", [("RESTClientNode", "r", {"base_url": U, "resource": "users/{id}", "path_params": {"id": 7},
+                                               "query_params": {"q": "z"}})], [{}],
+         gateway={"config_overrides": {"r": {"base_url": U}}}),
+    case("rest_list_meta", [("RESTClientNode", "r", {"base_url": U, "resource": "users"})], [{}],
+         gateway={"config_overrides": {"r": {"base_url": U}}}),
+    case("rest_rate_limit", [("RESTClientNode", "r", {"base_url": U, "resource": "limited"})], [{}],
+         gateway={"config_overrides": {"r": {"base_url": U}}}),
+    case("rest_post", [("RESTClientNode", "r", {"base_url": U, "resource": "created", "method": "POST",
+                                                "data": {"a": 1}})], [{}],
+         gateway={"config_overrides": {"r": {"base_url": U}}}),
+    case("rest_404", [("RESTClientNode", "r", {"base_url": U, "resource": "missing"})], [{}],
+         gateway={"config_overrides": {"r": {"base_url": U}}}),
+    case("rest_410_message", [("RESTClientNode", "r", {"base_url": U, "resource": "gone"})], [{}],
+         gateway={"config_overrides": {"r": {"base_url": U}}}),
+    case("rest_500", [("RESTClientNode", "r", {"base_url": U, "resource": "boom"})], [{}],
+         gateway={"config_overrides": {"r": {"base_url": U}}}),
+    case("rest_version", [("RESTClientNode", "r", {"base_url": U, "version": "", "resource": "/users/7"})], [{}],
+         gateway={"config_overrides": {"r": {"base_url": U}}}),
+]
+
+FLOWS = [
+    case("flow_switch_merge", [("SwitchNode", "sw", {"condition_field": "region", "value": "eu"}),
+                               ("MergeNode", "m", {"merge_type": "concat"})],
+         [{"sw": {"input_data": {"region": "eu"}}}, {"sw": {"input_data": {"region": "us"}}}],
+         connections=[("sw", "true_output", "m", "data1"), ("sw", "false_output", "m", "data2")],
+         differences={"m": MERGE_DATA1}),
+    case("flow_switch_branches", [("SwitchNode", "sw", {"condition_field": "age", "operator": ">", "value": 30}),
+                                  ("JSONWriterNode", "old", {"file_path": "old.json"}),
+                                  ("JSONWriterNode", "young", {"file_path": "young.json"})],
+         [{"sw": {"input_data": {"age": 40}}}, {"sw": {"input_data": {"age": 20}}}],
+         connections=[("sw", "true_output", "old", "data"), ("sw", "false_output", "young", "data")],
+         about="the untaken branch's writer is skipped (skip_branches); route_data runs it on None"),
+    case("flow_cases_writers", [("SwitchNode", "sw", {"condition_field": "region", "cases": ["eu", "us"]}),
+                                ("JSONWriterNode", "eu", {"file_path": "eu.json"}),
+                                ("JSONWriterNode", "us", {"file_path": "us.json"}),
+                                ("JSONWriterNode", "all", {"file_path": "all.json"})],
+         [{"sw": {"input_data": ROWS}}, {"sw": {"input_data": {"region": "us"}}}],
+         connections=[("sw", "case_eu", "eu", "data"), ("sw", "case_us", "us", "data"),
+                      ("sw", "default", "all", "data")],
+         differences={"eu": SKIP_EMPTY, "us": SKIP_EMPTY}),
+    case("flow_csv_switch_merge", [("CSVReaderNode", "r", {"file_path": "people.csv"}),
+                                   ("SwitchNode", "sw", {"condition_field": "city", "cases": ["London", "Paris"]}),
+                                   ("MergeNode", "m", {"merge_type": "concat"})],
+         [{}], connections=[("r", "data", "sw", "input_data"), ("sw", "case_London", "m", "data1"),
+                            ("sw", "case_Paris", "m", "data2")], files={"people.csv": CSV}),
+    case("flow_merge_dicts_chain", [("JSONReaderNode", "a", {"file_path": "a.json"}),
+                                    ("JSONReaderNode", "b", {"file_path": "b.json"}),
+                                    ("MergeNode", "m", {"merge_type": "merge_dict"}),
+                                    ("JSONWriterNode", "w", {"file_path": "merged.json"})],
+         [{}], connections=[("a", "data", "m", "data1"), ("b", "data", "m", "data2"), ("m", "merged_data", "w", "data")],
+         files={"a.json": '{"x": 1, "y": 1}', "b.json": '{"y": 2, "z": 3}'}),
+    case("flow_nested_port", [("SwitchNode", "sw", {"condition_field": "kind", "value": "a"}),
+                              ("SwitchNode", "sw2", {"condition_field": "n", "operator": ">", "value": 1})],
+         [{"sw": {"input_data": {"kind": "a", "n": 2}}}, {"sw": {"input_data": {"kind": "b", "n": 2}}}],
+         connections=[("sw", "true_output", "sw2", "input_data")], differences={"sw2": SKIP_EMPTY}),
+    case("flow_async_names", [("AsyncSwitchNode", "sw", {"condition_field": "n", "operator": ">", "value": 1}),
+                              ("AsyncMergeNode", "m", {"merge_type": "concat"})],
+         [{"sw": {"input_data": [{"n": 1}, {"n": 2}]}}],
+         connections=[("sw", "true_output", "m", "data1"), ("sw", "false_output", "m", "data2")],
+         differences={"m": SKIP_EMPTY}),
+]
+
+CASES = SWITCH + MERGE + FILES + FILTER + HTTP + FLOWS
