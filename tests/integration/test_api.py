@@ -168,7 +168,7 @@ def test_workflow_definition_sdk_bookkeeping_dropped(d):
     b = d.get("/workflows/sdk_export").json()
     assert b["name"] == "sdk_export"
     ids = sorted(n["id"] for n in b["nodes"])
-    assert ids == ["compose", "shout"]
+    assert ids == ["collect", "is_urgent"]
     for n in b["nodes"]:
         assert set(n) == {"id", "type", "config"}, n
         assert "position" not in n["config"] and "node_id" not in n["config"]
@@ -355,10 +355,15 @@ def test_run_include_results(d):
 def test_run_without_gateway_outputs_gives_sink_nodes(d):
     b = run_ok(d.run("chain", {"n": 5}))
     assert b["outputs"] == {"b": {"result": {"m": 5}}}
-    b = run_ok(d.run("sdk_export", {"name": "ada"}))
-    assert b["outputs"] == {"shout": {"result": {"text": "HELLO, ADA", "length": 10}}}
-    b = run_ok(d.run("sdk_export", {"greeting": "Hi", "name": "Bo"}))
-    assert b["outputs"]["shout"]["result"]["text"] == "HI, BO"
+    # workflows/sdk_export.json is a real SDK export; its switch takes the workflow input "data"
+    # (the SDK's alias of input_data), and the sink's output is what the SDK's runtime gave
+    ticket = {"ticket": 7, "priority": "high"}
+    b = run_ok(d.run("sdk_export", {"data": ticket}))
+    assert b["outputs"] == {"collect": {"merged_data": ticket}}
+    b = run_ok(d.run("sdk_export", {"data": {"ticket": 8, "priority": "low"}}, params={"include": "results"}))
+    assert b["results"]["is_urgent"] == {"true_output": None, "false_output": {"ticket": 8, "priority": "low"},
+                                         "condition_result": False}
+    assert b["outputs"] == {"collect": {"merged_data": {"ticket": 8, "priority": "low"}}}
 
 
 def test_template_roots(d):
