@@ -56,6 +56,9 @@ WORKFLOWS = {
     "escape_read": wf({"read": node("JSONReaderNode", file_path="{{ inputs.f }}")}),
     "switch_alone": wf({"s": node("SwitchNode", condition_field="x", operator="==", value=1)},
                        gateway={"outputs": {"hit": "s.condition_result"}}),
+    "switch_alias_conn": wf({"src": transform({"x": "{{ inputs.x }}"}),
+                             "s": node("SwitchNode", condition_field="x", operator="==", value=1)},
+                            [conn("src", "result", "s", "data")]),
     "by_file": {"nodes": {"t": {"node_type": "TransformNode", "config": {"template": {"named": "by file"}}}},
                 "connections": []},
     "v2.orders": wf({"t": transform({"dotted": True})}),
@@ -866,3 +869,33 @@ def test_empty_workflows_dir(daemons):
     r = dm.get("/ready")
     assert r.status_code == 200 and r.json()["workflow_errors"] == []
     assert_error(dm.run("hello", {"name": "x"}), 404, "not_found")
+
+
+# The SDK's SwitchNode takes input_data also as "data", "input" or "items" (workflow_alias and
+# auto_map_from, in that order); its own name wins, and an alias is no way around anything.
+@pytest.mark.parametrize("inputs,taken", [
+    ({"data": {"x": 1}}, True),
+    ({"items": {"x": 2}}, False),
+    ({"input_data": {"x": 2}, "data": {"x": 1}}, False),
+    ({"items": {"x": 2}, "input": {"x": 1}}, True),
+    ({"data": {"x": 1}, "input": {"x": 2}, "items": {"x": 2}}, True),
+])
+def test_switch_input_aliases(d, inputs, taken):
+    b = run_ok(d.run("switch_alone", inputs))
+    assert b["outputs"] == {"hit": taken}
+    b = run_ok(d.run("switch_alone", body={"parameters": {"s": inputs}}))
+    assert b["outputs"] == {"hit": taken}
+
+
+def test_switch_alias_as_connection_target_and_hostile_values(d):
+    b = run_ok(d.run("switch_alias_conn", {"x": 1}, params={"include": "results"}))
+    assert b["results"]["s"] == {"true_output": {"x": 1}, "false_output": None, "condition_result": True}
+    # the connection fills input_data: a caller's "data" does not replace it
+    b = run_ok(d.run("switch_alias_conn", {"x": 2, "data": {"x": 1}}, params={"include": "results"}))
+    assert b["results"]["s"]["condition_result"] is False
+    b = d.get("/workflows/switch_alias_conn").json()
+    assert b["connections"][0]["target_input"] == "data"  # shown as written
+    for hostile in (None, [], "x" * 10000, {"x": {"x": {"x": 1}}}):
+        r = d.run("switch_alone", {"data": hostile})
+        assert r.status_code == 200, r.text
+        assert r.json()["outputs"]["hit"] in (False, [])
