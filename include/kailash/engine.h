@@ -86,6 +86,10 @@ int exec_submit(executor *ex, run *r, int may_inline);
 
 /* ---- run ---- */
 
+/* How deep WorkflowNode runs may nest: a workflow, the one it calls, ... ENGINE_MAX_DEPTH levels of
+ * calls below the run a request started. The registry refuses deeper chains at load. */
+#define ENGINE_MAX_DEPTH 8
+
 typedef enum run_status { RUN_QUEUED, RUN_RUNNING, RUN_COMPLETED, RUN_FAILED, RUN_TIMEOUT, RUN_CANCELLED } run_status;
 
 /* Called once when r ends, on whatever thread ended it. r stays valid until run_release. */
@@ -97,6 +101,8 @@ typedef struct run_opts {
     json_t *inputs;     /* object (borrowed; kept with a reference) */
     json_t *parameters; /* object node_id -> object, or NULL (borrowed; kept with a reference) */
     int hops;           /* X-Kailash-Hops of the request (0 without one): upstream calls send hops + 1 */
+    int depth;          /* 0, or a WorkflowNode's run: its caller's depth + 1 (at most ENGINE_MAX_DEPTH) */
+    double deadline_ms; /* 0, or a util_now_ms() the run must end by even if its timeout_ms is longer */
     run_done_fn done;
     void *ud;
 } run_opts;

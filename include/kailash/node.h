@@ -56,6 +56,7 @@ struct node_call {
     const tmpl_scope *scope; /* the run's template scope */
     double deadline_ms;      /* util_now_ms() after which the run is out of time */
     int hops;                /* gateways the run's request passed (X-Kailash-Hops); calls out send hops + 1 */
+    int depth;               /* WorkflowNode nesting: 0 for a run a request started, +1 per level */
     struct ioloop *io;       /* the I/O loop, for start() */
     node_done_fn done;       /* for start() */
     void *engine_data;       /* the engine's own; nodes don't touch it */
@@ -114,6 +115,10 @@ typedef struct node_type {
      * or returns -1 with err filled and never calls done. */
     int (*start)(const void *compiled, node_call *call, node_error *err);
     void (*free)(void *compiled); /* may be NULL */
+    /* The name of the loaded workflow this node runs (WorkflowNode), or NULL: the registry refuses
+     * a workflow whose chain of such calls is missing a workflow, loops, or nests too deep. May be
+     * NULL. */
+    const char *(*calls_workflow)(const void *compiled);
 } node_type;
 
 /* Releases what node types keep between runs (e.g. idle HTTP handles); call once at shutdown, after

@@ -214,6 +214,8 @@ static int status_for(const char *code)
         return 400;
     if (strcmp(code, "upstream_error") == 0)
         return 502;
+    if (strcmp(code, "overloaded") == 0) /* a workflow a WorkflowNode calls has a full queue */
+        return 503;
     if (strcmp(code, "timeout") == 0)
         return 504;
     return 500;
@@ -282,6 +284,8 @@ static void reply_failed(kreq *r, run *rn)
     if (node[0])
         json_object_set_new(details, "node", json_string(node));
     http_reply_error(r, status_for(code), code, msg, details);
+    if (strcmp(code, "overloaded") == 0) /* as the executor's own 503 (after the answer, as there) */
+        http_reply_header(r, "Retry-After", "1");
 }
 
 /* The client left before its answer: the run stops (its transfers are aborted, no node starts). */

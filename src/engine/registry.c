@@ -141,6 +141,83 @@ static void load_one(registry *r, const char *path, const wf_load_env *env, regi
     }
 }
 
+/* ---- WorkflowNode calls (node_type.calls_workflow) ------------------------------------------- */
+
+/* Index of the workflow called name in r (sorted), or -1. */
+static long index_of(const registry *r, const char *name)
+{
+    executor *ex = registry_find(r, name);
+    for (size_t i = 0; ex && i < r->n; i++)
+        if (r->ex[i] == ex)
+            return (long)i;
+    return -1;
+}
+
+/* Depth-first over the calls of workflow i: the levels of calls below it (0: it calls none), or -1
+ * with why filled. color: 0 not seen, 1 on the current path, 2 done (its height in height[]). */
+static int calls_height(const registry *r, size_t i, unsigned char *color, int *height, char *why, size_t whylen)
+{
+    const workflow *wf = exec_workflow(r->ex[i]);
+    color[i] = 1;
+    height[i] = 0;
+    for (size_t k = 0; k < wf->nnodes; k++) {
+        const wf_node *n = &wf->nodes[k];
+        const char *t = n->type->calls_workflow ? n->type->calls_workflow(n->compiled) : NULL;
+        if (!t)
+            continue;
+        long j = index_of(r, t);
+        if (j < 0)
+            return snprintf(why, whylen, "node '%s': workflow_name '%.64s' is not a loaded workflow", n->id, t), -1;
+        if (color[j] == 1)
+            return snprintf(why, whylen, "node '%s': calling '%.64s' loops back (a workflow may not call itself, "
+                                         "directly or through others)", n->id, t), -1;
+        if (color[j] == 0 && calls_height(r, (size_t)j, color, height, why, whylen) < 0) {
+            char inner[400];
+            util_copy(inner, sizeof inner, why);
+            return snprintf(why, whylen, "node '%.64s' calls '%.64s': %.250s", n->id, t, inner), -1;
+        }
+        if (height[j] + 1 > height[i])
+            height[i] = height[j] + 1;
+        if (height[i] > ENGINE_MAX_DEPTH)
+            return snprintf(why, whylen, "node '%s': calls nest deeper than %d levels", n->id, ENGINE_MAX_DEPTH), -1;
+    }
+    color[i] = 2;
+    return height[i];
+}
+
+/* Leaves out every workflow whose WorkflowNode calls don't resolve, each with its error. Each is
+ * checked against the whole set, so a workflow that calls a refused one is refused in the same pass
+ * (its message shows the chain), and what is left calls only what is left. */
+static void check_calls(registry *r)
+{
+    unsigned char *color = calloc(r->n + 1, 1), *bad = calloc(r->n + 1, 1);
+    int *height = calloc(r->n + 1, sizeof *height);
+    for (size_t i = 0; color && bad && height && i < r->n; i++) {
+        char why[400];
+        memset(color, 0, r->n);
+        if (calls_height(r, i, color, height, why, sizeof why) >= 0)
+            continue;
+        const char *file = exec_workflow(r->ex[i])->file;
+        size_t from = json_array_size(r->problems);
+        json_array_append_new(r->problems, json_sprintf("%s: %s", file, why));
+        add_error(r, file, r->problems, from);
+        log_msg(LOG_ERROR, "%s: not loaded: %s", file, why);
+        bad[i] = 1;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; bad && i < r->n; i++) {
+        if (bad[i])
+            exec_release(r->ex[i]);
+        else
+            r->ex[kept++] = r->ex[i];
+    }
+    if (bad)
+        r->n = kept;
+    free(color);
+    free(bad);
+    free(height);
+}
+
 registry *registry_load(const kconfig *cfg, const node_env *nenv, registry *prev)
 {
     registry *r = calloc(1, sizeof *r);
@@ -170,6 +247,7 @@ registry *registry_load(const kconfig *cfg, const node_env *nenv, registry *prev
     if (r->n > 1)
         qsort(r->ex, r->n, sizeof *r->ex, cmp_exec);
     r->sorted = 1;
+    check_calls(r);
     return r;
 }
 

@@ -43,6 +43,7 @@ struct run {
     char request_id[132];
     json_t *inputs, *parameters;
     int hops;        /* X-Kailash-Hops of the request that started the run */
+    int depth;       /* WorkflowNode nesting (run_opts.depth) */
     ioloop *home;    /* the loop of the thread that created the run: its I/O starts there */
     json_t *results; /* node id -> outputs: also the template scope's `nodes` */
     json_t *outputs;
@@ -97,12 +98,15 @@ run *run_create(executor *ex, const run_opts *o)
     r->inputs = o->inputs ? json_incref(o->inputs) : json_object();
     r->parameters = o->parameters ? json_incref(o->parameters) : NULL;
     r->hops = o->hops;
+    r->depth = o->depth;
     r->home = engine_io(); /* the request's loop when created on one (the front end's), else a fixed one */
     r->done = o->done;
     r->ud = o->ud;
     r->status = RUN_QUEUED;
     r->t_created = util_now_ms();
     r->deadline = r->t_created + wf->timeout_ms;
+    if (o->deadline_ms > 0 && o->deadline_ms < r->deadline)
+        r->deadline = o->deadline_ms; /* a WorkflowNode's run ends by its caller's deadline */
     for (size_t i = 0; i < n; i++)
         r->waiting[i] = wf->nodes[i].ndeps;
     for (size_t i = 0; i < n; i++)
@@ -470,6 +474,7 @@ static int node_exec(run *r, size_t i)
                         .scope = &r->scope,
                         .deadline_ms = r->deadline,
                         .hops = r->hops,
+                        .depth = r->depth,
                         .io = n->type->start ? r->home : NULL,
                         .done = node_async_done,
                         .engine_data = r};
