@@ -16,7 +16,7 @@ typedef struct call_result {
     node_error err;
 } call_result;
 
-static json_t *parse(const char *text)
+static inline json_t *parse(const char *text)
 {
     json_error_t je;
     json_t *v = json_loads(text, JSON_DECODE_ANY, &je);
@@ -25,7 +25,7 @@ static json_t *parse(const char *text)
 }
 
 /* compile() of config (JSON text); returns -1 with the message in err. */
-static int compile_only(const node_type *t, const char *config, char *err, size_t errlen)
+static inline int compile_only(const node_type *t, const char *config, char *err, size_t errlen)
 {
     json_t *cfg = parse(config);
     void *compiled = NULL;
@@ -39,7 +39,7 @@ static int compile_only(const node_type *t, const char *config, char *err, size_
 
 /* Runs an already compiled node on inputs = config overlaid with extra (JSON text or NULL). The
  * inputs must be unchanged afterwards: nodes share them with other threads. */
-static call_result run_compiled(const node_type *t, const void *compiled, json_t *cfg, const char *extra)
+static inline call_result run_compiled(const node_type *t, const void *compiled, json_t *cfg, const char *extra)
 {
     call_result r = {0};
     json_t *inputs = json_deep_copy(cfg);
@@ -58,7 +58,7 @@ static call_result run_compiled(const node_type *t, const void *compiled, json_t
 }
 
 /* compile() then run(); the compile must succeed. */
-static call_result run_node(const node_type *t, const char *config, const char *extra)
+static inline call_result run_node(const node_type *t, const char *config, const char *extra)
 {
     json_t *cfg = parse(config);
     void *compiled = NULL;
@@ -72,7 +72,7 @@ static call_result run_node(const node_type *t, const char *config, const char *
 }
 
 /* Asserts that port holds exactly the JSON expected (text). */
-static void assert_port(json_t *out, const char *port, const char *expected)
+static inline void assert_port(json_t *out, const char *port, const char *expected)
 {
     json_t *want = parse(expected);
     json_t *got = json_object_get(out, port);
