@@ -280,7 +280,7 @@ void http_request_origin_text(const http_request *r, char *out, size_t outlen);
 /* One answer as a node sees it. Everything is borrowed for the outputs callback's duration. */
 typedef struct http_answer {
     long status_code;
-    json_t *headers; /* object, lower-case names */
+    json_t *headers; /* object, names in the case received (a repeat joins the first one's) */
     json_t *content; /* parsed per response_format */
     double response_time_ms;
     const char *url; /* the URL asked, without credentials */
@@ -288,6 +288,10 @@ typedef struct http_answer {
 } http_answer;
 
 typedef struct http_exchange http_exchange;
+
+/* headers[name], the name matched regardless of case (answer headers keep the upstream's case):
+ * the exact name first, then the first case-insensitive match. Borrowed, or NULL. */
+json_t *http_header_get(json_t *headers, const char *name);
 
 typedef enum http_end {
     HTTP_END_ANSWER,    /* the upstream answered (any status) */

@@ -263,7 +263,7 @@ static int http_put(json_t *o, const char *key, json_t *v)
 }
 
 /* The SDK's recovery_suggestions for a status that is not 2xx, word for word. */
-static json_t *http_recovery_suggestions(long status)
+json_t *http_recovery_suggestions(long status)
 {
     static const char *const by_status[][4] = {
         {"401", "Check authentication credentials", "Verify API key or token is valid",
@@ -297,7 +297,7 @@ json_t *http_outputs_response(http_exchange *ex, const http_answer *a)
 {
     (void)ex;
     json_t *response = json_object(), *out = json_object();
-    json_t *ctype = json_object_get(a->headers, "content-type"); /* the SDK's headers.get("Content-Type", "") */
+    json_t *ctype = http_header_get(a->headers, "Content-Type"); /* the SDK's headers.get("Content-Type", "") */
     int success = a->status_code >= 200 && a->status_code < 300;
     if (!response || !out || http_put(response, "status_code", json_integer(a->status_code)) != 0 ||
         http_put(response, "headers", json_incref(a->headers)) != 0 ||

@@ -138,6 +138,9 @@ int http_origin_node_start(const void *compiled, node_call *call, const http_hoo
  * as an http_hooks.outputs. */
 json_t *http_outputs_response(http_exchange *ex, const http_answer *a);
 
+/* The SDK's recovery_suggestions for a status that is not 2xx (three strings). New array or NULL. */
+json_t *http_recovery_suggestions(long status);
+
 /* Output ports of HTTPRequestNode / LoadBalancerNode. */
 int http_has_response_output(const void *compiled, const char *port);
 

@@ -13,6 +13,7 @@
 
 #include "http_common.h"
 #include "kailash/util.h"
+#include "rest_meta.h"
 
 #define REST_KEYS(X)                                                                                                   \
     X("base_url", HTTP_K_STRING, NULL, 0)                                                                              \
@@ -134,13 +135,49 @@ static int rest_build(const void *compiled, json_t *in, http_request *r, node_er
     return http_request_headers(r, in, "application/json", err);
 }
 
+/* Sets o[key] = v (taken); -1 when v is NULL or the set fails. */
+static int rest_put(json_t *o, const char *key, json_t *v)
+{
+    return v && json_object_set_new(o, key, v) == 0 ? 0 : -1;
+}
+
+/* The SDK's answer to a status that is not 2xx: no data, no metadata, the error text it draws from
+ * the body, and HTTPRequestNode's recovery_suggestions. */
+static json_t *rest_error_outputs(const http_answer *a)
+{
+    json_t *out = json_object();
+    if (!out || rest_put(out, "data", json_null()) != 0 ||
+        rest_put(out, "status_code", json_integer(a->status_code)) != 0 ||
+        rest_put(out, "success", json_false()) != 0 || rest_put(out, "error", rest_meta_error(a->content, a->status_code)) != 0 ||
+        rest_put(out, "error_type", json_string("APIError")) != 0 || rest_put(out, "metadata", json_object()) != 0 ||
+        rest_put(out, "recovery_suggestions", http_recovery_suggestions(a->status_code)) != 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
 static json_t *rest_outputs(http_exchange *ex, const http_answer *a)
 {
     (void)ex;
-    return json_pack("{s:O, s:I, s:b, s:{s:s, s:s, s:f, s:O}}", "data", a->content, "status_code",
-                     (json_int_t)a->status_code, "success", a->status_code >= 200 && a->status_code < 300, "metadata",
-                     "url", a->url, "method", a->method, "response_time_ms", a->response_time_ms, "headers",
-                     a->headers);
+    if (a->status_code < 200 || a->status_code >= 300)
+        return rest_error_outputs(a);
+    json_t *out = json_object(), *meta = json_object();
+    /* the SDK's metadata.url is the URL it built, before requests adds query_params */
+    size_t url_len = strcspn(a->url, "?#");
+    if (!out || !meta || rest_put(meta, "url", json_stringn(a->url, url_len)) != 0 ||
+        rest_put(meta, "method", json_string(a->method)) != 0 ||
+        rest_put(meta, "response_time_ms", json_real(a->response_time_ms)) != 0 ||
+        rest_put(meta, "headers", json_incref(a->headers)) != 0 || rest_meta_extract(meta, a->headers, a->content) != 0 ||
+        rest_put(out, "data", json_incref(a->content)) != 0 ||
+        rest_put(out, "status_code", json_integer(a->status_code)) != 0 ||
+        rest_put(out, "success", json_true()) != 0 || rest_put(out, "metadata", json_incref(meta)) != 0) {
+        json_decref(out);
+        json_decref(meta);
+        return NULL;
+    }
+    json_decref(meta);
+    return out;
 }
 
 static const http_hooks rest_hooks = {.outputs = rest_outputs};
@@ -154,7 +191,8 @@ static int rest_has_output(const void *compiled, const char *port)
 {
     (void)compiled;
     return strcmp(port, "data") == 0 || strcmp(port, "status_code") == 0 || strcmp(port, "success") == 0 ||
-           strcmp(port, "metadata") == 0;
+           strcmp(port, "metadata") == 0 || strcmp(port, "error") == 0 || strcmp(port, "error_type") == 0 ||
+           strcmp(port, "recovery_suggestions") == 0;
 }
 
 /* The SDK's RESTClientNode pagination, which kailashd does not have. */

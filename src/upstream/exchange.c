@@ -84,7 +84,8 @@ struct http_exchange {
     double total_ms;   /* the attempt's time */
     int connected;     /* it had a connection */
     buf body;
-    json_t *rheaders; /* owned */
+    json_t *rheaders; /* owned: names in the case first received */
+    json_t *rnames;   /* owned: lower-cased name -> the name as rheaders holds it */
     size_t rx_bytes, header_bytes;
     int oversize, oom, header_oversize;
     int deadline_limited;
@@ -100,9 +101,15 @@ http_exchange *http_exchange_new(ioloop *io, double deadline_ms, const http_limi
                                  void *ud)
 {
     http_exchange *ex = calloc(1, sizeof *ex);
-    if (ex)
+    if (ex) {
         ex->rheaders = json_object();
-    if (!ex || !ex->rheaders) {
+        ex->rnames = json_object();
+    }
+    if (!ex || !ex->rheaders || !ex->rnames) {
+        if (ex) {
+            json_decref(ex->rheaders);
+            json_decref(ex->rnames);
+        }
         free(ex);
         if (hooks->free_ud)
             hooks->free_ud(ud);
@@ -135,6 +142,7 @@ void http_exchange_free(http_exchange *ex)
     buf_free(&ex->wire);
     buf_free(&ex->body);
     json_decref(ex->rheaders);
+    json_decref(ex->rnames);
     free(ex->rw);
     if (ex->hooks->free_ud)
         ex->hooks->free_ud(ex->ud);
@@ -222,40 +230,59 @@ static json_t *http_text_json(const char *p, size_t n)
     return s;
 }
 
-static void http_trim(const char **p, const char **end)
+/* A header line's name: surrounding blanks off. Its value: leading blanks and the line end off,
+ * trailing blanks kept, as the SDK's requests (http.client) keeps them. */
+static void http_trim(const char **p, const char **end, int keep_trailing)
 {
     while (*p < *end && (**p == ' ' || **p == '\t'))
         (*p)++;
-    while (*end > *p && ((*end)[-1] == ' ' || (*end)[-1] == '\t' || (*end)[-1] == '\r' || (*end)[-1] == '\n'))
+    while (*end > *p && ((*end)[-1] == '\r' || (*end)[-1] == '\n' ||
+                         (!keep_trailing && ((*end)[-1] == ' ' || (*end)[-1] == '\t'))))
         (*end)--;
 }
 
-/* Adds "name: value" to rheaders (lower-case name; repeats joined with ", "). */
+json_t *http_header_get(json_t *headers, const char *name)
+{
+    json_t *v = json_object_get(headers, name);
+    if (v)
+        return v;
+    const char *k;
+    json_object_foreach(headers, k, v) if (strcasecmp(k, name) == 0) return v;
+    return NULL;
+}
+
+/* Adds "name: value" to rheaders, the name in the case it came in. A repeat, in any case, joins its
+ * value to the first one's with ", " under the first one's name (requests' way, via urllib3). */
 static int http_store_header(http_exchange *ex, const char *p, const char *colon, const char *end)
 {
     const char *ns = p, *ne = colon, *vs = colon + 1, *ve = end;
-    http_trim(&ns, &ne);
-    http_trim(&vs, &ve);
-    char name[256];
+    http_trim(&ns, &ne, 0);
+    http_trim(&vs, &ve, 1);
+    char name[256], lower[256];
     size_t nl = (size_t)(ne - ns);
     if (nl == 0 || nl >= sizeof name)
         return 0; /* nameless or absurd: not worth keeping */
-    for (size_t i = 0; i < nl; i++)
-        name[i] = (char)tolower((unsigned char)ns[i]);
+    memcpy(name, ns, nl);
     name[nl] = '\0';
+    for (size_t i = 0; i <= nl; i++)
+        lower[i] = (char)tolower((unsigned char)name[i]);
     if (!http_is_token(name))
         return 0; /* not a header name (libcurl passes any): it may not even be UTF-8, as a JSON key must */
-    json_t *old = json_object_get(ex->rheaders, name);
-    if (!old) { /* the usual case: a header seen once */
+    json_t *first = json_object_get(ex->rnames, lower);
+    if (!first) { /* the usual case: a header seen once */
         json_t *value = http_text_json(vs, (size_t)(ve - vs));
-        return value && json_object_set_new(ex->rheaders, name, value) == 0 ? 0 : -1;
+        if (!value || json_object_set_new(ex->rheaders, name, value) != 0)
+            return -1;
+        return json_object_set_new(ex->rnames, lower, json_string(name)) == 0 ? 0 : -1;
     }
+    const char *key = json_string_value(first);
+    json_t *old = json_object_get(ex->rheaders, key);
     buf b = {0};
-    int rc = buf_appendf(&b, "%s, ", json_string_value(old));
+    int rc = buf_appendf(&b, "%s, ", old ? json_string_value(old) : "");
     rc = rc ? rc : buf_append(&b, vs, (size_t)(ve - vs));
     json_t *value = rc == 0 ? http_text_json(b.data ? b.data : "", b.len) : NULL;
     buf_free(&b);
-    if (!value || json_object_set_new(ex->rheaders, name, value) != 0)
+    if (!value || json_object_set_new(ex->rheaders, key, value) != 0)
         return -1;
     return 0;
 }
@@ -308,6 +335,7 @@ static size_t http_on_header(char *p, size_t size, size_t nmemb, void *ud)
     }
     if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) { /* a status line: a new response (1xx, then final) */
         json_object_clear(ex->rheaders);
+        json_object_clear(ex->rnames);
         ex->line_status = http_line_status(p, n);
         return n;
     }
@@ -498,6 +526,7 @@ static int http_attempt(http_exchange *ex, int new_round, node_error *err)
     ex->limit_ms = limit;
     ex->started_ms = util_now_ms();
     json_object_clear(ex->rheaders);
+    json_object_clear(ex->rnames);
     int rc = http_attempt_plain(ex);
     if (rc == 1)
         rc = http_attempt_curl(ex);
@@ -647,7 +676,7 @@ static int http_content(http_exchange *ex, json_t **content, node_error *err)
 {
     http_format fmt = ex->req.format;
     if (fmt == HTTP_FMT_AUTO)
-        fmt = http_is_json_type(json_object_get(ex->rheaders, "content-type")) ? HTTP_FMT_JSON : HTTP_FMT_TEXT;
+        fmt = http_is_json_type(http_header_get(ex->rheaders, "Content-Type")) ? HTTP_FMT_JSON : HTTP_FMT_TEXT;
     const char *p = ex->body.data ? ex->body.data : "";
     size_t n = ex->body.len;
     if (fmt == HTTP_FMT_JSON) {

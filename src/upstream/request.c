@@ -155,15 +155,38 @@ char *http_scalar_text(json_t *v)
     return NULL;
 }
 
-/* "name=value", both percent-encoded (curl_easy_escape keeps only ALPHA DIGIT - . _ ~). */
+/* Appends s (n bytes) as Python's urllib.parse.quote_plus writes it, which requests uses for query
+ * parameters and form bodies: ALPHA DIGIT _ . - ~ stay, a space is '+', any other byte %XX. */
+static int http_quote_plus(buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char enc[3] = {'%', hex[c >> 4], hex[c & 15]};
+        int rc;
+        if ((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || c == '_' || c == '.' || c == '-' ||
+            c == '~')
+            rc = buf_append(b, (const char *)&c, 1);
+        else if (c == ' ')
+            rc = buf_append(b, "+", 1);
+        else
+            rc = buf_append(b, enc, 3);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* "name=value", both encoded by http_quote_plus; a boolean is Python's str(): True, False. */
 static int http_form_pair(buf *b, const char *name, json_t *v)
 {
-    char *text = http_scalar_text(v);
-    char *en = curl_easy_escape(NULL, name, 0);
-    char *ev = text ? curl_easy_escape(NULL, text, (int)strlen(text)) : NULL;
-    int rc = (en && ev) ? buf_appendf(b, "%s%s=%s", b->len ? "&" : "", en, ev) : -1;
-    curl_free(en);
-    curl_free(ev);
+    char *text = json_is_boolean(v) ? strdup(json_is_true(v) ? "True" : "False") : http_scalar_text(v);
+    int rc = text ? 0 : -1;
+    if (rc == 0 && b->len)
+        rc = buf_append(b, "&", 1);
+    rc = rc ? rc : http_quote_plus(b, name, strlen(name));
+    rc = rc ? rc : buf_append(b, "=", 1);
+    rc = rc ? rc : http_quote_plus(b, text, strlen(text));
     free(text);
     return rc;
 }
