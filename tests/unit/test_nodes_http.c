@@ -532,9 +532,13 @@ Test(http, get_json_answer_has_the_sdk_shape)
     cr_assert_eq(json_integer_value(at(resp, "status_code")), 200);
     cr_assert(json_is_true(at(resp, "content.ok")));
     cr_assert_eq(json_integer_value(at(resp, "content.port")), s->port);
-    cr_assert_str_eq(json_string_value(at(resp, "headers.content-type")), "application/json; charset=utf-8");
+    /* names in the case the server sent them, as the SDK (requests) keeps them */
+    cr_assert_str_eq(json_string_value(at(resp, "headers.Content-Type")), "application/json; charset=utf-8");
+    cr_assert_null(at(resp, "headers.content-type"));
+    cr_assert_str_eq(json_string_value(http_header_get(at(resp, "headers"), "content-TYPE")),
+                     "application/json; charset=utf-8");
     cr_assert_str_eq(json_string_value(at(resp, "content_type")), "application/json; charset=utf-8");
-    cr_assert_str_eq(json_string_value(at(resp, "headers.x-server-port")), "yes");
+    cr_assert_str_eq(json_string_value(at(resp, "headers.X-Server-Port")), "yes");
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/json", s->port);
     cr_assert_str_eq(json_string_value(at(resp, "url")), url);
@@ -558,7 +562,11 @@ Test(http, post_sends_json_body_headers_and_params_on_the_wire)
     json_t *seen = at(r.out, "response.content");
     cr_assert_str_eq(json_string_value(at(seen, "method")), "POST");
     cr_assert_str_eq(json_string_value(at(seen, "path")), "/echo");
-    cr_assert_str_eq(json_string_value(at(seen, "query")), "fixed=1&q=a%20b%26c%3Dd%2F%C3%A9&n=2&tag=x&tag=y");
+    /* params as requests encodes them (urlencode's quote_plus: a space is '+'); the test server's
+     * MHD turns '+' back into a space */
+    cr_assert_str_eq(json_string_value(at(seen, "query")), "fixed=1&q=a b%26c%3Dd%2F%C3%A9&n=2&tag=x&tag=y");
+    cr_assert(strstr(json_string_value(at(r.out, "response.url")), "/echo?fixed=1&q=a+b%26c%3Dd%2F%C3%A9&n=2&tag=x&tag=y"),
+              "%s", json_string_value(at(r.out, "response.url")));
     cr_assert_str_eq(json_string_value(at(seen, "body")), "{\"a\":1,\"b\":\"x y\"}");
     cr_assert_str_eq(json_string_value(at(seen, "headers.content-type")), "application/json");
     cr_assert_str_eq(json_string_value(at(seen, "headers.x-trace")), "t-1");
@@ -666,7 +674,7 @@ Test(http, methods_put_delete_head_and_form_data)
                           10000);
     cr_assert_eq(r.rc, 0, "%s", r.err.message);
     cr_assert_str_eq(json_string_value(at(r.out, "response.content.method")), "PUT");
-    cr_assert_str_eq(json_string_value(at(r.out, "response.content.body")), "k=v%20w&n=1");
+    cr_assert_str_eq(json_string_value(at(r.out, "response.content.body")), "k=v+w&n=1");
     cr_assert_str_eq(json_string_value(at(r.out, "response.content.headers.content-type")),
                      "application/x-www-form-urlencoded");
     result_free(&r);
@@ -862,7 +870,7 @@ Test(http, header_name_that_is_not_utf8_is_dropped_or_refused)
     result r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/\"}", raw->port), 10000);
     cr_assert_eq(r.rc, 0, "libcurl: %s: %s", r.err.code, r.err.message);
     json_t *h = at(r.out, "response.headers");
-    cr_assert_str_eq(json_string_value(json_object_get(h, "x-ok")), "yes");
+    cr_assert_str_eq(json_string_value(json_object_get(h, "X-Ok")), "yes");
     cr_assert_eq(json_object_size(h), 3, "headers: %zu", json_object_size(h));
     result_free(&r);
     http_wire_enable(1);
@@ -1230,12 +1238,13 @@ Test(http, rest_path_params_are_encoded_into_their_segment)
     cr_assert_eq(json_object_size(r.out), 4);
     json_t *seen = at(r.out, "data");
     cr_assert_str_eq(json_string_value(at(seen, "path")), "/api/v2/items/a%2Fb%20c%3F%23%25/sub/42/echo");
-    cr_assert_str_eq(json_string_value(at(seen, "query")), "x=1%202");
+    cr_assert_str_eq(json_string_value(at(seen, "query")), "x=1 2"); /* sent as x=1+2 (MHD decodes '+') */
     cr_assert_str_eq(json_string_value(at(seen, "headers.accept")), "application/json");
     cr_assert(json_is_true(at(r.out, "success")));
     cr_assert_eq(json_integer_value(at(r.out, "status_code")), 200);
     cr_assert_str_eq(json_string_value(at(r.out, "metadata.method")), "GET");
     cr_assert(strstr(json_string_value(at(r.out, "metadata.url")), "/api/v2/items/a%2Fb"));
+    cr_assert_null(strchr(json_string_value(at(r.out, "metadata.url")), '?'), "the SDK's url is without query_params");
     cr_assert(json_is_object(at(r.out, "metadata.headers")));
     cr_assert(json_is_number(at(r.out, "metadata.response_time_ms")));
     result_free(&r);
@@ -1283,8 +1292,16 @@ Test(http, rest_posts_json_data_and_reports_errors_as_answers)
                          s->port),
                    10000);
     cr_assert_eq(r.rc, 0, "%s", r.err.message);
+    /* the SDK's error answer: no data, empty metadata, the body's error text with the status */
     cr_assert(json_is_false(at(r.out, "success")));
-    cr_assert_str_eq(json_string_value(at(r.out, "data.error")), "nope");
+    cr_assert(json_is_null(at(r.out, "data")));
+    cr_assert_eq(json_integer_value(at(r.out, "status_code")), 404);
+    cr_assert_str_eq(json_string_value(at(r.out, "error")), "nope (status: 404)");
+    cr_assert_str_eq(json_string_value(at(r.out, "error_type")), "APIError");
+    cr_assert_eq(json_object_size(at(r.out, "metadata")), 0);
+    cr_assert_str_eq(json_string_value(json_array_get(at(r.out, "recovery_suggestions"), 0)),
+                     "Verify the URL path is correct");
+    cr_assert_eq(json_object_size(r.out), 7);
     result_free(&r);
     srv_stop(s);
 }
@@ -1714,4 +1731,196 @@ Test(http, cancel_works_for_rest_client_and_load_balancer)
                        port),
                  100);
     close(fd);
+}
+
+/* ======================================================================== answer headers, as the SDK */
+
+/* Names keep the upstream's case; a repeat in another case joins the first one's value under the
+ * first one's name (requests/urllib3); a value keeps its trailing blanks (http.client), loses its
+ * leading ones. Both clients. */
+Test(http, answer_header_names_keep_their_case_and_repeats_join)
+{
+    raw_srv *raw = raw_start_with(RAW_FIXED, "HTTP/1.1 200 OK\r\nX-RateLimit-Limit: 100\r\nSet-Cookie: a=1\r\n"
+                                             "set-COOKIE: b=2\r\nServer: up \r\nX-Empty:\r\n"
+                                             "CONTENT-type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+    for (int plain = 0; plain < 2; plain++) {
+        http_wire_enable(plain);
+        result r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/\"}", raw->port), 10000);
+        cr_assert_eq(r.rc, 0, "plain %d: %s: %s", plain, r.err.code, r.err.message);
+        json_t *h = at(r.out, "response.headers");
+        cr_assert_str_eq(json_string_value(json_object_get(h, "X-RateLimit-Limit")), "100");
+        cr_assert_str_eq(json_string_value(json_object_get(h, "Set-Cookie")), "a=1, b=2");
+        cr_assert_null(json_object_get(h, "set-COOKIE"));
+        cr_assert_str_eq(json_string_value(json_object_get(h, "Server")), "up ");
+        cr_assert_str_eq(json_string_value(json_object_get(h, "X-Empty")), "");
+        cr_assert_str_eq(json_string_value(at(r.out, "response.content_type")), "application/json");
+        cr_assert(json_is_object(at(r.out, "response.content")), "Content-Type found whatever its case");
+        cr_assert_eq(json_object_size(h), 6, "plain %d: %zu headers", plain, json_object_size(h));
+        result_free(&r);
+    }
+    http_wire_enable(1);
+    raw_stop(raw);
+}
+
+Test(http, header_get_is_case_insensitive)
+{
+    json_t *h = jsonf("{\"X-A\": \"1\", \"x-b\": \"2\"}");
+    cr_assert_str_eq(json_string_value(http_header_get(h, "x-a")), "1");
+    cr_assert_str_eq(json_string_value(http_header_get(h, "X-B")), "2");
+    cr_assert_null(http_header_get(h, "x-c"));
+    json_decref(h);
+}
+
+/* ======================================================================== RESTClientNode's metadata */
+
+#include "../../src/nodes/rest_meta.h"
+
+static char *meta_text(json_t *headers, json_t *content)
+{
+    json_t *m = json_object();
+    cr_assert_eq(rest_meta_extract(m, headers, content), 0);
+    char *s = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(m);
+    return s;
+}
+
+/* What the SDK's _extract_metadata gives, case by case (outputs checked with the SDK 2.63). */
+Test(http, rest_metadata_as_the_sdk_extracts_it)
+{
+    json_t *h = jsonf("{\"X-RateLimit-Limit\": \" 1_000 \", \"x-ratelimit-remaining\": \"abc\","
+                      " \"X-Ratelimit-Reset\": \"5\", \"RateLimit-Limit\": \"7\","
+                      " \"Link\": \"<https://a/p2>; rel=\\\"next\\\", </p0> ; rel='prev', nosemi, <x>; norel,"
+                      " <u>; rel=\\\"last\\\"; title=\\\"t\\\"\"}");
+    json_t *c = jsonf("{\"page\": 2, \"meta\": {\"total\": 9, \"pageCount\": 3}, \"per_page\": null,"
+                      " \"_links\": {\"self\": {\"href\": \"/me\"}, \"up\": \"/up\", \"bad\": {\"x\": 1}, \"n\": 5},"
+                      " \"links\": [{\"rel\": \"a\", \"url\": \"/a\"}, {\"href\": \"/rel\"}, {\"rel\": 3, \"href\": \"/3\"},"
+                      " {\"rel\": [1], \"href\": \"/list\"}, {\"rel\": \"e\", \"href\": \"\"}, 7]}");
+    char *s = meta_text(h, c);
+    cr_assert_str_eq(s,
+                     "{\"links\":{\"3\":\"/3\",\"a\":\"/a\",\"related\":\"/rel\",\"self\":\"/me\",\"up\":\"/up\"},"
+                     "\"pagination\":{\"last\\\"; title=\\\"t\":\"u\",\"next\":\"https://a/p2\",\"page\":2,"
+                     "\"per_page\":null,\"prev\":\"/p0> \",\"total\":9,\"total_pages\":3},"
+                     "\"rate_limit\":{\"limit\":7,\"remaining\":\"abc\"}}");
+    free(s);
+    json_decref(h);
+    json_decref(c);
+    /* metadata (not meta) when meta is empty; nothing at all: no keys added */
+    h = jsonf("{}");
+    c = jsonf("{\"meta\": {}, \"metadata\": {\"has_more\": true}}");
+    s = meta_text(h, c);
+    cr_assert_str_eq(s, "{\"pagination\":{\"has_next\":true}}");
+    free(s);
+    json_decref(c);
+    c = json_string("text body");
+    s = meta_text(h, c);
+    cr_assert_str_eq(s, "{}");
+    free(s);
+    json_decref(c);
+    json_decref(h);
+}
+
+Test(http, rest_py_int_follows_python)
+{
+    long long v;
+    cr_assert(rest_meta_py_int(" +42\t", &v) && v == 42);
+    cr_assert(rest_meta_py_int("-1_0", &v) && v == -10);
+    cr_assert(rest_meta_py_int("9223372036854775807", &v) && v == 9223372036854775807LL);
+    cr_assert(rest_meta_py_int("-9223372036854775808", &v) && v == (-9223372036854775807LL - 1));
+    cr_assert_not(rest_meta_py_int("9223372036854775808", &v));
+    const char *bad[] = {"", " ", "1__0", "_1", "1_", "0x10", "1.5", "1e3", "--1", "\xc2\xa0", "1 2", NULL};
+    for (int i = 0; bad[i]; i++)
+        cr_assert_not(rest_meta_py_int(bad[i], &v), "%s", bad[i]);
+    cr_assert(rest_meta_py_int("\xc2\xa0" "5\xc2\x85", &v) && v == 5);
+}
+
+/* Hostile answers: a Link header of thousands of entries, huge rels, odd bytes; a body with a huge
+ * links map. Bounded, valid UTF-8, never a crash. */
+Test(http, rest_metadata_is_bounded_on_hostile_values)
+{
+    buf b = {0};
+    for (int i = 0; i < 5000; i++)
+        buf_appendf(&b, "%s<\xc3\xa9/%d>; rel=\"r%d\"", i ? "," : "", i, i);
+    buf_appendf(&b, ",<x>; rel=");
+    for (int i = 0; i < REST_META_MAX_TEXT + 10; i++)
+        buf_append(&b, "\xc3\xa9", 2);
+    buf_appendf(&b, ",<\x01\x7f>; rel=\"\x01\",;;;,<<>>;=,=;<,\"\"\"");
+    buf_terminate(&b);
+    json_t *links = rest_meta_link_header(b.data);
+    cr_assert(json_is_object(links));
+    cr_assert_eq(json_object_size(links), REST_META_MAX_LINKS);
+    cr_assert_str_eq(json_string_value(json_object_get(links, "r0")), "\xc3\xa9/0");
+    char *dump = json_dumps(links, JSON_COMPACT);
+    cr_assert_not_null(dump);
+    free(dump);
+    json_decref(links);
+    links = rest_meta_link_header(";=,=;,;\"'=\"'");
+    cr_assert(json_is_object(links));
+    cr_assert_str_eq(json_string_value(json_object_get(links, "")), "");
+    json_decref(links);
+
+    json_t *h = json_object();
+    json_object_set_new(h, "Link", json_stringn(b.data, b.len));
+    json_object_set_new(h, "X-RateLimit-Limit", json_string("99999999999999999999999"));
+    json_t *c = json_object(), *hal = json_object(), *arr = json_array();
+    for (int i = 0; i < 1000; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%d", i);
+        json_object_set_new(hal, k, json_pack("{s:i}", "href", i));
+        json_array_append_new(arr, json_pack("{s:s, s:s}", "rel", k, "url", "/u"));
+    }
+    json_object_set_new(c, "_links", hal);
+    json_object_set_new(c, "links", arr);
+    json_object_set_new(c, "meta", json_string("not an object"));
+    json_t *m = json_object();
+    cr_assert_eq(rest_meta_extract(m, h, c), 0);
+    cr_assert_eq(json_object_size(at(m, "links")), REST_META_MAX_LINKS);
+    cr_assert_eq(json_object_size(at(m, "pagination")), REST_META_MAX_LINKS);
+    cr_assert_str_eq(json_string_value(at(m, "rate_limit.limit")), "99999999999999999999999");
+    dump = json_dumps(m, JSON_COMPACT);
+    cr_assert_not_null(dump);
+    free(dump);
+    json_decref(m);
+    json_decref(c);
+    json_decref(h);
+    buf_free(&b);
+}
+
+/* The SDK's error text: error.message, error (a string), message, or "Unknown error"; a value that
+ * is not a string as Python's str() prints it, bounded. */
+Test(http, rest_error_text_as_the_sdk_writes_it)
+{
+    const char *cases[][2] = {
+        {"{\"error\": {\"message\": \"no such thing\"}}", "no such thing (status: 404)"},
+        {"{\"error\": \"exploded\", \"message\": \"m\"}", "exploded (status: 404)"},
+        {"{\"error\": {\"message\": \"\"}, \"message\": \"gone\"}", "gone (status: 404)"},
+        {"{\"error\": \"\"}", " (status: 404)"},
+        {"{\"error\": \"Unknown error\", \"message\": \"m\"}", "m (status: 404)"},
+        {"{\"error\": 5, \"message\": 0}", "Unknown error (status: 404)"},
+        {"{\"message\": 1.5}", "1.5 (status: 404)"},
+        {"{\"message\": 1e20}", "1e+20 (status: 404)"},
+        {"{\"message\": 100.0}", "100.0 (status: 404)"},
+        {"{\"message\": 0.0001}", "0.0001 (status: 404)"},
+        {"{\"message\": 1e-05}", "1e-05 (status: 404)"},
+        {"{\"message\": true}", "True (status: 404)"},
+        {"{\"message\": [1, \"a'b\", null, {\"k\": \"v\\n\"}]}", "[1, \"a'b\", None, {'k': 'v\\n'}] (status: 404)"},
+        {"[1]", "Unknown error (status: 404)"},
+        {"\"text\"", "Unknown error (status: 404)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *c = json_loads(cases[i][0], JSON_DECODE_ANY, NULL);
+        json_t *e = rest_meta_error(c, 404);
+        cr_assert_str_eq(json_string_value(e), cases[i][1], "%s", cases[i][0]);
+        json_decref(e);
+        json_decref(c);
+    }
+    /* a huge nested message: bounded, valid JSON string */
+    json_t *deep = json_array();
+    for (int i = 0; i < 200; i++)
+        deep = json_pack("[o, s]", deep, "\xc3\xa9xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    json_t *c = json_pack("{s:o}", "message", deep);
+    json_t *e = rest_meta_error(c, 500);
+    cr_assert(json_is_string(e));
+    cr_assert_lt(json_string_length(e), (size_t)REST_META_MAX_REPR + 200);
+    json_decref(e);
+    json_decref(c);
 }
