@@ -84,6 +84,11 @@ def build(up, canary):
                         [conn("call", "response", "pick", "input_data"), conn("pick", "true_output", "out", "data1")],
                         gateway={"outputs": {"merged": "out.merged_data"}}),
         "by_name": wf({"call": http("http://localhost:%d/echo/named/{{ inputs.i }}" % up.port)}),
+        "raw_meta": wf({"call": http(U + "/raw/meta")}),
+        "rest_meta": wf({"api": node("RESTClientNode", base_url=U, resource="raw/{name}",
+                                     path_params={"name": "meta"}, query_params={"q": "a b"})}),
+        "rest_status": wf({"api": node("RESTClientNode", base_url=U, resource="status/{code}",
+                                       path_params={"code": "{{ inputs.code }}"})}),
     }
 
 
@@ -122,7 +127,8 @@ def test_get_with_templated_path_and_query(d):
     assert resp["content"]["method"] == "GET"
     assert isinstance(resp["response_time_ms"], (int, float))
     assert resp["url"].startswith("http://127.0.0.1:") and "/echo/items/7" in resp["url"]
-    assert "content-type" in {k.lower() for k in resp["headers"]}
+    assert "Content-Type" in resp["headers"]  # the upstream's case, as the SDK keeps it
+    assert resp["url"].endswith("?q=a%20b%26c%3Dd")  # the template's url filter, as written
 
 
 def test_host_names_work_before_and_after_they_are_resolved(d):
@@ -194,7 +200,7 @@ def test_http_status_is_an_answer(d, code):
     assert out["success"] is False
     assert out["status_code"] == code
     assert out["response"]["content"] == {"status": code}
-    assert out["response"]["content_type"] == out["response"]["headers"]["content-type"]
+    assert out["response"]["content_type"] == out["response"]["headers"]["Content-Type"]
     # the SDK's recovery_suggestions, word for word (kailash/nodes/api/http.py)
     first = {404: "Verify the URL path is correct", 500: "Server error - retry after a delay",
              418: "Check API documentation for this status code"}[code]
@@ -246,7 +252,38 @@ def test_rest_client(d):
     assert out["success"] is True and out["status_code"] == 200
     assert out["data"]["path"] == "/echo/users/42"
     assert out["data"]["query"] == {"v": "1"}
-    assert "metadata" in out
+    assert out["metadata"]["url"].endswith("/echo/users/42")  # the SDK's: without query_params
+    assert out["metadata"]["method"] == "GET" and "Content-Type" in out["metadata"]["headers"]
+
+
+def test_answer_headers_keep_their_case(d):
+    """Names as the upstream wrote them (the SDK keeps them so); a repeat in another case joins the
+    first one's value under the first one's name; trailing blanks of a value stay."""
+    resp = ok(d.run("raw_meta"))["outputs"]["call"]["response"]
+    h = resp["headers"]
+    assert h["X-RateLimit-Limit"] == "100" and h["x-ratelimit-remaining"] == "7"
+    assert h["Set-Cookie"] == "a=1, b=2" and "set-cookie" not in h
+    assert h["X-Trail"] == "v  "
+    assert resp["content_type"] == "application/json" and resp["content"]["page"] == 2
+
+
+def test_rest_metadata_as_the_sdk_extracts_it(d):
+    out = ok(d.run("rest_meta"))["outputs"]["api"]
+    assert out["success"] is True and out["data"]["items"] == [1]
+    m = out["metadata"]
+    assert m["url"].endswith("/raw/meta") and "?" not in m["url"]
+    assert m["rate_limit"] == {"limit": 100, "remaining": 7}
+    assert m["pagination"] == {"next": "/raw/meta?page=3", "prev": "/raw/meta?page=1", "page": 2, "total_pages": 4}
+    assert m["links"] == {"self": "/me"}
+
+
+@pytest.mark.parametrize("code", [404, 503])
+def test_rest_error_answer_as_the_sdk(d, code):
+    out = ok(d.run("rest_status", {"code": code}))["outputs"]["api"]
+    assert out == {"data": None, "status_code": code, "success": False,
+                   "error": "Unknown error (status: %d)" % code, "error_type": "APIError", "metadata": {},
+                   "recovery_suggestions": out["recovery_suggestions"]}
+    assert len(out["recovery_suggestions"]) == 3
 
 
 def test_sdk_export_defaults_and_redacted_values_from_config_overrides(d):

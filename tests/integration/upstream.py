@@ -39,6 +39,7 @@ REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 401
 
 hits = defaultdict(int)
 
+META_BODY = b'{"items": [1], "page": 2, "meta": {"total_pages": 4}, "_links": {"self": {"href": "/me"}}}'
 JSON_200 = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 # answers no upstream should send; the plain client refuses them (502)
 RAW = {
@@ -51,6 +52,12 @@ RAW = {
               b"b\r\n{\"ok\":true}\r\n0\r\n\r\n",
     # a name that is not UTF-8: dropped (libcurl) or refused (plain), never a 500
     "latin1_name": JSON_200 + b"X-\xe9t\xe9: v\r\nContent-Length: 11\r\n\r\n{\"ok\":true}",
+    # an answer as a REST API sends one: names in mixed case (one repeated in another case), a value
+    # with trailing blanks, rate limits, a Link header, pagination and HAL links in the body
+    "meta": (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-RateLimit-Limit: 100\r\n"
+             b"x-ratelimit-remaining: 7\r\nX-Trail: v  \r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n"
+             b"Link: </raw/meta?page=3>; rel=\"next\", </raw/meta?page=1>; rel=\"prev\"\r\n"
+             b"Content-Length: %d\r\n\r\n%s" % (len(META_BODY), META_BODY)),
 }
 STRAY_BODY = b'{"stray":true}'
 STRAY = JSON_200 + b"Content-Length: %d\r\n\r\n" % len(STRAY_BODY) + STRAY_BODY
