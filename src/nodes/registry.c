@@ -10,11 +10,13 @@ extern const node_type node_transform, node_switch, node_merge;
 extern const node_type node_json_reader, node_csv_reader, node_json_writer;
 extern const node_type node_http_request, node_rest_client, node_load_balancer;
 extern const node_type node_workflow;
+extern const node_type node_filter;
 
 static const node_type *const registry[] = {
     &node_transform,   &node_switch,       &node_merge,       &node_json_reader,   &node_csv_reader,
     &node_json_writer, &node_http_request, &node_rest_client, &node_load_balancer,
     &node_workflow,
+    &node_filter,
 };
 
 /* The SDK's Async* variants of the nodes above: the same parameters and outputs, run the same way

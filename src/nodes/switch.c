@@ -21,18 +21,17 @@
  * keeps '.' out of port names (a connection reads "port.path"). Everything else (operator, value,
  * condition_field) may be a template and is read from the inputs at each run.
  *
- * Comparison follows Python's where JSON allows: == is deep equality in which 1, 1.0 and true are
- * equal (a bool is a number in Python); > < >= <= compare two numbers (booleans as 0 and 1)
+ * Comparison is Python's (pycmp.c, shared with FilterNode): == is deep equality in which 1, 1.0 and
+ * true are equal (a bool is a number in Python); > < >= <= compare two numbers (booleans as 0 and 1)
  * numerically or two strings bytewise (UTF-8 order) and are false for any other pair (Python would
  * raise; the SDK's switch turns that into false), so a missing field routes to false_output. */
-#include <float.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kailash/node.h"
 #include "kailash/util.h"
+#include "pycmp.h"
 
 enum switch_op {
     SWITCH_EQ,
@@ -91,72 +90,6 @@ static const char *switch_value_problem(int op, json_t *v)
     }
 }
 
-/* A number, or a boolean as Python counts it (True is 1, False 0), into *d; 0 for anything else. */
-static int switch_num(json_t *v, double *d)
-{
-    if (json_is_boolean(v))
-        *d = json_is_true(v);
-    else if (json_is_number(v))
-        *d = json_number_value(v);
-    else
-        return 0;
-    return 1;
-}
-
-/* Deep equality as Python's ==: an integer, a real and a boolean of the same value are equal. */
-static int switch_equal(json_t *a, json_t *b)
-{
-    double x, y;
-    if (json_is_integer(a) && json_is_integer(b))
-        return json_integer_value(a) == json_integer_value(b);
-    if (switch_num(a, &x) && switch_num(b, &y))
-        return x == y;
-    if (json_is_array(a) && json_is_array(b)) {
-        if (json_array_size(a) != json_array_size(b))
-            return 0;
-        for (size_t i = 0; i < json_array_size(a); i++)
-            if (!switch_equal(json_array_get(a, i), json_array_get(b, i)))
-                return 0;
-        return 1;
-    }
-    if (json_is_object(a) && json_is_object(b)) {
-        if (json_object_size(a) != json_object_size(b))
-            return 0;
-        const char *k;
-        json_t *va;
-        json_object_foreach(a, k, va)
-        {
-            json_t *vb = json_object_get(b, k);
-            if (!vb || !switch_equal(va, vb))
-                return 0;
-        }
-        return 1;
-    }
-    return json_equal(a, b);
-}
-
-/* Orders two numbers or two strings into *cmp (<0, 0, >0); -1 when they are not comparable. */
-static int switch_order(json_t *a, json_t *b, int *cmp)
-{
-    if (json_is_integer(a) && json_is_integer(b)) {
-        json_int_t x = json_integer_value(a), y = json_integer_value(b);
-        *cmp = (x > y) - (x < y);
-        return 0;
-    }
-    double x, y;
-    if (switch_num(a, &x) && switch_num(b, &y)) {
-        *cmp = (x > y) - (x < y);
-        return 0;
-    }
-    if (json_is_string(a) && json_is_string(b)) {
-        size_t la = json_string_length(a), lb = json_string_length(b);
-        int c = memcmp(json_string_value(a), json_string_value(b), la < lb ? la : lb);
-        *cmp = c ? c : (la > lb) - (la < lb);
-        return 0;
-    }
-    return -1;
-}
-
 /* 1 when string s contains string part (both JSON strings, may hold NUL bytes). */
 static int switch_substring(json_t *s, json_t *part)
 {
@@ -171,7 +104,7 @@ static int switch_array_has(json_t *arr, json_t *v)
     json_t *e;
     json_array_foreach(arr, i, e)
     {
-        if (switch_equal(e, v))
+        if (pycmp_equal(e, v))
             return 1;
     }
     return 0;
@@ -183,17 +116,17 @@ static int switch_test(int op, json_t *tested, json_t *v)
     int c;
     switch (op) {
     case SWITCH_EQ:
-        return switch_equal(tested, v);
+        return pycmp_equal(tested, v);
     case SWITCH_NE:
-        return !switch_equal(tested, v);
+        return !pycmp_equal(tested, v);
     case SWITCH_GT:
-        return switch_order(tested, v, &c) == 0 && c > 0;
+        return pycmp_order(tested, v, &c) == 0 && c > 0;
     case SWITCH_LT:
-        return switch_order(tested, v, &c) == 0 && c < 0;
+        return pycmp_order(tested, v, &c) == 0 && c < 0;
     case SWITCH_GE:
-        return switch_order(tested, v, &c) == 0 && c >= 0;
+        return pycmp_order(tested, v, &c) == 0 && c >= 0;
     case SWITCH_LE:
-        return switch_order(tested, v, &c) == 0 && c <= 0;
+        return pycmp_order(tested, v, &c) == 0 && c <= 0;
     case SWITCH_IN:
         if (json_is_array(v))
             return switch_array_has(v, tested);
@@ -209,53 +142,6 @@ static int switch_test(int op, json_t *tested, json_t *v)
     }
 }
 
-/* Python's repr() of a finite double: the shortest digits that read back as d, in fixed notation
- * with at least one fraction digit ("2.0", "0.001") for exponents in [-4, 16), else "1.5e+20". */
-static void switch_real_str(double d, char *out, size_t outlen)
-{
-    char e[48], digits[24] = {0}, s[64];
-    for (int prec = 0; prec < DBL_DECIMAL_DIG; prec++) {
-        snprintf(e, sizeof e, "%.*e", prec, d);
-        if (strtod(e, NULL) == d)
-            break;
-    }
-    /* e is "[-]D[.DDD]e[+-]XX". */
-    size_t nd = 0, n = 0;
-    const char *p = e;
-    if (*p == '-')
-        s[n++] = *p++;
-    for (; *p != 'e'; p++)
-        if (*p != '.')
-            digits[nd++] = *p;
-    int exp = atoi(p + 1);
-    if (exp < -4 || exp >= 16) {
-        s[n++] = digits[0];
-        if (nd > 1)
-            s[n++] = '.';
-        for (size_t i = 1; i < nd; i++)
-            s[n++] = digits[i];
-        snprintf(s + n, sizeof s - n, "e%c%02d", exp < 0 ? '-' : '+', abs(exp));
-    } else if (exp < 0) {
-        s[n++] = '0';
-        s[n++] = '.';
-        for (int i = -1; i > exp; i--)
-            s[n++] = '0';
-        for (size_t i = 0; i < nd; i++)
-            s[n++] = digits[i];
-        s[n] = '\0';
-    } else {
-        for (size_t i = 0; i <= (size_t)exp; i++)
-            s[n++] = i < nd ? digits[i] : '0';
-        s[n++] = '.';
-        for (size_t i = (size_t)exp + 1; i < nd; i++)
-            s[n++] = digits[i];
-        if ((size_t)exp + 1 >= nd)
-            s[n++] = '0';
-        s[n] = '\0';
-    }
-    snprintf(out, outlen, "%s", s);
-}
-
 /* The SDK's name for case value v (a scalar): str(v) with ' ', '-', '.', ':', '/' as '_'. */
 static void switch_case_name(json_t *v, char *out, size_t outlen)
 {
@@ -264,7 +150,7 @@ static void switch_case_name(json_t *v, char *out, size_t outlen)
     else if (json_is_integer(v))
         snprintf(out, outlen, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
     else if (json_is_real(v))
-        switch_real_str(json_real_value(v), out, outlen);
+        pycmp_real_repr(json_real_value(v), out, outlen);
     else if (json_is_boolean(v))
         snprintf(out, outlen, "%s", json_is_true(v) ? "True" : "False");
     else
