@@ -1,7 +1,10 @@
 /* RESTClientNode: a REST call built from base_url + version + resource, where `{name}` slots of the
  * resource are filled from path_params (each value percent-encoded as one path segment), plus
- * query_params and a JSON `data` body. Outputs {"data", "status_code", "success",
- * "metadata": {url, method, response_time_ms, headers}}, as the SDK's node does.
+ * query_params and a JSON `data` body. Outputs as the SDK's node (kailash/nodes/api/rest.py):
+ *   2xx:  {"data", "status_code", "success": true, "metadata": {url (without the query), method,
+ *         response_time_ms, headers, and rate_limit / pagination / links when found (rest_meta.c)}}
+ *   else: {"data": null, "status_code", "success": false, "error": "<the body's message> (status: N)",
+ *         "error_type": "APIError", "metadata": {}, "recovery_suggestions"}
  *
  * base_url follows HTTPRequestNode's origin rule. A path parameter can't climb out of its segment:
  * '/' is encoded, and "", "." and ".." are refused (curl would otherwise resolve dot segments).
