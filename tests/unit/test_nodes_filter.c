@@ -285,7 +285,6 @@ Test(filter, hostile_sizes_are_linear_and_safe, .timeout = 20)
     cr_assert_eq(node_filter.run(NULL, &call, &out, &e), 0);
     cr_assert_eq(json_array_size(json_object_get(out, "filtered_data")), 2);
     json_decref(out);
-    json_object_set(inputs, "operator", json_string(">="));
     json_object_set_new(inputs, "operator", json_string(">="));
     json_object_set(inputs, "value", v);
     cr_assert_eq(node_filter.run(NULL, &call, &out, &e), 0);
