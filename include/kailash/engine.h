@@ -54,6 +54,9 @@ size_t registry_count(const registry *r);
 executor *registry_at(const registry *r, size_t i);
 /* The executor of workflow name, or NULL; borrowed while r is held. */
 executor *registry_find(const registry *r, const char *name);
+/* The executor of the workflow loaded from the file called file_name (no directory) in workflows_dir,
+ * or NULL; borrowed while r is held. */
+executor *registry_find_file(const registry *r, const char *file_name);
 /* Makes r the current registry (takes the caller's reference) and releases the previous one. */
 void registry_publish(registry *r);
 /* The current registry with one more reference (NULL before the first publish). */
@@ -103,6 +106,8 @@ typedef struct run_opts {
     int hops;           /* X-Kailash-Hops of the request (0 without one): upstream calls send hops + 1 */
     int depth;          /* 0, or a WorkflowNode's run: its caller's depth + 1 (at most ENGINE_MAX_DEPTH) */
     double deadline_ms; /* 0, or a util_now_ms() the run must end by even if its timeout_ms is longer */
+    struct ioloop *home; /* NULL (the creating thread's loop), or the loop its I/O starts on: a WorkflowNode's
+                          * run stays on its caller's loop, as one request's I/O does */
     run_done_fn done;
     void *ud;
 } run_opts;

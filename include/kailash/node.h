@@ -115,10 +115,10 @@ typedef struct node_type {
      * or returns -1 with err filled and never calls done. */
     int (*start)(const void *compiled, node_call *call, node_error *err);
     void (*free)(void *compiled); /* may be NULL */
-    /* The name of the loaded workflow this node runs (WorkflowNode), or NULL: the registry refuses
-     * a workflow whose chain of such calls is missing a workflow, loops, or nests too deep. May be
-     * NULL. */
-    const char *(*calls_workflow)(const void *compiled);
+    /* The loaded workflow this node runs (WorkflowNode), or NULL: its name, or with *by_file set the
+     * file name (no directory) in workflows_dir it was loaded from. The registry refuses a workflow
+     * whose chain of such calls is missing a workflow, loops, or nests too deep. May be NULL. */
+    const char *(*calls_workflow)(const void *compiled, int *by_file);
 } node_type;
 
 /* Releases what node types keep between runs (e.g. idle HTTP handles); call once at shutdown, after

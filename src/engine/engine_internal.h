@@ -33,6 +33,12 @@ int run_expired(const run *r);
 double run_deadline_ms(const run *r);
 void run_end_timeout(run *r);
 
+/* calls.c: checks the WorkflowNode calls of r's i-th workflow (r sorted by name): 0 when each chain
+ * of calls from it reaches loaded workflows only, never loops back, and nests at most
+ * ENGINE_MAX_DEPTH levels; else -1 with *why (caller frees) spelling out the failing chain and
+ * *culprit the index of the workflow whose own node makes the failing call. */
+int registry_calls_check(const registry *r, size_t i, char **why, size_t *culprit);
+
 /* executor.c: takes r out of ex's queue if it waits there; 1 when it did (the queue's reference
  * to r moves to the caller), 0 when r is not queued (it has begun, or is on its way to a slot). */
 int exec_unqueue(executor *ex, run *r);

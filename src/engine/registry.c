@@ -141,81 +141,119 @@ static void load_one(registry *r, const char *path, const wf_load_env *env, regi
     }
 }
 
-/* ---- WorkflowNode calls (node_type.calls_workflow) ------------------------------------------- */
+/* ---- WorkflowNode calls (node_type.calls_workflow; the walk is in calls.c) --------------------- */
 
-/* Index of the workflow called name in r (sorted), or -1. */
-static long index_of(const registry *r, const char *name)
+executor *registry_find_file(const registry *r, const char *file_name)
 {
-    executor *ex = registry_find(r, name);
-    for (size_t i = 0; ex && i < r->n; i++)
+    for (size_t i = 0; i < r->n; i++) {
+        const char *f = exec_workflow(r->ex[i])->file, *slash = strrchr(f, '/');
+        if (strcmp(slash ? slash + 1 : f, file_name) == 0)
+            return r->ex[i];
+    }
+    return NULL;
+}
+
+/* Reports a failing call once per file: when a previous version put back fails too, its file already
+ * has the new version's error. */
+static void calls_report(registry *r, const char *file, const char *why)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(r->errors, i, e) if (strcmp(json_string_value(json_object_get(e, "file")), file) == 0)
+    {
+        log_msg(LOG_ERROR, "%s: its previous version is left out too: %s", file, why);
+        return;
+    }
+    size_t from = json_array_size(r->problems);
+    json_array_append_new(r->problems, json_sprintf("%s: %s", file, why));
+    add_error(r, file, r->problems, from);
+    log_msg(LOG_ERROR, "%s: not loaded: %s", file, why);
+}
+
+static long exec_index(const registry *r, const executor *ex)
+{
+    for (size_t i = 0; i < r->n; i++)
         if (r->ex[i] == ex)
             return (long)i;
     return -1;
 }
 
-/* Depth-first over the calls of workflow i: the levels of calls below it (0: it calls none), or -1
- * with why filled. color: 0 not seen, 1 on the current path, 2 done (its height in height[]). */
-static int calls_height(const registry *r, size_t i, unsigned char *color, int *height, char *why, size_t whylen)
+/* A workflow whose calls fail keeps serving the version prev had from its file, as a file that fails
+ * to compile does: 1 when that version took its place (one whose name no other workflow of r uses). */
+static int calls_keep_previous(registry *r, executor *ex, registry *prev, const char *why)
 {
-    const workflow *wf = exec_workflow(r->ex[i]);
-    color[i] = 1;
-    height[i] = 0;
-    for (size_t k = 0; k < wf->nnodes; k++) {
-        const wf_node *n = &wf->nodes[k];
-        const char *t = n->type->calls_workflow ? n->type->calls_workflow(n->compiled) : NULL;
-        if (!t)
-            continue;
-        long j = index_of(r, t);
-        if (j < 0)
-            return snprintf(why, whylen, "node '%s': workflow_name '%.64s' is not a loaded workflow", n->id, t), -1;
-        if (color[j] == 1)
-            return snprintf(why, whylen, "node '%s': calling '%.64s' loops back (a workflow may not call itself, "
-                                         "directly or through others)", n->id, t), -1;
-        if (color[j] == 0 && calls_height(r, (size_t)j, color, height, why, whylen) < 0) {
-            char inner[400];
-            util_copy(inner, sizeof inner, why);
-            return snprintf(why, whylen, "node '%.64s' calls '%.64s': %.250s", n->id, t, inner), -1;
-        }
-        if (height[j] + 1 > height[i])
-            height[i] = height[j] + 1;
-        if (height[i] > ENGINE_MAX_DEPTH)
-            return snprintf(why, whylen, "node '%s': calls nest deeper than %d levels", n->id, ENGINE_MAX_DEPTH), -1;
-    }
-    color[i] = 2;
-    return height[i];
+    long i = exec_index(r, ex);
+    if (i < 0) /* put back already, for another workflow's failing call */
+        return 0;
+    const workflow *wf = exec_workflow(ex);
+    executor *old = find_by_file(prev, wf->file);
+    executor *same_name = old ? registry_find(r, exec_workflow(old)->name) : NULL;
+    if (!old || old == ex || (same_name && same_name != ex))
+        return 0;
+    calls_report(r, wf->file, why);
+    log_msg(LOG_WARN, "%s: keeps serving its previous version", wf->file);
+    exec_retain(old);
+    r->ex[i] = old;
+    exec_release(ex);
+    qsort(r->ex, r->n, sizeof *r->ex, cmp_exec);
+    return 1;
 }
 
-/* Leaves out every workflow whose WorkflowNode calls don't resolve, each with its error. Each is
- * checked against the whole set, so a workflow that calls a refused one is refused in the same pass
- * (its message shows the chain), and what is left calls only what is left. */
-static void check_calls(registry *r)
+/* Puts back previous versions: first of the workflows whose own nodes make the failing calls (which
+ * may be enough for those calling them), else of any failing one. 1 when one was put back. */
+static int calls_repair(registry *r, registry *prev, char **why, const size_t *culprit)
 {
-    unsigned char *color = calloc(r->n + 1, 1), *bad = calloc(r->n + 1, 1);
-    int *height = calloc(r->n + 1, sizeof *height);
-    for (size_t i = 0; color && bad && height && i < r->n; i++) {
-        char why[400];
-        memset(color, 0, r->n);
-        if (calls_height(r, i, color, height, why, sizeof why) >= 0)
-            continue;
-        const char *file = exec_workflow(r->ex[i])->file;
-        size_t from = json_array_size(r->problems);
-        json_array_append_new(r->problems, json_sprintf("%s: %s", file, why));
-        add_error(r, file, r->problems, from);
-        log_msg(LOG_ERROR, "%s: not loaded: %s", file, why);
-        bad[i] = 1;
+    size_t n = r->n;
+    executor **blamed = calloc(n + 1, sizeof *blamed), **failing = calloc(n + 1, sizeof *failing);
+    int changed = 0;
+    for (size_t i = 0; blamed && failing && i < n; i++) {
+        blamed[i] = why[i] && why[culprit[i]] ? r->ex[culprit[i]] : NULL;
+        failing[i] = why[i] ? r->ex[i] : NULL;
     }
-    size_t kept = 0;
-    for (size_t i = 0; bad && i < r->n; i++) {
-        if (bad[i])
-            exec_release(r->ex[i]);
-        else
-            r->ex[kept++] = r->ex[i];
+    for (int pass = 0; blamed && failing && pass < 2 && !changed; pass++) {
+        executor **set = pass == 0 ? blamed : failing;
+        for (size_t i = 0; i < n; i++)
+            if (set[i] && calls_keep_previous(r, set[i], prev, why[pass == 0 ? culprit[i] : i]))
+                changed = 1;
     }
-    if (bad)
-        r->n = kept;
-    free(color);
-    free(bad);
-    free(height);
+    free(blamed);
+    free(failing);
+    return changed;
+}
+
+/* Leaves out every workflow whose WorkflowNode calls fail (a missing target, a loop, too deep), each
+ * with its error, unless its previous version serves. Each workflow is checked against the whole set,
+ * so one calling a left-out workflow is left out in the same pass, and what stays calls only what
+ * stays. Repairs change the set, so the check runs again after each; a version is put back at most
+ * once, which bounds the rounds by the number of workflows. */
+static void check_calls(registry *r, registry *prev)
+{
+    for (;;) {
+        size_t n = r->n, nbad = 0;
+        char **why = calloc(n + 1, sizeof *why);
+        size_t *culprit = calloc(n + 1, sizeof *culprit);
+        for (size_t i = 0; why && culprit && i < n; i++)
+            nbad += registry_calls_check(r, i, &why[i], &culprit[i]) != 0;
+        int again = nbad && prev && calls_repair(r, prev, why, culprit);
+        if (nbad && !again && why) {
+            size_t kept = 0;
+            for (size_t i = 0; i < n; i++) {
+                if (why[i]) {
+                    calls_report(r, exec_workflow(r->ex[i])->file, why[i]);
+                    exec_release(r->ex[i]);
+                } else {
+                    r->ex[kept++] = r->ex[i];
+                }
+            }
+            r->n = kept;
+        }
+        for (size_t i = 0; why && i < n; i++)
+            free(why[i]);
+        free(why);
+        free(culprit);
+        if (!again)
+            return;
+    }
 }
 
 registry *registry_load(const kconfig *cfg, const node_env *nenv, registry *prev)
@@ -247,7 +285,7 @@ registry *registry_load(const kconfig *cfg, const node_env *nenv, registry *prev
     if (r->n > 1)
         qsort(r->ex, r->n, sizeof *r->ex, cmp_exec);
     r->sorted = 1;
-    check_calls(r);
+    check_calls(r, prev);
     return r;
 }
 

@@ -99,7 +99,8 @@ run *run_create(executor *ex, const run_opts *o)
     r->parameters = o->parameters ? json_incref(o->parameters) : NULL;
     r->hops = o->hops;
     r->depth = o->depth;
-    r->home = engine_io(); /* the request's loop when created on one (the front end's), else a fixed one */
+    /* the request's loop when created on one (the front end's), the caller's for a WorkflowNode, else a fixed one */
+    r->home = o->home ? o->home : engine_io();
     r->done = o->done;
     r->ud = o->ud;
     r->status = RUN_QUEUED;

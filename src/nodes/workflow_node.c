@@ -1,25 +1,29 @@
-/* WorkflowNode: runs another loaded workflow, by name, as one node (the SDK's WorkflowNode, which
- * wraps a Workflow object, a file or a dict; kailashd runs workflows it has loaded, so the inner one
- * is a file of workflows_dir like any other and `workflow_name` names it).
+/* WorkflowNode: runs another loaded workflow as one node (the SDK's WorkflowNode, which wraps a
+ * Workflow object, a file or a dict; kailashd runs only workflows it loaded, so the inner workflow is a
+ * file of workflows_dir like any other). `workflow_name` names it (kailashd's key), or the SDK's
+ * `workflow_path` names its file: only the file name counts, since the directories of the machine the
+ * SDK ran on mean nothing here, and the file must be one the daemon loaded from workflows_dir. The
+ * SDK's `workflow` (null in every export: a Workflow object can't be exported) and `workflow_dict`
+ * are refused unless null. Both keys are pinned: what the file's author wrote chooses the inner
+ * workflow, never a request. Inputs and outputs follow the SDK (workflow_map.c).
  *
- * Inputs, as the SDK maps them: `inputs` {node_id: {...}} goes to those inner nodes; any other input
- * named `<node>_<param>` (split at the first '_', the SDK's rule) goes to inner node <node>'s param;
- * with `input_mapping` {"param": {"node": id, "parameter": p}} only the mapped inputs go. They reach
- * the inner run as request parameters, so the inner workflow's pinned keys stay pinned (a caller
- * can't point an inner HTTP node elsewhere through the outer run) and are refused with 400.
- * Outputs: `results` (every inner node that ran), and per exit node (no outgoing connection) that ran
- * `<node>_<port>` for each of its ports; with `output_mapping` {"name": {"node": id, "output": port}}
- * the mapped ports instead.
+ * The inner run is an ordinary run of the inner workflow's executor: its max_concurrency and queue
+ * apply (a full queue fails this node with 503 overloaded), and it shows in that workflow's counts.
+ * It is created with this run's request id, hops and depth + 1, on this run's home loop (its I/O
+ * stays on the request's loop), with this run's deadline when that comes before its own timeout_ms;
+ * its nodes run as any run's do, so this node never blocks a thread while it waits. Its parameters
+ * pass the same pinned-key check as a request's (a caller can't point an inner HTTP node elsewhere
+ * through the outer run: 400). The inner workflow is looked up in the current registry at each
+ * start: a reload that changes it is seen by the next run, one that removes it fails the node (500).
+ * The registry refuses at load a target that is not loaded, a loop of calls and a chain deeper than
+ * ENGINE_MAX_DEPTH (src/engine/calls.c); start checks the depth again, since an in-flight run of the
+ * old registry may call into the new one.
  *
- * The inner workflow is looked up in the current registry at each run (a reload that changes it is
- * seen by the next run; one that removes it fails the node). Its run goes through its own executor,
- * so its max_concurrency and queue apply (a full queue fails the node with 503 overloaded), with its
- * own timeout_ms or the outer run's deadline, whichever comes first (then the node fails with 504
- * timeout); the outer run's cancellation cancels it. The registry refuses at load
- * a target that is not loaded, a chain of calls that loops back, or one deeper than
- * ENGINE_MAX_DEPTH (the run checks the depth too). The inner run ends on any thread; its result is
- * handed to the outer run on the node's loop, where cancel also runs, so exactly one of them calls
- * done. */
+ * Ending: the inner run's done callback comes on whatever thread ended it; it posts the end to this
+ * node's loop, where cancel also runs, so exactly one of them calls done, and done is never called
+ * from inside start (an inner run may end before exec_submit returns). cancel (the outer run was
+ * cancelled, failed elsewhere or ran out of time) cancels the inner run and answers at once; the
+ * inner run's later end only frees the call's state. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,20 +31,15 @@
 
 #include "kailash/engine.h"
 #include "kailash/ioloop.h"
-#include "kailash/node.h"
 #include "kailash/util.h"
+#include "workflow_node.h"
 
-/* workflow, workflow_path and workflow_dict are the SDK's, listed so that compile refuses them with
- * the way out rather than the loader with "unknown key". */
-static const char *const wfn_keys[] = {"workflow_name", "input_mapping", "output_mapping", "name",         "description",
-                                       "workflow",      "workflow_path", "workflow_dict",  NULL};
-static const char *const wfn_pinned[] = {"workflow_name", "input_mapping", "output_mapping", NULL};
-
-typedef struct wfn_conf {
-    char *target;
-    json_t *input_mapping;  /* object or NULL */
-    json_t *output_mapping; /* object or NULL */
-} wfn_conf;
+/* workflow and workflow_dict are the SDK's: listed so that compile can accept its null and refuse
+ * anything else with the way out, rather than the loader with "unknown key". */
+const char *const wfn_keys[] = {"workflow_name", "workflow_path", "input_mapping", "output_mapping", "name",
+                                "description",   "workflow",      "workflow_dict", NULL};
+static const char *const wfn_pinned[] = {"workflow_name",  "workflow_path",  "workflow", "workflow_dict",
+                                         "input_mapping", "output_mapping", NULL};
 
 static void wfn_free(void *compiled)
 {
@@ -53,190 +52,147 @@ static void wfn_free(void *compiled)
     free(c);
 }
 
-/* A mapping {name: {key: "string", ...}}: each entry an object whose `keys` values are strings. */
-static int wfn_check_mapping(json_t *m, const char *what, const char *node_key, const char *port_key, char *err,
-                             size_t errlen)
+/* ---- compile ---------------------------------------------------------------------------------- */
+
+static int wfn_literal(json_t *v)
+{
+    return json_is_string(v) && json_string_length(v) > 0 && !tmpl_string_has_expr(json_string_value(v));
+}
+
+/* A mapping {name: {node_key: "id", name_key: "name", ...}}; input mappings may also say "required". */
+static int wfn_check_mapping(json_t *m, const char *what, const char *name_key, char *err, size_t errlen)
 {
     const char *k;
     json_t *v;
     if (!json_is_object(m))
-        return util_err(err, errlen, "config.%s: expected an object {\"name\": {\"node\": ..., \"%s\": ...}}", what,
-                        port_key);
+        return util_err(err, errlen, "config.%s: expected an object {\"name\": {\"node\": \"id\", \"%s\": \"name\"}}",
+                        what, name_key);
     json_object_foreach(m, k, v)
     {
-        json_t *n = json_object_get(v, node_key), *p = json_object_get(v, port_key);
-        if (!json_is_object(v) || !json_is_string(n) || (p && !json_is_string(p)))
-            return util_err(err, errlen, "config.%s.%.64s: expected {\"node\": \"id\", \"%s\": \"name\"}", what, k,
-                            port_key);
+        json_t *p = json_object_get(v, name_key), *req = json_object_get(v, "required");
+        if (!json_is_object(v) || !wfn_literal(json_object_get(v, "node")) || (p && !wfn_literal(p)))
+            return util_err(err, errlen, "config.%s.%.64s: expected {\"node\": \"id\", \"%s\": \"name\"} (literal names)",
+                            what, k, name_key);
+        if (req && !json_is_boolean(req))
+            return util_err(err, errlen, "config.%s.%.64s.required: expected true or false", what, k);
     }
     return 0;
 }
 
-/* The SDK's ways of carrying the inner workflow, which kailashd doesn't take. */
+/* The SDK's ways of carrying the inner workflow itself, which kailashd doesn't take. */
 static int wfn_refuse_sdk_source(json_t *config, char *err, size_t errlen)
 {
-    static const char *const sources[] = {"workflow", "workflow_path", "workflow_dict"};
-    for (size_t i = 0; i < sizeof sources / sizeof sources[0]; i++)
-        if (json_object_get(config, sources[i]))
-            return util_err(err, errlen,
-                            "config.%s: kailashd runs a loaded workflow by name: save the inner workflow as a file "
-                            "of workflows_dir and set workflow_name to its name",
-                            sources[i]);
+    json_t *obj = json_object_get(config, "workflow"), *dict = json_object_get(config, "workflow_dict");
+    if (obj && !json_is_null(obj))
+        return util_err(err, errlen, "config.workflow: kailashd runs only workflows it loaded: set workflow_name to the "
+                                     "inner workflow's name, or workflow_path to its file in workflows_dir");
+    if (dict && !json_is_null(dict))
+        return util_err(err, errlen,
+                        "config.workflow_dict: kailashd runs only workflows it loaded: save the inner workflow as a "
+                        "file of workflows_dir and set workflow_path to that file (or workflow_name to its name)");
     return 0;
+}
+
+/* workflow_name or workflow_path, exactly one, into c->target. */
+static int wfn_target(json_t *config, wfn_conf *c, char *err, size_t errlen)
+{
+    json_t *name = json_object_get(config, "workflow_name"), *path = json_object_get(config, "workflow_path");
+    name = json_is_null(name) ? NULL : name;
+    path = json_is_null(path) ? NULL : path;
+    if ((name == NULL) == (path == NULL))
+        return util_err(err, errlen, "config: set one of workflow_name (a loaded workflow's name) and workflow_path "
+                                     "(the file in workflows_dir it was loaded from)");
+    if (name && !wfn_literal(name))
+        return util_err(err, errlen, "config.workflow_name: expected the literal name of a loaded workflow");
+    if (path && !wfn_literal(path))
+        return util_err(err, errlen, "config.workflow_path: expected the literal path of a workflow file");
+    const char *t = json_string_value(name ? name : path), *slash = strrchr(t, '/');
+    if (path && slash)
+        t = slash + 1;
+    size_t len = strlen(t);
+    if (path && (len <= 5 || strcmp(t + len - 5, ".json") != 0))
+        return util_err(err, errlen, "config.workflow_path: '%.200s': kailashd loads workflows from .json files of "
+                                     "workflows_dir only", json_string_value(path));
+    c->by_file = path != NULL;
+    c->target = strdup(t);
+    return c->target ? 0 : util_err(err, errlen, "out of memory");
 }
 
 static int wfn_compile(const node_env *env, json_t *config, void **compiled, char *err, size_t errlen)
 {
     (void)env;
     *compiled = NULL;
-    if (wfn_refuse_sdk_source(config, err, errlen) != 0)
-        return -1;
-    json_t *name = json_object_get(config, "workflow_name");
-    if (!json_is_string(name) || !json_string_length(name) || tmpl_string_has_expr(json_string_value(name)))
-        return util_err(err, errlen, "config.workflow_name: required, the literal name of a loaded workflow");
     json_t *in = json_object_get(config, "input_mapping"), *out = json_object_get(config, "output_mapping");
-    if ((in && wfn_check_mapping(in, "input_mapping", "node", "parameter", err, errlen) != 0) ||
-        (out && wfn_check_mapping(out, "output_mapping", "node", "output", err, errlen) != 0))
+    in = json_is_null(in) ? NULL : in;
+    out = json_is_null(out) ? NULL : out;
+    if (wfn_refuse_sdk_source(config, err, errlen) != 0 ||
+        (in && wfn_check_mapping(in, "input_mapping", "parameter", err, errlen) != 0) ||
+        (out && wfn_check_mapping(out, "output_mapping", "output", err, errlen) != 0))
         return -1;
     wfn_conf *c = calloc(1, sizeof *c);
-    if (!c || !(c->target = strdup(json_string_value(name)))) {
-        free(c);
+    if (!c)
         return util_err(err, errlen, "out of memory");
+    if (wfn_target(config, c, err, errlen) != 0) {
+        wfn_free(c);
+        return -1;
     }
+    /* the SDK treats an empty mapping as none ({} is falsy) */
     c->input_mapping = in && json_object_size(in) ? json_deep_copy(in) : NULL;
     c->output_mapping = out && json_object_size(out) ? json_deep_copy(out) : NULL;
     *compiled = c;
     return 0;
 }
 
-static const char *wfn_calls(const void *compiled)
+static const char *wfn_calls(const void *compiled, int *by_file)
 {
-    return ((const wfn_conf *)compiled)->target;
+    const wfn_conf *c = compiled;
+    *by_file = c->by_file;
+    return c->target;
 }
 
+/* results, and the output_mapping names; without a mapping any <exit node>_<port>, which only the
+ * inner workflow knows (and a reload may change it), so any name with a '_' inside. */
 static int wfn_has_output(const void *compiled, const char *port)
 {
-    (void)compiled;
-    (void)port;
-    return 1; /* results and <node>_<port>: named by the inner workflow, which may change on reload */
-}
-
-/* ---- inputs -> the inner run's parameters ---------------------------------------------------- */
-
-static void wfn_put(json_t *params, const char *node, const char *param, json_t *v)
-{
-    json_t *p = json_object_get(params, node);
-    if (!p)
-        json_object_set_new(params, node, p = json_object());
-    json_object_set(p, param, v);
-}
-
-/* The SDK's auto-mapping: `<node>_<param>` for a node id of the inner workflow. */
-static void wfn_auto_inputs(const workflow *wf, json_t *inputs, json_t *params)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach(inputs, k, v)
-    {
-        const char *us = strchr(k, '_');
-        if (!us || !us[1] || strcmp(k, "inputs") == 0)
-            continue;
-        char node[128];
-        if ((size_t)(us - k) >= sizeof node)
-            continue;
-        memcpy(node, k, (size_t)(us - k));
-        node[us - k] = '\0';
-        if (workflow_node_index(wf, node) >= 0)
-            wfn_put(params, node, us + 1, v);
-    }
-}
-
-static json_t *wfn_params(const wfn_conf *c, const workflow *wf, json_t *inputs)
-{
-    json_t *params = json_object();
-    const char *k;
-    json_t *v;
-    if (c->input_mapping) {
-        json_object_foreach(c->input_mapping, k, v)
-        {
-            json_t *given = json_object_get(inputs, k), *p = json_object_get(v, "parameter");
-            if (given)
-                wfn_put(params, json_string_value(json_object_get(v, "node")), p ? json_string_value(p) : k, given);
-        }
-    } else {
-        wfn_auto_inputs(wf, inputs, params);
-    }
-    json_t *scoped = json_object_get(inputs, "inputs");
-    json_object_foreach(scoped, k, v)
-    {
-        if (json_is_object(v) && workflow_node_index(wf, k) >= 0) {
-            const char *pk;
-            json_t *pv;
-            json_object_foreach(v, pk, pv) wfn_put(params, k, pk, pv);
-        }
-    }
-    return params;
-}
-
-/* ---- the inner run's answer -> this node's outputs ------------------------------------------- */
-
-static json_t *wfn_outputs(const wfn_conf *c, run *inner)
-{
-    json_t *results = run_results(inner), *out = json_pack("{s:O}", "results", results);
-    const workflow *wf = run_workflow(inner);
-    const char *k;
-    json_t *v;
-    if (c->output_mapping) {
-        json_object_foreach(c->output_mapping, k, v)
-        {
-            json_t *o = json_object_get(v, "output");
-            json_t *port = json_object_get(json_object_get(results, json_string_value(json_object_get(v, "node"))),
-                                           o ? json_string_value(o) : k);
-            if (port)
-                json_object_set(out, k, port);
-        }
-        return out;
-    }
-    for (size_t i = 0; i < wf->nnodes; i++) {
-        json_t *node_out = json_object_get(results, wf->nodes[i].id);
-        if (wf->nodes[i].has_out || !json_is_object(node_out))
-            continue;
-        json_object_foreach(node_out, k, v)
-        {
-            char name[512];
-            snprintf(name, sizeof name, "%s_%s", wf->nodes[i].id, k);
-            json_object_set(out, name, v);
-        }
-    }
-    return out;
+    const wfn_conf *c = compiled;
+    if (strcmp(port, "results") == 0)
+        return 1;
+    if (c->output_mapping)
+        return json_object_get(c->output_mapping, port) != NULL;
+    const char *us = strchr(port, '_');
+    return us && us != port && us[1];
 }
 
 /* ---- running ---------------------------------------------------------------------------------- */
 
 typedef struct wfn_call {
     const wfn_conf *conf;
-    node_call *call;
+    node_call *call; /* valid until done is called */
+    ioloop *io;      /* call->io, kept: the inner run may end after call is gone */
     run *inner;
-    atomic_int finished; /* call->done was called (by wfn_finish or wfn_cancel) */
+    atomic_int finished; /* done was called (by wfn_finish or wfn_cancel: on io, but for a stopping loop) */
 } wfn_call;
 
-/* On the node's loop: hands the inner run's end to the outer run, unless cancel already did. */
+static void wfn_fail_from(node_call *call, run *inner)
+{
+    node_error e;
+    run_status st = run_get_status(inner);
+    const char *at = run_error_node(inner);
+    node_fail(&e, st == RUN_CANCELLED ? "internal" : run_error_code(inner), "workflow '%.64s' %s%s%.64s%s: %.150s",
+              run_workflow(inner)->name, run_status_name(st), *at ? " at node '" : "", at, *at ? "'" : "",
+              run_error_message(inner));
+    call->done(call, NULL, &e);
+}
+
+/* On io: hands the inner run's end to the outer run, unless cancel answered already. */
 static void wfn_finish(void *ud)
 {
     wfn_call *w = ud;
     if (atomic_exchange(&w->finished, 1) == 0) {
-        node_call *call = w->call;
-        run *inner = w->inner;
-        if (run_get_status(inner) == RUN_COMPLETED) {
-            call->done(call, wfn_outputs(w->conf, inner), NULL);
-        } else {
-            node_error e;
-            const char *code = run_get_status(inner) == RUN_CANCELLED ? "internal" : run_error_code(inner);
-            node_fail(&e, code, "workflow '%.64s' %s%s%.64s%s: %.120s", run_workflow(inner)->name,
-                      run_status_name(run_get_status(inner)), *run_error_node(inner) ? " at node '" : "",
-                      run_error_node(inner), *run_error_node(inner) ? "'" : "", run_error_message(inner));
-            call->done(call, NULL, &e);
-        }
+        if (run_get_status(w->inner) == RUN_COMPLETED)
+            w->call->done(w->call, wfn_map_outputs(w->conf, run_workflow(w->inner), run_results(w->inner)), NULL);
+        else
+            wfn_fail_from(w->call, w->inner);
     }
     run_release(w->inner);
     free(w);
@@ -246,78 +202,77 @@ static void wfn_inner_done(run *inner, void *ud)
 {
     (void)inner;
     wfn_call *w = ud;
-    if (ioloop_post(w->call->io, wfn_finish, w) != 0)
+    if (!w->io || ioloop_post(w->io, wfn_finish, w) != 0)
         wfn_finish(w); /* the loop is stopping: nothing else runs there any more */
 }
 
+/* On io (node_call.cancel): the inner run stops; its end still comes to wfn_finish, which frees w. */
 static void wfn_cancel(node_call *call)
 {
     wfn_call *w = call->node_data;
     if (atomic_exchange(&w->finished, 1) != 0)
         return;
-    run_cancel(w->inner); /* its end still comes to wfn_finish, which frees w */
+    run_cancel(w->inner);
     node_error e;
     node_fail(&e, "cancelled", "cancelled");
     call->done(call, NULL, &e);
 }
 
-/* The inner run, created and submitted; fills err (and returns NULL) when it can't start. */
-static run *wfn_submit(const wfn_conf *c, executor *ex, node_call *call, wfn_call *w, node_error *err)
+/* Creates and submits the inner run of ex; 0, or -1 with err (w is then untouched by the engine). */
+static int wfn_submit(const wfn_conf *c, executor *ex, node_call *call, wfn_call *w, node_error *err)
 {
     const workflow *wf = exec_workflow(ex);
-    json_t *params = wfn_params(c, wf, call->inputs), *inputs = json_object();
+    json_t *params = wfn_map_inputs(c, wf, call, err), *inputs = json_object();
     char msg[400];
-    run *inner = NULL;
-    if (workflow_check_request(wf, inputs, params, msg, sizeof msg) != 0) {
-        node_fail(err, "bad_request", "workflow '%.64s': %s", wf->name, msg);
-    } else {
-        run_opts o = {.inputs = inputs, .parameters = params, .hops = call->hops, .depth = call->depth + 1,
-                      .deadline_ms = call->deadline_ms, .done = wfn_inner_done, .ud = w};
-        inner = run_create(ex, &o);
-        if (!inner)
+    if (params && workflow_check_request(wf, inputs, params, msg, sizeof msg) != 0)
+        node_fail(err, "bad_request", "workflow '%.64s': %.300s", wf->name, msg);
+    else if (params) {
+        run_opts o = {.request_id = call->scope ? call->scope->request_id : NULL, .inputs = inputs,
+                      .parameters = params, .hops = call->hops, .depth = call->depth + 1,
+                      .deadline_ms = call->deadline_ms, .home = call->io, .done = wfn_inner_done, .ud = w};
+        if (!(w->inner = run_create(ex, &o)))
             node_fail(err, "internal", "out of memory");
     }
     json_decref(params);
     json_decref(inputs);
-    if (!inner)
-        return NULL;
-    w->inner = inner;
-    run_retain(inner); /* one for exec_submit, one held until wfn_finish */
-    call->node_data = w; /* before the submit: the inner run may end (and finish) at once */
+    if (!w->inner)
+        return -1;
+    run_retain(w->inner); /* one for exec_submit to take, one held until wfn_finish */
+    call->node_data = w;  /* before the submit: the inner run may end (and post its end) at once */
     call->cancel = wfn_cancel;
-    if (exec_submit(ex, inner, 0) == EXEC_OVERLOADED) {
-        call->node_data = NULL;
-        call->cancel = NULL;
-        run_release(inner);
-        run_release(inner);
-        node_fail(err, "overloaded", "workflow '%.64s' is at capacity; retry later", wf->name);
-        return NULL;
-    }
-    return inner;
+    /* may_inline: a free slot begins the inner run on this thread, as a request's run begins on its
+     * loop (CPU nodes here, a may_block workflow still goes to the pool); its end is posted, not run
+     * here, so this start returns before done. */
+    if (exec_submit(ex, w->inner, 1) == EXEC_OK)
+        return 0;
+    call->node_data = NULL;
+    call->cancel = NULL;
+    run_release(w->inner);
+    run_release(w->inner);
+    return node_fail(err, "overloaded", "workflow '%.64s' is at capacity; retry later", wf->name);
 }
 
 static int wfn_start(const void *compiled, node_call *call, node_error *err)
 {
     const wfn_conf *c = compiled;
     if (call->depth >= ENGINE_MAX_DEPTH)
-        return node_fail(err, "internal", "workflow calls nest deeper than %d levels", ENGINE_MAX_DEPTH);
+        return node_fail(err, "internal", "WorkflowNode calls nest deeper than %d levels", ENGINE_MAX_DEPTH);
     wfn_call *w = calloc(1, sizeof *w);
     if (!w)
         return node_fail(err, "internal", "out of memory");
     w->conf = c;
     w->call = call;
+    w->io = call->io;
     atomic_init(&w->finished, 0);
     registry *reg = registry_acquire();
-    executor *ex = reg ? registry_find(reg, c->target) : NULL;
-    run *inner = ex ? wfn_submit(c, ex, call, w, err) : NULL;
-    if (!ex)
-        node_fail(err, "internal", "workflow '%.64s' is not loaded", c->target);
+    executor *ex = !reg ? NULL : c->by_file ? registry_find_file(reg, c->target) : registry_find(reg, c->target);
+    int rc = ex ? wfn_submit(c, ex, call, w, err)
+                : node_fail(err, "internal", "workflow %s'%.64s' is not loaded (a reload removed it)",
+                            c->by_file ? "file " : "", c->target);
     registry_release(reg); /* the inner run holds its executor */
-    if (!inner) {
+    if (rc != 0)
         free(w);
-        return -1;
-    }
-    return 0; /* w may be gone already: wfn_finish frees it */
+    return rc; /* on 0, w may be gone already: wfn_finish frees it */
 }
 
 const node_type node_workflow = {
