@@ -15,6 +15,7 @@
  * {"node", "output"}}, each present only when that node ran and has that port) or, for every exit
  * node (no connection out of it) that ran, `<node>_<port>` for each of its ports. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "workflow_node.h"
@@ -130,9 +131,14 @@ static void map_exit_ports(const workflow *wf, json_t *results, json_t *out)
             continue;
         json_object_foreach(node_out, k, v)
         {
-            char name[512];
-            snprintf(name, sizeof name, "%s_%s", wf->nodes[i].id, k);
+            /* sized to fit: nested WorkflowNodes stack their prefixes (call_call_..._port) */
+            size_t len = strlen(wf->nodes[i].id) + strlen(k) + 2;
+            char *name = malloc(len);
+            if (!name)
+                continue;
+            snprintf(name, len, "%s_%s", wf->nodes[i].id, k);
             json_object_set(out, name, v);
+            free(name);
         }
     }
 }

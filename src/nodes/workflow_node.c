@@ -35,9 +35,11 @@
 #include "workflow_node.h"
 
 /* workflow and workflow_dict are the SDK's: listed so that compile can accept its null and refuse
- * anything else with the way out, rather than the loader with "unknown key". */
-const char *const wfn_keys[] = {"workflow_name", "workflow_path", "input_mapping", "output_mapping", "name",
-                                "description",   "workflow",      "workflow_dict", NULL};
+ * anything else with the way out, rather than the loader with "unknown key". `inputs` is the SDK's
+ * declared input: as a config key the file may give it (templates render against the outer run) and
+ * a workflow-wide input of that name reaches the node, as the SDK routes it. */
+const char *const wfn_keys[] = {"workflow_name", "workflow_path", "inputs",   "input_mapping", "output_mapping",
+                                "name",          "description",   "workflow", "workflow_dict", NULL};
 static const char *const wfn_pinned[] = {"workflow_name",  "workflow_path",  "workflow", "workflow_dict",
                                          "input_mapping", "output_mapping", NULL};
 

@@ -136,6 +136,14 @@ def test_by_name_and_by_run(d):
                                            "m_merged_data": {"n": 2}}}
 
 
+def test_a_workflow_input_called_inputs_reaches_the_node(d):
+    # the SDK routes a workflow-level parameter to every node that declares it; WorkflowNode declares
+    # `inputs` (its <node>_<param> names depend on the inner workflow: give those per node)
+    r = d.run("by_name", inputs={"inputs": {"sw": {"input_data": {"n": 6}}}, "sw_input_data": {"n": 1}})
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"]["sub"]["m_merged_data"] == {"n": 6}
+
+
 def test_failed_inner_node_with_on_error_continue(d):
     r = d.run("soft_failing", params={"include": "results"})
     assert r.status_code == 200, r.text

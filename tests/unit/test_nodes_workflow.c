@@ -296,6 +296,21 @@ Test(workflow_map, outputs_are_results_and_exit_ports)
                    "{\"m_merged_data\":[1],\"results\":{\"m\":{\"merged_data\":[1]},\"sw\":{\"true_output\":1}}}");
     assert_outputs("{\"workflow_name\": \"i\"}", "{\"t\": {\"result\": null, \"x\": 2}, \"my_node\": 5}",
                    "{\"results\":{\"my_node\":5,\"t\":{\"result\":null,\"x\":2}},\"t_result\":null,\"t_x\":2}");
+    /* a long port name (nested WorkflowNodes stack prefixes) is kept whole */
+    char port[700], results[800], key[710];
+    memset(port, 'p', sizeof port - 1);
+    port[sizeof port - 1] = '\0';
+    snprintf(results, sizeof results, "{\"t\": {\"%s\": 1}}", port);
+    snprintf(key, sizeof key, "t_%s", port);
+    workflow *wf = inner_wf();
+    wfn_conf *c = compiled("{\"workflow_name\": \"i\"}");
+    json_t *res = parse(results), *out = wfn_map_outputs(c, wf, res);
+    cr_assert_eq(json_integer_value(json_object_get(out, key)), 1);
+    cr_assert_eq(json_object_size(out), 2);
+    json_decref(out);
+    json_decref(res);
+    node_workflow.free(c);
+    workflow_free(wf);
     assert_outputs("{\"workflow_name\": \"i\", \"output_mapping\": {\"out\": {\"node\": \"m\", \"output\": "
                    "\"merged_data\"}, \"merged_data\": {\"node\": \"m\"}, \"gone\": {\"node\": \"zz\"}, \"nope\": "
                    "{\"node\": \"m\", \"output\": \"nope\"}}}",
@@ -572,6 +587,16 @@ static void run_setup(void)
              stuck_port);
     put("stuck", text);
     put("outer_stuck", "{\"nodes\":{" WFN("sub", "stuck") "},\"gateway\":{\"timeout_ms\":20000}}");
+    snprintf(text, sizeof text,
+             "{\"nodes\":{\"call\":{\"node_type\":\"HTTPRequestNode\",\"config\":{\"url\":\"http://127.0.0.1:%d/x\","
+             "\"timeout\":30}}},\"gateway\":{\"timeout_ms\":20000,\"executor\":{\"max_concurrency\":1,"
+             "\"max_queue\":1}}}",
+             stuck_port);
+    put("stuck_q", text);
+    put("outer_stuck_q", "{\"nodes\":{" WFN("sub", "stuck_q") "},\"gateway\":{\"timeout_ms\":20000}}");
+    /* the file gives the inner run's inputs, rendered against the outer run */
+    put("outer_cfg", "{\"nodes\":{\"sub\":{\"node_type\":\"WorkflowNode\",\"config\":{\"workflow_name\":"
+                     "\"inner\",\"inputs\":{\"sw\":{\"input_data\":\"{{ inputs.x }}\"}}}}}}");
     put("outer_short", "{\"nodes\":{" WFN("sub", "stuck") "},\"gateway\":{\"timeout_ms\":300}}");
     /* a node that may block puts the outer run on the pool: the WorkflowNode starts there */
     put("outer_pool", "{\"nodes\":{\"w\":{\"node_type\":\"JSONWriterNode\",\"config\":{\"file_path\":\"h.json\","
@@ -684,6 +709,28 @@ Test(workflow_run, a_nested_run_answers_the_sdks_outputs)
     cr_assert(running_reaches("inner", 0));
 }
 
+Test(workflow_run, the_file_may_give_the_inner_inputs_from_the_outer_run)
+{
+    registry *reg = registry_acquire();
+    executor *ex = registry_find(reg, "outer_cfg");
+    json_t *in = parse("{\"x\": {\"n\": 7}}");
+    waiter w;
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    w.done = 0;
+    run_opts o = {.inputs = in, .done = on_done, .ud = &w};
+    run *r = run_create(ex, &o);
+    run_retain(r);
+    cr_assert_eq(exec_submit(ex, r, 0), EXEC_OK);
+    wait_done(&w);
+    cr_assert_eq(run_get_status(r), RUN_COMPLETED, "%s", run_error_message(r));
+    json_t *got = json_object_get(json_object_get(run_results(r), "sub"), "m_merged_data");
+    cr_assert_eq(json_integer_value(json_object_get(got, "n")), 7);
+    run_release(r);
+    json_decref(in);
+    registry_release(reg);
+}
+
 Test(workflow_run, a_pinned_inner_key_from_the_caller_fails_the_node_with_400)
 {
     waiter w;
@@ -747,6 +794,35 @@ Test(workflow_run, a_full_inner_executor_fails_the_node_overloaded)
     cr_assert_str_eq(run_error_node(b), "sub");
     run_cancel(a);
     wait_done(&w1);
+    run_release(a);
+    run_release(b);
+}
+
+/* A queued inner run leaves its executor's queue when the outer run is cancelled. */
+Test(workflow_run, cancelling_while_the_inner_run_waits_in_its_queue)
+{
+    waiter w1, w2;
+    int rc;
+    run *a = start_run("outer_stuck_q", NULL, &w1, &rc);
+    cr_assert(running_reaches("stuck_q", 1));
+    run *b = start_run("outer_stuck_q", NULL, &w2, &rc);
+    for (int i = 0; i < 400 && exec_queued(find("stuck_q")) != 1; i++)
+        usleep(5000);
+    cr_assert_eq(exec_queued(find("stuck_q")), 1, "the second inner run waits");
+    run_cancel(b);
+    wait_done(&w2);
+    cr_assert_eq(run_get_status(b), RUN_CANCELLED);
+    /* the outer run's end asks its nodes in flight to stop on its loop, just after its done */
+    for (int i = 0; i < 400 && exec_queued(find("stuck_q")) != 0; i++)
+        usleep(5000);
+    cr_assert_eq(exec_queued(find("stuck_q")), 0);
+    cr_assert_eq(exec_running(find("stuck_q")), 1, "the first goes on");
+    run_cancel(a);
+    wait_done(&w1);
+    cr_assert(running_reaches("stuck_q", 0));
+    for (int i = 0; i < 400 && exec_held(find("stuck_q")) != 0; i++)
+        usleep(5000);
+    cr_assert_eq(exec_held(find("stuck_q")), 0, "the queued run's record was let go");
     run_release(a);
     run_release(b);
 }
