@@ -179,7 +179,16 @@ typedef struct http_limits {
 
 /* ---- one request (request.c, memo.c) ---- */
 
-typedef enum http_format { HTTP_FMT_AUTO, HTTP_FMT_JSON, HTTP_FMT_TEXT, HTTP_FMT_BINARY } http_format;
+/* How an answer's body becomes content: auto (JSON when the Content-Type says so, else text), json
+ * (not JSON fails the call), text, binary (base64), or json_or_text (JSON when it parses, else the
+ * text: the SDK RESTClientNode's response_format "json", which falls back to the text). */
+typedef enum http_format {
+    HTTP_FMT_AUTO,
+    HTTP_FMT_JSON,
+    HTTP_FMT_TEXT,
+    HTTP_FMT_BINARY,
+    HTTP_FMT_JSON_OR_TEXT
+} http_format;
 
 /* What a node's literal URL parses to, worked out at compile time (memo.c). Read-only. */
 typedef struct http_url_memo {
@@ -253,7 +262,8 @@ int http_request_body_data(http_request *r, json_t *v, node_error *err);
 
 /* Request headers: inputs.headers, then the auth header (auth_type, auth_token, auth_username,
  * auth_password, api_key_header), then Content-Type for the body and default_accept (may be NULL)
- * when headers don't set them. */
+ * when headers don't set them. A body without a type (a raw string) goes without Content-Type, as
+ * requests sends it: libcurl's default form type is removed. */
 int http_request_headers(http_request *r, json_t *inputs, const char *default_accept, node_error *err);
 
 /* HTTPRequestNode's request but its URL, from inputs: options (response_format default auto), the

@@ -1,15 +1,17 @@
 /* RESTClientNode: a REST call built from base_url + version + resource, where `{name}` slots of the
  * resource are filled from path_params (each value percent-encoded as one path segment), plus
  * query_params and a JSON `data` body. Outputs as the SDK's node (kailash/nodes/api/rest.py):
- *   2xx:  {"data", "status_code", "success": true, "metadata": {url (without the query), method,
- *         response_time_ms, headers, and rate_limit / pagination / links when found (rest_meta.c)}}
- *   else: {"data": null, "status_code", "success": false, "error": "<the body's message> (status: N)",
- *         "error_type": "APIError", "metadata": {}, "recovery_suggestions"}
+ *   2xx:  {"data", "status_code", "success": true, "metadata": {url (as built, before query_params),
+ *         method, response_time_ms, headers, and rate_limit / pagination / links when found
+ *         (rest_meta.c)}}
+ *   else: {"data": null, "status_code", "success": false, "metadata": {}, "error": "<the body's
+ *         message> (status: N)", "error_type": "APIError", "recovery_suggestions"}
  *
  * base_url follows HTTPRequestNode's origin rule. A path parameter can't climb out of its segment:
  * '/' is encoded, and "", "." and ".." are refused (curl would otherwise resolve dot segments).
- * The answer is parsed as JSON when its Content-Type says so, else kept as text; a non-JSON error
- * page from a proxy is then still an answer (success false) rather than a failed node. */
+ * The answer is read as the SDK's node reads it (response_format "json", whose failure falls back
+ * to the text): JSON when it parses, whatever its Content-Type, else text; a non-JSON error page
+ * from a proxy is then still an answer (success false) rather than a failed node. */
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,16 +126,41 @@ static int rest_body(http_request *r, json_t *data, node_error *err)
     return 0;
 }
 
-static int rest_build(const void *compiled, json_t *in, http_request *r, node_error *err)
+/* One call's own state (the exchange's ud): the URL the SDK reports as metadata.url. */
+typedef struct rest_call {
+    char *meta_url; /* owned: base_url/version/resource without query_params or credentials */
+} rest_call;
+
+static void rest_call_free(void *ud)
 {
-    const http_origin_node *n = compiled;
+    rest_call *c = ud;
+    free(c->meta_url);
+    free(c);
+}
+
+/* What rest_build gets as its `compiled`: the node's, and the call's state to fill. */
+typedef struct rest_build_ctx {
+    const http_origin_node *node;
+    rest_call *call;
+} rest_build_ctx;
+
+/* The request from the final inputs; the call's metadata.url on the way. */
+static int rest_build(const void *ctx_, json_t *in, http_request *r, node_error *err)
+{
+    const rest_build_ctx *ctx = ctx_;
     buf url = {0};
     int rc = rest_url_text(in, &url, err);
     if (rc == 0)
-        rc = http_url_parse("base_url", url.data, &n->origin, &r->url, err);
+        rc = http_url_parse("base_url", url.data, &ctx->node->origin, &r->url, err);
     buf_free(&url);
-    if (rc != 0 || http_url_add_query(r->url, "query_params", json_object_get(in, "query_params"), err) != 0 ||
-        http_request_options(r, in, HTTP_FMT_AUTO, err) != 0 || rest_body(r, json_object_get(in, "data"), err) != 0)
+    if (rc != 0)
+        return -1;
+    /* the SDK's metadata.url is the URL it built, before requests adds query_params */
+    if (!(ctx->call->meta_url = http_url_public(r->url)))
+        return node_fail(err, "internal", "out of memory building the URL");
+    if (http_url_add_query(r->url, "query_params", json_object_get(in, "query_params"), err) != 0 ||
+        http_request_options(r, in, HTTP_FMT_JSON_OR_TEXT, err) != 0 ||
+        rest_body(r, json_object_get(in, "data"), err) != 0)
         return -1;
     return http_request_headers(r, in, "application/json", err);
 }
@@ -148,11 +175,13 @@ static int rest_put(json_t *o, const char *key, json_t *v)
  * the body, and HTTPRequestNode's recovery_suggestions. */
 static json_t *rest_error_outputs(const http_answer *a)
 {
+    /* in the SDK's order: its output schema's ports (data, status_code, success, metadata) first */
     json_t *out = json_object();
     if (!out || rest_put(out, "data", json_null()) != 0 ||
         rest_put(out, "status_code", json_integer(a->status_code)) != 0 ||
-        rest_put(out, "success", json_false()) != 0 || rest_put(out, "error", rest_meta_error(a->content, a->status_code)) != 0 ||
-        rest_put(out, "error_type", json_string("APIError")) != 0 || rest_put(out, "metadata", json_object()) != 0 ||
+        rest_put(out, "success", json_false()) != 0 || rest_put(out, "metadata", json_object()) != 0 ||
+        rest_put(out, "error", rest_meta_error(a->content, a->status_code)) != 0 ||
+        rest_put(out, "error_type", json_string("APIError")) != 0 ||
         rest_put(out, "recovery_suggestions", http_recovery_suggestions(a->status_code)) != 0) {
         json_decref(out);
         return NULL;
@@ -160,34 +189,47 @@ static json_t *rest_error_outputs(const http_answer *a)
     return out;
 }
 
-static json_t *rest_outputs(http_exchange *ex, const http_answer *a)
+/* metadata of a 2xx answer: url, method, response_time_ms, headers, then what rest_meta finds. */
+static json_t *rest_metadata(const rest_call *c, const http_answer *a)
 {
-    (void)ex;
-    if (a->status_code < 200 || a->status_code >= 300)
-        return rest_error_outputs(a);
-    json_t *out = json_object(), *meta = json_object();
-    /* the SDK's metadata.url is the URL it built, before requests adds query_params */
-    size_t url_len = strcspn(a->url, "?#");
-    if (!out || !meta || rest_put(meta, "url", json_stringn(a->url, url_len)) != 0 ||
+    json_t *meta = json_object();
+    if (!meta || rest_put(meta, "url", json_string(c->meta_url ? c->meta_url : a->url)) != 0 ||
         rest_put(meta, "method", json_string(a->method)) != 0 ||
         rest_put(meta, "response_time_ms", json_real(a->response_time_ms)) != 0 ||
-        rest_put(meta, "headers", json_incref(a->headers)) != 0 || rest_meta_extract(meta, a->headers, a->content) != 0 ||
-        rest_put(out, "data", json_incref(a->content)) != 0 ||
-        rest_put(out, "status_code", json_integer(a->status_code)) != 0 ||
-        rest_put(out, "success", json_true()) != 0 || rest_put(out, "metadata", json_incref(meta)) != 0) {
-        json_decref(out);
+        rest_put(meta, "headers", json_incref(a->headers)) != 0 ||
+        rest_meta_extract(meta, a->headers, a->content) != 0) {
         json_decref(meta);
         return NULL;
     }
-    json_decref(meta);
+    return meta;
+}
+
+static json_t *rest_outputs(http_exchange *ex, const http_answer *a)
+{
+    if (a->status_code < 200 || a->status_code >= 300)
+        return rest_error_outputs(a);
+    json_t *out = json_object();
+    if (!out || rest_put(out, "data", json_incref(a->content)) != 0 ||
+        rest_put(out, "status_code", json_integer(a->status_code)) != 0 || rest_put(out, "success", json_true()) != 0 ||
+        rest_put(out, "metadata", rest_metadata(http_exchange_ud(ex), a)) != 0) {
+        json_decref(out);
+        return NULL;
+    }
     return out;
 }
 
-static const http_hooks rest_hooks = {.outputs = rest_outputs};
+static const http_hooks rest_hooks = {.outputs = rest_outputs, .free_ud = rest_call_free};
 
 static int rest_start(const void *compiled, node_call *call, node_error *err)
 {
-    return http_origin_node_start(compiled, call, &rest_hooks, rest_build, err);
+    const http_origin_node *n = compiled;
+    if (http_base_check_inputs(&n->base, call->inputs, err) != 0)
+        return -1;
+    rest_call *c = calloc(1, sizeof *c);
+    if (!c)
+        return node_fail(err, "internal", "out of memory");
+    rest_build_ctx ctx = {n, c};
+    return http_exchange_run(call, &n->base.lim, &rest_hooks, c, rest_build, &ctx, err);
 }
 
 static int rest_has_output(const void *compiled, const char *port)

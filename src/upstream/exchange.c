@@ -190,46 +190,6 @@ static size_t http_on_body(char *p, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. Same rules as jansson's check. */
-static size_t http_utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len = c < 0x80                 ? 1
-                 : c >= 0xC2 && c <= 0xDF ? 2
-                 : c >= 0xE0 && c <= 0xEF ? 3
-                 : c >= 0xF0 && c <= 0xF4 ? 4
-                                          : 0;
-    if (len == 0 || len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] > 0x9F) || (c == 0xF0 && s[1] < 0x90) ||
-        (c == 0xF4 && s[1] > 0x8F))
-        return 0; /* overlong, surrogate, or past U+10FFFF */
-    return len;
-}
-
-/* A JSON string of n bytes; invalid UTF-8 becomes U+FFFD. New reference or NULL. */
-static json_t *http_text_json(const char *p, size_t n)
-{
-    json_t *s = json_stringn(p, n);
-    if (s)
-        return s;
-    buf b = {0};
-    for (size_t i = 0; i < n;) {
-        size_t k = http_utf8_seq((const unsigned char *)p + i, n - i);
-        if (buf_append(&b, k ? p + i : "\xEF\xBF\xBD", k ? k : 3) != 0) {
-            buf_free(&b);
-            return NULL;
-        }
-        i += k ? k : 1;
-    }
-    s = json_stringn(b.data ? b.data : "", b.len);
-    buf_free(&b);
-    return s;
-}
-
 /* A header line's name: surrounding blanks off. Its value: leading blanks and the line end off,
  * trailing blanks kept, as the SDK's requests (http.client) keeps them. */
 static void http_trim(const char **p, const char **end, int keep_trailing)
@@ -649,50 +609,20 @@ static http_outcome http_classify(http_exchange *ex, up_code rc, node_error *err
 
 /* ---- the answer ---- */
 
-static int http_is_json_type(json_t *ct)
-{
-    if (!json_is_string(ct))
-        return 0;
-    const char *s = json_string_value(ct);
-    size_t n = strcspn(s, ";");
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-        n--;
-    return (n == 16 && strncasecmp(s, "application/json", 16) == 0) ||
-           (n > 5 && strncasecmp(s + n - 5, "+json", 5) == 0);
-}
-
-static json_t *http_base64_json(const char *p, size_t n)
-{
-    char *b64 = NULL;
-    if (http_base64((const unsigned char *)p, n, &b64) != 0)
-        return NULL;
-    json_t *s = json_string(b64);
-    free(b64);
-    return s;
-}
-
-/* The body as the response_format says. *content is a new reference. */
+/* The body as the response_format says (content.c). *content is a new reference. */
 static int http_content(http_exchange *ex, json_t **content, node_error *err)
 {
-    http_format fmt = ex->req.format;
-    if (fmt == HTTP_FMT_AUTO)
-        fmt = http_is_json_type(http_header_get(ex->rheaders, "Content-Type")) ? HTTP_FMT_JSON : HTTP_FMT_TEXT;
-    const char *p = ex->body.data ? ex->body.data : "";
-    size_t n = ex->body.len;
-    if (fmt == HTTP_FMT_JSON) {
-        json_error_t jerr;
-        /* No body (HEAD, 204) has nothing to parse: null. */
-        *content = n == 0 ? json_null() : json_loadb(p, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-        if (!*content) {
-            char origin[280];
-            http_request_origin_text(&ex->req, origin, sizeof origin);
-            return node_fail(err, "upstream_error", "%s %s: the answer is not valid JSON (line %d: %.80s)",
-                             ex->req.method, origin, jerr.line, jerr.text);
-        }
-        return 0;
+    json_error_t jerr;
+    json_t *ct = http_header_get(ex->rheaders, "Content-Type");
+    int rc = http_content_make(ex->req.format, json_string_value(ct), ex->body.data ? ex->body.data : "",
+                               ex->body.len, content, &jerr);
+    if (rc == 1) {
+        char origin[280];
+        http_request_origin_text(&ex->req, origin, sizeof origin);
+        return node_fail(err, "upstream_error", "%s %s: the answer is not valid JSON (line %d: %.80s)",
+                         ex->req.method, origin, jerr.line, jerr.text);
     }
-    *content = fmt == HTTP_FMT_BINARY ? http_base64_json(p, n) : http_text_json(p, n);
-    return *content ? 0 : node_fail(err, "internal", "out of memory reading the answer");
+    return rc == 0 ? 0 : node_fail(err, "internal", "out of memory reading the answer");
 }
 
 static void http_finish_answer(http_exchange *ex)

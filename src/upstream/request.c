@@ -512,6 +512,8 @@ int http_request_headers(http_request *r, json_t *inputs, const char *default_ac
     if (r->body && r->body_type && !has_ct) {
         snprintf(line, sizeof line, "Content-Type: %s", r->body_type);
         rc |= http_add_line(r, line);
+    } else if (!has_ct) {
+        rc |= http_add_line(r, "Content-Type:"); /* a raw body has none (requests'); not curl's form type */
     }
     if (default_accept && !has_accept) {
         snprintf(line, sizeof line, "Accept: %s", default_accept);

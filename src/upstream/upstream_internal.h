@@ -42,4 +42,15 @@ int http_is_token(const char *s);
 /* request.c: standard base64 of n bytes into *out (caller frees). 0 or -1. */
 int http_base64(const unsigned char *in, size_t n, char **out);
 
+/* content.c: n bytes as a JSON string, invalid UTF-8 as U+FFFD. New reference or NULL. */
+json_t *http_text_json(const char *p, size_t n);
+/* content.c: a Content-Type value (NULL: none) says JSON: application/json or a +json type. */
+int http_is_json_type(const char *ctype);
+/* content.c: an answer's body (n bytes at p) as a node's content, per fmt and the answer's
+ * Content-Type value (NULL: none; its charset decodes text). 0 with *content (a new reference);
+ * 1 when fmt (or auto by the type) is json and the body is not JSON (jerr says why); -1 out of
+ * memory. */
+int http_content_make(http_format fmt, const char *ctype, const char *p, size_t n, json_t **content,
+                      json_error_t *jerr);
+
 #endif

@@ -687,7 +687,8 @@ Test(http, methods_put_delete_head_and_form_data)
                    10000);
     cr_assert_eq(r.rc, 0, "%s", r.err.message);
     cr_assert_eq(json_integer_value(at(r.out, "status_code")), 200);
-    cr_assert(json_is_null(at(r.out, "response.content")), "HEAD has no body to parse");
+    /* the SDK: response.json() fails on the empty body and it keeps response.text, "" */
+    cr_assert_str_eq(json_string_value(at(r.out, "response.content")), "", "HEAD's empty body is \"\"");
     result_free(&r);
     srv_stop(s);
 }
@@ -1303,6 +1304,152 @@ Test(http, rest_posts_json_data_and_reports_errors_as_answers)
                      "Verify the URL path is correct");
     cr_assert_eq(json_object_size(r.out), 7);
     result_free(&r);
+    srv_stop(s);
+}
+
+/* One request to a raw upstream answering `answer`: the node's outputs (owned by the caller). */
+static json_t *raw_answer_outputs(const node_type *t, const char *answer, const char *extra_config)
+{
+    raw_srv *raw = raw_start_with(RAW_FIXED, answer);
+    json_t *config = t == &node_rest_client
+                         ? jsonf("{\"base_url\": \"http://127.0.0.1:%d\", \"resource\": \"r\"%s}", raw->port, extra_config)
+                         : jsonf("{\"url\": \"http://127.0.0.1:%d/r\"%s}", raw->port, extra_config);
+    result r = run_config(t, config, 10000);
+    raw_stop(raw);
+    cr_assert_eq(r.rc, 0, "%s: %s", r.err.code, r.err.message);
+    return r.out;
+}
+
+/* Text is decoded by its charset as requests decodes it (outputs recorded with the SDK 2.63), except
+ * a text/ type without a charset: UTF-8 here, ISO-8859-1 in requests (a deliberate difference). */
+Test(http, text_is_decoded_by_its_charset)
+{
+    static const char *const cases[][2] = {
+        {"Content-Type: text/plain; Charset=\"ISO-8859-1\"\r\nContent-Length: 5\r\n\r\ncaf\xe9!", "caf\xc3\xa9!"},
+        {"Content-Type: text/html; charset=windows-1252\r\nContent-Length: 5\r\n\r\n\x80\x81\x93x\x94",
+         "\xe2\x82\xac\xef\xbf\xbd\xe2\x80\x9cx\xe2\x80\x9d"},
+        {"Content-Type: text/plain; charset=us-ascii\r\nContent-Length: 4\r\n\r\na\xc3\xa9" "b",
+         "a\xef\xbf\xbd\xef\xbf\xbd" "b"},
+        {"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 5\r\n\r\na\xc3\xa9" "b\xff",
+         "a\xc3\xa9" "b\xef\xbf\xbd"},
+        {"Content-Type: text/plain\r\nContent-Length: 4\r\n\r\na\xc3\xa9" "b", "a\xc3\xa9" "b"},
+    };
+    char answer[512];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(answer, sizeof answer, "HTTP/1.1 200 OK\r\n%s", cases[i][0]);
+        json_t *out = raw_answer_outputs(&node_http_request, answer, "");
+        cr_assert_str_eq(json_string_value(at(out, "response.content")), cases[i][1], "case %zu", i);
+        json_decref(out);
+        out = raw_answer_outputs(&node_rest_client, answer, "");
+        cr_assert_str_eq(json_string_value(at(out, "data")), cases[i][1], "rest case %zu", i);
+        json_decref(out);
+    }
+}
+
+/* JSON is parsed from the decoded text, as response.json() does: a bad UTF-8 byte inside a string
+ * is U+FFFD, a Latin-1 charset is honoured. */
+Test(http, json_is_parsed_from_its_decoded_text)
+{
+    json_t *out = raw_answer_outputs(&node_http_request,
+                                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n"
+                                     "{\"k\": \"a\xff" "b\", \"n\": 1}",
+                                     "");
+    cr_assert_str_eq(json_string_value(at(out, "response.content.k")), "a\xef\xbf\xbd" "b");
+    cr_assert_eq(json_integer_value(at(out, "response.content.n")), 1);
+    json_decref(out);
+    out = raw_answer_outputs(&node_http_request,
+                             "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=iso-8859-1\r\n"
+                             "Content-Length: 13\r\n\r\n{\"k\": \"caf\xe9\"}",
+                             "");
+    cr_assert_str_eq(json_string_value(at(out, "response.content.k")), "caf\xc3\xa9");
+    json_decref(out);
+    /* an empty JSON answer is "" (the SDK keeps the text when response.json() fails) */
+    out = raw_answer_outputs(&node_http_request,
+                             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n",
+                             ", \"response_format\": \"json\"");
+    cr_assert_str_eq(json_string_value(at(out, "response.content")), "");
+    json_decref(out);
+}
+
+/* RESTClientNode asks for JSON as the SDK's does (response_format "json", falling back to the
+ * text): a JSON body is parsed whatever its Content-Type, anything else stays text. */
+Test(http, rest_parses_json_whatever_its_type_and_keeps_other_text)
+{
+    static const char *const cases[][2] = {
+        {"Content-Type: text/plain\r\nContent-Length: 8\r\n\r\n{\"k\": 1}", "{\"k\":1}"},
+        {"Content-Length: 8\r\n\r\n{\"k\": 2}", "{\"k\":2}"},
+        {"Content-Type: application/json\r\nContent-Length: 9\r\n\r\nnot json{", "\"not json{\""},
+        {"Content-Type: application/json\r\nContent-Length: 0\r\n\r\n", "\"\""},
+        {"Content-Type: text/html\r\nContent-Length: 9\r\n\r\n<p>hi</p>", "\"<p>hi</p>\""},
+    };
+    char answer[512];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(answer, sizeof answer, "HTTP/1.1 200 OK\r\n%s", cases[i][0]);
+        json_t *out = raw_answer_outputs(&node_rest_client, answer, "");
+        char *data = json_dumps(at(out, "data"), JSON_ENCODE_ANY | JSON_COMPACT);
+        cr_assert_str_eq(data, cases[i][1], "case %zu", i);
+        cr_assert(json_is_true(at(out, "success")));
+        free(data);
+        json_decref(out);
+    }
+    /* a 418 with a body that is not JSON is still the SDK's error answer, not a failed node */
+    json_t *out = raw_answer_outputs(&node_rest_client,
+                                     "HTTP/1.1 418 Teapot\r\nContent-Type: application/json\r\n"
+                                     "Content-Length: 7\r\n\r\n{broken",
+                                     "");
+    cr_assert_str_eq(json_string_value(at(out, "error")), "Unknown error (status: 418)");
+    /* the SDK's key order: its output schema's ports first */
+    const char *want[] = {"data", "status_code", "success", "metadata", "error", "error_type", "recovery_suggestions"};
+    size_t i = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(out, k, v) cr_assert_str_eq(k, want[i++]);
+    cr_assert_eq(i, 7);
+    json_decref(out);
+}
+
+/* metadata.url is the URL the SDK built (base_url/version/resource, a query written in the
+ * resource included) before query_params are added; credentials never show. */
+Test(http, rest_metadata_url_is_the_built_url)
+{
+    srv *s = srv_start();
+    result r = run_config(&node_rest_client,
+                          jsonf("{\"base_url\": \"http://user:pw@127.0.0.1:%d/\", \"resource\": \"/echo?x=1\","
+                                " \"query_params\": {\"q\": \"z\"}}",
+                                s->port),
+                          10000);
+    cr_assert_eq(r.rc, 0, "%s: %s", r.err.code, r.err.message);
+    char want[96];
+    snprintf(want, sizeof want, "http://127.0.0.1:%d/echo?x=1", s->port);
+    cr_assert_str_eq(json_string_value(at(r.out, "metadata.url")), want);
+    cr_assert_str_eq(json_string_value(at(r.out, "data.query")), "x=1&q=z");
+    result_free(&r);
+    srv_stop(s);
+}
+
+/* A raw string body goes without Content-Type, as requests sends it (libcurl would label it a
+ * form), and so does a POST without a body; an object `data` is a form. */
+Test(http, raw_body_has_no_content_type)
+{
+    srv *s = srv_start();
+    for (int plain = 0; plain < 2; plain++) {
+        http_wire_enable(plain);
+        result r = run_config(&node_http_request,
+                              jsonf("{\"url\": \"http://127.0.0.1:%d/echo\", \"method\": \"POST\", \"data\": \"raw\"}",
+                                    s->port),
+                              10000);
+        cr_assert_eq(r.rc, 0, "%s: %s", r.err.code, r.err.message);
+        cr_assert_str_eq(json_string_value(at(r.out, "response.content.body")), "raw");
+        cr_assert_null(at(r.out, "response.content.headers.content-type"), "plain %d", plain);
+        result_free(&r);
+        r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/echo\", \"method\": \"POST\"}", s->port),
+                       10000);
+        cr_assert_eq(r.rc, 0, "%s: %s", r.err.code, r.err.message);
+        cr_assert_null(at(r.out, "response.content.headers.content-type"), "plain %d", plain);
+        cr_assert_str_eq(json_string_value(at(r.out, "response.content.headers.content-length")), "0");
+        result_free(&r);
+    }
+    http_wire_enable(1);
     srv_stop(s);
 }
 
