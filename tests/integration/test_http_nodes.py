@@ -89,6 +89,12 @@ def build(up, canary):
                                      path_params={"name": "meta"}, query_params={"q": "a b"})}),
         "rest_status": wf({"api": node("RESTClientNode", base_url=U, resource="status/{code}",
                                        path_params={"code": "{{ inputs.code }}"})}),
+        "raw_auto": wf({"call": http(U + "/raw/{{ inputs.name }}", response_format="auto")}),
+        "rest_raw": wf({"api": node("RESTClientNode", base_url=U, resource="raw/{name}",
+                                    path_params={"name": "{{ inputs.name }}"})}),
+        "rest_resource_query": wf({"api": node("RESTClientNode", base_url=U + "/echo", resource="items?x=1",
+                                               query_params={"q": "a b"})}),
+        "raw_body": wf({"call": http(U + "/echo/raw", method="POST", data="raw text")}),
     }
 
 
@@ -284,6 +290,55 @@ def test_rest_error_answer_as_the_sdk(d, code):
                    "error": "Unknown error (status: %d)" % code, "error_type": "APIError", "metadata": {},
                    "recovery_suggestions": out["recovery_suggestions"]}
     assert len(out["recovery_suggestions"]) == 3
+
+
+# The SDK's outputs (kailash 2.63, LocalRuntime with content-aware detection off) for upstream.py's
+# RAW answers, response_time_ms left out: bodies read by their charset, JSON parsed from the decoded
+# text (a bad byte is U+FFFD), an empty JSON body is "", and RESTClientNode parses JSON whatever the
+# Content-Type (its response_format "json", falling back to the text).
+SDK_BODIES = {
+    ("raw_auto", "latin1_text"): {"response": {"status_code": 200, "headers": {"Content-Type": "text/plain; charset=ISO-8859-1", "Content-Length": "5"}, "content_type": "text/plain; charset=ISO-8859-1", "content": "caf\u00e9!", "url": "{U}/raw/latin1_text"}, "status_code": 200, "success": True},
+    ("raw_auto", "cp1252_text"): {"response": {"status_code": 200, "headers": {"Content-Type": "text/html; charset=windows-1252", "Content-Length": "4"}, "content_type": "text/html; charset=windows-1252", "content": "\u20ac\u201cx\u201d", "url": "{U}/raw/cp1252_text"}, "status_code": 200, "success": True},
+    ("raw_auto", "json_as_text"): {"response": {"status_code": 200, "headers": {"Content-Type": "text/plain", "Content-Length": "8"}, "content_type": "text/plain", "content": "{\"k\": 1}", "url": "{U}/raw/json_as_text"}, "status_code": 200, "success": True},
+    ("raw_auto", "empty_json"): {"response": {"status_code": 200, "headers": {"Content-Type": "application/json", "Content-Length": "0"}, "content_type": "application/json", "content": "", "url": "{U}/raw/empty_json"}, "status_code": 200, "success": True},
+    ("raw_auto", "bad_utf8_json"): {"response": {"status_code": 200, "headers": {"Content-Type": "application/json", "Content-Length": "12"}, "content_type": "application/json", "content": {"k": "a\ufffdb"}, "url": "{U}/raw/bad_utf8_json"}, "status_code": 200, "success": True},
+    ("rest_raw", "latin1_text"): {"data": "caf\u00e9!", "status_code": 200, "success": True, "metadata": {"url": "{U}/raw/latin1_text", "method": "GET", "headers": {"Content-Type": "text/plain; charset=ISO-8859-1", "Content-Length": "5"}}},
+    ("rest_raw", "cp1252_text"): {"data": "\u20ac\u201cx\u201d", "status_code": 200, "success": True, "metadata": {"url": "{U}/raw/cp1252_text", "method": "GET", "headers": {"Content-Type": "text/html; charset=windows-1252", "Content-Length": "4"}}},
+    ("rest_raw", "json_as_text"): {"data": {"k": 1}, "status_code": 200, "success": True, "metadata": {"url": "{U}/raw/json_as_text", "method": "GET", "headers": {"Content-Type": "text/plain", "Content-Length": "8"}}},
+    ("rest_raw", "empty_json"): {"data": "", "status_code": 200, "success": True, "metadata": {"url": "{U}/raw/empty_json", "method": "GET", "headers": {"Content-Type": "application/json", "Content-Length": "0"}}},
+    ("rest_raw", "bad_utf8_json"): {"data": {"k": "a\ufffdb"}, "status_code": 200, "success": True, "metadata": {"url": "{U}/raw/bad_utf8_json", "method": "GET", "headers": {"Content-Type": "application/json", "Content-Length": "12"}}},
+    ("rest_raw", "teapot"): {"data": None, "status_code": 418, "success": False, "metadata": {}, "error": "Unknown error (status: 418)", "error_type": "APIError", "recovery_suggestions": ["Check API documentation for this status code", "Verify request format and parameters", "Review response body for error details"]},
+}
+
+
+def _without_timing(out):
+    for part in ("response", "metadata"):
+        if isinstance(out.get(part), dict):
+            out[part].pop("response_time_ms", None)
+    return out
+
+
+@pytest.mark.parametrize("wf_name,name", sorted(SDK_BODIES))
+def test_bodies_are_read_as_the_sdk_reads_them(d, upstream, wf_name, name):
+    out = ok(d.run(wf_name, {"name": name}))["outputs"]
+    got = _without_timing(out["call" if wf_name == "raw_auto" else "api"])
+    want = json.loads(json.dumps(SDK_BODIES[(wf_name, name)]).replace("{U}", upstream.base))
+    assert got == want
+    assert list(got) == list(want)  # the SDK's key order too
+
+
+def test_rest_metadata_url_keeps_a_query_written_in_the_resource(d, upstream):
+    """The SDK's metadata.url is the URL it built: a query in the resource stays, query_params don't."""
+    out = ok(d.run("rest_resource_query"))["outputs"]["api"]
+    assert out["metadata"]["url"] == upstream.base + "/echo/items?x=1"
+    assert out["data"]["query"] == {"x": "1", "q": "a b"}
+
+
+def test_raw_string_body_goes_without_content_type(d):
+    """requests sends a str body without Content-Type (libcurl would call it a form)."""
+    seen = ok(d.run("raw_body"))["outputs"]["call"]["response"]["content"]
+    assert seen["body"] == "raw text" and seen["headers"]["content-length"] == "8"
+    assert "content-type" not in seen["headers"]
 
 
 def test_sdk_export_defaults_and_redacted_values_from_config_overrides(d):

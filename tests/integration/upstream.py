@@ -58,6 +58,15 @@ RAW = {
              b"x-ratelimit-remaining: 7\r\nX-Trail: v  \r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n"
              b"Link: </raw/meta?page=3>; rel=\"next\", </raw/meta?page=1>; rel=\"prev\"\r\n"
              b"Content-Length: %d\r\n\r\n%s" % (len(META_BODY), META_BODY)),
+    # bodies as the SDK reads them: by their charset, JSON whatever the type (RESTClientNode), text
+    # when JSON fails
+    "latin1_text": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=ISO-8859-1\r\nContent-Length: 5\r\n\r\ncaf\xe9!",
+    "cp1252_text": b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=windows-1252\r\nContent-Length: 4\r\n\r\n"
+                   b"\x80\x93x\x94",
+    "json_as_text": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\n{\"k\": 1}",
+    "empty_json": JSON_200 + b"Content-Length: 0\r\n\r\n",
+    "bad_utf8_json": JSON_200 + b"Content-Length: 12\r\n\r\n{\"k\": \"a\xffb\"}",
+    "teapot": b"HTTP/1.1 418 I'm a teapot\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n{broken",
 }
 STRAY_BODY = b'{"stray":true}'
 STRAY = JSON_200 + b"Content-Length: %d\r\n\r\n" % len(STRAY_BODY) + STRAY_BODY
