@@ -467,7 +467,7 @@ Test(workflow_calls, diamonds_and_shared_deep_chains)
           "\"b\":{\"node_type\":\"WorkflowNode\",\"config\":{\"workflow_name\":\"d1\"}}}}",
           f);
     fclose(f);
-    char name[8], next[8];
+    char name[16], next[16];
     for (int i = 1; i < 8; i++) {
         snprintf(name, sizeof name, "d%d", i);
         snprintf(next, sizeof next, "d%d", i + 1);
