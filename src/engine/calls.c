@@ -7,7 +7,8 @@
  * a message that spells out the chain ("a (node 'x') -> b (node 'y') -> a"). The walk never goes
  * deeper than ENGINE_MAX_DEPTH + 1, so a long chain costs no deep recursion. The levels below a
  * workflow already walked are remembered for the rest of that walk (a diamond costs one walk of its
- * shared part), which makes a check O(workflows + calls). */
+ * shared part), which makes a check O(workflows + calls); a workflow without WorkflowNodes costs one
+ * look at its nodes. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,11 +29,20 @@ typedef struct calls_walk {
     size_t culprit;
 } calls_walk;
 
-static long calls_index(const registry *r, const executor *ex)
+/* The index of the workflow called name in r (sorted by name), or -1. */
+static long calls_index_of_name(const registry *r, const char *name)
 {
-    for (size_t i = 0; ex && i < registry_count(r); i++)
-        if (registry_at(r, i) == ex)
-            return (long)i;
+    size_t lo = 0, hi = registry_count(r);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(exec_workflow(registry_at(r, mid))->name, name);
+        if (c == 0)
+            return (long)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return -1;
 }
 
@@ -43,8 +53,21 @@ static long calls_target(const registry *r, const wf_node *n, const char **targe
     *target = n->type->calls_workflow ? n->type->calls_workflow(n->compiled, by_file) : NULL;
     if (!*target)
         return -1;
-    long j = calls_index(r, *by_file ? registry_find_file(r, *target) : registry_find(r, *target));
+    executor *ex = *by_file ? registry_find_file(r, *target) : NULL;
+    long j = *by_file ? -1 : calls_index_of_name(r, *target);
+    for (size_t i = 0; ex && i < registry_count(r) && j < 0; i++) /* by file: rare, and linear anyway */
+        if (registry_at(r, i) == ex)
+            j = (long)i;
     return j < 0 ? -2 : j;
+}
+
+static int calls_any(const workflow *wf)
+{
+    int by_file;
+    for (size_t k = 0; k < wf->nnodes; k++)
+        if (wf->nodes[k].type->calls_workflow && wf->nodes[k].type->calls_workflow(wf->nodes[k].compiled, &by_file))
+            return 1;
+    return 0;
 }
 
 static const char *calls_name(const calls_walk *w, size_t i)
@@ -134,6 +157,10 @@ static int calls_walk_from(calls_walk *w, size_t i, size_t d)
 
 int registry_calls_check(const registry *r, size_t i, char **why, size_t *culprit)
 {
+    *why = NULL;
+    *culprit = i;
+    if (!calls_any(exec_workflow(registry_at(r, i))))
+        return 0; /* most workflows: no walk, no per-workflow arrays */
     size_t n = registry_count(r);
     calls_walk w = {.r = r,
                     .state = calloc(n, 1),
@@ -141,8 +168,6 @@ int registry_calls_check(const registry *r, size_t i, char **why, size_t *culpri
                     .below = calloc(n, sizeof *w.below),
                     .below_node = calloc(n, sizeof *w.below_node)};
     int rc = 0;
-    *why = NULL;
-    *culprit = i;
     for (size_t k = 0; w.below && k < n; k++)
         w.below[k] = -1; /* a workflow not walked yet has nothing below it to show */
     if (!w.state || !w.height || !w.below || !w.below_node) {
