@@ -4,11 +4,12 @@
  * One depth-first walk per workflow, from it down its calls: a call to a workflow that is not loaded,
  * a call back to a workflow already on the walk's path (a loop: A -> A, A -> B -> A), or a chain that
  * puts a run more than ENGINE_MAX_DEPTH levels below the one a request started, fails the check with
- * a message that spells out the chain ("a (node 'x') -> b (node 'y') -> a"). The walk never goes
- * deeper than ENGINE_MAX_DEPTH + 1, so a long chain costs no deep recursion. The levels below a
- * workflow already walked are remembered for the rest of that walk (a diamond costs one walk of its
- * shared part), which makes a check O(workflows + calls); a workflow without WorkflowNodes costs one
- * look at its nodes. */
+ * a message that spells out the chain ("a (node 'x') -> b (node 'y') -> a"); so does a calling node
+ * whose pinned keys gateway.overridable opens (a request would then seem to choose what runs). The
+ * walk never goes deeper than ENGINE_MAX_DEPTH + 1, so a long chain costs no deep recursion. The
+ * levels below a workflow already walked are remembered for the rest of that walk (a diamond costs
+ * one walk of its shared part), which makes a check O(workflows + calls); a workflow without
+ * WorkflowNodes costs one look at its nodes. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -121,6 +122,29 @@ static int calls_fail_deep(calls_walk *w, size_t d, long j)
     return -1;
 }
 
+/* A pinned key of a calling node that gateway.overridable opens: a request could then set the
+ * workflow it runs (or its mappings), which the compiled call ignores; refused, not ignored. */
+static const char *calls_opened_key(const wf_node *n)
+{
+    for (char **k = n->open_keys; k && *k; k++)
+        for (const char *const *p = n->type->pinned_keys; p && *p; p++)
+            if (strcmp(*p, *k) == 0)
+                return *k;
+    return NULL;
+}
+
+static int calls_fail_opened(calls_walk *w, size_t d, const char *key)
+{
+    buf_appendf(&w->why, "gateway.overridable may not open a WorkflowNode's '%s' (the workflow file chooses the "
+                         "workflow it runs, never a request): ",
+                key);
+    for (size_t k = 0; k < d; k++)
+        buf_appendf(&w->why, "%s (node '%s') -> ", calls_name(w, w->path[k]), w->path_node[k]);
+    buf_appendf(&w->why, "%s (node '%s')", calls_name(w, w->path[d]), w->path_node[d]);
+    w->culprit = w->path[d];
+    return -1;
+}
+
 /* Walks workflow i, at level d of the path (d calls below the workflow the check started from). */
 static int calls_walk_from(calls_walk *w, size_t i, size_t d)
 {
@@ -135,6 +159,9 @@ static int calls_walk_from(calls_walk *w, size_t i, size_t d)
         if (j == -1)
             continue;
         w->path_node[d] = wf->nodes[k].id;
+        const char *opened = calls_opened_key(&wf->nodes[k]);
+        if (opened)
+            return calls_fail_opened(w, d, opened);
         if (j == -2)
             return calls_fail_missing(w, d, target, by_file);
         if (w->state[j] == CW_ON_PATH)

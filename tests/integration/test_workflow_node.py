@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import assert_error, closed_port
+from conftest import assert_error, closed_port, run_cli, write_json
 from wfs import conn, fixture, http, node, transform, wf
 
 SDK = json.loads(fixture("sdk_workflow_node"))
@@ -294,6 +294,18 @@ def test_check_lists_the_chains(d):
     r = d.reload()
     problems = " ".join(e["message"] for e in r.json()["errors"])
     assert problems.count("WorkflowNode calls") >= 7
+
+
+def test_check_exits_non_zero_naming_the_chain(tmp_path):
+    write_json(str(tmp_path / "k.json"), {"workflows_dir": "wf", "data_dir": "var"})
+    (tmp_path / "var").mkdir()
+    write_json(str(tmp_path / "wf" / "a.json"), wf({"x": sub(workflow_name="b")}))
+    write_json(str(tmp_path / "wf" / "b.json"), wf({"y": sub(workflow_name="a")}))
+    write_json(str(tmp_path / "wf" / "ok.json"), SDK["inner"]["inner"])
+    r = run_cli(["--check", "--config", "k.json"], cwd=str(tmp_path))
+    assert r.returncode != 0, r.stdout
+    assert "wf/a.json: WorkflowNode calls loop back: a (node 'x') -> b (node 'y') -> a" in r.stdout, r.stdout
+    assert "1 workflow(s) loaded, 2 problem(s)" in r.stdout, r.stdout
 
 
 # ---- reload ------------------------------------------------------------------------------------------

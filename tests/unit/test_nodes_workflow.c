@@ -500,6 +500,34 @@ Test(workflow_calls, a_long_chain_costs_no_deep_walk, .timeout = 20)
     registry_release(r);
 }
 
+/* gateway.overridable can't open what chooses the inner workflow (the call is compiled: it would be
+ * ignored); a caller of such a workflow is left out with it. Opening another key is fine. */
+Test(workflow_calls, overridable_may_not_open_the_call)
+{
+    write_wf("leaf", NULL, 0, 1);
+    char path[256];
+    snprintf(path, sizeof path, "%s/wf/opened.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\"nodes\":{\"call\":{\"node_type\":\"WorkflowNode\",\"config\":{\"workflow_name\":\"leaf\"}}},"
+          "\"gateway\":{\"overridable\":{\"call\":[\"description\",\"workflow_name\"]}}}",
+          f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/wf/fine.json", dir);
+    f = fopen(path, "w");
+    fputs("{\"nodes\":{\"call\":{\"node_type\":\"WorkflowNode\",\"config\":{\"workflow_name\":\"leaf\"}}},"
+          "\"gateway\":{\"overridable\":{\"call\":[\"description\"]}}}",
+          f);
+    fclose(f);
+    call("caller", "opened");
+    registry *r = load(NULL);
+    assert_error_has(r, "opened", "gateway.overridable may not open a WorkflowNode's 'workflow_name' (the workflow "
+                                  "file chooses the workflow it runs, never a request): opened (node 'call')");
+    assert_error_has(r, "caller", "never a request): caller (node 'call') -> opened (node 'call')");
+    cr_assert_not_null(registry_find(r, "fine"));
+    cr_assert_eq(registry_count(r), 2);
+    registry_release(r);
+}
+
 /* On reload a workflow whose calls fail keeps its previous version, as one that fails to compile
  * does; the one whose own node makes the failing call is put back first, so an unchanged caller keeps
  * its (new) version. */
