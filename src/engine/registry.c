@@ -3,7 +3,8 @@
  * Reload builds a whole new registry beside the serving one and swaps it in; requests take a counted
  * reference, so a run keeps the registry (and the executor and workflow) it started with until it
  * ends. A file that fails to load keeps the executor the previous registry had for the same file, so
- * a bad edit never takes a working workflow offline.
+ * a bad edit never takes a working workflow offline. Once every file is compiled, the WorkflowNode
+ * calls between them are checked (calls.c); a workflow whose calls fail is treated the same way.
  *
  * registry_acquire takes no lock (every request calls it, on every loop). The classic race of a
  * swapped, counted pointer is between loading it and incrementing its count: the publisher may swap
