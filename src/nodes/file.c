@@ -1,4 +1,5 @@
-/* file: where file nodes (JSONReaderNode, CSVReaderNode, JSONWriterNode) may read and write.
+/* file: where file nodes (JSONReaderNode, CSVReaderNode, TextReaderNode, JSONWriterNode,
+ * CSVWriterNode, TextWriterNode) may read and write, and how they write.
  *
  * A file_path is resolved in two steps:
  *   1. lexically: a relative path is joined to data_dir, then "." and ".." are folded without
@@ -17,12 +18,23 @@
  * The file nodes share the rest of their plumbing here too: compile (node_file_compile, whose compiled
  * state is just a copy of data_dir, after the load-time check of a literal config.file_path), the
  * run-time file_path input (node_file_path_input), the bounded read of that file (node_file_read)
- * and the one-port outputs (node_file_output), so the three nodes give the same messages. */
+ * and the one-port outputs (node_file_output), so the nodes give the same messages.
+ *
+ * Writers replace a file atomically (node_file_replace): the text goes to a temporary file in the
+ * target's directory (same file system), is fsync()ed, and is rename()d over the target, so a reader
+ * sees the old file or the new one, never a part, and two runs writing the same file leave one of
+ * them whole. The directory itself is not fsync()ed: after a crash the rename may be lost, which
+ * leaves the old, complete file. An append (node_file_append, TextWriterNode's append) cannot be
+ * atomic that way; it is one O_APPEND write per piece, so concurrent appends do not overwrite each
+ * other. New files get mode 0644 (the process umask cannot be read without changing it, which would
+ * race with other threads). */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "kailash/node.h"
 #include "kailash/util.h"
@@ -269,6 +281,86 @@ char *node_file_read(const char *data_dir, json_t *inputs, const char **given, s
         return NULL;
     *given = json_string_value(file);
     return file_load(path, *given, len, err);
+}
+
+/* Writes all of text to fd; 0 or -1 with errno set. */
+static int file_write_all(int fd, const char *text, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, text, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        text += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Closes fd (and unlinks tmp when given) keeping errno; returns -1. */
+static int file_abandon(int fd, const char *tmp)
+{
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    if (tmp)
+        unlink(tmp);
+    errno = e;
+    return -1;
+}
+
+int node_file_replace(const char *path, const char *text, size_t len)
+{
+    struct stat st;
+    if (len > NODE_FILE_WRITE_MAX) {
+        errno = EFBIG;
+        return -1;
+    }
+    /* rename() of a file over an empty directory fails with EISDIR too; saying so first spares the
+     * temporary file. */
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        errno = EISDIR;
+        return -1;
+    }
+    const char *slash = strrchr(path, '/');
+    char tmp[PATH_MAX];
+    int n = snprintf(tmp, sizeof tmp, "%.*s/.%s.XXXXXX", (int)(slash - path), path, slash + 1);
+    if (n < 0 || (size_t)n >= sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (file_write_all(fd, text, len) != 0 || fchmod(fd, 0644) != 0 || fsync(fd) != 0)
+        return file_abandon(fd, tmp);
+    if (close(fd) != 0 || rename(tmp, path) != 0)
+        return file_abandon(-1, tmp);
+    return 0;
+}
+
+int node_file_append(const char *path, const char *text, size_t len, const char *lead, size_t lead_len)
+{
+    struct stat st;
+    if (len > NODE_FILE_WRITE_MAX || lead_len > NODE_FILE_WRITE_MAX - len) {
+        errno = EFBIG;
+        return -1;
+    }
+    /* O_NONBLOCK: a FIFO swapped in must not hang a worker (it fails the S_ISREG check below). */
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0644);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) != 0)
+        return file_abandon(fd, NULL);
+    if (!S_ISREG(st.st_mode)) {
+        errno = EINVAL;
+        return file_abandon(fd, NULL);
+    }
+    if ((st.st_size == 0 && file_write_all(fd, lead, lead_len) != 0) || file_write_all(fd, text, len) != 0 ||
+        fsync(fd) != 0)
+        return file_abandon(fd, NULL);
+    return close(fd);
 }
 
 int node_file_output(const char *port, json_t *value, json_t **outputs, node_error *err)

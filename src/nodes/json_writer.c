@@ -1,11 +1,7 @@
 /* JSONWriterNode: writes its `data` input as JSON to a file inside data_dir.
  *
- * The write is atomic: the text goes to a temporary file in the target's directory (same file
- * system), is fsync()ed, and is rename()d over the target, so a reader sees the old file or the new
- * one, never a part, and two runs writing the same file leave one of them whole. The directory itself
- * is not fsync()ed: after a crash the rename may be lost, which leaves the old, complete file. New
- * files get mode 0644 (the process umask cannot be read without changing it, which would race with
- * other threads).
+ * The write is atomic (node_file_replace in file.c: a temporary file, fsync, rename), so a reader
+ * sees the old file or the new one, never a part.
  *
  * The text is what the SDK's json.dump(data, f, indent=indent, ensure_ascii=False) writes: `indent`
  * 1..8 pretty-prints with that many spaces, 0 puts every item on its own line without indentation
@@ -14,13 +10,9 @@
  * path. file_path is checked at load when literal and resolved again at every run (see
  * json_reader.c); at run its directory must exist. */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "kailash/node.h"
 #include "kailash/util.h"
@@ -58,51 +50,6 @@ static int json_writer_has_output(const void *compiled, const char *port)
 {
     (void)compiled;
     return strcmp(port, "file_path") == 0;
-}
-
-/* Writes all of text to fd; 0 or -1 with errno set. */
-static int json_writer_write_all(int fd, const char *text, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, text, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        text += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* Replaces the file at path (absolute, inside data_dir) with text through a temporary file and
- * rename. Returns 0, or -1 with errno set. */
-static int json_writer_replace(const char *path, const char *text, size_t len)
-{
-    const char *slash = strrchr(path, '/');
-    char tmp[PATH_MAX];
-    int n = snprintf(tmp, sizeof tmp, "%.*s/.%s.XXXXXX", (int)(slash - path), path, slash + 1);
-    if (n < 0 || (size_t)n >= sizeof tmp) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    if (json_writer_write_all(fd, text, len) != 0 || fchmod(fd, 0644) != 0 || fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        errno = e;
-        return -1;
-    }
-    if (close(fd) != 0 || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        errno = e;
-        return -1;
-    }
-    return 0;
 }
 
 /* json_dump_callback sink: appends to a buf. */
@@ -154,7 +101,7 @@ static int json_writer_run(const void *compiled, node_call *call, json_t **outpu
     buf text = {0}; /* owned, freed below */
     if (json_writer_text(data, indent, &text) != 0)
         return node_fail(err, "internal", "out of memory");
-    int rc = json_writer_replace(path, text.data, text.len);
+    int rc = node_file_replace(path, text.data, text.len);
     int e = errno;
     buf_free(&text);
     if (rc != 0)
