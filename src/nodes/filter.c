@@ -18,12 +18,14 @@
  *            in [1] and in {'a': 1}).
  *
  * Where the SDK quietly returns [] or reshapes its input, kailashd refuses instead (the README lists
- * these): an unknown operator, a non-string field, and for a literal value one that can never pass
- * (contains with a non-string, an ordering against null or an object) are load errors; data that is
- * not a list is a run error (the SDK's list() would filter a string's characters or an object's
- * keys). Literal config is checked at load; templated values, and what arrives through connections
- * and request parameters, at run. One pass over the list: linear in its size (a contains item costs
- * its str(), an equality its size). */
+ * these): an unknown operator, a non-string field (the SDK's str() would look up "5"), and a value
+ * that can never pass (contains with a non-string, an ordering against an object) are load errors
+ * when literal; data that is not a list is a run error (the SDK's list() would filter a string's
+ * characters or an object's keys), and so is a missing or null value for an operator other than
+ * == and != (a 400, like a missing data: the SDK's exports write "value": null and leave it to the
+ * request or a connection). Literal config is checked at load; templated values, and what arrives
+ * through connections and request parameters, at run. One pass over the list: linear in its size
+ * (a contains item costs its str(), an equality its size). */
 #include <math.h>
 #include <string.h>
 
@@ -54,13 +56,13 @@ static int filter_op_parse(json_t *v)
     return -1;
 }
 
-/* NULL when value may be the right-hand side of op, else why it never passes. */
+/* NULL when a non-null value may be the right-hand side of op, else why it never passes. */
 static const char *filter_value_problem(int op, json_t *value)
 {
     if (op == FILTER_CONTAINS && !json_is_string(value))
         return "expected a string for operator 'contains' (it looks for a substring)";
-    if (op >= FILTER_GT && op <= FILTER_LE && (json_is_null(value) || json_is_object(value)))
-        return "expected a number, a string, a boolean or an array (null and objects have no order)";
+    if (op >= FILTER_GT && op <= FILTER_LE && json_is_object(value))
+        return "expected a number, a string, a boolean or an array (objects have no order)";
     return NULL;
 }
 
@@ -83,10 +85,11 @@ static int filter_compile(const node_env *env, json_t *config, void **compiled, 
         return util_err(err, errlen, "config.field: expected a string (a top-level key of each item)");
     if (data && !tmpl_value_has_expr(data) && !json_is_array(data) && !json_is_null(data))
         return util_err(err, errlen, "config.data: expected an array (the list to filter)");
-    /* A templated operator or value is known only at run. */
-    if ((opv && tmpl_value_has_expr(opv)) || (value && tmpl_value_has_expr(value)))
+    /* A templated operator or value is known only at run; so is an absent or null value, which the
+     * SDK's exports leave for a connection or the request to fill ({"operator": ">", "value": null}). */
+    if ((opv && tmpl_value_has_expr(opv)) || !value || json_is_null(value) || tmpl_value_has_expr(value))
         return 0;
-    const char *problem = filter_value_problem(op, value ? value : json_null());
+    const char *problem = filter_value_problem(op, value);
     if (problem)
         return util_err(err, errlen, "config.value: %s", problem);
     return 0;
@@ -180,6 +183,10 @@ static int filter_rhs_read(json_t *inputs, filter_rhs *r, node_error *err)
     r->value = json_object_get(inputs, "value");
     if (!r->value)
         r->value = json_null();
+    if (json_is_null(r->value) && r->op >= FILTER_GT) /* only == and != compare with None */
+        return node_fail(err, "bad_request", /* as for data: the caller's inputs leave it out */
+                         "input 'value' is missing (operator '%s' compares each item with it; connect it, "
+                         "or give it in inputs or parameters)", filter_op_names[r->op]);
     const char *problem = filter_value_problem(r->op, r->value);
     if (problem)
         return node_fail(err, "internal", "value: %s", problem);

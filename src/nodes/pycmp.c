@@ -197,6 +197,41 @@ static int pycmp_float_body(const char *p, const char *end, double *d)
     return ok;
 }
 
+/* The zero of each run of ten Unicode decimal digits (category Nd) above ASCII, from the Unicode 14
+ * tables of the SDK's Python (3.11): float("\u0663") is 3.0, float("\uff11\uff12") 12.0. */
+static const unsigned pycmp_digit_zeros[] = {
+    0x660,   0x6f0,   0x7c0,   0x966,   0x9e6,   0xa66,   0xae6,   0xb66,   0xbe6,   0xc66,   0xce6,
+    0xd66,   0xde6,   0xe50,   0xed0,   0xf20,   0x1040,  0x1090,  0x17e0,  0x1810,  0x1946,  0x19d0,
+    0x1a80,  0x1a90,  0x1b50,  0x1bb0,  0x1c40,  0x1c50,  0xa620,  0xa8d0,  0xa900,  0xa9d0,  0xa9f0,
+    0xaa50,  0xabf0,  0xff10,  0x104a0, 0x10d30, 0x11066, 0x110f0, 0x11136, 0x111d0, 0x112f0, 0x11450,
+    0x114d0, 0x11650, 0x116c0, 0x11730, 0x118e0, 0x11950, 0x11c50, 0x11d50, 0x11da0, 0x16a60, 0x16ac0,
+    0x16b50, 0x1d7ce, 0x1d7d8, 0x1d7e2, 0x1d7ec, 0x1d7f6, 0x1e140, 0x1e2f0, 0x1e950, 0x1fbf0,
+};
+
+static size_t pycmp_utf8(const unsigned char *p, size_t left, unsigned *cp);
+
+/* Python's float() of a stripped span holding non-ASCII characters: as Python does, each Unicode
+ * decimal digit reads as its ASCII digit, and any other non-ASCII character makes it no number. */
+static int pycmp_float_unicode(const unsigned char *p, size_t n, double *d)
+{
+    char *ascii = malloc(n + 1);
+    size_t o = 0, i = 0;
+    int ok = ascii != NULL;
+    while (ok && i < n) {
+        unsigned c;
+        i += pycmp_utf8(p + i, n - i, &c);
+        size_t z = 0, nz = sizeof pycmp_digit_zeros / sizeof pycmp_digit_zeros[0];
+        while (c >= 0x80 && z < nz && !(c >= pycmp_digit_zeros[z] && c <= pycmp_digit_zeros[z] + 9))
+            z++;
+        ok = c < 0x80 || z < nz;
+        if (ok)
+            ascii[o++] = c < 0x80 ? (char)c : (char)('0' + (c - pycmp_digit_zeros[z]));
+    }
+    ok = ok && pycmp_float_body(ascii, ascii + o, d);
+    free(ascii);
+    return ok;
+}
+
 int pycmp_float_parse(const char *s, size_t n, double *d)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + n, *last = p;
@@ -212,10 +247,15 @@ int pycmp_float_parse(const char *s, size_t n, double *d)
     }
     if (last <= start)
         return 0;
-    for (const unsigned char *q = start; q < last; q++)
-        if (*q >= 0x80 || *q == 0) /* non-ASCII digits are not supported; NUL is never valid */
+    int ascii = 1;
+    for (const unsigned char *q = start; q < last; q++) {
+        if (*q == 0) /* NUL is never valid */
             return 0;
-    return pycmp_float_body((const char *)start, (const char *)last, d);
+        ascii &= *q < 0x80;
+    }
+    if (ascii)
+        return pycmp_float_body((const char *)start, (const char *)last, d);
+    return pycmp_float_unicode(start, (size_t)(last - start), d);
 }
 
 /* ---- str() and repr() ----------------------------------------------------------------------------- */

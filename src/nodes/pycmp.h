@@ -35,8 +35,8 @@ int pycmp_equal(json_t *a, json_t *b);
  * PYCMP_TYPE_ERROR. 0 with *cmp in {-1, 0, 1}, or PYCMP_TYPE_ERROR / PYCMP_UNORDERED. */
 int pycmp_order(json_t *a, json_t *b, int *cmp);
 /* Python's float(s) of the n bytes at s: surrounding whitespace, a sign, '_' between digits,
- * "inf"/"infinity"/"nan" in any case; no hex (strtod's), no non-ASCII digits. 1 with *d, or 0 where
- * Python raises ValueError. */
+ * "inf"/"infinity"/"nan" in any case, any Unicode decimal digit ("\u0663" is 3); no hex (strtod's).
+ * 1 with *d, or 0 where Python raises ValueError. */
 int pycmp_float_parse(const char *s, size_t n, double *d);
 /* Python's repr() of a finite double into out ("2.0", "1e+20", "1.5e-07"). */
 void pycmp_real_repr(double d, char *out, size_t outlen);

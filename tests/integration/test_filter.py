@@ -21,6 +21,8 @@ def d(module_daemons):
                    "f": node("FilterNode", operator=">=", value="2")},
                   [conn("t", "result", "f", "data")]),
         "templated": wf({"f": node("FilterNode", field="name", operator="contains", value="{{ inputs.q }}")}),
+        # what the SDK's to_json() writes when value is left to the request: "value": null
+        "export": wf({"f": node("FilterNode", field="age", operator=">", value=None, data=None)}),
         "chain": wf({"f": node("FilterNode", field="age", operator="<", value=40),
                      "g": node("FilterNode", operator="contains", value="'bob'")},
                     [conn("f", "filtered_data", "g", "data")]),
@@ -71,6 +73,22 @@ def test_chained_filters_contain_searches_str(d):
     assert out["g"]["filtered_data"] == [{"name": "bob", "age": "25"}]  # str() of the dict holds 'bob'
 
 
+def test_value_left_to_the_request(d):
+    # SDK: the request's value fills the export's null (LocalRuntime parameters {"f": {"value": 30}})
+    r = d.execute("export", inputs={"f": {"data": ROWS, "value": 30}})
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"]["f"]["filtered_data"] == [{"name": "ada", "age": 36, "tags": ["x"]}, 41]
+    r = d.execute("export", inputs={"f": {"data": ROWS, "value": "\u0663\u0665", "operator": "<"}})
+    assert r.status_code == 200, r.text
+    # SDK: float("٣٥") is 35.0; "loose" is no float, so the two strings compare ('l' < '٣')
+    assert r.json()["outputs"]["f"]["filtered_data"] == [{"name": "bob", "age": "25"}, "loose"]
+    # the SDK answers [] when no value comes; kailashd says what is missing, as for data
+    for inputs in ({"f": {"data": ROWS}}, {"f": {"data": ROWS, "value": None}}):
+        r = d.execute("export", inputs=inputs)
+        assert_error(r, 400, "bad_request")
+        assert "input 'value' is missing (operator '>'" in r.json()["error"]["message"]
+
+
 def test_run_refusals(d):
     r = d.execute("older")
     assert_error(r, 400, "bad_request")
@@ -94,7 +112,8 @@ def test_run_refusals(d):
     ({"field": 5}, "config.field"),
     ({"data": "abc"}, "config.data"),
     ({"operator": "contains", "value": 3}, "config.value"),
-    ({"operator": ">", "value": None}, "config.value"),
+    ({"operator": ">", "value": {"a": 1}}, "config.value"),
+    ({"operator": "contains", "value": ["x"]}, "config.value"),
     ({"colour": "red"}, "config.colour"),
 ])
 def test_load_refusals(tmp_path, config, fragment):
@@ -104,7 +123,12 @@ def test_load_refusals(tmp_path, config, fragment):
     assert "node 'f'" in r.stdout + r.stderr
 
 
-def test_sdk_export_defaults_load(tmp_path):
-    # what the SDK's to_json() writes for FilterNode with nothing set: {"operator": "=="}
-    r = check_dir(tmp_path, {"ok": wf({"f": node("FilterNode", operator="==")})})
+@pytest.mark.parametrize("config", [
+    {"operator": "=="},  # what the SDK's to_json() writes for FilterNode with nothing set
+    {"operator": ">", "value": None},  # ... with value=None: the request or a connection fills it
+    {"field": None, "data": None, "operator": "contains", "value": None},
+    {"field": "age", "operator": "<="},
+])
+def test_sdk_exports_load(tmp_path, config):
+    r = check_dir(tmp_path, {"ok": wf({"f": node("FilterNode", **config)})})
     assert r.returncode == 0, r.stdout + r.stderr

@@ -150,6 +150,18 @@ Test(filter, ordering_converts_strings_as_the_sdk_does) /* SDK */
                   "[9007199254740993, 9007199254740992, \"9007199254740993\"]", "[9007199254740993]");
 }
 
+Test(filter, ordering_reads_unicode_decimal_digits_as_float_does) /* SDK */
+{
+    /* Python's float() reads every Unicode decimal digit (Arabic-Indic, fullwidth, mathematical). */
+    filter_expect("{\"field\": \"n\", \"operator\": \">=\", \"value\": \"\\u0663\"}",
+                  "[{\"n\": 2}, {\"n\": 3}, {\"n\": \"\\u0664\"}, {\"n\": \"\\uff11\\uff12\"}, {\"n\": \"x\"}]",
+                  "[{\"n\": 3}, {\"n\": \"\\u0664\"}, {\"n\": \"\\uff11\\uff12\"}]");
+    filter_expect("{\"operator\": \"<\", \"value\": 10}",
+                  "[\"\\u0661.\\u0665\", \" \\u0669 \", \"\\u0663_\\u0663\", \"\\u00b2\", \"\\u2155\", \"\\u0663\\u00a0\","
+                  " \"\\ud835\\udfce\\ud835\\udfd9\"]",
+                  "[\"\\u0661.\\u0665\", \" \\u0669 \", \"\\u0663\\u00a0\", \"\\ud835\\udfce\\ud835\\udfd9\"]");
+}
+
 Test(filter, ordering_lists_lexicographically) /* SDK */
 {
     filter_expect("{\"operator\": \">\", \"value\": [1, 2]}", "[[1, 3], [1], [1, 2], [0, \"x\"], [1, \"x\"], {\"a\": 1}]",
@@ -219,11 +231,14 @@ Test(filter, load_refusals)
     compile_refuses("{\"data\": {\"a\": 1}}", "config.data: expected an array");
     compile_refuses("{\"data\": \"abc\"}", "config.data");
     compile_refuses("{\"operator\": \"contains\", \"value\": 1}", "config.value: expected a string for operator 'contains'");
-    compile_refuses("{\"operator\": \"contains\"}", "config.value");
-    compile_refuses("{\"operator\": \">\", \"value\": null}", "config.value");
+    compile_refuses("{\"operator\": \"contains\", \"value\": [\"x\"]}", "config.value");
     compile_refuses("{\"operator\": \"<=\", \"value\": {\"a\": 1}}", "config.value");
-    compile_refuses("{\"operator\": \">\"}", "config.value");
     char err[256];
+    /* The SDK's exports leave value to a connection or the request: {"operator": ">", "value": null}. */
+    const char *later[] = {"{\"operator\": \">\"}", "{\"operator\": \">\", \"value\": null}",
+                           "{\"field\": \"age\", \"operator\": \"contains\", \"value\": null, \"data\": null}"};
+    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
+        cr_assert_eq(compile_only(&node_filter, later[i], err, sizeof err), 0, "%s: %s", later[i], err);
     /* Templates are checked at run, not load; the SDK's own keys and defaults load. */
     cr_assert_eq(compile_only(&node_filter, "{\"operator\": \"{{ inputs.op }}\", \"value\": 1}", err, sizeof err), 0, "%s", err);
     cr_assert_eq(compile_only(&node_filter, "{\"operator\": \"contains\", \"value\": \"{{ inputs.v }}\"}", err, sizeof err), 0,
@@ -247,6 +262,33 @@ Test(filter, run_refusals_check_what_arrives)
     filter_fails("{\"operator\": \"contains\", \"value\": \"x\"}", "{\"data\": [1], \"value\": 3}", "internal",
                  "value: expected a string for operator 'contains'");
     filter_fails("{\"operator\": \">\", \"value\": 1}", "{\"data\": [1], \"value\": {}}", "internal", "value:");
+    /* A value left to the request and not given: a 400 like a missing data (the SDK answers []). */
+    filter_fails("{\"operator\": \">\", \"value\": null}", "{\"data\": [1]}", "bad_request",
+                 "input 'value' is missing (operator '>'");
+    filter_fails("{\"operator\": \"contains\"}", "{\"data\": [\"None\"]}", "bad_request", "operator 'contains'");
+    filter_fails("{\"operator\": \"<=\", \"value\": 3}", "{\"data\": [1], \"value\": null}", "bad_request",
+                 "input 'value' is missing");
+}
+
+Test(filter, value_left_to_the_request) /* SDK */
+{
+    /* The export's null value is filled by what the request (or a connection) gives. */
+    const char *cases[][3] = {
+        {"{\"field\": \"age\", \"operator\": \">\", \"value\": null}", "{\"value\": 30}", "[{\"age\": 40}]"},
+        {"{\"field\": \"age\", \"operator\": \"contains\"}", "{\"value\": \"4\"}", "[{\"age\": 40}]"},
+        {"{\"field\": \"age\", \"operator\": \"==\", \"value\": null}", "{}", "[{\"age\": null}, {}]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *extra = parse(cases[i][1]);
+        json_object_set_new(extra, "data", parse("[{\"age\": 40}, {\"age\": 20}, {\"age\": null}, {}]"));
+        char *text = json_dumps(extra, 0);
+        call_result r = run_node(&node_filter, cases[i][0], text);
+        cr_assert_eq(r.rc, 0, "%s: %s", cases[i][0], r.err.message);
+        assert_port(r.out, "filtered_data", cases[i][2]);
+        json_decref(r.out);
+        free(text);
+        json_decref(extra);
+    }
 }
 
 Test(filter, hostile_sizes_are_linear_and_safe, .timeout = 20)
@@ -306,6 +348,10 @@ Test(pycmp, float_parse_is_pythons_float)
         {"5.", 1, 5},          {"1e400", 1, INFINITY}, {"-Infinity", 1, -INFINITY}, {"1__0", 0, 0}, {"_1", 0, 0},
         {"1_", 0, 0},          {"0x10", 0, 0},    {"1e", 0, 0},        {".", 0, 0},         {"", 0, 0},
         {"\t\n", 0, 0},        {"1 2", 0, 0},     {"infinit", 0, 0},   {"nan(1)", 0, 0},    {"e5", 0, 0},
+        /* Unicode decimal digits read as ASCII ones; other non-ASCII characters do not. */
+        {"\u0663", 1, 3},      {"\uff11\uff12", 1, 12}, {"\u0661.\u0665e\u0662", 1, 150}, {"\u0663_\u0663", 1, 33},
+        {"\U0001fbf9", 1, 9},  {"\u0669\u00a0", 1, 9},  {"\u00b2", 0, 0},  {"\u2155", 0, 0},  {"\u0663\u00a0\u0663", 0, 0},
+        {"\uff49\uff4e\uff46", 0, 0}, {"\u065f", 0, 0}, {"\u066a", 0, 0}, {"\u00e9", 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         double d = -1;
