@@ -17,7 +17,8 @@
  * Deliberate differences, where the SDK writes something no one meant: a cell that is a list or an
  * object fails the node (the SDK writes its Python repr, "[1, 'x']"); a row of another kind than
  * the first fails it (the SDK writes a dict's keys or a string's characters as cells); data that is
- * not a list fails it (the SDK writes a dict's keys, one per row). `headers` is a list of column
+ * not a list fails it (the SDK writes a dict's keys, one per row); null data is a missing input, 400
+ * (the SDK's `if not data` answers {rows_written: 0} and hides the caller's mistake). `headers` is a list of column
  * names, as the SDK's run() uses it (its declared type is bool, so any list turns into True there and
  * every non-default value fails): true is refused naming the key. The CSV text may not pass 64 MiB.
  * The file is replaced atomically (node_file_replace); file_path is checked at load when literal and
@@ -85,8 +86,11 @@ static int csv_writer_headers(json_t *src, int at_load, csv_out *o, char *msg, s
                                      "names as a list of strings, or leave it null to take them from the first row");
     if (!json_is_array(v))
         return util_err(msg, msglen, "headers: expected a list of column names");
-    json_array_foreach(v, i, name) if (!json_is_string(name)) return util_err(
-        msg, msglen, "headers[%zu]: expected a string", i);
+    json_array_foreach(v, i, name)
+    {
+        if (!json_is_string(name))
+            return util_err(msg, msglen, "headers[%zu]: expected a string", i);
+    }
     o->headers = v;
     return 0;
 }
@@ -202,10 +206,13 @@ static json_t *csv_keys_of(json_t *row)
     json_t *keys = json_array();
     const char *key;
     json_t *v;
-    json_object_foreach(row, key, v) if (!keys || json_array_append_new(keys, json_string(key)) != 0)
+    json_object_foreach(row, key, v)
     {
-        json_decref(keys);
-        return NULL;
+        /* append_new consumes the new string even on failure */
+        if (!keys || json_array_append_new(keys, json_string(key)) != 0) {
+            json_decref(keys);
+            return NULL;
+        }
     }
     return keys;
 }
@@ -237,7 +244,7 @@ static json_t *csv_writer_data(json_t *inputs, node_error *err)
 {
     json_t *data = json_object_get(inputs, "data");
     json_t *first = json_array_get(data, 0);
-    if (!data)
+    if (!data || json_is_null(data)) /* what the caller sent (or left out) decides it */
         node_fail(err, "bad_request", "input 'data' is missing (give it in inputs, or in parameters for this node)");
     else if (!json_is_array(data))
         node_fail(err, "internal", "data: expected a list of rows (objects or lists)");

@@ -11,7 +11,7 @@
  * SDK counts the mark in bytes_written even then; so does this node.
  *
  * `text` must be a string: the SDK writes str(value) of anything else ("None" for null), which is
- * never what a workflow means, so a non-string fails the node. Text over 64 MiB fails it too.
+ * never what a workflow means, so a non-string fails the node, and null is a missing input (400). Text over 64 MiB fails it too.
  * file_path is checked at load when literal and resolved again at every run (see file.c); its
  * directory must exist. */
 #include <errno.h>
@@ -69,11 +69,11 @@ static int text_writer_has_output(const void *compiled, const char *port)
 static json_t *text_writer_text(json_t *inputs, node_error *err)
 {
     json_t *text = json_object_get(inputs, "text");
-    if (!text)
+    if (!text || json_is_null(text))
         node_fail(err, "bad_request", "input 'text' is missing (give it in inputs, or in parameters for this node)");
     else if (!json_is_string(text))
         node_fail(err, "internal", "text: expected a string, got %s",
-                  json_is_null(text) ? "null" : json_is_number(text) || json_is_boolean(text) ? "a scalar" : "a container");
+                  json_is_number(text) || json_is_boolean(text) ? "a scalar" : "a container");
     else if (json_string_length(text) > NODE_FILE_WRITE_MAX)
         node_fail(err, "internal", "text: longer than 64 MiB");
     else

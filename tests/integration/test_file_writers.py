@@ -120,8 +120,10 @@ def test_csv_bad_rows_fail_the_node_and_write_nothing(d, data, fragment):
     assert not os.path.exists(os.path.join(d.data_dir, "bad.csv"))
 
 
-def test_csv_missing_data_is_400(d):
+def test_missing_or_null_data_is_400(d):
     assert_error(d.execute("csv_out"), 400, "bad_request")
+    assert_error(d.execute("csv_out", inputs={"w": {"data": None}}), 400, "bad_request")
+    assert_error(d.execute("text_out", inputs={"w": {"text": None}}), 400, "bad_request")
 
 
 @pytest.mark.parametrize("wf_name, data", [("csv_any", {"data": [[1]]}), ("text_any", {"text": "x"})])
@@ -189,7 +191,7 @@ def test_text_writer_encodings(d):
     assert written(d, "l.txt") == b"caf\xe9"  # untouched
 
 
-@pytest.mark.parametrize("text", [5, None, ["a"], {"a": 1}, True])
+@pytest.mark.parametrize("text", [5, ["a"], {"a": 1}, True])
 def test_text_writer_refuses_non_strings(d, text):
     r = d.execute("text_out", inputs={"w": {"text": text}})
     assert "text: expected a string" in assert_error(r, 500, "internal")["message"]

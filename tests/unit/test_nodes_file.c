@@ -535,6 +535,8 @@ Test(csv_writer, bad_data_fails_and_writes_nothing)
               "data: expected a list of rows (objects or lists)");
     run_fails(&node_csv_writer, cfg, NULL, "bad_request",
               "input 'data' is missing (give it in inputs, or in parameters for this node)");
+    run_fails(&node_csv_writer, "{\"file_path\": \"o.csv\", \"data\": null}", NULL, "bad_request",
+              "input 'data' is missing (give it in inputs, or in parameters for this node)");
     run_fails(&node_csv_writer, cfg, "{\"data\": [[1]], \"headers\": [1]}", "internal",
               "headers[0]: expected a string");
     cr_assert_not(exists("o.csv"));
@@ -800,8 +802,8 @@ Test(text_file, writer_fails_before_writing_what_cannot_be_encoded)
     cr_assert_str_eq(read_text("w.txt"), "before");
     run_fails(&node_text_writer, "{\"file_path\": \"w.txt\"}", "{\"text\": 5}", "internal",
               "text: expected a string, got a scalar");
-    run_fails(&node_text_writer, "{\"file_path\": \"w.txt\"}", "{\"text\": null}", "internal",
-              "text: expected a string, got null");
+    run_fails(&node_text_writer, "{\"file_path\": \"w.txt\"}", "{\"text\": null}", "bad_request",
+              "input 'text' is missing (give it in inputs, or in parameters for this node)");
     run_fails(&node_text_writer, "{\"file_path\": \"w.txt\"}", "{\"text\": [\"a\"]}", "internal",
               "text: expected a string, got a container");
     run_fails(&node_text_writer, "{\"file_path\": \"w.txt\"}", NULL, "bad_request",
