@@ -4,7 +4,9 @@
  * and decodes each string's UTF-8 as it goes: about a tenth of a one-node workflow's CPU. This
  * writes the same bytes as json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(15)): keys in
  * insertion order, the same escapes (\" \\ \b \f \n \r \t, other control characters as \u00XX
- * upper-case), UTF-8 passed through, integers in full, reals as jansson formats them.
+ * upper-case), UTF-8 passed through, integers in full, reals as jansson formats them, except that
+ * a real 15 digits can't hold (0.1 + 0.2, 2^53 + 2) gets the 16 or 17 it needs: an answer never
+ * changes a number (jansson's precision 15 would write 0.30000000000000004 as 0.3).
  *
  * Flags change two things only. Reals: jansson's precision 17 (BUF_JSON_REAL17, json_dumps' default)
  * or the shortest text that reads back as the same double (BUF_JSON_REAL_SHORTEST, the template
@@ -132,7 +134,8 @@ static int jw_real_shortest(buf *b, double d)
 }
 
 /* jansson's jsonp_dtostr at precision 15 (or 17 with BUF_JSON_REAL17): "%.15g", then ".0" when it
- * reads as an integer, and the exponent without '+' or leading zeros. */
+ * reads as an integer, and the exponent without '+' or leading zeros. At 15, a text that does not
+ * read back as v takes 16 digits, then 17 (which always do). */
 static int jw_real(buf *b, double v, unsigned flags)
 {
     if (flags & BUF_JSON_REAL_SHORTEST)
@@ -144,6 +147,8 @@ static int jw_real(buf *b, double v, unsigned flags)
         return buf_append(b, fast, fn);
     char tmp[64];
     int n = snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+    while (n > 0 && prec < 17 && strtod(tmp, NULL) != v)
+        n = snprintf(tmp, sizeof tmp, "%.*g", ++prec, v);
     if (n < 0 || (size_t)n + 3 >= sizeof tmp)
         return -1;
     size_t len = (size_t)n;
