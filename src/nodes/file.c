@@ -6,7 +6,9 @@
  *      touching the disk; the result must lie strictly inside data_dir. The folded path is what the
  *      node opens, so "a/link/../b" means data_dir/a/b whatever "link" points at.
  *   2. on disk: realpath() of the longest prefix that exists must still lie inside realpath(data_dir),
- *      so a symlink inside data_dir cannot lead out of it.
+ *      so a symlink inside data_dir cannot lead out of it. A symlink to nothing is refused: where it
+ *      leads cannot be checked, and a write through it would create its target (appends also create
+ *      with O_EXCL, which never follows a link).
  * A check and the later open() are two system calls, so a process that can already write into
  * data_dir could swap a directory for a symlink in between; data_dir is the daemon's own directory,
  * and guarding against its other writers would need openat2(RESOLVE_BENEATH) on every path.
@@ -105,16 +107,22 @@ static int file_is_inside(const char *dir, const char *path, int equal_ok)
     return path[dl] == '/' || (equal_ok && path[dl] == '\0');
 }
 
-/* realpath() of the longest existing prefix of path (absolute, folded) into real[PATH_MAX]. */
+/* realpath() of the longest existing prefix of path (absolute, folded) into real[PATH_MAX].
+ * Returns 0, -1 with errno set, or -2 when a prefix exists but does not resolve: a dangling symlink.
+ * Its target is unknown here and may lie outside data_dir, where a write through the link
+ * (open with O_CREAT) would create it, so the caller refuses it rather than trusting the prefix. */
 static int file_real_prefix(const char *path, char *real)
 {
     char cur[PATH_MAX];
+    struct stat st;
     snprintf(cur, sizeof cur, "%s", path);
     for (;;) {
         if (realpath(cur, real))
             return 0;
         if (errno != ENOENT && errno != ENOTDIR)
             return -1;
+        if (lstat(cur, &st) == 0) /* cur exists, so its ENOENT is a link to nothing */
+            return -2;
         char *slash = strrchr(cur, '/');
         if (!slash || slash == cur) {
             snprintf(cur, sizeof cur, "/");
@@ -163,7 +171,11 @@ static int file_resolve_disk(const char *dir, const char *path, const char *file
     if (!realpath(dir, real_dir))
         return util_err(err, errlen, "file_path '%.*s': data_dir cannot be resolved: %s", FILE_SHOW_MAX, file_path,
                         strerror(errno));
-    if (file_real_prefix(path, real) != 0)
+    int rc = file_real_prefix(path, real);
+    if (rc == -2)
+        return util_err(err, errlen, "file_path '%.*s' goes through a symlink whose target does not exist",
+                        FILE_SHOW_MAX, file_path);
+    if (rc != 0)
         return util_err(err, errlen, "file_path '%.*s' cannot be resolved: %s", FILE_SHOW_MAX, file_path,
                         strerror(errno));
     if (!file_is_inside(real_dir, real, 1))
@@ -340,6 +352,26 @@ int node_file_replace(const char *path, const char *text, size_t len)
     return 0;
 }
 
+/* Opens path for appending, creating it (0644) when absent. The creation is O_CREAT|O_EXCL, which
+ * never follows a symlink: a dangling link made after node_file_resolve looked (it refuses one it
+ * sees) cannot have its target, maybe outside data_dir, created through it. EEXIST means another
+ * run created the file in between (open it again) or path is such a link (ELOOP after a few rounds).
+ * O_NONBLOCK: a FIFO swapped in must not hang a worker (node_file_append refuses it). */
+static int file_open_append(const char *path)
+{
+    int flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
+    for (int round = 0; round < 3; round++) {
+        int fd = open(path, flags);
+        if (fd >= 0 || errno != ENOENT)
+            return fd;
+        fd = open(path, flags | O_CREAT | O_EXCL, 0644);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    errno = ELOOP;
+    return -1;
+}
+
 int node_file_append(const char *path, const char *text, size_t len, const char *lead, size_t lead_len)
 {
     struct stat st;
@@ -347,8 +379,7 @@ int node_file_append(const char *path, const char *text, size_t len, const char 
         errno = EFBIG;
         return -1;
     }
-    /* O_NONBLOCK: a FIFO swapped in must not hang a worker (it fails the S_ISREG check below). */
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0644);
+    int fd = file_open_append(path);
     if (fd < 0)
         return -1;
     if (fstat(fd, &st) != 0)

@@ -147,6 +147,21 @@ def test_reader_cannot_follow_a_symlink_out(d):
     assert OUTSIDE_MARK not in r.text
 
 
+@pytest.mark.parametrize("wf_name, data", [("csv_any", {"data": [[1]]}), ("text_any", {"text": "x"})])
+def test_writers_do_not_create_through_a_dangling_symlink(d, wf_name, data):
+    """A link inside data_dir to a missing file outside it: open(O_CREAT) through the link would
+    create that file (text_any appends). Refused as a request's path, and nothing is created."""
+    target = os.path.join(d.root, "created_by_%s.txt" % wf_name)
+    link = os.path.join(d.data_dir, "dangle_%s.txt" % wf_name)
+    os.symlink(target, link)
+    r = d.execute(wf_name, inputs={"f": os.path.basename(link), "w": data})
+    err = assert_error(r, 400, "bad_request")
+    assert "goes through a symlink whose target does not exist" in err["message"], err
+    assert d.root not in err["message"]
+    assert not os.path.lexists(target)
+    assert os.path.islink(link)
+
+
 def test_request_may_not_set_file_path(d):
     r = d.execute("csv_out", inputs={"w": {"data": [[1]], "file_path": "other.csv"}})
     assert_error(r, 400, "bad_request")

@@ -162,6 +162,51 @@ Test(file_resolve, symlinks_leading_outside_are_refused)
     resolve_ok("inlink/a.json", 0, "inlink/a.json");
 }
 
+/* Makes data_dir/rel a symlink to target (absolute, or relative to data_dir). */
+static void make_link(const char *target, const char *rel)
+{
+    char p[PATH_MAX * 2];
+    snprintf(p, sizeof p, "%s/%s", data_dir, rel);
+    cr_assert_eq(symlink(target, p), 0, "symlink %s: %s", p, strerror(errno));
+}
+
+/* data_dir/dangle.txt -> outside/made.txt and data_dir/dangle_dir -> outside/nodir, both missing:
+ * a write through either would create something outside data_dir. */
+static void make_dangling_links(void)
+{
+    char target[PATH_MAX * 2];
+    snprintf(target, sizeof target, "%s/made.txt", outside);
+    make_link(target, "dangle.txt");
+    snprintf(target, sizeof target, "%s/nodir", outside);
+    make_link(target, "dangle_dir");
+}
+
+/* 1 when outside/rel exists (something escaped data_dir). */
+static int exists_outside(const char *rel)
+{
+    char p[PATH_MAX * 2];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s", outside, rel);
+    return lstat(p, &st) == 0;
+}
+
+Test(file_resolve, dangling_symlinks_are_refused)
+{
+    make_dangling_links();
+    make_link("sub/none.txt", "dangle_in.txt"); /* to nothing inside: still where it leads is unchecked */
+    const char *why = "file_path 'dangle.txt' goes through a symlink whose target does not exist";
+    resolve_fails("dangle.txt", 0, why);
+    resolve_fails("dangle.txt", 1, why);
+    resolve_fails("sub/../dangle.txt", 1, "file_path 'sub/../dangle.txt' goes through a symlink whose target does not exist");
+    resolve_fails("dangle_in.txt", 1, "file_path 'dangle_in.txt' goes through a symlink whose target does not exist");
+    resolve_fails("dangle_dir/x.txt", 1,
+                  "file_path 'dangle_dir/x.txt' goes through a symlink whose target does not exist");
+    resolve_fails("dangle_dir/a/b", 0, "file_path 'dangle_dir/a/b' goes through a symlink whose target does not exist");
+    /* a missing file under a real directory is still fine, for reading (reported later) and writing */
+    resolve_ok("sub/none.txt", 1, "sub/none.txt");
+    resolve_ok("inlink/none.txt", 0, "inlink/none.txt");
+}
+
 Test(file_resolve, write_needs_an_existing_directory)
 {
     resolve_fails("nodir/x.json", 1, "file_path 'nodir/x.json': its directory does not exist");
@@ -906,4 +951,46 @@ Test(text_file, copy_round_trip_keeps_text)
     cr_assert_eq(fread(got, 1, sizeof got, f), 15);
     fclose(f);
     cr_assert_eq(memcmp(got, "caf\xc3\xa9\n\ttab\x00nul\n", 15), 0);
+}
+
+/* A dangling link's target would be created by open(O_CREAT): every writer refuses the link at run
+ * (a request-given path) and at load (a literal one), and nothing appears outside data_dir. */
+Test(text_file, writers_refuse_dangling_symlinks, .timeout = 10)
+{
+    const char *why = "file_path 'dangle.txt' goes through a symlink whose target does not exist";
+    char err[256];
+    make_dangling_links();
+    run_fails(&node_text_writer, "{\"append\": true}", "{\"text\": \"x\", \"file_path\": \"dangle.txt\"}",
+              "bad_request", why);
+    run_fails(&node_text_writer, "{}", "{\"text\": \"x\", \"file_path\": \"dangle.txt\"}", "bad_request", why);
+    run_fails(&node_csv_writer, "{}", "{\"data\": [[1]], \"file_path\": \"dangle.txt\"}", "bad_request", why);
+    run_fails(&node_json_writer, "{}", "{\"data\": 1, \"file_path\": \"dangle.txt\"}", "bad_request", why);
+    run_fails(&node_text_reader, "{}", "{\"file_path\": \"dangle.txt\"}", "bad_request", why);
+    run_fails(&node_text_writer, "{\"append\": true}", "{\"text\": \"x\", \"file_path\": \"dangle_dir/x.txt\"}",
+              "bad_request", "file_path 'dangle_dir/x.txt' goes through a symlink whose target does not exist");
+    cr_assert_eq(
+        compile_only(&node_text_writer, "{\"file_path\": \"dangle.txt\", \"append\": true}", err, sizeof err), -1);
+    cr_assert_str_eq(err, "config.file_path: 'dangle.txt' goes through a symlink whose target does not exist");
+    cr_assert_not(exists_outside("made.txt"), "a write created a file outside data_dir");
+    cr_assert_not(exists_outside("nodir"));
+    cr_assert(exists("dangle.txt"), "the link itself is left alone");
+}
+
+/* node_file_append creates with O_EXCL, which does not follow a link: a dangling link that appears
+ * after the path was resolved is not written through either. */
+Test(text_file, append_never_creates_through_a_symlink)
+{
+    char p[PATH_MAX * 2];
+    make_dangling_links();
+    snprintf(p, sizeof p, "%s/dangle.txt", data_dir);
+    errno = 0;
+    cr_assert_eq(node_file_append(p, "x", 1, "", 0), -1);
+    cr_assert_eq(errno, ELOOP, "%s", strerror(errno));
+    cr_assert_not(exists_outside("made.txt"), "the append created the link's target outside data_dir");
+    /* a link to an existing file inside is appended through, as Python's open(path, "a") does */
+    write_text("sub/log.txt", "a");
+    make_link("sub/log.txt", "loglink.txt");
+    snprintf(p, sizeof p, "%s/loglink.txt", data_dir);
+    cr_assert_eq(node_file_append(p, "b", 1, "", 0), 0, "%s", strerror(errno));
+    cr_assert_str_eq(read_text("sub/log.txt"), "ab");
 }
