@@ -335,9 +335,11 @@ int node_file_replace(const char *path, const char *text, size_t len)
         errno = EISDIR;
         return -1;
     }
+    /* The temporary file is ".<name>.XXXXXX" beside the target, with <name> cut to 200 bytes: the
+     * whole name adds 8 bytes, which a name of 248..255 bytes (allowed, NAME_MAX) would not fit. */
     const char *slash = strrchr(path, '/');
     char tmp[PATH_MAX];
-    int n = snprintf(tmp, sizeof tmp, "%.*s/.%s.XXXXXX", (int)(slash - path), path, slash + 1);
+    int n = snprintf(tmp, sizeof tmp, "%.*s/.%.200s.XXXXXX", (int)(slash - path), path, slash + 1);
     if (n < 0 || (size_t)n >= sizeof tmp) {
         errno = ENAMETOOLONG;
         return -1;

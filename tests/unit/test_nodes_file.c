@@ -751,6 +751,28 @@ Test(csv_writer, file_replace_and_append_refuse_what_they_must)
     closedir(d);
 }
 
+/* A name of up to NAME_MAX (255) bytes can be written: the temporary file's name, 8 bytes longer,
+ * is cut to fit (it used to fail with ENAMETOOLONG from 248 bytes on, where Python's open works). */
+Test(csv_writer, file_replace_takes_names_up_to_name_max)
+{
+    char name[256], p[PATH_MAX * 2];
+    memset(name, 'n', 255);
+    name[255] = '\0';
+    memcpy(name + 251, ".txt", 4);
+    snprintf(p, sizeof p, "%s/%s", data_dir, name);
+    cr_assert_eq(node_file_replace(p, "one", 3), 0, "%s", strerror(errno));
+    cr_assert_eq(node_file_replace(p, "two", 3), 0, "%s", strerror(errno));
+    cr_assert_str_eq(read_text(name), "two");
+    DIR *d = opendir(data_dir); /* only the file itself, no temporary one left behind */
+    cr_assert_not_null(d);
+    struct dirent *e;
+    int files = 0;
+    while ((e = readdir(d)))
+        files += e->d_name[0] == '.' && e->d_name[1] && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    cr_assert_eq(files, 0, "a temporary file was left behind");
+}
+
 /* ---- TextReaderNode ---- */
 
 /* Writes len bytes to data_dir/rel. */
