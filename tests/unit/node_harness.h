@@ -57,16 +57,23 @@ static inline call_result run_compiled(const node_type *t, const void *compiled,
     return r;
 }
 
-/* compile() then run(); the compile must succeed. */
-static inline call_result run_node(const node_type *t, const char *config, const char *extra)
+/* compile() then run() on config cfg (borrowed) overlaid with extra; the compile must succeed. */
+static inline call_result run_json(const node_type *t, json_t *cfg, const char *extra)
 {
-    json_t *cfg = parse(config);
     void *compiled = NULL;
     char err[256] = "";
     cr_assert_eq(t->compile(&test_env, cfg, &compiled, err, sizeof err), 0, "compile: %s", err);
     call_result r = run_compiled(t, compiled, cfg, extra);
     if (t->free)
         t->free(compiled);
+    return r;
+}
+
+/* run_json on config given as JSON text. */
+static inline call_result run_node(const node_type *t, const char *config, const char *extra)
+{
+    json_t *cfg = parse(config);
+    call_result r = run_json(t, cfg, extra);
     json_decref(cfg);
     return r;
 }

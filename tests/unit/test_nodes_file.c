@@ -707,11 +707,7 @@ Test(csv_writer, text_over_64_mib_fails_without_writing)
     json_t *cfg = json_pack("{s:s, s:[[s%], [s%]]}", "file_path", "big.csv", "data", big, n, big, n);
     free(big);
     cr_assert_not_null(cfg);
-    void *compiled = NULL;
-    char err[256];
-    cr_assert_eq(node_csv_writer.compile(&test_env, cfg, &compiled, err, sizeof err), 0, "%s", err);
-    call_result r = run_compiled(&node_csv_writer, compiled, cfg, NULL);
-    free(compiled);
+    call_result r = run_json(&node_csv_writer, cfg, NULL);
     json_decref(cfg);
     cr_assert_eq(r.rc, -1);
     cr_assert_str_eq(r.err.message, "the CSV text would be larger than 64 MiB");
@@ -968,11 +964,7 @@ Test(text_file, writer_refuses_text_over_64_mib)
     memset(big, 'y', n);
     json_t *cfg = json_pack("{s:s, s:s%}", "file_path", "big.txt", "text", big, n);
     free(big);
-    void *compiled = NULL;
-    char err[256];
-    cr_assert_eq(node_text_writer.compile(&test_env, cfg, &compiled, err, sizeof err), 0, "%s", err);
-    call_result r = run_compiled(&node_text_writer, compiled, cfg, NULL);
-    free(compiled);
+    call_result r = run_json(&node_text_writer, cfg, NULL);
     json_decref(cfg);
     cr_assert_eq(r.rc, -1);
     cr_assert_str_eq(r.err.message, "text: longer than 64 MiB");
@@ -988,11 +980,7 @@ Test(text_file, copy_round_trip_keeps_text)
     cr_assert_eq(json_string_length(text), 15);
     json_t *cfg = json_pack("{s:s, s:O}", "file_path", "sub/out.txt", "text", text);
     json_decref(r.out);
-    void *compiled = NULL;
-    char err[256];
-    cr_assert_eq(node_text_writer.compile(&test_env, cfg, &compiled, err, sizeof err), 0, "%s", err);
-    call_result w = run_compiled(&node_text_writer, compiled, cfg, NULL);
-    free(compiled);
+    call_result w = run_json(&node_text_writer, cfg, NULL);
     json_decref(cfg);
     cr_assert_eq(w.rc, 0, "%s", w.err.message);
     assert_port(w.out, "bytes_written", "15");
