@@ -428,6 +428,21 @@ def tcp_sockets(local_port=None, remote_port=None):
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+def wait_for(pred, timeout=5.0):
+    """Polls pred every 20 ms until it holds or timeout seconds pass; returns its last answer."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return bool(pred())
+
+
+def holding(up, key):
+    """How many requests the upstream's /hold/KEY holds open right now."""
+    return up.hits("holding/" + key)
+
+
 def assert_error(r, status, code):
     """r is an error answer of the documented shape with this status and code; returns error obj."""
     assert r.status_code == status, "expected %d %s, got %d: %s" % (status, code, r.status_code, r.text[:500])

@@ -10,21 +10,8 @@ import time
 
 import pytest
 
-from conftest import assert_error, closed_port
+from conftest import assert_error, closed_port, holding, wait_for
 from wfs import conn, http, transform, wf
-
-
-def holding(up, key):
-    return up.hits("holding/" + key)
-
-
-def wait_for(pred, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 @pytest.fixture(scope="module", params=["plain", "libcurl"])

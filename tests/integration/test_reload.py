@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import assert_error
+from conftest import assert_error, wait_for
 import wfs
 from wfs import http, node, transform, wf
 
@@ -89,15 +89,6 @@ def test_reload_bad_config_422_keeps_serving(daemons, bad):
     r = d.reload()
     assert r.status_code == 200 and r.json()["errors"] == []
     assert greet(d) == "Changed, Ada!"
-
-
-def wait_for(pred, timeout=5.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_sighup_reloads(daemons):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import assert_error, closed_port, run_cli, write_json
+from conftest import assert_error, closed_port, holding, run_cli, wait_for, write_json
 from wfs import conn, fixture, http, node, transform, wf
 
 SDK = json.loads(fixture("sdk_workflow_node"))
@@ -31,19 +31,6 @@ def chain(n):
     out = {"w%d" % i: wf({"call": sub(workflow_name="w%d" % (i + 1))}) for i in range(n - 1)}
     out["w%d" % (n - 1)] = wf({"t": transform({"leaf": True})})
     return out
-
-
-def holding(up, key):
-    return up.hits("holding/" + key)
-
-
-def wait_for(pred, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 @pytest.fixture(scope="module")
