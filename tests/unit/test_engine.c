@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "run_waiter.h"
 #include "kailash/engine.h"
 #include "kailash/ioloop.h"
 #include "kailash/upstream.h"
@@ -21,22 +22,6 @@ static char dir[64];
 static registry *reg;
 static int stuck_port;
 static int stuck_fd = -1;
-
-typedef struct waiter {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int done;
-} waiter;
-
-static void on_done(run *r, void *ud)
-{
-    (void)r;
-    waiter *w = ud;
-    pthread_mutex_lock(&w->mu);
-    w->done = 1;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-}
 
 static void put(const char *name, const char *text)
 {
@@ -184,10 +169,8 @@ static run *start(const char *name, const char *inputs, const char *params, wait
     executor *ex = registry_find(reg, name);
     cr_assert_not_null(ex, "%s", name);
     json_t *in = json_loads(inputs, 0, NULL), *pa = params ? json_loads(params, 0, NULL) : NULL;
-    pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
-    w->done = 0;
-    run_opts o = {.request_id = "req-1", .inputs = in, .parameters = pa, .done = on_done, .ud = w};
+    waiter_init(w);
+    run_opts o = {.request_id = "req-1", .inputs = in, .parameters = pa, .done = run_waiter_done, .ud = w};
     run *r = run_create(ex, &o);
     json_decref(in);
     json_decref(pa);
@@ -196,14 +179,6 @@ static run *start(const char *name, const char *inputs, const char *params, wait
     if (*rc != EXEC_OK)
         run_release(r);
     return r;
-}
-
-static void wait_done(waiter *w)
-{
-    pthread_mutex_lock(&w->mu);
-    while (!w->done)
-        pthread_cond_wait(&w->cv, &w->mu);
-    pthread_mutex_unlock(&w->mu);
 }
 
 static run *run_sync(const char *name, const char *inputs, const char *params)
@@ -226,10 +201,8 @@ static void start_on_loop(void *ud)
 {
     home_arg *a = ud;
     executor *ex = registry_find(reg, "home");
-    pthread_mutex_init(&a->w.mu, NULL);
-    pthread_cond_init(&a->w.cv, NULL);
-    a->w.done = 0;
-    run_opts o = {.request_id = "req-home", .done = on_done, .ud = &a->w};
+    waiter_init(&a->w);
+    run_opts o = {.request_id = "req-home", .done = run_waiter_done, .ud = &a->w};
     a->r = run_create(ex, &o);
     run_retain(a->r);
     cr_assert_eq(exec_submit(ex, a->r, 1), EXEC_OK);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "../../src/nodes/workflow_node.h"
+#include "run_waiter.h"
 #include "kailash/engine.h"
 #include "kailash/ioloop.h"
 #include "kailash/node.h"
@@ -645,23 +646,6 @@ static void run_teardown(void)
     close(stuck_fd);
 }
 
-typedef struct waiter {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int done;
-    run *r;
-} waiter;
-
-static void on_done(run *r, void *ud)
-{
-    (void)r;
-    waiter *w = ud;
-    pthread_mutex_lock(&w->mu);
-    w->done = 1;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-}
-
 /* Creates and submits a run of name on the calling thread (may_inline as the front end does). */
 static run *start_run(const char *name, const char *params, waiter *w, int *rc)
 {
@@ -669,10 +653,8 @@ static run *start_run(const char *name, const char *params, waiter *w, int *rc)
     executor *ex = registry_find(reg, name);
     cr_assert_not_null(ex, "%s", name);
     json_t *pa = params ? parse(params) : NULL;
-    pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
-    w->done = 0;
-    run_opts o = {.request_id = "req-wfn", .parameters = pa, .done = on_done, .ud = w};
+    waiter_init(w);
+    run_opts o = {.request_id = "req-wfn", .parameters = pa, .done = run_waiter_done, .ud = w};
     run *r = run_create(ex, &o);
     json_decref(pa);
     run_retain(r);
@@ -682,14 +664,6 @@ static run *start_run(const char *name, const char *params, waiter *w, int *rc)
     registry_release(reg);
     w->r = r;
     return r;
-}
-
-static void wait_done(waiter *w)
-{
-    pthread_mutex_lock(&w->mu);
-    while (!w->done)
-        pthread_cond_wait(&w->cv, &w->mu);
-    pthread_mutex_unlock(&w->mu);
 }
 
 static executor *find(const char *name)
@@ -743,10 +717,8 @@ Test(workflow_run, the_file_may_give_the_inner_inputs_from_the_outer_run)
     executor *ex = registry_find(reg, "outer_cfg");
     json_t *in = parse("{\"x\": {\"n\": 7}}");
     waiter w;
-    pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.cv, NULL);
-    w.done = 0;
-    run_opts o = {.inputs = in, .done = on_done, .ud = &w};
+    waiter_init(&w);
+    run_opts o = {.inputs = in, .done = run_waiter_done, .ud = &w};
     run *r = run_create(ex, &o);
     run_retain(r);
     cr_assert_eq(exec_submit(ex, r, 0), EXEC_OK);
