@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "run_waiter.h"
+#include "test_config_dir.h"
 #include "kailash/engine.h"
 #include "kailash/ioloop.h"
 #include "kailash/upstream.h"
@@ -25,12 +26,7 @@ static int stuck_fd = -1;
 
 static void put(const char *name, const char *text)
 {
-    char path[128];
-    snprintf(path, sizeof path, "%s/wf/%s.json", dir, name);
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fputs(text, f);
-    fclose(f);
+    test_config_put(dir, name, text);
 }
 
 static void open_stuck_port(void)
@@ -78,17 +74,8 @@ static void open_slow_port(void)
 
 static void setup(void)
 {
-    char err[256], path[128], slow[512];
-    strcpy(dir, "/tmp/kengXXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/wf", dir);
-    mkdir(path, 0700);
-    cr_assert_eq(config_load(NULL, &cfg, err, sizeof err), 0);
-    free(cfg->workflows_dir);
-    cfg->workflows_dir = strdup(path);
-    free(cfg->data_dir);
-    snprintf(path, sizeof path, "%s/data", dir);
-    cfg->data_dir = strdup(path);
+    char err[256], slow[512];
+    cfg = test_config_dir(dir, "/tmp/kengXXXXXX");
     cfg->workers = 2;
     open_stuck_port();
     put("route",

@@ -19,6 +19,7 @@
 
 #include "../../src/nodes/workflow_node.h"
 #include "run_waiter.h"
+#include "test_config_dir.h"
 #include "kailash/engine.h"
 #include "kailash/ioloop.h"
 #include "kailash/node.h"
@@ -142,18 +143,7 @@ static char dir[64];
 
 static void cfg_setup(void)
 {
-    char err[256], path[128];
-    strcpy(dir, "/tmp/kwfnXXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/wf", dir);
-    mkdir(path, 0700);
-    cr_assert_eq(config_load(NULL, &cfg, err, sizeof err), 0);
-    free(cfg->workflows_dir);
-    cfg->workflows_dir = strdup(path);
-    free(cfg->data_dir);
-    snprintf(path, sizeof path, "%s/data", dir);
-    mkdir(path, 0700);
-    cfg->data_dir = strdup(path);
+    cfg = test_config_dir(dir, "/tmp/kwfnXXXXXX");
 }
 
 static void cfg_teardown(void)
@@ -587,12 +577,7 @@ static void open_stuck_port(void)
 
 static void put(const char *name, const char *text)
 {
-    char path[256];
-    snprintf(path, sizeof path, "%s/wf/%s.json", dir, name);
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fputs(text, f);
-    fclose(f);
+    test_config_put(dir, name, text);
 }
 
 #define WFN(id, target) "\"" id "\":{\"node_type\":\"WorkflowNode\",\"config\":{\"workflow_name\":\"" target "\"}}"

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "kailash/engine.h"
+#include "test_config_dir.h"
 
 static kconfig *cfg;
 static char dir[64];
@@ -22,19 +23,8 @@ static atomic_long broken; /* readers check in their own thread; the test assert
 
 static void setup(void)
 {
-    char err[256], path[128];
-    strcpy(dir, "/tmp/kregXXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/wf", dir);
-    mkdir(path, 0700);
-    cr_assert_eq(config_load(NULL, &cfg, err, sizeof err), 0);
-    free(cfg->workflows_dir);
-    cfg->workflows_dir = strdup(path);
-    snprintf(path, sizeof path, "%s/wf/t.json", dir);
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fputs("{\"nodes\":{\"t\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":{}}}}}", f);
-    fclose(f);
+    cfg = test_config_dir(dir, "/tmp/kregXXXXXX");
+    test_config_put(dir, "t", "{\"nodes\":{\"t\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":{}}}}}");
 }
 
 static void teardown(void)
