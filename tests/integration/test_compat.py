@@ -133,3 +133,13 @@ def test_compat_case(name, compat_port, daemons):
         r = d.run(name, body={"inputs": inputs, "parameters": params}, params={"include": "results"})
         assert r.status_code == 200, "%s run %d (/run): %s" % (name, i, r.text[:800])
         check_outputs(case, i, r.json()["results"], want, sdk_failed)
+
+
+def test_corpus_is_there():
+    """The corpus must not vanish silently (an empty directory would parametrize no case at all)."""
+    assert len(CASES) >= 60, CASES
+    for name in CASES:
+        with open(os.path.join(CASES_DIR, name + ".json")) as f:
+            case = json.load(f)
+        assert case["runs"], name
+        assert all("skip_branches" in r and "route_data" in r for r in case["runs"]), name
