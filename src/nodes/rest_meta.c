@@ -388,11 +388,18 @@ static int py_value(buf *b, json_t *v, int top, int depth)
     if (b->len > REST_META_MAX_REPR || depth > 32)
         return buf_append(b, "...", 3);
     switch (json_typeof(v)) {
-    case JSON_STRING:
+    case JSON_STRING: {
+        const char *s = json_string_value(v);
+        size_t n = json_string_length(v);
         if (top)
-            return buf_append(b, json_string_value(v), json_string_length(v));
-        return py_str_repr(b, json_string_value(v),
-                           json_string_length(v) > REST_META_MAX_REPR ? REST_META_MAX_REPR : json_string_length(v));
+            return buf_append(b, s, n);
+        if (n > REST_META_MAX_REPR) { /* cut at a character's start: the text must stay UTF-8 */
+            n = REST_META_MAX_REPR;
+            while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+                n--;
+        }
+        return py_str_repr(b, s, n);
+    }
     case JSON_INTEGER:
         return buf_appendf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
     case JSON_REAL:

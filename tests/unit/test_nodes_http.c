@@ -2070,4 +2070,18 @@ Test(http, rest_error_text_as_the_sdk_writes_it)
     cr_assert_lt(json_string_length(e), (size_t)REST_META_MAX_REPR + 200);
     json_decref(e);
     json_decref(c);
+    /* a long string inside the message is cut at a character, never inside one (a cut through
+     * a two-byte character made invalid UTF-8, which jansson refuses: no error text at all) */
+    buf long_text = {0};
+    cr_assert_eq(buf_append(&long_text, "a", 1), 0);
+    for (int i = 0; i < REST_META_MAX_REPR; i++)
+        cr_assert_eq(buf_append(&long_text, "\xc3\xa9", 2), 0);
+    c = json_pack("{s:[s#]}", "message", long_text.data, (int)long_text.len);
+    buf_free(&long_text);
+    cr_assert_not_null(c);
+    e = rest_meta_error(c, 500);
+    cr_assert(json_is_string(e), "a message cut inside a character gave no error text");
+    cr_assert_lt(json_string_length(e), (size_t)REST_META_MAX_REPR + 200);
+    json_decref(e);
+    json_decref(c);
 }
