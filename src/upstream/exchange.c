@@ -85,7 +85,9 @@ struct http_exchange {
     int connected;     /* it had a connection */
     buf body;
     json_t *rheaders; /* owned: names in the case first received */
-    json_t *rnames;   /* owned: lower-cased name -> the name as rheaders holds it */
+    json_t *rnames;   /* owned: lower-cased name -> the name as rheaders holds it, or (repeated) its joins[] index */
+    struct http_join *joins; /* owned: repeated headers' joined values, into rheaders at the answer */
+    size_t njoins, joins_cap;
     size_t rx_bytes, header_bytes;
     int oversize, oom, header_oversize;
     int deadline_limited;
@@ -133,6 +135,8 @@ void *http_exchange_ud(http_exchange *ex)
     return ex->ud;
 }
 
+static void http_joins_clear(http_exchange *ex);
+
 void http_exchange_free(http_exchange *ex)
 {
     if (!ex)
@@ -143,6 +147,8 @@ void http_exchange_free(http_exchange *ex)
     buf_free(&ex->body);
     json_decref(ex->rheaders);
     json_decref(ex->rnames);
+    http_joins_clear(ex);
+    free(ex->joins);
     free(ex->rw);
     if (ex->hooks->free_ud)
         ex->hooks->free_ud(ex->ud);
@@ -211,8 +217,38 @@ json_t *http_header_get(json_t *headers, const char *name)
     return NULL;
 }
 
+/* Repeated headers are joined as text, and stored once the answer's headers are complete. */
+struct http_join {
+    char *key; /* the name as rheaders holds it */
+    buf text;  /* the values so far, ", "-joined */
+};
+
+static void http_joins_clear(http_exchange *ex)
+{
+    for (size_t i = 0; i < ex->njoins; i++) {
+        free(ex->joins[i].key);
+        buf_free(&ex->joins[i].text);
+    }
+    ex->njoins = 0;
+}
+
+/* The joined values into rheaders (invalid UTF-8 as U+FFFD, as each value was). 0 or -1. */
+static int http_joins_flush(http_exchange *ex)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < ex->njoins; i++) {
+        struct http_join *j = &ex->joins[i];
+        json_t *value = http_text_json(j->text.data ? j->text.data : "", j->text.len);
+        rc = value && json_object_set_new(ex->rheaders, j->key, value) == 0 ? 0 : -1;
+    }
+    http_joins_clear(ex);
+    return rc;
+}
+
 /* Adds "name: value" to rheaders, the name in the case it came in. A repeat, in any case, joins its
- * value to the first one's with ", " under the first one's name (requests' way, via urllib3). */
+ * value to the first one's with ", " under the first one's name (requests' way, via urllib3). The
+ * joined text grows in a joins[] buffer, not as a new JSON string per repeat (which copied the whole
+ * value again each time: quadratic in a hostile answer's repeats); http_joins_flush stores it. */
 static int http_store_header(http_exchange *ex, const char *p, const char *colon, const char *end)
 {
     const char *ns = p, *ne = colon, *vs = colon + 1, *ve = end;
@@ -235,16 +271,32 @@ static int http_store_header(http_exchange *ex, const char *p, const char *colon
             return -1;
         return json_object_set_new(ex->rnames, lower, json_string(name)) == 0 ? 0 : -1;
     }
-    const char *key = json_string_value(first);
-    json_t *old = json_object_get(ex->rheaders, key);
-    buf b = {0};
-    int rc = buf_appendf(&b, "%s, ", old ? json_string_value(old) : "");
-    rc = rc ? rc : buf_append(&b, vs, (size_t)(ve - vs));
-    json_t *value = rc == 0 ? http_text_json(b.data ? b.data : "", b.len) : NULL;
-    buf_free(&b);
-    if (!value || json_object_set_new(ex->rheaders, key, value) != 0)
-        return -1;
-    return 0;
+    struct http_join *j;
+    if (json_is_integer(first)) {
+        j = &ex->joins[json_integer_value(first)];
+    } else { /* the first repeat: its join starts from the value stored */
+        if (ex->njoins == ex->joins_cap) {
+            size_t cap = ex->joins_cap ? 2 * ex->joins_cap : 4;
+            struct http_join *grown = realloc(ex->joins, cap * sizeof *grown);
+            if (!grown)
+                return -1;
+            ex->joins = grown;
+            ex->joins_cap = cap;
+        }
+        j = &ex->joins[ex->njoins];
+        *j = (struct http_join){.key = strdup(json_string_value(first))};
+        json_t *old = j->key ? json_object_get(ex->rheaders, j->key) : NULL;
+        const char *ov = json_string_value(old);
+        if (!j->key || buf_append(&j->text, ov ? ov : "", json_string_length(old)) != 0) {
+            free(j->key);
+            buf_free(&j->text);
+            return -1;
+        }
+        ex->njoins++;
+        if (json_object_set_new(ex->rnames, lower, json_integer((json_int_t)(ex->njoins - 1))) != 0)
+            return -1;
+    }
+    return buf_append(&j->text, ", ", 2) == 0 && buf_append(&j->text, vs, (size_t)(ve - vs)) == 0 ? 0 : -1;
 }
 
 /* The status of a status line ("HTTP/1.1 200 OK", "HTTP/2 200"), 0 when it shows none. */
@@ -296,6 +348,7 @@ static size_t http_on_header(char *p, size_t size, size_t nmemb, void *ud)
     if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) { /* a status line: a new response (1xx, then final) */
         json_object_clear(ex->rheaders);
         json_object_clear(ex->rnames);
+        http_joins_clear(ex);
         ex->line_status = http_line_status(p, n);
         return n;
     }
@@ -487,6 +540,7 @@ static int http_attempt(http_exchange *ex, int new_round, node_error *err)
     ex->started_ms = util_now_ms();
     json_object_clear(ex->rheaders);
     json_object_clear(ex->rnames);
+    http_joins_clear(ex);
     int rc = http_attempt_plain(ex);
     if (rc == 1)
         rc = http_attempt_curl(ex);
@@ -629,6 +683,10 @@ static void http_finish_answer(http_exchange *ex)
 {
     node_error err;
     json_t *content = NULL;
+    if (http_joins_flush(ex) != 0) {
+        http_finish(ex, NULL, &(node_error){"internal", "out of memory reading the answer's headers"});
+        return;
+    }
     if (http_content(ex, &content, &err) != 0) {
         http_finish(ex, NULL, &err);
         return;

@@ -2085,3 +2085,30 @@ Test(http, rest_error_text_as_the_sdk_writes_it)
     json_decref(e);
     json_decref(c);
 }
+
+/* One header name repeated tens of thousands of times (within HTTP_MAX_HEADER_BYTES): each repeat
+ * joins the first one's value, and joining must not copy the whole value again per repeat (that
+ * was quadratic: seconds of the loop thread for a quarter MiB of header lines). */
+Test(http, repeated_header_joins_in_linear_time)
+{
+    buf a = {0};
+    enum { REPEATS = 50000 };
+    const char *head = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n";
+    cr_assert_eq(buf_append(&a, head, strlen(head)), 0);
+    for (int i = 0; i < REPEATS; i++)
+        cr_assert_eq(buf_append(&a, "A: \r\n", 5), 0);
+    cr_assert_eq(buf_append(&a, "\r\n", 3), 0);
+    raw_srv *raw = raw_start_with(RAW_FIXED, a.data);
+    for (int plain = 0; plain < 2; plain++) {
+        http_wire_enable(plain);
+        result r = run_config(&node_http_request, jsonf("{\"url\": \"http://127.0.0.1:%d/\"}", raw->port), 10000);
+        cr_assert_eq(r.rc, 0, "%s: %s: %s", plain ? "plain" : "libcurl", r.err.code, r.err.message);
+        json_t *v = json_object_get(at(r.out, "response.headers"), "A");
+        cr_assert_eq(json_string_length(v), (size_t)2 * (REPEATS - 1), "%zu", json_string_length(v));
+        cr_assert_lt(r.elapsed_ms, 1000, "%s: %.0f ms", plain ? "plain" : "libcurl", r.elapsed_ms);
+        result_free(&r);
+    }
+    http_wire_enable(1);
+    raw_stop(raw);
+    buf_free(&a);
+}
