@@ -121,7 +121,7 @@ typedef struct jwks_remote_opts {
 } jwks_remote_opts;
 
 /* Starts (or, on reload, re-aims) the fetcher; a changed URL drops the keys held. Any thread; the
- * fetches run on engine_io()'s loop. 0, or -1 with err (a URL of the wrong kind). */
+ * fetches run on the first of engine_loops() (after engine_start). 0, or -1 with err (a URL of the wrong kind). */
 int jwks_remote_configure(const jwks_remote_opts *o, char *err, size_t errlen);
 /* The keys fetched last (a new reference), or NULL before the first fetch succeeded. Thread-safe. */
 jwt_keyset *jwks_remote_acquire(void);
