@@ -11,10 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "kailash/api.h"
+#include "kailash/auth.h"
 #include "kailash/config.h"
 #include "kailash/engine.h"
 #include "kailash/http.h"
@@ -28,6 +30,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: kailashd [--config FILE]        serve the workflows\n"
                "       kailashd --check [--config FILE] load config and every workflow, print each problem\n"
+               "       kailashd hash-key                read an API key on stdin, print its SHA-256 for auth.api_keys\n"
                "       kailashd --version | --help\n"
                "The config comes from --config, else $KAILASH_CONFIG, else conf/kailashd.json.\n");
 }
@@ -50,11 +53,13 @@ static int do_check(void)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    if (engine_prepare(cfg, err, sizeof err) != 0) {
-        fprintf(stderr, "%s: %s\n", g_config_path, err);
+    auth_ctx *auth = NULL;
+    if (auth_ctx_load(cfg, &auth, err, sizeof err) != 0 || engine_prepare(cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
         config_free(cfg);
         return 1;
     }
+    auth_ctx_free(auth);
     registry *reg = registry_load(cfg, engine_node_env(), NULL);
     json_t *problems = registry_problems(reg);
     size_t i;
@@ -71,22 +76,42 @@ static int do_check(void)
 /* Makes cfg the serving config and frees the previous one. Only request callbacks read the serving
  * config, each within one turn of its loop (workflows copy what they need at load, and runs never
  * read it): once every loop has finished the turn it was in (http_server_sync), none holds it. */
-static void config_publish(kconfig *cfg)
+static void config_publish(kconfig *cfg, auth_ctx *auth)
 {
     kconfig *old = g_cfg;
     g_cfg = cfg;
     log_set_level(cfg->log_level);
     http_server_set_config(cfg);
+    auth_ctx *old_auth = auth_ctx_publish(auth); /* it borrows from its config: they go together */
     http_server_sync();
+    auth_ctx_free(old_auth);
     config_free(old);
+}
+
+/* The JWKS URL's fetcher follows the config (a changed URL drops the keys it holds). */
+static int jwks_follow(const kconfig *cfg, char *err, size_t errlen)
+{
+    jwks_remote_opts o = {.url = cfg->jwt_jwks_url,
+                          .min_refresh_s = cfg->jwt_jwks_min_refresh_s,
+                          .verify_tls = cfg->upstream_verify_tls,
+                          .connect_timeout_ms = cfg->upstream_connect_timeout_ms};
+    return jwks_remote_configure(&o, err, errlen);
 }
 
 /* api_reload_fn: new config, new registry, swap. */
 static int do_reload(json_t **result, char *err, size_t errlen)
 {
     kconfig *cfg;
+    auth_ctx *auth = NULL;
     pthread_mutex_lock(&g_reload_mu);
     if (config_load(g_config_path, &cfg, err, errlen) != 0) {
+        pthread_mutex_unlock(&g_reload_mu);
+        log_msg(LOG_ERROR, "reload refused: %s", err);
+        return -1;
+    }
+    if (auth_ctx_load(cfg, &auth, err, errlen) != 0 || jwks_follow(cfg, err, errlen) != 0) {
+        auth_ctx_free(auth);
+        config_free(cfg);
         pthread_mutex_unlock(&g_reload_mu);
         log_msg(LOG_ERROR, "reload refused: %s", err);
         return -1;
@@ -97,6 +122,7 @@ static int do_reload(json_t **result, char *err, size_t errlen)
     registry *reg = registry_load(cfg, engine_node_env(), prev);
     registry_release(prev);
     if (!reg) {
+        auth_ctx_free(auth);
         config_free(cfg);
         pthread_mutex_unlock(&g_reload_mu);
         snprintf(err, errlen, "out of memory");
@@ -107,7 +133,7 @@ static int do_reload(json_t **result, char *err, size_t errlen)
     log_msg(LOG_INFO, "reloaded: %zu workflow(s), %zu file(s) with errors", registry_count(reg),
             json_array_size(registry_errors(reg)));
     registry_publish(reg);
-    config_publish(cfg);
+    config_publish(cfg, auth);
     pthread_mutex_unlock(&g_reload_mu);
     return 0;
 }
@@ -172,9 +198,11 @@ static int graceful_stop(void)
         _exit(1);
     }
     http_server_stop();
+    jwks_remote_stop();
     engine_stop();
     engine_sinks_flush();
     registry_publish(NULL);
+    auth_ctx_free(auth_ctx_publish(NULL));
     config_free(g_cfg);
     log_shutdown();
     log_msg(LOG_INFO, "stopped");
@@ -189,6 +217,12 @@ static int serve(void)
         return 1;
     }
     log_set_level(g_cfg->log_level);
+    auth_ctx *auth = NULL;
+    if (auth_ctx_load(g_cfg, &auth, err, sizeof err) != 0) {
+        fprintf(stderr, "kailashd: %s\n", err);
+        return 1;
+    }
+    auth_ctx_publish(auth);
     raise_fd_limit();
     tune_malloc();
     sigset_t set;
@@ -199,6 +233,10 @@ static int serve(void)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     if (engine_start(g_cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "kailashd: %s\n", err);
+        return 1;
+    }
+    if (jwks_follow(g_cfg, err, sizeof err) != 0) {
         fprintf(stderr, "kailashd: %s\n", err);
         return 1;
     }
@@ -237,8 +275,52 @@ static int serve(void)
     }
 }
 
+/* kailashd hash-key: the key comes on stdin, never as an argument (it would stay in the shell's
+ * history and show in ps); from a terminal it is read without echo. One trailing newline (and a CR
+ * before it) is dropped. */
+#define HASH_KEY_MAX 4096
+
+static int do_hash_key(void)
+{
+    struct termios saved, quiet;
+    int tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
+    if (tty) {
+        fprintf(stderr, "API key (not shown): ");
+        quiet = saved;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+    }
+    char key[HASH_KEY_MAX + 2];
+    size_t n = 0;
+    if (tty) /* a line: the Enter key ends it */
+        n = fgets(key, sizeof key, stdin) ? strlen(key) : 0;
+    else
+        n = fread(key, 1, sizeof key, stdin);
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+        fprintf(stderr, "\n");
+    }
+    if (n > 0 && key[n - 1] == '\n')
+        n--;
+    if (n > 0 && key[n - 1] == '\r')
+        n--;
+    int rc = 2;
+    if (n == 0 || n > HASH_KEY_MAX) {
+        fprintf(stderr, "kailashd hash-key: expected a key of 1..%d bytes on stdin\n", HASH_KEY_MAX);
+    } else {
+        char hex[65];
+        auth_key_digest_hex(key, n, hex);
+        printf("%s\n", hex);
+        rc = 0;
+    }
+    explicit_bzero(key, sizeof key);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "hash-key") == 0)
+        return do_hash_key();
     const char *cfg_arg = NULL;
     int check = 0;
     for (int i = 1; i < argc; i++) {

@@ -19,7 +19,6 @@ int api_run_prepare(kreq *r);
 int api_run(kreq *r);
 int api_execute(kreq *r);
 /* admin.c */
-int api_admin_prepare(kreq *r);
 int api_admin_reload(kreq *r);
 /* What reload does (main.c provides it): reloads config and workflows. Returns 0 with *result set
  * ({"reloaded":true,...}), or -1 with err when the new config is invalid (422). */

@@ -144,9 +144,10 @@ typedef struct auth_ctx auth_ctx;
  * enable_auth with no key and no JWT source (fail closed). */
 int auth_ctx_load(const kconfig *cfg, auth_ctx **out, char *err, size_t errlen);
 void auth_ctx_free(auth_ctx *c);
-/* Makes c the one requests see. The previous one stays allocated until exit (requests in flight may
- * hold principals that borrow from it), as configs do. Thread-safe. */
-void auth_ctx_publish(auth_ctx *c);
+/* Makes c the one requests see and returns the previous one (or NULL). Requests read the current
+ * ctx within one turn of their loop, so the caller frees the previous one once every loop has
+ * finished the turn it was in (http_server_sync). Thread-safe. */
+auth_ctx *auth_ctx_publish(auth_ctx *c);
 /* The current one (NULL before the first publish: everyone is anonymous). Thread-safe. */
 const auth_ctx *auth_ctx_current(void);
 int auth_ctx_enabled(const auth_ctx *c);

@@ -8,6 +8,7 @@
 #ifndef KAILASH_CONFIG_H
 #define KAILASH_CONFIG_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 typedef struct kconfig {
@@ -27,6 +28,17 @@ typedef struct kconfig {
     char **template_env;
     size_t n_template_env;
     int enable_auth;
+    json_t *auth_api_keys;       /* auth.api_keys as written (an array; its entries are checked by auth_ctx_load) */
+    char *jwt_hs256_secret_env;  /* auth.jwt.*: NULL when null */
+    char *jwt_public_key_file;
+    char *jwt_jwks_file;
+    char *jwt_jwks_url;
+    char *jwt_issuer;
+    char **jwt_audience; /* a string or an array of strings in the file */
+    size_t n_jwt_audience;
+    char *jwt_roles_claim;
+    int jwt_leeway_s;
+    int jwt_jwks_min_refresh_s;
     size_t cache_l1_max_bytes;
     int cache_default_ttl_s;
     size_t upstream_max_response_bytes;

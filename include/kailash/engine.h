@@ -103,6 +103,9 @@ typedef struct run_opts {
     const char *request_id;
     json_t *inputs;     /* object (borrowed; kept with a reference) */
     json_t *parameters; /* object node_id -> object, or NULL (borrowed; kept with a reference) */
+    const char *principal_id;     /* the caller ("key:ci"; copied), NULL: anonymous */
+    json_t *principal_roles;      /* its roles (array) and attributes (object) for templates, or NULL */
+    json_t *principal_attributes; /* (borrowed; kept with a reference) */
     int hops;           /* X-Kailash-Hops of the request (0 without one): upstream calls send hops + 1 */
     int depth;          /* 0, or a WorkflowNode's run: its caller's depth + 1 (at most ENGINE_MAX_DEPTH) */
     double deadline_ms; /* 0, or a util_now_ms() the run must end by even if its timeout_ms is longer */

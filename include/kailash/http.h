@@ -86,6 +86,12 @@ void http_req_set_run_id(kreq *r, const char *id);
  * frees it with free_fn (may be NULL) when it ends; a second set_state frees the earlier state first. */
 void *http_req_state(const kreq *r);
 void http_req_set_state(kreq *r, void *state, void (*free_fn)(void *state));
+/* The caller, set by the auth step: principal is an auth_principal (kailash/auth.h; NULL for an
+ * anonymous caller), owned by the request from here on and released with free_fn when it ends; kind
+ * is its auth_kind (how it authenticated, AUTH_FAILED when refused). */
+void http_req_set_principal(kreq *r, void *principal, int kind, void (*free_fn)(void *principal));
+void *http_req_principal(const kreq *r);
+int http_req_auth_kind(const kreq *r);
 /* A handler that returns HTTP_PENDING may ask to be told, on r's loop thread, when the client goes
  * away before the answer (it shut its side): fn should stop the work (cancel the run) and still
  * call http_complete when it ends; the connection is then closed unanswered and logged as 499. */
@@ -113,9 +119,12 @@ typedef int (*http_handler)(kreq *r);
  * http_req_set_workflow_def, or http_req_set_unresolved); it never answers. prepare (may be NULL)
  * runs after the chain, before the body is read, and may answer (HTTP_DONE); handle runs when the
  * body is complete. */
+enum { HTTP_AUTH_NONE = 0, HTTP_AUTH_USER, HTTP_AUTH_ADMIN };
+
 struct http_route {
     const char *method;
     const char *pattern; /* "/workflows/{name}/run": {name} matches one segment */
+    int auth;            /* HTTP_AUTH_*: API.md's auth column (never, yes, admin) */
     http_handler resolve;
     http_handler prepare;
     http_handler handle;

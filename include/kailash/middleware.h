@@ -33,6 +33,8 @@ int mw_request_id_before(kreq *r);
 void mw_logging_after(kreq *r);
 int mw_route_before(kreq *r);
 int mw_hops_before(kreq *r);
+/* auth.c: authentication (401) and the route's and workflow's roles (403); sets the principal. */
+int mw_auth_before(kreq *r);
 /* test_wait.c: inert unless KAILASH_TEST_CHAIN_WAIT=1 was set at start (tests of parking). */
 int mw_test_wait_before(kreq *r);
 

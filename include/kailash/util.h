@@ -10,6 +10,8 @@
 
 /* Monotonic clock in milliseconds (fractional). */
 double util_now_ms(void);
+/* Wall clock: Unix time in seconds (fractional). */
+double util_now_unix_s(void);
 
 /* Wall clock as RFC 3339 UTC with milliseconds ("2026-11-27T10:00:00.123Z"); out holds >= 32 bytes. */
 void util_rfc3339_now(char *out, size_t outlen);
@@ -91,6 +93,11 @@ json_t *util_json_pathn(json_t *root, const char *path, size_t n);
  * anything else by its canonical JSON. For grouping and joining by a key value. 0, or -1 when memory
  * runs out. */
 int util_json_py_key(json_t *v, buf *b);
+
+/* NULL-terminated string vectors: s split at sep into a new vector (caller frees with
+ * util_strv_free), or NULL when a piece is empty or memory runs out; util_strv_free(NULL) is a no-op. */
+char **util_strv_split(const char *s, char sep);
+void util_strv_free(char **v);
 
 /* snprintf into err (if err and errlen are non-zero); always returns -1 for `return util_err(...)`. */
 int util_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

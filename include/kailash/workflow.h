@@ -56,6 +56,22 @@ typedef struct wf_output {
     char *path; /* or NULL */
 } wf_output;
 
+/* gateway.access (API.md "Authentication and authorization"), compiled; enforced by the auth module
+ * only while enable_auth is on. */
+typedef struct wf_condition {
+    char *attribute; /* the principal attribute compared */
+    char **path;     /* "equals": the segments after "inputs." (NULL-terminated), or NULL */
+    json_t *value;   /* "value": the literal, or NULL */
+} wf_condition;
+
+typedef struct wf_access {
+    int present;   /* the workflow has an access block */
+    int is_public; /* callers without credentials may run it */
+    char **roles;  /* any one suffices; NULL-terminated, or NULL: any authenticated caller */
+    wf_condition *conds;
+    size_t nconds;
+} wf_access;
+
 typedef struct workflow {
     char *name, *version, *description, *file;
     wf_node *nodes;
@@ -69,6 +85,7 @@ typedef struct workflow {
     int timeout_ms;
     int max_concurrency;
     int max_queue;
+    wf_access access;
     int has_async;      /* some node runs on the I/O loop */
     int may_block;      /* some node may block (node_type.may_block): never run it on an I/O loop */
     json_t *normalized; /* GET /workflows/{name} */

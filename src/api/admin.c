@@ -1,5 +1,5 @@
-/* admin: POST /admin/reload. With authentication off (the only mode this build has), admin routes
- * answer loopback clients only (API.md). The reload itself is main.c's (api_admin_set_reload); it
+/* admin: POST /admin/reload. Who may call it is the auth step's (src/middleware/auth.c): the admin
+ * role with authentication on, loopback clients only with it off (API.md). The reload itself is main.c's (api_admin_set_reload); it
  * reads and compiles every workflow file, so it runs on the worker pool, not on the I/O loop that
  * received the request (that loop's upstream calls go on meanwhile). */
 #include <stddef.h>
@@ -12,17 +12,6 @@ static api_reload_fn g_reload;
 void api_admin_set_reload(api_reload_fn fn)
 {
     g_reload = fn;
-}
-
-int api_admin_prepare(kreq *r)
-{
-    /* A request that came through a gateway (ours included: an HTTP node pointed at this one) carries
-     * X-Kailash-Hops; its socket address says where the last hop was, not who asked. */
-    if (http_req_client_loopback(r) && !http_req_header(r, "X-Kailash-Hops"))
-        return HTTP_CONTINUE;
-    http_reply_error(r, 403, "forbidden", "admin routes answer only loopback clients while authentication is off",
-                     NULL);
-    return HTTP_DONE;
 }
 
 static void reload_reply(kreq *r)

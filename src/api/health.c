@@ -1,7 +1,11 @@
 /* health: liveness (/health) and readiness (/ready). Neither needs credentials. /ready reports the
- * dependencies (none is configurable in this build yet, so both read "disabled") and the workflow
- * files that failed to load, without changing its status for them. */
+ * dependencies from their last known state, no round trip per call: Redis and Postgres (not
+ * configurable in this build yet: "disabled"), and the JWKS URL when one is configured ("down", with
+ * the reason in "reasons", until its first fetch succeeded: tokens are refused meanwhile, so the
+ * instance is degraded); and the workflow files that failed to load, without changing its status
+ * for them. */
 #include "kailash/api.h"
+#include "kailash/auth.h"
 #include "kailash/engine.h"
 
 static double g_start_ms;
@@ -23,8 +27,14 @@ int api_ready(kreq *r)
     registry *reg = registry_acquire();
     json_t *errors = reg ? json_deep_copy(registry_errors(reg)) : json_array();
     registry_release(reg);
-    http_reply_json(r, 200,
-                    json_pack("{s:s,s:{s:s,s:s},s:o}", "status", "ready", "checks", "redis", "disabled", "postgres",
-                              "disabled", "workflow_errors", errors));
+    char why[200];
+    int jwks = jwks_remote_state(why, sizeof why);
+    json_t *body = json_pack("{s:s,s:{s:s,s:s},s:o}", "status", jwks == 0 ? "degraded" : "ready", "checks", "redis",
+                             "disabled", "postgres", "disabled", "workflow_errors", errors);
+    if (body && jwks >= 0)
+        json_object_set_new(json_object_get(body, "checks"), "jwks", json_string(jwks ? "ok" : "down"));
+    if (body && jwks == 0)
+        json_object_set_new(body, "reasons", json_pack("{s:s}", "jwks", why));
+    http_reply_json(r, jwks == 0 ? 503 : 200, body);
     return HTTP_DONE;
 }

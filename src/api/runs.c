@@ -1,8 +1,10 @@
 /* runs: POST /workflows/{name}/run and the Kailash-compatible POST /workflows/{name}/execute.
  *
  * prepare (before the body is read): the workflow exists (404), Content-Length is within
- * max_body_bytes (413), a body is JSON (415). handle: parse and check the body (400), check inputs
- * against the workflow's schema (400 invalid_inputs), then hand the run to the workflow's executor.
+ * max_body_bytes (413), a body is JSON (415). handle: parse and check the body (400), the workflow's
+ * access conditions against the inputs (403, with authentication on), the inputs against the
+ * workflow's schema (400 invalid_inputs), then hand the run to the workflow's executor, which runs
+ * it as the caller the auth step found (templates' principal.*).
  * The run's done callback builds the answer on whatever thread ended the run and resumes the
  * connection; a short CPU-only workflow ends before exec_submit returns and is answered without a
  * suspend. */
@@ -15,6 +17,7 @@
 #include <strings.h>
 
 #include "kailash/api.h"
+#include "kailash/auth.h"
 #include "kailash/engine.h"
 
 typedef struct run_req {
@@ -324,6 +327,14 @@ static int run_handle(kreq *r, int execute)
     s->include_results = inc && strstr(inc, "results") != NULL;
     if (body_parse(r, wf, execute, &inputs, &params) != 0)
         return HTTP_DONE;
+    const auth_principal *who = http_req_principal(r);
+    char msg[300];
+    /* before the schema: a caller the conditions refuse learns nothing about the inputs it expects */
+    if (auth_ctx_enabled(auth_ctx_current()) && auth_access_conditions(wf, who, inputs, msg, sizeof msg) != 0) {
+        json_decref(inputs);
+        json_decref(params);
+        return reply_errorf(r, 403, "forbidden", NULL, "%s", msg);
+    }
     json_t *violations = json_array();
     if (wf->inputs_schema && schema_validate(wf->inputs_schema, inputs, violations) > 0) {
         json_decref(inputs);
@@ -333,6 +344,9 @@ static int run_handle(kreq *r, int execute)
     }
     json_decref(violations);
     run_opts o = {.request_id = http_req_request_id(r),
+                  .principal_id = who ? auth_principal_id(who) : NULL,
+                  .principal_roles = auth_principal_roles(who),
+                  .principal_attributes = auth_principal_attributes(who),
                   .inputs = inputs,
                   .parameters = params,
                   .hops = http_req_hops(r),

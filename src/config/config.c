@@ -2,7 +2,7 @@
  *
  * Each row names a dotted key, its kind, where it lands in kconfig and its bounds. Objects are
  * walked against the table so an unknown key anywhere is found. Keys of features this build does not
- * have yet (auth, Redis, Postgres, caching, rate limits, jobs, TLS, metrics auth) are rows of kind
+ * have yet (Redis, Postgres, caching, rate limits, jobs, TLS, metrics auth) are rows of kind
  * UNBUILT: they are accepted only with their documented default, and any other value stops
  * start-up saying so, instead of being silently ignored. */
 #include "kailash/config.h"
@@ -16,7 +16,7 @@
 #include "kailash/log.h"
 #include "kailash/util.h"
 
-enum kind { K_OBJ, K_STR, K_INT, K_SIZE, K_BOOL, K_STRLIST, K_CIDRS, K_LEVEL, K_UNBUILT };
+enum kind { K_OBJ, K_STR, K_STR_NULL, K_INT, K_SIZE, K_BOOL, K_STRLIST, K_CIDRS, K_AUD, K_ARRAY, K_LEVEL, K_UNBUILT };
 
 typedef struct key_row {
     const char *key;
@@ -50,17 +50,19 @@ static const key_row rows[] = {
     {"executor_defaults.max_concurrency", K_INT, OFF(exec_max_concurrency), 1, 100000, NULL, NULL},
     {"executor_defaults.max_queue", K_INT, OFF(exec_max_queue), 0, 1000000, NULL, NULL},
     {"template_env", K_STRLIST, 0, 0, 0, NULL, NULL},
-    {"enable_auth", K_UNBUILT, 0, 0, 0, "false", "authentication is not built yet"},
+    {"enable_auth", K_BOOL, OFF(enable_auth), 0, 0, NULL, NULL},
     {"auth", K_OBJ, 0, 0, 0, NULL, NULL},
-    NOTYET("auth.api_keys", "[]", "authentication is not built yet"),
+    {"auth.api_keys", K_ARRAY, OFF(auth_api_keys), 0, 0, NULL, NULL},
     {"auth.jwt", K_OBJ, 0, 0, 0, NULL, NULL},
-    NOTYET("auth.jwt.hs256_secret_env", "null", "JWT authentication is not built yet"),
-    NOTYET("auth.jwt.public_key_file", "null", "JWT authentication is not built yet"),
-    NOTYET("auth.jwt.jwks_file", "null", "JWT authentication is not built yet"),
-    NOTYET("auth.jwt.issuer", "null", "JWT authentication is not built yet"),
-    NOTYET("auth.jwt.audience", "null", "JWT authentication is not built yet"),
-    NOTYET("auth.jwt.roles_claim", "\"roles\"", "JWT authentication is not built yet"),
-    NOTYET("auth.jwt.leeway_s", "60", "JWT authentication is not built yet"),
+    {"auth.jwt.hs256_secret_env", K_STR_NULL, OFF(jwt_hs256_secret_env), 0, 0, NULL, NULL},
+    {"auth.jwt.public_key_file", K_STR_NULL, OFF(jwt_public_key_file), 0, 0, NULL, NULL},
+    {"auth.jwt.jwks_file", K_STR_NULL, OFF(jwt_jwks_file), 0, 0, NULL, NULL},
+    {"auth.jwt.jwks_url", K_STR_NULL, OFF(jwt_jwks_url), 0, 0, NULL, NULL},
+    {"auth.jwt.jwks_min_refresh_s", K_INT, OFF(jwt_jwks_min_refresh_s), 1, 86400, NULL, NULL},
+    {"auth.jwt.issuer", K_STR_NULL, OFF(jwt_issuer), 0, 0, NULL, NULL},
+    {"auth.jwt.audience", K_AUD, 0, 0, 0, NULL, NULL},
+    {"auth.jwt.roles_claim", K_STR, OFF(jwt_roles_claim), 0, 0, NULL, NULL},
+    {"auth.jwt.leeway_s", K_INT, OFF(jwt_leeway_s), 0, 3600, NULL, NULL},
     {"rate_limiting", K_OBJ, 0, 0, 0, NULL, NULL},
     NOTYET("rate_limiting.authenticated", "1000", "rate limiting is not built yet"),
     NOTYET("rate_limiting.anonymous", "100", "rate limiting is not built yet"),
@@ -117,33 +119,45 @@ static void free_list(char **l, size_t n)
     free(l);
 }
 
+/* Where a list kind lands: trusted_proxies, template_env or auth.jwt.audience. */
+static void list_slot(kconfig *c, enum kind k, char ****l, size_t **n)
+{
+    *l = k == K_CIDRS ? &c->trusted_proxies : k == K_AUD ? &c->jwt_audience : &c->template_env;
+    *n = k == K_CIDRS ? &c->n_trusted_proxies : k == K_AUD ? &c->n_jwt_audience : &c->n_template_env;
+}
+
 static int load_list(kconfig *c, const key_row *r, json_t *v, char *err, size_t errlen)
 {
     const char *file = c->file;
+    json_t *one = NULL;
+    if (r->kind == K_AUD && (json_is_null(v) || json_is_string(v))) /* one audience, or none */
+        v = one = json_is_null(v) ? json_array() : json_pack("[O]", v);
     if (!json_is_array(v))
-        return util_err(err, errlen, "%s: key '%s': expected an array of strings", file, r->key);
+        return util_err(err, errlen, "%s: key '%s': expected %s", file, r->key,
+                        r->kind == K_AUD ? "a string, an array of strings or null" : "an array of strings");
     size_t n = json_array_size(v);
     char **l = calloc(n + 1, sizeof *l);
-    if (!l)
+    if (!l) {
+        json_decref(one);
         return util_err(err, errlen, "%s: out of memory", file);
+    }
     for (size_t i = 0; i < n; i++) {
         json_t *e = json_array_get(v, i);
         if (!json_is_string(e) || (r->kind == K_CIDRS && !util_net_cidr_valid(json_string_value(e)))) {
             free_list(l, i);
+            json_decref(one);
             return util_err(err, errlen, "%s: key '%s[%zu]': expected %s", file, r->key, i,
                             r->kind == K_CIDRS ? "a CIDR such as \"10.0.0.0/8\"" : "a string");
         }
         l[i] = strdup(json_string_value(e));
     }
-    if (r->kind == K_CIDRS) {
-        free_list(c->trusted_proxies, c->n_trusted_proxies);
-        c->trusted_proxies = l;
-        c->n_trusted_proxies = n;
-    } else {
-        free_list(c->template_env, c->n_template_env);
-        c->template_env = l;
-        c->n_template_env = n;
-    }
+    json_decref(one);
+    char ***slot;
+    size_t *count;
+    list_slot(c, r->kind, &slot, &count);
+    free_list(*slot, *count);
+    *slot = l;
+    *count = n;
     return 0;
 }
 
@@ -156,6 +170,21 @@ static int load_scalar(kconfig *c, const key_row *r, json_t *v, char *err, size_
         if (!json_is_string(v) || json_string_length(v) == 0)
             return util_err(err, errlen, "%s: key '%s': expected a non-empty string", file, r->key);
         return set_str((char **)(base + r->off), json_string_value(v));
+    case K_STR_NULL:
+        if (json_is_null(v)) {
+            free(*(char **)(base + r->off));
+            *(char **)(base + r->off) = NULL;
+            return 0;
+        }
+        if (!json_is_string(v) || json_string_length(v) == 0)
+            return util_err(err, errlen, "%s: key '%s': expected a non-empty string or null", file, r->key);
+        return set_str((char **)(base + r->off), json_string_value(v));
+    case K_ARRAY:
+        if (!json_is_array(v))
+            return util_err(err, errlen, "%s: key '%s': expected an array", file, r->key);
+        json_decref(*(json_t **)(base + r->off));
+        *(json_t **)(base + r->off) = json_incref(v);
+        return 0;
     case K_BOOL:
         if (!json_is_boolean(v))
             return util_err(err, errlen, "%s: key '%s': expected true or false", file, r->key);
@@ -242,9 +271,13 @@ static kconfig *config_defaults(const char *file)
     c->upstream_verify_tls = 1;
     c->upstream_max_hops = 8;
     c->enable_monitoring = 1;
+    c->auth_api_keys = json_array();
+    c->jwt_roles_claim = strdup("roles");
+    c->jwt_leeway_s = 60;
+    c->jwt_jwks_min_refresh_s = 60;
     c->log_level = LOG_INFO;
     c->front_end_park = 1;
-    if (!c->file || !c->host || !c->workflows_dir || !c->data_dir) {
+    if (!c->file || !c->host || !c->workflows_dir || !c->data_dir || !c->auth_api_keys || !c->jwt_roles_claim) {
         config_free(c);
         return NULL;
     }
@@ -344,5 +377,13 @@ void config_free(kconfig *c)
     free(c->data_dir);
     free_list(c->trusted_proxies, c->n_trusted_proxies);
     free_list(c->template_env, c->n_template_env);
+    json_decref(c->auth_api_keys);
+    free(c->jwt_hs256_secret_env);
+    free(c->jwt_public_key_file);
+    free(c->jwt_jwks_file);
+    free(c->jwt_jwks_url);
+    free(c->jwt_issuer);
+    free_list(c->jwt_audience, c->n_jwt_audience);
+    free(c->jwt_roles_claim);
     free(c);
 }

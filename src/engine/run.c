@@ -41,6 +41,9 @@ struct run {
     const workflow *wf;
     char id[37];
     char request_id[132];
+    char *principal_id;         /* NULL: "anonymous" */
+    json_t *principal_roles;    /* a reference, or NULL */
+    json_t *principal_attributes;
     json_t *inputs, *parameters;
     int hops;        /* X-Kailash-Hops of the request that started the run */
     int depth;       /* WorkflowNode nesting (run_opts.depth) */
@@ -99,6 +102,9 @@ run *run_create(executor *ex, const run_opts *o)
     r->parameters = o->parameters ? json_incref(o->parameters) : NULL;
     r->hops = o->hops;
     r->depth = o->depth;
+    r->principal_id = o->principal_id ? strdup(o->principal_id) : NULL;
+    r->principal_roles = o->principal_roles ? json_incref(o->principal_roles) : NULL;
+    r->principal_attributes = o->principal_attributes ? json_incref(o->principal_attributes) : NULL;
     /* the request's loop when created on one (the front end's), the caller's for a WorkflowNode, else a fixed one */
     r->home = o->home ? o->home : engine_io();
     r->done = o->done;
@@ -117,7 +123,9 @@ run *run_create(executor *ex, const run_opts *o)
                             .nodes = r->results,
                             .run_id = r->id,
                             .request_id = r->request_id,
-                            .principal_id = "anonymous",
+                            .principal_id = r->principal_id ? r->principal_id : "anonymous",
+                            .principal_roles = r->principal_roles,
+                            .principal_attributes = r->principal_attributes,
                             .env = engine_template_env()};
     return r;
 }
@@ -138,6 +146,9 @@ void run_release(run *r)
     }
     json_decref(r->inputs);
     json_decref(r->parameters);
+    free(r->principal_id);
+    json_decref(r->principal_roles);
+    json_decref(r->principal_attributes);
     json_decref(r->results);
     json_decref(r->outputs);
     free(r->state);

@@ -47,6 +47,9 @@ struct kreq {
     buf answer_headers; /* "Name\0Value\0" pairs added with http_reply_header */
     char run_id[40];    /* handler: for X-Run-ID and the access log */
     char workflow[132]; /* handler: for the access log */
+    void *principal;    /* the auth step: the caller (auth.h's auth_principal), released with principal_free */
+    void (*principal_free)(void *principal);
+    int auth_kind;      /* the auth step: auth_kind (0: anonymous) */
     void *state;        /* handler: its own per-request state */
     void (*state_free)(void *state);
     pthread_mutex_t mu; /* guards phase and suspended between a handler's thread and the loop */

@@ -185,6 +185,25 @@ void http_req_set_state(kreq *r, void *state, void (*free_fn)(void *state))
     r->state_free = free_fn;
 }
 
+void http_req_set_principal(kreq *r, void *principal, int kind, void (*free_fn)(void *principal))
+{
+    if (r->principal_free && r->principal != principal)
+        r->principal_free(r->principal);
+    r->principal = principal;
+    r->principal_free = free_fn;
+    r->auth_kind = kind;
+}
+
+void *http_req_principal(const kreq *r)
+{
+    return r->principal;
+}
+
+int http_req_auth_kind(const kreq *r)
+{
+    return r->auth_kind;
+}
+
 int http_req_answer_status(const kreq *r)
 {
     return r->status;
@@ -235,6 +254,8 @@ void http_req_release(kreq *r)
 {
     if (r->state_free)
         r->state_free(r->state);
+    if (r->principal_free)
+        r->principal_free(r->principal);
     buf_free(&r->answer);
     buf_free(&r->answer_headers);
     buf_free(&r->body);

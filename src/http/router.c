@@ -8,14 +8,14 @@
 #include "kailash/http.h"
 
 static const http_route routes[] = {
-    /* method, pattern, resolve (before the chain), prepare (before the body), handle */
-    {"GET", "/health", NULL, NULL, api_health},
-    {"GET", "/ready", NULL, NULL, api_ready},
-    {"GET", "/workflows", NULL, NULL, api_workflows_list},
-    {"GET", "/workflows/{name}", NULL, NULL, api_workflows_get},
-    {"POST", "/workflows/{name}/run", api_run_resolve, api_run_prepare, api_run},
-    {"POST", "/workflows/{name}/execute", api_run_resolve, api_run_prepare, api_execute},
-    {"POST", "/admin/reload", NULL, api_admin_prepare, api_admin_reload},
+    /* method, pattern, auth, resolve (before the chain), prepare (before the body), handle */
+    {"GET", "/health", HTTP_AUTH_NONE, NULL, NULL, api_health},
+    {"GET", "/ready", HTTP_AUTH_NONE, NULL, NULL, api_ready},
+    {"GET", "/workflows", HTTP_AUTH_USER, NULL, NULL, api_workflows_list},
+    {"GET", "/workflows/{name}", HTTP_AUTH_USER, api_run_resolve, NULL, api_workflows_get},
+    {"POST", "/workflows/{name}/run", HTTP_AUTH_USER, api_run_resolve, api_run_prepare, api_run},
+    {"POST", "/workflows/{name}/execute", HTTP_AUTH_USER, api_run_resolve, api_run_prepare, api_execute},
+    {"POST", "/admin/reload", HTTP_AUTH_ADMIN, NULL, NULL, api_admin_reload},
 };
 
 /* Matches pattern against path; on success copies the {name} segment into param. */

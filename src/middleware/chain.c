@@ -9,6 +9,7 @@ static const mw_step chain[] = {
     {"logging", NULL, mw_logging_after},
     {"route", mw_route_before, NULL},
     {"hops", mw_hops_before, NULL},
+    {"auth", mw_auth_before, NULL},
     {"test_wait", mw_test_wait_before, NULL},
 };
 

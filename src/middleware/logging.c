@@ -1,10 +1,13 @@
 /* logging: one JSON access-log line per request on stdout, written when the response is handed over:
- * time, request_id, method, path, status, duration_ms, workflow, run_id, client. The path is logged
- * without its query string (queries may carry tokens); nothing from headers or bodies is logged.
+ * time, request_id, method, path, status, duration_ms, workflow, run_id, client, principal, auth. The
+ * path is logged without its query string (queries may carry tokens); nothing from headers or bodies
+ * is logged: the principal is the id the auth step found ("key:ci", "jwt:<sub>", "anonymous"; null
+ * when authentication failed or did not run), never a credential.
  * The line is formatted directly (this runs once per request, so no JSON tree is built). */
 #include <stdio.h>
 #include <string.h>
 
+#include "kailash/auth.h"
 #include "kailash/log.h"
 #include "kailash/middleware.h"
 
@@ -42,6 +45,10 @@ void mw_logging_after(kreq *r)
     FIELD(&b, ",\"workflow\":", http_req_workflow_name(r));
     FIELD(&b, ",\"run_id\":", http_req_run_id(r));
     FIELD(&b, ",\"client\":", http_req_client_ip(r));
+    auth_kind kind = (auth_kind)http_req_auth_kind(r);
+    const auth_principal *who = http_req_principal(r);
+    FIELD(&b, ",\"principal\":", kind == AUTH_FAILED ? NULL : auth_principal_id(who));
+    FIELD(&b, ",\"auth\":", auth_kind_name(kind));
     LIT(&b, "}\n");
     log_access_line(b.data, b.len);
     buf_free(&b);

@@ -229,7 +229,11 @@ static int wfn_submit(const wfn_conf *c, executor *ex, node_call *call, wfn_call
     if (params && workflow_check_request(wf, inputs, params, msg, sizeof msg) != 0)
         node_fail(err, "bad_request", "workflow '%.64s': %.300s", wf->name, msg);
     else if (params) {
-        run_opts o = {.request_id = call->scope ? call->scope->request_id : NULL, .inputs = inputs,
+        const tmpl_scope *sc = call->scope;
+        run_opts o = {.request_id = sc ? sc->request_id : NULL, .inputs = inputs,
+                      .principal_id = sc ? sc->principal_id : NULL, /* the inner run acts for the same caller */
+                      .principal_roles = sc ? sc->principal_roles : NULL,
+                      .principal_attributes = sc ? sc->principal_attributes : NULL,
                       .parameters = params, .hops = call->hops, .depth = call->depth + 1,
                       .deadline_ms = call->deadline_ms, .home = call->io, .done = wfn_inner_done, .ud = w};
         if (!(w->inner = run_create(ex, &o)))

@@ -24,6 +24,13 @@ double util_now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+double util_now_unix_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 char *util_copy(char *dst, size_t cap, const char *src)
 {
     size_t n = strnlen(src, cap - 1);
@@ -213,6 +220,31 @@ int util_json_py_key(json_t *v, buf *b)
     int rc = dump ? buf_appendf(b, "j%s", dump) : -1;
     free(dump);
     return rc;
+}
+
+char **util_strv_split(const char *s, char sep)
+{
+    size_t n = 1;
+    for (const char *p = s; *p; p++)
+        n += *p == sep;
+    char **v = calloc(n + 1, sizeof *v);
+    for (size_t i = 0; v && i < n; i++) {
+        const char *end = strchr(s, sep);
+        size_t len = end ? (size_t)(end - s) : strlen(s);
+        if (len == 0 || !(v[i] = strndup(s, len))) {
+            util_strv_free(v);
+            return NULL;
+        }
+        s += len + 1;
+    }
+    return v;
+}
+
+void util_strv_free(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
 }
 
 int util_err(char *err, size_t errlen, const char *fmt, ...)

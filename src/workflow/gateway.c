@@ -2,8 +2,7 @@
  * served by GET /workflows and GET /workflows/{name}.
  *
  * Blocks for features this build does not have yet (cache, rate_limit, trigger) are refused with a
- * message saying so; `access` is checked and kept, and since authentication is off in this build it is
- * not enforced (API.md: "access blocks are not enforced (the loader logs a warning for each)"). */
+ * message saying so; `access` is compiled by access.c. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,44 +85,6 @@ static void load_executor(ld *l, json_t *ex)
     }
 }
 
-static int strings_array(json_t *a)
-{
-    size_t i;
-    json_t *e;
-    if (!json_is_array(a))
-        return 0;
-    json_array_foreach(a, i, e) if (!json_is_string(e)) return 0;
-    return 1;
-}
-
-static void load_access(ld *l, json_t *acc)
-{
-    const char *k;
-    json_t *v;
-    if (!json_is_object(acc)) {
-        ld_problem(l, NULL, "gateway.access: expected an object");
-        return;
-    }
-    json_object_foreach(acc, k, v)
-    {
-        int ok = (strcmp(k, "roles") == 0 && strings_array(v)) || (strcmp(k, "public") == 0 && json_is_boolean(v));
-        if (strcmp(k, "conditions") == 0 && json_is_array(v)) {
-            size_t i;
-            json_t *c;
-            ok = 1;
-            json_array_foreach(v, i, c) ok &=
-                json_is_string(json_object_get(c, "attribute")) &&
-                (json_is_string(json_object_get(c, "equals")) || json_object_get(c, "value") != NULL);
-        }
-        if (!ok)
-            ld_problem(l, NULL,
-                       "gateway.access.%s: expected roles (strings), conditions "
-                       "([{attribute, equals|value}]) or public (bool)",
-                       k);
-    }
-    log_msg(LOG_WARN, "%s: gateway.access is not enforced: authentication is off (enable_auth is false)", l->file);
-}
-
 /* gateway.config_overrides: {node_id: {key: value}}, applied to the nodes' configs at compile
  * (loader.c); here only its shape and its node ids. */
 static void load_overrides(ld *l, json_t *ov)
@@ -152,7 +113,7 @@ static void load_key(ld *l, const char *k, json_t *v)
     else if (strcmp(k, "executor") == 0)
         load_executor(l, v);
     else if (strcmp(k, "access") == 0)
-        load_access(l, v);
+        ld_load_access(l, v);
     else if (strcmp(k, "overridable") == 0)
         ld_load_overridable(l, v);
     else if (strcmp(k, "config_overrides") == 0)

@@ -568,6 +568,7 @@ void workflow_free(workflow *wf)
     free(wf->outputs);
     free(wf->order);
     schema_free(wf->inputs_schema);
+    wf_access_free(&wf->access);
     json_decref(wf->normalized);
     json_decref(wf->summary);
     free(wf->name);

@@ -17,6 +17,9 @@ typedef struct ld {
     int failed;
 } ld;
 
+/* access.c: gateway.access into l->wf->access; wf_access_free frees it. */
+void ld_load_access(ld *l, json_t *acc);
+void wf_access_free(wf_access *a);
 /* Appends "FILE: node 'ID': message" (or "FILE: message" when node is NULL) and marks l failed. */
 void ld_problem(ld *l, const char *node, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Names and ids: [A-Za-z0-9_.-]{1,128}. */
