@@ -102,7 +102,6 @@ Test(config, refusals)
 
 Test(config, unbuilt_features_refused_unless_default)
 {
-    refused("{\"enable_auth\": true}", "authentication is not built yet");
     refused("{\"redis_url\": \"redis://localhost\"}", "Redis");
     refused("{\"database_url\": \"postgres://x\"}", "Postgres");
     refused("{\"tls\": {\"cert_file\": \"/x.pem\"}}", "TLS");
@@ -114,6 +113,36 @@ Test(config, unbuilt_features_refused_unless_default)
     cr_assert_eq(load("{\"rate_limiting\": {\"anonymous\": 100}, \"auth\": {\"api_keys\": []}}", &c, err), 0, "%s",
                  err);
     config_free(c);
+}
+
+Test(config, auth_keys)
+{
+    kconfig *c;
+    char err[512];
+    cr_assert_eq(load("{\"enable_auth\": true, \"auth\": {\"api_keys\": [{\"id\": \"ci\"}], \"jwt\": "
+                      "{\"issuer\": \"https://idp\", \"audience\": \"api\", \"leeway_s\": 5, \"jwks_file\": null}}}",
+                      &c, err),
+                 0, "%s", err);
+    cr_assert(c->enable_auth);
+    cr_assert_eq(json_array_size(c->auth_api_keys), 1);
+    cr_assert_str_eq(c->jwt_issuer, "https://idp");
+    cr_assert_eq(c->n_jwt_audience, 1);
+    cr_assert_str_eq(c->jwt_audience[0], "api");
+    cr_assert_eq(c->jwt_leeway_s, 5);
+    cr_assert_null(c->jwt_jwks_file);
+    cr_assert_str_eq(c->jwt_roles_claim, "roles");
+    config_free(c);
+    cr_assert_eq(load("{\"auth\": {\"jwt\": {\"audience\": [\"a\", \"b\"]}}}", &c, err), 0, "%s", err);
+    cr_assert_eq(c->n_jwt_audience, 2);
+    cr_assert_str_eq(c->jwt_audience[1], "b");
+    config_free(c);
+    refused("{\"auth\": {\"jwt\": {\"audience\": [1]}}}", "auth.jwt.audience[0]");
+    refused("{\"auth\": {\"jwt\": {\"audience\": 5}}}", "auth.jwt.audience");
+    refused("{\"auth\": {\"jwt\": {\"issuer\": \"\"}}}", "auth.jwt.issuer");
+    refused("{\"auth\": {\"jwt\": {\"leeway_s\": -1}}}", "auth.jwt.leeway_s");
+    refused("{\"auth\": {\"api_keys\": {}}}", "auth.api_keys");
+    refused("{\"auth\": {\"jwt\": {\"secret\": \"x\"}}}", "unknown key 'auth.jwt.secret'");
+    refused("{\"enable_auth\": 1}", "enable_auth");
 }
 
 Test(config, environment_overrides)
