@@ -27,6 +27,7 @@
  * configure and stop wait on the loop (ioloop_call): they are for start-up, reload and exit, and
  * must not race engine_stop (the loop pointer they use would go under them). */
 #include <curl/curl.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,7 +242,8 @@ static void jwks_fail(const char *reason)
     pthread_mutex_unlock(&g.mu);
     if (g.failures == 0) {
         if (any)
-            log_msg(LOG_WARN, JWKS_KEY ": fetch failed: %s; keeping %zu keys (%s)", reason, held, g.url);
+            log_msg(LOG_WARN, JWKS_KEY ": fetch failed: %s; keeping %zu key%s (%s)", reason, held, held == 1 ? "" : "s",
+                    g.url);
         else
             log_msg(LOG_WARN, JWKS_KEY ": fetch failed: %s; no keys yet (%s)", reason, g.url);
     }
@@ -268,26 +270,41 @@ static void jwks_succeed(jwt_keyset *ks)
     pthread_mutex_unlock(&g.mu);
     jwt_keyset_release(old); /* requests that acquired it hold their own references */
     if (g.failures || !old)
-        log_msg(LOG_INFO, JWKS_KEY ": %zu keys fetched (%s)", n, g.url);
+        log_msg(LOG_INFO, JWKS_KEY ": %zu key%s fetched (%s)", n, n == 1 ? "" : "s", g.url);
     g.failures = 0;
     long s = g.max_age >= 0 ? g.max_age : JWKS_DEFAULT_REFRESH_S;
     s = s < min_s ? min_s : s > JWKS_MAX_REFRESH_S ? JWKS_MAX_REFRESH_S : s;
     jwks_schedule(1000.0 * (double)s);
 }
 
-/* The body as a key set. Only a fixed phrase goes into the reason: the parser's message may quote
- * the answer, which is not ours to log. */
+/* Why a body was refused, in words of our own: the key parser's message may quote the answer
+ * (jansson's "near '...'", a kid), which is not ours to log. Only on failure, so the body is parsed
+ * twice only then. */
+static void jwks_refuse_body(const char *doc, size_t len)
+{
+    json_error_t jerr;
+    json_t *v = json_loadb(doc, len, 0, &jerr);
+    char reason[96];
+    if (v)
+        util_copy(reason, sizeof reason, "the answer is not a usable JWKS document");
+    else
+        snprintf(reason, sizeof reason, "the answer is not JSON (line %d)", jerr.line);
+    json_decref(v);
+    jwks_fail(reason);
+}
+
 static void jwks_take_body(void)
 {
     char jerr[256];
     jwt_keyset *ks = jwt_keyset_new();
     const char *doc = g.body.data ? g.body.data : "";
-    if (!ks || jwt_keyset_add_jwks(ks, doc, g.body.len, JWKS_KEY, jerr, sizeof jerr) != 0) {
+    if (!ks) {
+        jwks_fail("out of memory");
+    } else if (jwt_keyset_add_jwks(ks, doc, g.body.len, JWKS_KEY, jerr, sizeof jerr) != 0) {
         jwt_keyset_release(ks);
-        jwks_fail(ks ? "the answer is not a usable JWKS document" : "out of memory");
-        return;
-    }
-    jwks_succeed(ks);
+        jwks_refuse_body(doc, g.body.len);
+    } else
+        jwks_succeed(ks);
 }
 
 static void jwks_set_inflight(int on)
