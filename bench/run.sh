@@ -8,6 +8,8 @@
 # Targets (all on 127.0.0.1, ports picked free at start):
 #   nginx static      GET  /static          nginx `return 200` of a small JSON body
 #   kailashd (a)      POST /workflows/bench_transform/run   one TransformNode, no I/O
+#   kailashd (k), (j) (a)'s workflow on a second kailashd with authentication on, called with an
+#                     X-API-Key (k) or an RS256 bearer token (j): the auth step's cost, as k/a and j/a.
 #   nginx proxy_pass  GET  /proxy           nginx proxying to its own /static (keepalive 64, HTTP/1.1)
 #   kailashd (b)      POST /workflows/bench_http/run        one HTTPRequestNode GET of nginx /static
 #   kailashd (f)      POST /workflows/bench_fanout/run      one HTTPRequestNode GET of nginx /slow
@@ -30,7 +32,7 @@
 #   BENCH_FANOUT_CONNECTIONS [1000]  BENCH_WORKERS [2: kailashd workers and nginx worker_processes]
 #   BENCH_LOG_LEVEL [warn]  BENCH_VERBOSE [0: 1 shows each probe's answer]  BENCH_KEEP [0: 1 keeps the temp dir with configs, logs, wrk output]
 #   BENCH_LOADS [all: a space-separated list of load keys to run, e.g. "ngx_proxy kls_b"; keys are
-#   ngx_static kls_a ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f]
+#   ngx_static kls_a kls_k kls_j ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f]
 #   NGINX [/usr/sbin/nginx]  WRK [wrk]
 #
 # Everything runs in a mktemp dir that is removed on exit; only the nginx and kailashd processes this
@@ -75,6 +77,7 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/kailashd-bench.XXXXXX") || exit 1
 chmod 755 "$T" # nginx workers drop to an unprivileged user when started as root
 NGINX_PID=
 KAILASH_PID=
+AUTH_PID=
 
 is_running() { # a zombie child counts as stopped
     [ -r "/proc/$1/stat" ] || return 1
@@ -93,6 +96,7 @@ stop_pid() {
 
 cleanup() {
     stop_pid "$KAILASH_PID"
+    stop_pid "$AUTH_PID"
     stop_pid "$NGINX_PID"
     if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: kept $T"; else rm -rf "$T"; fi
 }
@@ -146,6 +150,10 @@ KAILASH_PORT=$(free_port)
 [ "$NGINX_PORT" != "$KAILASH_PORT" ] || KAILASH_PORT=$(free_port)
 TLS_PORT=$(free_port)
 while [ "$TLS_PORT" = "$NGINX_PORT" ] || [ "$TLS_PORT" = "$KAILASH_PORT" ]; do TLS_PORT=$(free_port); done
+AUTH_PORT=$(free_port)
+while [ "$AUTH_PORT" = "$NGINX_PORT" ] || [ "$AUTH_PORT" = "$KAILASH_PORT" ] || [ "$AUTH_PORT" = "$TLS_PORT" ]; do
+    AUTH_PORT=$(free_port)
+done
 
 # ---------------------------------------------------------------- nginx
 mkdir -p "$T/nginx"
@@ -257,12 +265,43 @@ if ! wait_up "$KLS/health" "$KAILASH_PID" && grep -q rate_limiting "$T/kailashd.
 fi
 wait_http "$KLS/health" "$KAILASH_PID" kailashd
 
+# A second kailashd with authentication on, for (k) and (j): the same one-node workflow as (a),
+# called with an API key, or with an RS256 token (a 2048-bit key made here, the token signed with
+# openssl), both compared with (a) in the same run. Started only when one of its loads is chosen.
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+start_auth_kailashd() {
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$T/jwt.key" 2>/dev/null &&
+        openssl pkey -in "$T/jwt.key" -pubout -out "$T/jwt.pub" 2>/dev/null || die "openssl: no RSA key for (j)"
+    exp=$(($(date +%s) + 86400))
+    hdr=$(printf '{"alg":"RS256","typ":"JWT"}' | b64url)
+    pay=$(printf '{"sub":"bench","exp":%s,"roles":["bench"]}' "$exp" | b64url)
+    sig=$(printf '%s.%s' "$hdr" "$pay" | openssl dgst -sha256 -sign "$T/jwt.key" -binary | b64url)
+    BENCH_TOKEN="$hdr.$pay.$sig"
+    BENCH_API_KEY=bench-key-0123456789abcdef
+    digest=$(printf '%s' "$BENCH_API_KEY" | sha256sum | cut -d' ' -f1)
+    cat >"$T/auth.json" <<EOF
+{
+  "host": "127.0.0.1", "port": $AUTH_PORT, "workers": $WORKERS,
+  "workflows_dir": "$T/workflows", "data_dir": "$T/var",
+  "enable_auth": true,
+  "auth": {"api_keys": [{"id": "bench", "sha256": "$digest", "roles": ["bench"]}],
+           "jwt": {"public_key_file": "$T/jwt.pub"}},
+  "log": {"level": "$LOG_LEVEL"}
+}
+EOF
+    "$BIN" --config "$T/auth.json" </dev/null >/dev/null 2>"$T/auth.log" &
+    AUTH_PID=$!
+    wait_http "$KLA/health" "$AUTH_PID" "kailashd (auth)"
+}
+KLA="http://127.0.0.1:$AUTH_PORT"
+case " ${BENCH_LOADS:-kls_k} " in *" kls_k "* | *" kls_j "*) start_auth_kailashd ;; esac
+
 # ---------------------------------------------------------------- load
 # probe URL [BODY]: one request; prints the HTTP status (000 = no answer), keeps the body
 probe() {
     if [ $# -gt 1 ]; then
         curl -s -o "$T/probe.body" -w '%{http_code}' --max-time 5 -H 'Content-Type: application/json' \
-            --data "$2" "$1"
+            ${BENCH_HEADER:+-H "$BENCH_HEADER"} --data "$2" "$1"
     else
         curl -s -o "$T/probe.body" -w '%{http_code}' --max-time 5 "$1"
     fi
@@ -275,7 +314,7 @@ proc_ticks() {
     if [ -r "/proc/$1/stat" ]; then sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; else echo 0; fi
 }
 server_ticks() {
-    total=$(($(proc_ticks "$KAILASH_PID") + $(proc_ticks "$NGINX_PID")))
+    total=$(($(proc_ticks "$KAILASH_PID") + $(proc_ticks "$AUTH_PID") + $(proc_ticks "$NGINX_PID")))
     for st in /proc/[0-9]*/stat; do
         ppid=$(sed 's/^.*) //' "$st" 2>/dev/null | awk '{ print $2 }')
         [ "$ppid" = "$NGINX_PID" ] && total=$((total + $(proc_ticks "$(basename "$(dirname "$st")")")))
@@ -284,12 +323,13 @@ server_ticks() {
 }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
-# load KEY LABEL CONNS URL [BODY [CLOSE]]   CLOSE=1: a new connection per request
+# load KEY LABEL CONNS URL [BODY [CLOSE [HEADER]]]   CLOSE=1: a new connection per request;
+# HEADER ("Name: value") is sent with every request
 load() {
-    key=$1 label=$2 conns=$3 url=$4 body=${5:-} close=${6:-0}
+    key=$1 label=$2 conns=$3 url=$4 body=${5:-} close=${6:-0} header=${7:-}
     case " ${BENCH_LOADS:-$key} " in *" $key "*) ;; *) return 0 ;; esac
     case $url in "$KLS"*) wait_http "$KLS/health" "$KAILASH_PID" kailashd ;; esac
-    if [ -n "$body" ]; then code=$(probe "$url" "$body"); else code=$(probe "$url"); fi
+    if [ -n "$body" ]; then code=$(BENCH_HEADER=$header probe "$url" "$body"); else code=$(probe "$url"); fi
     case $code in
     2??) [ "${BENCH_VERBOSE:-0}" = 1 ] && echo "bench: $label: probe $code: $(head -c 300 "$T/probe.body")" ;;
     *) echo "bench: warning: $label: probe answered $code: $(head -c 300 "$T/probe.body" 2>/dev/null)" ;;
@@ -298,11 +338,11 @@ load() {
     wait_max=2s # wrk's default; the fan-out queues behind 200 ms answers, so give it longer
     [ "$conns" -gt 256 ] && wait_max=10s
     if [ "$WARMUP" != 0 ]; then
-        BENCH_CLOSE=$close BENCH_BODY=$body "$WRK" -t"$THREADS" -c"$conns" -d"$WARMUP" --timeout "$wait_max" \
+        BENCH_HEADER=$header BENCH_CLOSE=$close BENCH_BODY=$body "$WRK" -t"$THREADS" -c"$conns" -d"$WARMUP" --timeout "$wait_max" \
             -s "$HERE/wrk.lua" "$url" >/dev/null 2>&1
     fi
     ticks0=$(server_ticks)
-    BENCH_CLOSE=$close BENCH_BODY=$body "$WRK" -t"$THREADS" -c"$conns" -d"$DURATION" --timeout "$wait_max" --latency \
+    BENCH_HEADER=$header BENCH_CLOSE=$close BENCH_BODY=$body "$WRK" -t"$THREADS" -c"$conns" -d"$DURATION" --timeout "$wait_max" --latency \
         -s "$HERE/wrk.lua" "$url" >"$T/wrk.$key.out" 2>&1
     ticks=$(($(server_ticks) - ticks0))
     line=$(grep '^BENCH ' "$T/wrk.$key.out")
@@ -318,6 +358,10 @@ load() {
 
 load ngx_static "nginx static" "$CONNS" "$NGX/static"
 load kls_a "kailashd (a) transform" "$CONNS" "$KLS/workflows/bench_transform/run" "$BODY"
+load kls_k "kailashd (k) transform, API key" "$CONNS" "$KLA/workflows/bench_transform/run" "$BODY" 0 \
+    "X-API-Key: ${BENCH_API_KEY:-}"
+load kls_j "kailashd (j) transform, JWT RS256" "$CONNS" "$KLA/workflows/bench_transform/run" "$BODY" 0 \
+    "Authorization: Bearer ${BENCH_TOKEN:-}"
 load ngx_proxy "nginx proxy_pass" "$CONNS" "$NGX/proxy"
 load kls_b "kailashd (b) http node" "$CONNS" "$KLS/workflows/bench_http/run" "$BODY"
 load ngx_proxy_tls "nginx proxy_pass https" "$CONNS" "$NGX/proxy_tls"
@@ -339,7 +383,7 @@ echo "kailashd bench  $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(uname -n)  $(nproc) CPUs
 echo "binary: $BIN ($("$BIN" --version 2>/dev/null | head -n 1))  $("$NGINX" -v 2>&1)  workers $WORKERS each"
 printf '%-28s %6s %11s %9s %9s %9s %8s %7s %6s %12s\n' target conns "req/s" "p50 ms" "p99 ms" "max ms" non-2xx errors probe \
     "cpu us/req"
-for key in ngx_static kls_a ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f; do
+for key in ngx_static kls_a kls_k kls_j ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f; do
     [ -f "$T/res.$key" ] || continue # not among BENCH_LOADS
     IFS='|' read -r _ label conns code <"$T/res.$key"
     if [ -z "$(val "$key" rps)" ]; then
@@ -358,6 +402,8 @@ ratio() { # ratio KEY_NUMERATOR KEY_DENOMINATOR
 }
 echo
 echo "kailashd(a) / nginx static      = $(ratio kls_a ngx_static)   (2xx req/s over req/s)"
+echo "kailashd(k) / kailashd(a)        = $(ratio kls_k kls_a)   (auth on, API key, over auth off)"
+echo "kailashd(j) / kailashd(a)        = $(ratio kls_j kls_a)   (auth on, JWT RS256, over auth off)"
 echo "kailashd(b) / nginx proxy_pass  = $(ratio kls_b ngx_proxy)"
 echo "kailashd(h) / nginx proxy_pass https = $(ratio kls_h ngx_proxy_tls)"
 echo "kailashd(c) / nginx static, close = $(ratio kls_c ngx_close)   (a new connection per request)"

@@ -8,6 +8,12 @@ local body = os.getenv("BENCH_BODY")
 if os.getenv("BENCH_CLOSE") == "1" then
   wrk.headers["Connection"] = "close"
 end
+-- BENCH_HEADER="Name: value": one more header on every request (credentials for the auth loads)
+local header = os.getenv("BENCH_HEADER")
+if header and header ~= "" then
+  local name, value = header:match("^([^:]+):%s*(.*)$")
+  wrk.headers[name] = value
+end
 if body and body ~= "" then
   wrk.method = "POST"
   wrk.body = body
