@@ -408,18 +408,19 @@ static void jwks_on_poke(void *ud)
         jwks_fetch_begin();
 }
 
-/* Forgets the loop: no transfer, no timer, no hook. Keys and configuration stay. */
+/* Forgets the loop: no transfer, no timer. Keys and configuration stay. */
 static void jwks_detach(void)
 {
     jwks_abort_transfer();
     ioloop_timer_stop(g.io, &g.timer);
-    ioloop_hook_remove(g.io, &g.stop_hook);
     pthread_mutex_lock(&g.mu);
     g.io = NULL;
     pthread_mutex_unlock(&g.mu);
 }
 
-/* The loop's stop hook, after the upstream module's (which ended our transfer with UP_STOPPING). */
+/* The loop's stop hook, after the upstream module's (which ended our transfer with UP_STOPPING).
+ * The hook stays linked: the list goes with the loop, and walking it now would touch hooks their
+ * owners already freed (the upstream module frees its own in its hook). */
 static int jwks_on_loop_stop(io_hook *h)
 {
     (void)h;
@@ -479,11 +480,14 @@ static void jwks_apply(void *ud)
     a->rc = 0;
 }
 
+/* jwks_remote_stop's work on a running loop: detached, and the stop hook unlinked. */
 static void jwks_detach_on_loop(void *ud)
 {
     (void)ud;
-    if (g.io && g.io == ioloop_current())
-        jwks_detach();
+    if (!g.io || g.io != ioloop_current())
+        return;
+    ioloop_hook_remove(g.io, &g.stop_hook);
+    jwks_detach();
 }
 
 /* ---- the public surface ---- */
