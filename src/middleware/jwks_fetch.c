@@ -326,9 +326,11 @@ static void jwks_on_done(CURL *easy, up_code code, CURLcode curl_code, void *ud)
     g.easy = NULL;
     jwks_set_inflight(0);
     char reason[CURL_ERROR_SIZE + 64];
-    if (code == UP_STOPPING) /* the loop is going: our stop hook, next, detaches */
-        ;
-    else if (g.too_large || code == UP_TOO_LARGE)
+    if (code == UP_STOPPING) { /* the loop is going: our stop hook, next, detaches */
+        buf_free(&g.body);
+        return;
+    }
+    if (g.too_large || code == UP_TOO_LARGE)
         jwks_fail("the answer is larger than 1 MiB");
     else if (code != UP_OK) {
         snprintf(reason, sizeof reason, "%s (%s)", up_strerror(code),

@@ -577,6 +577,59 @@ Test(jwks, a_bad_document_is_refused_without_quoting_it)
     srv_free(s);
 }
 
+/* stderr (the daemon's log) into a pipe until log_end, which returns what was written (caller frees). */
+static int log_pipe[2], log_saved = -1;
+
+static void log_begin(void)
+{
+    cr_assert(pipe(log_pipe) == 0);
+    log_saved = dup(2);
+    cr_assert(dup2(log_pipe[1], 2) == 2);
+    close(log_pipe[1]);
+}
+
+static char *log_end(void)
+{
+    dup2(log_saved, 2); /* the pipe's last writer goes: reading ends at its end */
+    close(log_saved);
+    buf b = {0};
+    char chunk[4096];
+    ssize_t n;
+    while ((n = read(log_pipe[0], chunk, sizeof chunk)) > 0)
+        buf_append(&b, chunk, (size_t)n);
+    close(log_pipe[0]);
+    buf_terminate(&b);
+    return b.data ? b.data : strdup("");
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+Test(jwks, a_failure_streak_is_logged_once_without_the_body)
+{
+    srv *s = srv_new(1);
+    srv_set(s, 500, "{\"error\": \"SECRET-BODY\"}", NULL);
+    log_begin();
+    configure_srv(s, 1);
+    int got = srv_wait_requests(s, 3, 10000); /* the first try, then after 1 s and 2 s */
+    srv_set_keys(s, 1, "max-age=3600");
+    size_t held = wait_keys(1, 10000);
+    char *log = log_end();
+    cr_assert_eq(got, 3);
+    cr_assert_eq(held, 1);
+    cr_assert_eq(count_of(log, "fetch failed"), 1, "one warning for the streak: %s", log);
+    cr_assert(strstr(log, "auth.jwt.jwks_url: fetch failed: the server answered HTTP 500; no keys yet"), "%s", log);
+    cr_assert_eq(count_of(log, "1 key fetched"), 1, "%s", log);
+    cr_assert_null(strstr(log, "SECRET"), "%s", log);
+    free(log);
+    srv_free(s);
+}
+
 /* ---- reconfiguring and stopping ---- */
 
 Test(jwks, reconfigure_same_url_keeps_keys_other_url_drops_them)
