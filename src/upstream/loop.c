@@ -37,6 +37,7 @@ static int up_loop_on_stop(io_hook *h)
     curl_client_free(l->curl);
     ioloop_set_local(l->io, g_key, NULL);
     t_loop = NULL;
+    ioloop_hook_remove(l->io, h); /* h is in l: unlinked before it goes (stop hooks after it walk the list) */
     free(l);
     return 0;
 }
