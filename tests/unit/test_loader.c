@@ -209,6 +209,42 @@ Test(loader, refusals_gateway)
     refused(buf, "gateway.timeout_ms");
     snprintf(buf, sizeof buf, base, "{\"access\":{\"roles\":\"admin\"}}");
     refused(buf, "gateway.access.roles");
+    snprintf(buf, sizeof buf, base, "{\"access\":{\"roles\":[]}}");
+    refused(buf, "gateway.access.roles: expected 1..");
+    snprintf(buf, sizeof buf, base, "{\"access\":{\"conditions\":[{\"attribute\":\"t\",\"equals\":\"params.t\"}]}}");
+    refused(buf, "gateway.access.conditions[0].equals");
+    snprintf(buf, sizeof buf, base, "{\"access\":{\"conditions\":[{\"attribute\":\"t\",\"equals\":\"inputs..t\"}]}}");
+    refused(buf, "gateway.access.conditions[0].equals");
+    snprintf(buf, sizeof buf, base, "{\"access\":{\"conditions\":[{\"attribute\":\"t\"}]}}");
+    refused(buf, "gateway.access.conditions[0]");
+    snprintf(buf, sizeof buf, base,
+             "{\"access\":{\"conditions\":[{\"attribute\":\"t\",\"value\":1,\"equals\":\"inputs.t\"}]}}");
+    refused(buf, "gateway.access.conditions[0]");
+    snprintf(buf, sizeof buf, base, "{\"access\":{\"public\":\"yes\"}}");
+    refused(buf, "gateway.access");
+    snprintf(buf, sizeof buf, base, "{\"access\":{\"owner\":1}}");
+    refused(buf, "gateway.access: unknown key");
+}
+
+Test(loader, access_compiled)
+{
+    json_t *p;
+    workflow *wf = load("{\"nodes\":{\"a\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":1}}},"
+                        "\"gateway\":{\"access\":{\"roles\":[\"r1\",\"r2\"],\"public\":true,\"conditions\":["
+                        "{\"attribute\":\"tenant\",\"equals\":\"inputs.org.tenant\"},{\"attribute\":\"tier\","
+                        "\"value\":\"gold\"}]}}}",
+                        &p);
+    cr_assert_not_null(wf, "%s", json_dumps(p, 0));
+    cr_assert(wf->access.present && wf->access.is_public);
+    cr_assert_str_eq(wf->access.roles[1], "r2");
+    cr_assert_null(wf->access.roles[2]);
+    cr_assert_eq(wf->access.nconds, 2);
+    cr_assert_str_eq(wf->access.conds[0].path[0], "org");
+    cr_assert_str_eq(wf->access.conds[0].path[1], "tenant");
+    cr_assert_null(wf->access.conds[0].path[2]);
+    cr_assert_str_eq(json_string_value(wf->access.conds[1].value), "gold");
+    workflow_free(wf);
+    json_decref(p);
 }
 
 Test(loader, every_problem_reported)
