@@ -421,7 +421,8 @@ int jwt_keyset_add_jwks(jwt_keyset *ks, const char *json, size_t len, const char
     size_t n = 0;
     int rc = -1;
     memset(got, 0, sizeof got);
-    if ((keys = jwks_keys(doc, &jerr, source, err, errlen)) && jwks_collect(ks, keys, source, got, &n, err, errlen) == 0) {
+    if ((keys = jwks_keys(doc, &jerr, source, err, errlen)) &&
+        jwks_collect(ks, keys, source, got, &n, err, errlen) == 0) {
         rc = jwk_append(ks, got, n);
         if (rc != 0)
             snprintf(err, errlen, "%s: out of memory", source);

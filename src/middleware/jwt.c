@@ -6,8 +6,9 @@
  *
  * Strictness is the design: base64url has one spelling (b64url.c), JSON with a repeated member is
  * refused (two parsers could disagree on which one counts), an ES256 signature is the raw 64-byte
- * r||s of RFC 7518 and an RS256 one exactly the modulus' size. A failure is a jwt_err and a fixed
- * phrase, never the token's text, a claim's value or key material. */
+ * r||s of RFC 7518 and an RS256 one exactly the modulus' size. Headers that carry keys or point at
+ * them (jwk, jku, x5c, x5u) are ignored: keys come only from the sets. A failure is a jwt_err and a
+ * fixed phrase, never the token's text, a claim's value or key material. */
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
@@ -91,8 +92,8 @@ static jwt_err jwt_segment_json(const char *seg, size_t n, json_t **out)
     size_t rawlen = 0;
     if (!raw)
         return JWT_NO_MEMORY;
-    *out = b64url_decode(seg, n, raw, &rawlen) == 0 ? json_loadb((char *)raw, rawlen, JSON_REJECT_DUPLICATES, NULL)
-                                                    : NULL;
+    *out =
+        b64url_decode(seg, n, raw, &rawlen) == 0 ? json_loadb((char *)raw, rawlen, JSON_REJECT_DUPLICATES, NULL) : NULL;
     free(raw);
     if (json_is_object(*out))
         return JWT_OK;
@@ -137,8 +138,7 @@ static jwt_err jwt_header_check(jwt_token *t, const jwt_keyset *const *sets, siz
 
 /* The public key for alg with kid in any set: JWT_UNKNOWN_KID when none has it, JWT_NO_KEY when the
  * keys that have it are for another alg. */
-static jwt_err jwt_choose_by_kid(const jwt_keyset *const *sets, size_t nsets, jwt_alg alg, const char *kid,
-                                 jwt_key *k)
+static jwt_err jwt_choose_by_kid(const jwt_keyset *const *sets, size_t nsets, jwt_alg alg, const char *kid, jwt_key *k)
 {
     jwt_err rc = JWT_UNKNOWN_KID;
     for (size_t s = 0; s < nsets; s++)
@@ -222,7 +222,8 @@ static unsigned char *jwt_es256_der(const unsigned char *sig, int *derlen)
     return der && *derlen > 0 ? der : NULL;
 }
 
-/* RS256 (SHA-256, PKCS#1 v1.5, a signature of exactly the modulus' size) or ES256 (raw r||s). */
+/* RS256 (SHA-256, PKCS#1 v1.5, a signature of exactly the modulus' size: OpenSSL 3.0 checks that
+ * too, but the rule should not hang on a version) or ES256 (raw r||s). */
 static int jwt_pkey_ok(EVP_PKEY *pkey, jwt_alg alg, const char *input, size_t n, const unsigned char *sig,
                        size_t siglen)
 {
@@ -386,8 +387,8 @@ static jwt_err jwt_claims(const jwt_token *t, const jwt_opts *o, auth_principal 
 }
 
 /* The steps in order; t->header is left for the caller to release. */
-static jwt_err jwt_check(const char *token, size_t len, const jwt_keyset *const *sets, size_t nsets,
-                         const jwt_opts *o, jwt_token *t, auth_principal **out, double *exp_s)
+static jwt_err jwt_check(const char *token, size_t len, const jwt_keyset *const *sets, size_t nsets, const jwt_opts *o,
+                         jwt_token *t, auth_principal **out, double *exp_s)
 {
     jwt_key k;
     jwt_err rc;

@@ -33,8 +33,8 @@ static void fz_b64url(const unsigned char *p, size_t n, char *out)
 {
     static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     for (size_t i = 0; i < n; i += 3) {
-        unsigned long v = (unsigned long)p[i] << 16 | (i + 1 < n ? (unsigned long)p[i + 1] << 8 : 0) |
-                          (i + 2 < n ? p[i + 2] : 0);
+        unsigned long v =
+            (unsigned long)p[i] << 16 | (i + 1 < n ? (unsigned long)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
         size_t chars = i + 2 < n ? 4 : i + 1 < n ? 3 : 2;
         for (size_t c = 0; c < chars; c++)
             *out++ = abc[(v >> (18 - 6 * c)) & 63];
@@ -142,7 +142,8 @@ static void fz_sign_and_verify(const char *in, size_t n, unsigned flags)
             abort();
         EVP_MD_CTX_free(md);
         ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &p, (long)siglen);
-        if (!es || BN_bn2binpad(ECDSA_SIG_get0_r(es), raw, 32) != 32 || BN_bn2binpad(ECDSA_SIG_get0_s(es), raw + 32, 32) != 32)
+        if (!es || BN_bn2binpad(ECDSA_SIG_get0_r(es), raw, 32) != 32 ||
+            BN_bn2binpad(ECDSA_SIG_get0_s(es), raw + 32, 32) != 32)
             abort();
         ECDSA_SIG_free(es);
         memcpy(sig, raw, 64);

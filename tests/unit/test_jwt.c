@@ -25,8 +25,8 @@ static char *b64url(const unsigned char *p, size_t n)
     static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     char *out = malloc(n / 3 * 4 + 5), *o = out;
     for (size_t i = 0; i < n; i += 3) {
-        unsigned long v = (unsigned long)p[i] << 16 | (i + 1 < n ? (unsigned long)p[i + 1] << 8 : 0) |
-                          (i + 2 < n ? p[i + 2] : 0);
+        unsigned long v =
+            (unsigned long)p[i] << 16 | (i + 1 < n ? (unsigned long)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
         size_t chars = i + 2 < n ? 4 : i + 1 < n ? 3 : 2;
         for (size_t c = 0; c < chars; c++)
             *o++ = abc[(v >> (18 - 6 * c)) & 63];
@@ -145,8 +145,8 @@ typedef struct signer {
     jwt_alg alg;
     const char *secret; /* HS256 */
     size_t secret_len;
-    EVP_PKEY *pkey;     /* RS256, ES256 */
-    int es_der;         /* ES256: leave the signature in DER */
+    EVP_PKEY *pkey; /* RS256, ES256 */
+    int es_der;     /* ES256: leave the signature in DER */
 } signer;
 
 static char *sign_input(const signer *s, const char *input)
@@ -155,8 +155,8 @@ static char *sign_input(const signer *s, const char *input)
     size_t n = sizeof sig;
     if (s->alg == JWT_HS256) {
         unsigned int m = 0;
-        cr_assert_not_null(HMAC(EVP_sha256(), s->secret, (int)s->secret_len, (const unsigned char *)input,
-                                strlen(input), sig, &m));
+        cr_assert_not_null(
+            HMAC(EVP_sha256(), s->secret, (int)s->secret_len, (const unsigned char *)input, strlen(input), sig, &m));
         return b64url(sig, m);
     }
     EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -417,11 +417,11 @@ Test(jwk, jwks_refuses_malformed_members)
     jwt_keyset *ks = jwt_keyset_new();
     json_t *k;
     char *doc;
-#define REFUSE_WITH(key, member, value, expect)                                                                    \
-    k = (key);                                                                                                     \
-    json_object_set_new(k, member, value);                                                                         \
-    doc = jwks_doc(k, NULL, NULL);                                                                                 \
-    jwks_refused(ks, doc, expect);                                                                                 \
+#define REFUSE_WITH(key, member, value, expect)                                                                        \
+    k = (key);                                                                                                         \
+    json_object_set_new(k, member, value);                                                                             \
+    doc = jwks_doc(k, NULL, NULL);                                                                                     \
+    jwks_refused(ks, doc, expect);                                                                                     \
     free(doc)
     REFUSE_WITH(jwk_rsa(rsa, "r"), "n", json_string("AQAB=="), "n and e");
     REFUSE_WITH(jwk_rsa(rsa, "r"), "n", json_string("a+b/"), "n and e");
@@ -664,7 +664,8 @@ Test(jwt, jwks_key_is_chosen_by_kid)
     EVP_PKEY *a, *b;
     jwt_keyset *ks = two_ec_set(&a, &b);
     signer sb = {.alg = JWT_ES256, .pkey = b};
-    char *t = token("{\"alg\":\"ES256\",\"kid\":\"b\"}", CLAIMS, &sb), *wrong = token("{\"alg\":\"ES256\",\"kid\":\"a\"}", CLAIMS, &sb);
+    char *t = token("{\"alg\":\"ES256\",\"kid\":\"b\"}", CLAIMS, &sb),
+         *wrong = token("{\"alg\":\"ES256\",\"kid\":\"a\"}", CLAIMS, &sb);
     cr_assert_eq(verify(t, ks), JWT_OK);
     cr_assert_eq(verify(wrong, ks), JWT_BAD_SIGNATURE, "signed with b, names a");
     free(t);
@@ -791,9 +792,9 @@ Test(jwt, bad_base64url_is_malformed)
     cr_assert(hl % 4 == 2 && strcmp(h + hl - 2, "fQ") == 0, "%s", h);
     cr_assert_eq(verify(t, ks), JWT_OK);
     char buf[6][512];
-    snprintf(buf[0], 512, "%s==", h);    /* padding */
-    snprintf(buf[1], 512, "+%s", h + 1); /* the standard alphabet's + */
-    snprintf(buf[2], 512, "%sA", h);     /* decodes to a NUL byte after the JSON */
+    snprintf(buf[0], 512, "%s==", h);               /* padding */
+    snprintf(buf[1], 512, "+%s", h + 1);            /* the standard alphabet's + */
+    snprintf(buf[2], 512, "%sA", h);                /* decodes to a NUL byte after the JSON */
     snprintf(buf[3], 512, "%.*sR", (int)hl - 1, h); /* "fR": '}' with a non-zero trailing bit */
     snprintf(buf[4], 512, "/%s", sig + 1);          /* the standard alphabet's / in the signature */
     snprintf(buf[5], 512, "%sAA", sig);             /* 45 characters: length % 4 == 1 */
