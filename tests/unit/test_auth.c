@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "jwk_make.h"
 #include "kailash/auth.h"
 #include "kailash/config.h"
 #include "kailash/util.h"
@@ -209,23 +210,10 @@ Test(auth, missing_key_file_refused)
 
 /* ---- bearer tokens ---- */
 
-static char *b64url(const unsigned char *p, size_t n)
-{
-    char *out = malloc(4 * n / 3 + 8);
-    int len = EVP_EncodeBlock((unsigned char *)out, p, (int)n);
-    while (len > 0 && out[len - 1] == '=')
-        len--;
-    out[len] = '\0';
-    for (char *c = out; *c; c++)
-        *c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
-    return out;
-}
-
 static char *hs_token(const char *payload_json)
 {
     const char *hdr = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
-    char *h = b64url((const unsigned char *)hdr, strlen(hdr));
-    char *p = b64url((const unsigned char *)payload_json, strlen(payload_json));
+    char *h = b64url_str(hdr), *p = b64url_str(payload_json);
     char si[2048];
     snprintf(si, sizeof si, "%s.%s", h, p);
     unsigned char mac[32];

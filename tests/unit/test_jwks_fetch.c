@@ -20,6 +20,7 @@
 
 #include "test_config_dir.h"
 #include "wait_count.h"
+#include "jwk_make.h"
 #include "kailash/auth.h"
 #include "kailash/engine.h"
 #include "kailash/util.h"
@@ -192,53 +193,23 @@ static void srv_url(const srv *s, char *out, size_t n)
 
 /* ---- JWKS documents ---- */
 
-static char *b64url(const unsigned char *p, size_t n)
-{
-    char *out = malloc(4 * ((n + 2) / 3) + 1);
-    int len = EVP_EncodeBlock((unsigned char *)out, p, (int)n);
-    while (len > 0 && out[len - 1] == '=')
-        len--;
-    out[len] = '\0';
-    for (char *c = out; *c; c++)
-        *c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
-    return out;
-}
-
 static json_t *jwk_ec(const char *kid)
 {
     EVP_PKEY *pk = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
     cr_assert_not_null(pk);
-    unsigned char pt[65];
-    size_t len = 0;
-    cr_assert(EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, pt, sizeof pt, &len) == 1);
-    cr_assert(len == 65 && pt[0] == 4, "an uncompressed point");
-    char *x = b64url(pt + 1, 32), *y = b64url(pt + 33, 32);
-    json_t *k = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "kty", "EC", "crv", "P-256", "x", x, "y", y, "kid",
-                          kid, "use", "sig", "alg", "ES256");
-    free(x);
-    free(y);
+    json_t *k = jwk_ec_of(pk, kid);
+    json_object_set_new(k, "use", json_string("sig"));
+    json_object_set_new(k, "alg", json_string("ES256"));
     EVP_PKEY_free(pk);
     return k;
-}
-
-static char *bn_b64url(const EVP_PKEY *pk, const char *name)
-{
-    BIGNUM *bn = NULL;
-    cr_assert(EVP_PKEY_get_bn_param(pk, name, &bn) == 1);
-    unsigned char b[512];
-    int n = BN_bn2bin(bn, b);
-    BN_free(bn);
-    return b64url(b, (size_t)n);
 }
 
 static json_t *jwk_rsa(const char *kid)
 {
     EVP_PKEY *pk = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
     cr_assert_not_null(pk);
-    char *n = bn_b64url(pk, OSSL_PKEY_PARAM_RSA_N), *e = bn_b64url(pk, OSSL_PKEY_PARAM_RSA_E);
-    json_t *k = json_pack("{s:s, s:s, s:s, s:s, s:s}", "kty", "RSA", "n", n, "e", e, "kid", kid, "alg", "RS256");
-    free(n);
-    free(e);
+    json_t *k = jwk_rsa_of(pk, kid);
+    json_object_set_new(k, "alg", json_string("RS256"));
     EVP_PKEY_free(pk);
     return k;
 }

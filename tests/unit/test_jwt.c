@@ -13,32 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jwk_make.h"
 #include "kailash/auth.h"
 
 #define NOW 1700000000.0
 #define SECRET "0123456789abcdef0123456789abcdef" /* 32 bytes */
 
 /* ---- keys and tokens made here ---- */
-
-static char *b64url(const unsigned char *p, size_t n)
-{
-    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    char *out = malloc(n / 3 * 4 + 5), *o = out;
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned long v =
-            (unsigned long)p[i] << 16 | (i + 1 < n ? (unsigned long)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
-        size_t chars = i + 2 < n ? 4 : i + 1 < n ? 3 : 2;
-        for (size_t c = 0; c < chars; c++)
-            *o++ = abc[(v >> (18 - 6 * c)) & 63];
-    }
-    *o = '\0';
-    return out;
-}
-
-static char *b64url_str(const char *s)
-{
-    return b64url((const unsigned char *)s, strlen(s));
-}
 
 static EVP_PKEY *rsa_new(unsigned bits)
 {
@@ -81,45 +62,6 @@ static char *pem_spki(EVP_PKEY *k)
     char *s = strndup(p, (size_t)n);
     BIO_free(b);
     return s;
-}
-
-static json_t *bn_member(EVP_PKEY *k, const char *param)
-{
-    BIGNUM *bn = NULL;
-    cr_assert_eq(EVP_PKEY_get_bn_param(k, param, &bn), 1);
-    unsigned char buf[1024];
-    int n = BN_bn2bin(bn, buf);
-    BN_free(bn);
-    char *s = b64url(buf, (size_t)n);
-    json_t *v = json_string(s);
-    free(s);
-    return v;
-}
-
-/* {"kty":"RSA","n":..,"e":..} (and "kid" when kid is not NULL). */
-static json_t *jwk_rsa(EVP_PKEY *k, const char *kid)
-{
-    json_t *o = json_pack("{s:s,s:o,s:o}", "kty", "RSA", "n", bn_member(k, OSSL_PKEY_PARAM_RSA_N), "e",
-                          bn_member(k, OSSL_PKEY_PARAM_RSA_E));
-    if (kid)
-        json_object_set_new(o, "kid", json_string(kid));
-    return o;
-}
-
-/* {"kty":"EC","crv":"P-256","x":..,"y":..} from the uncompressed point. */
-static json_t *jwk_ec(EVP_PKEY *k, const char *kid)
-{
-    unsigned char pt[133];
-    size_t n = 0;
-    cr_assert_eq(EVP_PKEY_get_octet_string_param(k, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof pt, &n), 1);
-    cr_assert(n == 65 && pt[0] == 0x04);
-    char *x = b64url(pt + 1, 32), *y = b64url(pt + 33, 32);
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "kty", "EC", "crv", "P-256", "x", x, "y", y);
-    if (kid)
-        json_object_set_new(o, "kid", json_string(kid));
-    free(x);
-    free(y);
-    return o;
 }
 
 /* {"keys": [the keys given, stolen]} as text; caller frees. */
@@ -328,7 +270,7 @@ Test(jwk, pem_small_rsa_other_curve_private_and_garbage_are_refused)
 Test(jwk, jwks_loads_rsa_and_ec_keys)
 {
     EVP_PKEY *rsa = rsa_new(2048), *ec = ec_new("P-256");
-    char *doc = jwks_doc(jwk_rsa(rsa, "r1"), jwk_ec(ec, "e1"), NULL), err[256];
+    char *doc = jwks_doc(jwk_rsa_of(rsa, "r1"), jwk_ec_of(ec, "e1"), NULL), err[256];
     jwt_keyset *ks = jwt_keyset_new();
     cr_assert_eq(add_jwks(ks, doc, err, sizeof err), 0, "%s", err);
     cr_assert_eq(jwt_keyset_count(ks), 2);
@@ -341,13 +283,13 @@ Test(jwk, jwks_loads_rsa_and_ec_keys)
 Test(jwk, jwks_skips_unsupported_keys)
 {
     EVP_PKEY *ec = ec_new("P-256");
-    json_t *enc = jwk_ec(ec, "enc"), *wrong_alg = jwk_ec(ec, "wrong-alg");
+    json_t *enc = jwk_ec_of(ec, "enc"), *wrong_alg = jwk_ec_of(ec, "wrong-alg");
     json_object_set_new(enc, "use", json_string("enc"));
     json_object_set_new(wrong_alg, "alg", json_string("RS256")); /* an EC key is for ES256 only */
     json_t *oct = json_pack("{s:s,s:s,s:s}", "kty", "oct", "kid", "h", "k", "c2VjcmV0");
     json_t *okp = json_pack("{s:s,s:s,s:s}", "kty", "OKP", "crv", "Ed25519", "x", "AAAA");
     json_t *p384 = json_pack("{s:s,s:s,s:s,s:s}", "kty", "EC", "crv", "P-384", "x", "AAAA", "y", "AAAA");
-    json_t *good = jwk_ec(ec, "good");
+    json_t *good = jwk_ec_of(ec, "good");
     json_object_set_new(good, "use", json_string("sig"));
     json_object_set_new(good, "alg", json_string("ES256"));
     json_t *keys = json_pack("[o,o,o,o,o,o]", enc, wrong_alg, oct, okp, p384, good);
@@ -384,7 +326,7 @@ static void jwks_refused(jwt_keyset *ks, const char *doc, const char *expect)
 Test(jwk, jwks_refuses_small_rsa)
 {
     EVP_PKEY *small = rsa_new(1024), *ec = ec_new("P-256");
-    char *doc = jwks_doc(jwk_ec(ec, "ok"), jwk_rsa(small, "small"), NULL);
+    char *doc = jwks_doc(jwk_ec_of(ec, "ok"), jwk_rsa_of(small, "small"), NULL);
     jwt_keyset *ks = jwt_keyset_new();
     jwks_refused(ks, doc, "key 1 (kid 'small'): the RSA key is shorter than 2048 bits");
     jwt_keyset_release(ks);
@@ -396,8 +338,8 @@ Test(jwk, jwks_refuses_small_rsa)
 Test(jwk, jwks_refuses_duplicate_kid_in_the_document_and_in_the_set)
 {
     EVP_PKEY *a = ec_new("P-256"), *b = ec_new("P-256");
-    char *dup = jwks_doc(jwk_ec(a, "k"), jwk_ec(b, "k"), NULL), *one = jwks_doc(jwk_ec(a, "k"), NULL, NULL),
-         *other = jwks_doc(jwk_ec(b, "k"), NULL, NULL), err[256];
+    char *dup = jwks_doc(jwk_ec_of(a, "k"), jwk_ec_of(b, "k"), NULL), *one = jwks_doc(jwk_ec_of(a, "k"), NULL, NULL),
+         *other = jwks_doc(jwk_ec_of(b, "k"), NULL, NULL), err[256];
     jwt_keyset *ks = jwt_keyset_new();
     jwks_refused(ks, dup, "key 1 (kid 'k'): another key has the same kid");
     cr_assert_eq(add_jwks(ks, one, err, sizeof err), 0, "%s", err);
@@ -423,15 +365,15 @@ Test(jwk, jwks_refuses_malformed_members)
     doc = jwks_doc(k, NULL, NULL);                                                                                     \
     jwks_refused(ks, doc, expect);                                                                                     \
     free(doc)
-    REFUSE_WITH(jwk_rsa(rsa, "r"), "n", json_string("AQAB=="), "n and e");
-    REFUSE_WITH(jwk_rsa(rsa, "r"), "n", json_string("a+b/"), "n and e");
-    REFUSE_WITH(jwk_rsa(rsa, "r"), "n", json_integer(5), "n and e");
-    REFUSE_WITH(jwk_rsa(rsa, "r"), "e", json_string(""), "n and e");
-    REFUSE_WITH(jwk_rsa(rsa, "r"), "kid", json_integer(1), "expected an object");
-    REFUSE_WITH(jwk_ec(ec, "e"), "x", json_string("AAAA"), "32 bytes");
-    REFUSE_WITH(jwk_ec(ec, "e"), "crv", json_null(), "expected an object");
-    REFUSE_WITH(jwk_ec(ec, "e"), "use", json_true(), "expected an object");
-    REFUSE_WITH(jwk_ec(ec, "e"), "y", json_string("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), "not a point");
+    REFUSE_WITH(jwk_rsa_of(rsa, "r"), "n", json_string("AQAB=="), "n and e");
+    REFUSE_WITH(jwk_rsa_of(rsa, "r"), "n", json_string("a+b/"), "n and e");
+    REFUSE_WITH(jwk_rsa_of(rsa, "r"), "n", json_integer(5), "n and e");
+    REFUSE_WITH(jwk_rsa_of(rsa, "r"), "e", json_string(""), "n and e");
+    REFUSE_WITH(jwk_rsa_of(rsa, "r"), "kid", json_integer(1), "expected an object");
+    REFUSE_WITH(jwk_ec_of(ec, "e"), "x", json_string("AAAA"), "32 bytes");
+    REFUSE_WITH(jwk_ec_of(ec, "e"), "crv", json_null(), "expected an object");
+    REFUSE_WITH(jwk_ec_of(ec, "e"), "use", json_true(), "expected an object");
+    REFUSE_WITH(jwk_ec_of(ec, "e"), "y", json_string("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), "not a point");
 #undef REFUSE_WITH
     jwks_refused(ks, "{\"keys\":[1]}", "key 0: expected an object");
     jwks_refused(ks, "{\"keys\":[{\"n\":\"AQAB\"}]}", "expected an object with string kty");
@@ -532,7 +474,7 @@ Test(jwt, rs256_signature_must_have_the_modulus_size)
 Test(jwt, es256_valid_with_a_jwks_key)
 {
     EVP_PKEY *ec = ec_new("P-256");
-    char *doc = jwks_doc(jwk_ec(ec, "e1"), NULL, NULL), err[256];
+    char *doc = jwks_doc(jwk_ec_of(ec, "e1"), NULL, NULL), err[256];
     jwt_keyset *ks = jwt_keyset_new();
     cr_assert_eq(add_jwks(ks, doc, err, sizeof err), 0, "%s", err);
     signer s = {.alg = JWT_ES256, .pkey = ec};
@@ -632,7 +574,7 @@ Test(jwt, hs256_signed_with_the_rsa_pem_as_secret_is_refused)
 Test(jwt, a_kid_naming_a_key_of_another_type_fits_no_key)
 {
     EVP_PKEY *rsa = rsa_new(2048), *ec = ec_new("P-256");
-    char *doc = jwks_doc(jwk_rsa(rsa, "r1"), jwk_ec(ec, "e1"), NULL), err[256];
+    char *doc = jwks_doc(jwk_rsa_of(rsa, "r1"), jwk_ec_of(ec, "e1"), NULL), err[256];
     jwt_keyset *ks = jwt_keyset_new();
     cr_assert_eq(add_jwks(ks, doc, err, sizeof err), 0, "%s", err);
     signer s = {.alg = JWT_ES256, .pkey = ec};
@@ -652,7 +594,7 @@ static jwt_keyset *two_ec_set(EVP_PKEY **ka, EVP_PKEY **kb)
 {
     *ka = ec_new("P-256");
     *kb = ec_new("P-256");
-    char *doc = jwks_doc(jwk_ec(*ka, "a"), jwk_ec(*kb, "b"), NULL), err[256];
+    char *doc = jwks_doc(jwk_ec_of(*ka, "a"), jwk_ec_of(*kb, "b"), NULL), err[256];
     jwt_keyset *ks = jwt_keyset_new();
     cr_assert_eq(add_jwks(ks, doc, err, sizeof err), 0, "%s", err);
     free(doc);
@@ -707,7 +649,7 @@ Test(jwt, no_kid_with_two_keys_fits_no_key)
 Test(jwt, no_kid_with_a_single_key_uses_it)
 {
     EVP_PKEY *ec = ec_new("P-256");
-    char *with_kid = jwks_doc(jwk_ec(ec, "only"), NULL, NULL), *without = jwks_doc(jwk_ec(ec, NULL), NULL, NULL),
+    char *with_kid = jwks_doc(jwk_ec_of(ec, "only"), NULL, NULL), *without = jwks_doc(jwk_ec_of(ec, NULL), NULL, NULL),
          err[256];
     signer s = {.alg = JWT_ES256, .pkey = ec};
     char *t = token("{\"alg\":\"ES256\"}", CLAIMS, &s);
@@ -727,7 +669,7 @@ Test(jwt, no_kid_with_a_single_key_uses_it)
 Test(jwt, no_kid_prefers_the_kidless_key_of_its_type)
 {
     EVP_PKEY *rsa = rsa_new(2048), *ec = ec_new("P-256"), *other = ec_new("P-256");
-    char *pem = pem_spki(ec), *doc = jwks_doc(jwk_rsa(rsa, "r"), jwk_ec(other, "o"), NULL), err[256];
+    char *pem = pem_spki(ec), *doc = jwks_doc(jwk_rsa_of(rsa, "r"), jwk_ec_of(other, "o"), NULL), err[256];
     jwt_keyset *ks = jwt_keyset_new(), *remote = jwt_keyset_new();
     cr_assert_eq(jwt_keyset_add_pem(ks, pem, strlen(pem), "ec.pem", err, sizeof err), 0, "%s", err);
     cr_assert_eq(add_jwks(remote, doc, err, sizeof err), 0, "%s", err);
