@@ -311,7 +311,7 @@ probe() {
 # count in every load, so (b), which makes nginx serve the backend, compares with proxy_pass, where
 # nginx does both hops.
 proc_ticks() {
-    if [ -r "/proc/$1/stat" ]; then sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; else echo 0; fi
+    if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; else echo 0; fi
 }
 server_ticks() {
     total=$(($(proc_ticks "$KAILASH_PID") + $(proc_ticks "$AUTH_PID") + $(proc_ticks "$NGINX_PID")))
