@@ -53,10 +53,10 @@ typedef struct ref_bucket {
 } ref_bucket;
 
 typedef struct ref_out {
-    int allowed, tie;   /* tie: the exact bucket held exactly one token (GCRA's new - now == B*T) */
+    int allowed, tie; /* tie: the exact bucket held exactly one token (GCRA's new - now == B*T) */
     long long remaining;
-    double full_ms;     /* until full again (after this request if allowed) */
-    double retry_ms;    /* refused: until one token is there */
+    double full_ms;  /* until full again (after this request if allowed) */
+    double retry_ms; /* refused: until one token is there */
 } ref_out;
 
 static void ref_init(ref_bucket *r, long long q, long long w, long long B, long long D, long long t)
@@ -134,7 +134,7 @@ static void burst_at_one_instant(rl_policy p, double now)
 
 Test(gcra, exactly_burst_at_one_instant_then_refusal)
 {
-    const rl_policy ps[] = {pol(100, 60000, 100), pol(3, 1000, 3), pol(7, 1000, 7), pol(1000, 60000, 1000),
+    const rl_policy ps[] = {pol(100, 60000, 100), pol(3, 1000, 3),  pol(7, 1000, 7),    pol(1000, 60000, 1000),
                             pol(10, 1000, 4),     pol(1, 60000, 1), pol(60, 60000, 10), pol(6000, 60000, 6000)};
     /* small now (a monotonic clock), and Unix-epoch ms where doubles round (Redis's TIME) */
     const double nows[] = {0, 12345.678, 86400000.5, 1712345678901.234, 1795000000000.999};
@@ -268,8 +268,7 @@ Test(gcra, degenerate_policies_and_clocks)
 
 /* Every interval between two passed requests holds at most B + elapsed/T of them (exactly, in
  * integers: (count - B) * w * D <= (t_b - t_a) * q). */
-static void assert_sliding_bound(const long long *passed, size_t n, long long q, long long w, long long B,
-                                 long long D)
+static void assert_sliding_bound(const long long *passed, size_t n, long long q, long long w, long long B, long long D)
 {
     for (size_t a = 0; a < n; a++)
         for (size_t b = a; b < n; b++) {
@@ -353,8 +352,9 @@ static void compare_random(long long q, long long w, long long B, long long D, d
         long long rem = o.allowed ? o.remaining : 0;
         double edge = (double)(ref.grains % ref.S) * grain_ms; /* how far above a whole token, in ms */
         if (!exact && o.allowed && (edge <= drift || T - edge <= drift))
-            cr_assert(d.remaining >= rem - 1 && d.remaining <= rem + 1, "seed %llu step %d: remaining %ld, reference %lld",
-                      (unsigned long long)seed, i, d.remaining, rem);
+            cr_assert(d.remaining >= rem - 1 && d.remaining <= rem + 1,
+                      "seed %llu step %d: remaining %ld, reference %lld", (unsigned long long)seed, i, d.remaining,
+                      rem);
         else
             cr_assert_eq(d.remaining, rem, "seed %llu step %d: remaining %ld, reference %lld", (unsigned long long)seed,
                          i, d.remaining, rem);
@@ -409,8 +409,7 @@ static rl_decision check1(rl_table *t, const char *key, rl_policy p, double now)
     return d;
 }
 
-static int check2(rl_table *t, const char *a, rl_policy pa, const char *b, rl_policy pb, double now,
-                  rl_decision d[2])
+static int check2(rl_table *t, const char *a, rl_policy pa, const char *b, rl_policy pb, double now, rl_decision d[2])
 {
     const char *keys[2] = {a, b};
     size_t lens[2] = {strlen(a), strlen(b)};
@@ -541,7 +540,7 @@ Test(rl_table, deny_until)
     /* once the denial is over and the bucket full, the entry expires and is swept */
     cr_assert_eq(rl_table_denied_for(t, "x", 1, 20000), 0);
     for (int i = 0; i < 64 * 40; i++) {
-        char k[16];
+        char k[32];
         snprintf(k, sizeof k, "probe%d", i);
         rl_table_denied_for(t, k, strlen(k), 20000);
     }
@@ -553,7 +552,7 @@ Test(rl_table, a_full_table_evicts_the_entry_that_expires_first)
 {
     rl_table *t = rl_table_new(16); /* one shard of 16 */
     rl_policy p = pol(1, 1000, 1);
-    char k[16];
+    char k[32];
     for (int i = 0; i < 16; i++) {
         snprintf(k, sizeof k, "k%d", i);
         cr_assert_eq(check1(t, k, p, i).allowed, 1); /* k_i expires at i + 1000 */
@@ -671,35 +670,46 @@ Test(rl_table, a_million_keys_in_bounded_memory, .timeout = 60)
     rl_table_free(t);
 }
 
+#define HAMMER_ROUNDS 200
 typedef struct hammer_arg {
     rl_table *t;
-    atomic_int *passed;
-    int id;
+    pthread_barrier_t *start;
+    atomic_int *passed; /* per round */
 } hammer_arg;
 
+/* Each round a fresh key and a frozen now, all four threads released together on it. */
 static void *hammer_one_key(void *p)
 {
     hammer_arg *a = p;
     rl_policy pl = pol(100, 60000, 100);
-    for (int i = 0; i < 20000; i++)
-        if (check1(a->t, "shared", pl, 123456.0).allowed)
-            atomic_fetch_add(a->passed, 1);
+    for (int r = 0; r < HAMMER_ROUNDS; r++) {
+        char key[32];
+        snprintf(key, sizeof key, "shared%d", r);
+        pthread_barrier_wait(a->start);
+        for (int i = 0; i < 200; i++)
+            if (check1(a->t, key, pl, 123456.0 + r).allowed)
+                atomic_fetch_add(&a->passed[r], 1);
+    }
     return NULL;
 }
 
 Test(rl_table, four_threads_on_one_key_pass_exactly_the_burst, .timeout = 60)
 {
     rl_table *t = rl_table_new(65536);
-    atomic_int passed = 0;
+    atomic_int passed[HAMMER_ROUNDS];
+    for (int r = 0; r < HAMMER_ROUNDS; r++)
+        atomic_init(&passed[r], 0);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, 4);
     pthread_t th[4];
-    hammer_arg a[4];
-    for (int i = 0; i < 4; i++) {
-        a[i] = (hammer_arg){.t = t, .passed = &passed, .id = i};
-        pthread_create(&th[i], NULL, hammer_one_key, &a[i]);
-    }
+    hammer_arg a = {.t = t, .start = &start, .passed = passed};
+    for (int i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, hammer_one_key, &a);
     for (int i = 0; i < 4; i++)
         pthread_join(th[i], NULL);
-    cr_assert_eq(atomic_load(&passed), 100);
+    for (int r = 0; r < HAMMER_ROUNDS; r++)
+        cr_assert_eq(atomic_load(&passed[r]), 100, "round %d: %d passed", r, atomic_load(&passed[r]));
+    pthread_barrier_destroy(&start);
     rl_table_free(t);
 }
 
@@ -720,7 +730,7 @@ static void *hammer_pairs(void *p)
         int x = (int)(s % PAIR_KEYS), y = (int)((s >> 20) % PAIR_KEYS);
         if (x == y)
             continue;
-        char kx[16], ky[16];
+        char kx[32], ky[32];
         snprintf(kx, sizeof kx, "p%d", x);
         snprintf(ky, sizeof ky, "p%d", y);
         const char *keys[2] = {kx, ky};
@@ -755,7 +765,7 @@ Test(rl_table, pairs_in_both_orders_from_four_threads, .timeout = 60)
     for (int i = 0; i < PAIR_KEYS; i++) {
         int c = atomic_load(&consumed[i]);
         cr_assert_leq(c, 50, "p%d passed %d times", i, c);
-        char k[16];
+        char k[32];
         snprintf(k, sizeof k, "p%d", i);
         rl_decision d = check1(t, k, pl, 0);
         /* its tat moved exactly once per passed pair that named it */
@@ -867,7 +877,8 @@ static script_out eval_keys(int n, const char **keys, const double *T, const lon
     }
     redisReply *r = redisCommandArgv(g_rc, argc, argv, NULL);
     cr_assert_not_null(r, "redis: %s", g_rc->errstr);
-    cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "EVAL answered type %d: %s", r->type, r->type == REDIS_REPLY_ERROR ? r->str : "");
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "EVAL answered type %d: %s", r->type,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "");
     cr_assert_eq(r->elements, (size_t)(4 * n));
     script_out o;
     for (size_t i = 0; i < r->elements; i++) {
@@ -927,6 +938,18 @@ Test(rl_script, one_key_exactly_burst_then_refusals_with_a_ttl)
         cr_assert_eq(o.v[0], 0, "request B+%d passed", i + 1);
         cr_assert_eq(o.v[1], 0);
         cr_assert(o.v[3] > 0 && o.v[3] <= (long long)ceil(T), "retry_ms %lld", o.v[3]);
+    }
+    /* the stored tat is exact: within a burst each one is the last plus T (a 14-digit tostring
+     * would be 0.1 ms off at epoch ms) */
+    double last = 0;
+    for (int i = 0; i < 5; i++) {
+        eval1("rl:exact", T, 1000);
+        char *s = redis_get("rl:exact");
+        double v = strtod(s, NULL);
+        free(s);
+        if (i)
+            cr_assert(fabs(v - last - T) < 1e-3, "stored tats %.4f then %.4f, T %.6f", last, v, T);
+        last = v;
     }
     long long pttl = redis_int("PTTL", "rl:alice");
     cr_assert(pttl > 0 && pttl <= (long long)ceil(B * T), "PTTL %lld", pttl);
