@@ -21,6 +21,7 @@
 #include "kailash/engine.h"
 #include "kailash/http.h"
 #include "kailash/log.h"
+#include "kailash/redis.h"
 
 static const char *g_config_path;
 static kconfig *g_cfg; /* the config serving now */
@@ -54,6 +55,13 @@ static int do_check(void)
         return 1;
     }
     auth_ctx *auth = NULL;
+    redis_target rt;
+    char rerr[300];
+    if (cfg->redis_url && redis_url_parse(cfg->redis_url, &rt, rerr, sizeof rerr) != 0) {
+        fprintf(stderr, "%s: key 'redis_url': %s\n", cfg->file, rerr);
+        config_free(cfg);
+        return 1;
+    }
     if (auth_ctx_load(cfg, &auth, err, sizeof err) != 0 || engine_prepare(cfg, err, sizeof err) != 0) {
         fprintf(stderr, "%s\n", err);
         config_free(cfg);
@@ -118,6 +126,9 @@ static int do_reload(json_t **result, char *err, size_t errlen)
     }
     if (cfg->port != g_cfg->port || strcmp(cfg->host, g_cfg->host) != 0 || cfg->workers != g_cfg->workers)
         log_msg(LOG_WARN, "reload: host, port and workers take effect only after a restart");
+    if (strcmp(cfg->redis_url ? cfg->redis_url : "", g_cfg->redis_url ? g_cfg->redis_url : "") != 0 ||
+        cfg->redis_timeout_ms != g_cfg->redis_timeout_ms)
+        log_msg(LOG_WARN, "reload: redis_url and redis_timeout_ms take effect only after a restart");
     registry *prev = registry_acquire();
     registry *reg = registry_load(cfg, engine_node_env(), prev);
     registry_release(prev);
@@ -199,6 +210,7 @@ static int graceful_stop(void)
     }
     http_server_stop();
     jwks_remote_stop();
+    redis_stop();
     engine_stop();
     engine_sinks_flush();
     registry_publish(NULL);
@@ -240,6 +252,12 @@ static int serve(void)
         fprintf(stderr, "kailashd: %s\n", err);
         return 1;
     }
+    int nloops;
+    struct ioloop *const *loops = engine_loops(&nloops);
+    if (g_cfg->redis_url && redis_start(g_cfg->redis_url, g_cfg->redis_timeout_ms, loops, nloops, err, sizeof err) != 0) {
+        fprintf(stderr, "kailashd: %s: key 'redis_url': %s\n", g_cfg->file, err);
+        return 1;
+    }
     registry *reg = registry_load(g_cfg, engine_node_env(), NULL);
     if (!reg) {
         fprintf(stderr, "kailashd: out of memory\n");
@@ -250,8 +268,6 @@ static int serve(void)
     registry_publish(reg);
     api_admin_set_reload(do_reload);
     api_health_set_start_time(util_now_ms());
-    int nloops;
-    struct ioloop *const *loops = engine_loops(&nloops);
     if (http_server_start(g_cfg, loops, nloops, err, sizeof err) != 0) {
         fprintf(stderr, "kailashd: %s\n", err);
         return 1;

@@ -39,6 +39,13 @@ typedef struct kconfig {
     char *jwt_roles_claim;
     int jwt_leeway_s;
     int jwt_jwks_min_refresh_s;
+    int rl_enabled;               /* rate_limiting.enabled (kailashd's own key; default true) */
+    int rl_authenticated;         /* rate_limiting.*: requests per minute per principal */
+    int rl_anonymous;             /* ... per client IP of anonymous callers */
+    int rl_burst;                 /* the bucket's size; 0: one window's worth (the tier's limit) */
+    int rl_requests_per_minute;   /* the SDK's shape: both tiers' default when set (0: unset) */
+    char *redis_url;              /* NULL: no Redis (local rate limits); holds a password: never log it */
+    int redis_timeout_ms;         /* every Redis command's deadline */
     size_t cache_l1_max_bytes;
     int cache_default_ttl_s;
     size_t upstream_max_response_bytes;

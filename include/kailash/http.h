@@ -92,6 +92,24 @@ void http_req_set_state(kreq *r, void *state, void (*free_fn)(void *state));
 void http_req_set_principal(kreq *r, void *principal, int kind, void (*free_fn)(void *principal));
 void *http_req_principal(const kreq *r);
 int http_req_auth_kind(const kreq *r);
+/* What the rate_limit step decided, kept in the request for its after() (the answer's headers) and
+ * the access log. Zeroed when the request begins; checked stays 0 on routes that are never limited
+ * and for requests answered before the limiter. */
+typedef struct http_limit_note {
+    int checked; /* the request passed through the limiter: its answer carries the headers */
+    int refused; /* answered 429 */
+    int via;     /* HTTP_LIMIT_LOCAL, _REDIS, or _KNOWN (refused locally: Redis said so before) */
+    int n;       /* policies in pol */
+    struct http_limit_policy {
+        const char *name; /* "default" or "workflow" (static) */
+        long q, w_s;      /* the limit per window, the window in seconds */
+        long r, t;        /* what may be sent now, whole seconds until full again (or until a retry) */
+    } pol[2];
+} http_limit_note;
+enum { HTTP_LIMIT_LOCAL = 0, HTTP_LIMIT_REDIS, HTTP_LIMIT_KNOWN };
+/* The request's note (never NULL; the request owns it). */
+http_limit_note *http_req_limit_note(kreq *r);
+const http_limit_note *http_req_limit_note_get(const kreq *r);
 /* A handler that returns HTTP_PENDING may ask to be told, on r's loop thread, when the client goes
  * away before the answer (it shut its side): fn should stop the work (cancel the run) and still
  * call http_complete when it ends; the connection is then closed unanswered and logged as 499. */

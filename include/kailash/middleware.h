@@ -35,6 +35,10 @@ int mw_route_before(kreq *r);
 int mw_hops_before(kreq *r);
 /* auth.c: authentication (401) and the route's and workflow's roles (403); sets the principal. */
 int mw_auth_before(kreq *r);
+/* ratelimit.c: GCRA per principal (or client IP) and per workflow, shared through Redis when it is
+ * configured and answering, local otherwise; after() writes the rate-limit headers. */
+int mw_ratelimit_before(kreq *r);
+void mw_ratelimit_after(kreq *r);
 /* test_wait.c: inert unless KAILASH_TEST_CHAIN_WAIT=1 was set at start (tests of parking). */
 int mw_test_wait_before(kreq *r);
 

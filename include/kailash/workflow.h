@@ -86,6 +86,8 @@ typedef struct workflow {
     int max_concurrency;
     int max_queue;
     wf_access access;
+    int rate_per_minute; /* gateway.rate_limit: per principal for this workflow (0: none) */
+    int rate_burst;      /* its bucket (0: one minute's worth) */
     int has_async;      /* some node runs on the I/O loop */
     int may_block;      /* some node may block (node_type.may_block): never run it on an I/O loop */
     json_t *normalized; /* GET /workflows/{name} */

@@ -2,7 +2,7 @@
  *
  * Each row names a dotted key, its kind, where it lands in kconfig and its bounds. Objects are
  * walked against the table so an unknown key anywhere is found. Keys of features this build does not
- * have yet (Redis, Postgres, caching, rate limits, jobs, TLS, metrics auth) are rows of kind
+ * have yet (Postgres, caching, jobs, TLS, metrics auth) are rows of kind
  * UNBUILT: they are accepted only with their documented default, and any other value stops
  * start-up saying so, instead of being silently ignored. */
 #include "kailash/config.h"
@@ -16,7 +16,7 @@
 #include "kailash/log.h"
 #include "kailash/util.h"
 
-enum kind { K_OBJ, K_STR, K_STR_NULL, K_INT, K_SIZE, K_BOOL, K_STRLIST, K_CIDRS, K_AUD, K_ARRAY, K_LEVEL, K_UNBUILT };
+enum kind { K_OBJ, K_STR, K_STR_NULL, K_INT, K_INT_NULL, K_SIZE, K_BOOL, K_STRLIST, K_CIDRS, K_AUD, K_ARRAY, K_LEVEL, K_UNBUILT };
 
 typedef struct key_row {
     const char *key;
@@ -64,9 +64,11 @@ static const key_row rows[] = {
     {"auth.jwt.roles_claim", K_STR, OFF(jwt_roles_claim), 0, 0, NULL, NULL},
     {"auth.jwt.leeway_s", K_INT, OFF(jwt_leeway_s), 0, 3600, NULL, NULL},
     {"rate_limiting", K_OBJ, 0, 0, 0, NULL, NULL},
-    NOTYET("rate_limiting.authenticated", "1000", "rate limiting is not built yet"),
-    NOTYET("rate_limiting.anonymous", "100", "rate limiting is not built yet"),
-    NOTYET("rate_limiting.burst", "null", "rate limiting is not built yet"),
+    {"rate_limiting.enabled", K_BOOL, OFF(rl_enabled), 0, 0, NULL, NULL},
+    {"rate_limiting.authenticated", K_INT, OFF(rl_authenticated), 1, 1000000000, NULL, NULL},
+    {"rate_limiting.anonymous", K_INT, OFF(rl_anonymous), 1, 1000000000, NULL, NULL},
+    {"rate_limiting.requests_per_minute", K_INT, OFF(rl_requests_per_minute), 1, 1000000000, NULL, NULL},
+    {"rate_limiting.burst", K_INT_NULL, OFF(rl_burst), 1, 1000000000, NULL, NULL},
     {"cache", K_OBJ, 0, 0, 0, NULL, NULL},
     NOTYET("cache.l1_max_bytes", "67108864", "response caching is not built yet"),
     NOTYET("cache.default_ttl_s", "60", "response caching is not built yet"),
@@ -75,8 +77,8 @@ static const key_row rows[] = {
     {"upstream.connect_timeout_ms", K_INT, OFF(upstream_connect_timeout_ms), 1, 600000, NULL, NULL},
     {"upstream.verify_tls", K_BOOL, OFF(upstream_verify_tls), 0, 0, NULL, NULL},
     {"upstream.max_hops", K_INT, OFF(upstream_max_hops), 0, 255, NULL, NULL},
-    NOTYET("redis_url", "null", "Redis support is not built yet"),
-    NOTYET("redis_timeout_ms", "20", "Redis support is not built yet"),
+    {"redis_url", K_STR_NULL, OFF(redis_url), 0, 0, NULL, NULL},
+    {"redis_timeout_ms", K_INT, OFF(redis_timeout_ms), 1, 60000, NULL, NULL},
     NOTYET("database_url", "null", "Postgres support is not built yet"),
     {"jobs", K_OBJ, 0, 0, 0, NULL, NULL},
     NOTYET("jobs.claim_idle_ms", "30000", "async jobs are not built yet"),
@@ -190,12 +192,19 @@ static int load_scalar(kconfig *c, const key_row *r, json_t *v, char *err, size_
             return util_err(err, errlen, "%s: key '%s': expected true or false", file, r->key);
         *(int *)(base + r->off) = json_is_true(v);
         return 0;
+    case K_INT_NULL:
+        if (json_is_null(v)) {
+            *(int *)(base + r->off) = 0;
+            return 0;
+        }
+        /* fall through */
     case K_INT:
     case K_SIZE: {
         json_int_t i = json_is_integer(v) ? json_integer_value(v) : 0;
         if (!json_is_integer(v) || i < r->min || i > r->max)
-            return util_err(err, errlen, "%s: key '%s': expected an integer %lld..%lld", file, r->key, r->min, r->max);
-        if (r->kind == K_INT)
+            return util_err(err, errlen, "%s: key '%s': expected an integer %lld..%lld%s", file, r->key, r->min, r->max,
+                            r->kind == K_INT_NULL ? " or null" : "");
+        if (r->kind != K_SIZE)
             *(int *)(base + r->off) = (int)i;
         else
             *(size_t *)(base + r->off) = (size_t)i;
@@ -271,6 +280,10 @@ static kconfig *config_defaults(const char *file)
     c->upstream_verify_tls = 1;
     c->upstream_max_hops = 8;
     c->enable_monitoring = 1;
+    c->rl_enabled = 1;
+    c->rl_authenticated = -1; /* unset: rate_limiting.requests_per_minute, else 1000 (rl_tiers) */
+    c->rl_anonymous = -1;     /* unset: requests_per_minute, else 100 */
+    c->redis_timeout_ms = 20;
     c->auth_api_keys = json_array();
     c->jwt_roles_claim = strdup("roles");
     c->jwt_leeway_s = 60;
@@ -334,6 +347,16 @@ static int apply_env(kconfig *c, char *err, size_t errlen)
     return 0;
 }
 
+/* The SDK's own shape, {"requests_per_minute": N}, sets both tiers unless they are given. */
+static void rl_tiers(kconfig *c)
+{
+    int rpm = c->rl_requests_per_minute;
+    if (c->rl_authenticated < 0)
+        c->rl_authenticated = rpm > 0 ? rpm : 1000;
+    if (c->rl_anonymous < 0)
+        c->rl_anonymous = rpm > 0 ? rpm : 100;
+}
+
 int config_load(const char *path, kconfig **out, char *err, size_t errlen)
 {
     kconfig *c = config_defaults(path ? path : "(defaults)");
@@ -360,6 +383,7 @@ int config_load(const char *path, kconfig **out, char *err, size_t errlen)
     }
     if (apply_env(c, err, errlen) != 0)
         goto fail;
+    rl_tiers(c);
     *out = c;
     return 0;
 fail:
@@ -385,5 +409,6 @@ void config_free(kconfig *c)
     free(c->jwt_issuer);
     free_list(c->jwt_audience, c->n_jwt_audience);
     free(c->jwt_roles_claim);
+    free(c->redis_url);
     free(c);
 }

@@ -50,6 +50,7 @@ struct kreq {
     void *principal;    /* the auth step: the caller (auth.h's auth_principal), released with principal_free */
     void (*principal_free)(void *principal);
     int auth_kind;      /* the auth step: auth_kind (0: anonymous) */
+    http_limit_note limit; /* the rate_limit step's decision */
     void *state;        /* handler: its own per-request state */
     void (*state_free)(void *state);
     pthread_mutex_t mu; /* guards phase and suspended between a handler's thread and the loop */

@@ -194,6 +194,16 @@ void http_req_set_principal(kreq *r, void *principal, int kind, void (*free_fn)(
     r->auth_kind = kind;
 }
 
+http_limit_note *http_req_limit_note(kreq *r)
+{
+    return &r->limit;
+}
+
+const http_limit_note *http_req_limit_note_get(const kreq *r)
+{
+    return &r->limit;
+}
+
 void *http_req_principal(const kreq *r)
 {
     return r->principal;

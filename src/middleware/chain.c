@@ -1,5 +1,6 @@
 /* chain: the middleware table. Order matters and is the design's: request_id -> logging -> route ->
- * (hops) -> auth -> rate_limit -> cache. Only the steps this build has are listed; a new step is one
+ * (hops) -> auth -> rate_limit -> cache. after() steps run in the same order, once the answer is
+ * set: rate_limit's adds its headers to the answer; logging reads the request's notes, not headers. Only the steps this build has are listed; a new step is one
  * file and one row. route answers what routing found before the chain (404, 405, an unknown
  * workflow, an ambiguous framing), so the access steps after it see only real targets. */
 #include "kailash/middleware.h"
@@ -10,6 +11,7 @@ static const mw_step chain[] = {
     {"route", mw_route_before, NULL},
     {"hops", mw_hops_before, NULL},
     {"auth", mw_auth_before, NULL},
+    {"rate_limit", mw_ratelimit_before, mw_ratelimit_after},
     {"test_wait", mw_test_wait_before, NULL},
 };
 

@@ -1,5 +1,7 @@
 /* logging: one JSON access-log line per request on stdout, written when the response is handed over:
- * time, request_id, method, path, status, duration_ms, workflow, run_id, client, principal, auth. The
+ * time, request_id, method, path, status, duration_ms, workflow, run_id, client, principal, auth,
+ * ratelimit ("allowed", "refused", null when not limited) and ratelimit_via ("redis", "local", or
+ * "known": refused locally because Redis refused that key before). The
  * path is logged without its query string (queries may carry tokens); nothing from headers or bodies
  * is logged: the principal is the id the auth step found ("key:ci", "jwt:<sub>", "anonymous"; null
  * when authentication failed or did not run), never a credential.
@@ -49,6 +51,10 @@ void mw_logging_after(kreq *r)
     const auth_principal *who = http_req_principal(r);
     FIELD(&b, ",\"principal\":", kind == AUTH_FAILED ? NULL : auth_principal_id(who));
     FIELD(&b, ",\"auth\":", auth_kind_name(kind));
+    const http_limit_note *lim = http_req_limit_note_get(r);
+    static const char *const via[] = {"local", "redis", "known"};
+    FIELD(&b, ",\"ratelimit\":", !lim->checked ? NULL : lim->refused ? "refused" : "allowed");
+    FIELD(&b, ",\"ratelimit_via\":", lim->checked ? via[lim->via] : NULL);
     LIT(&b, "}\n");
     log_access_line(b.data, b.len);
     buf_free(&b);

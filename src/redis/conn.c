@@ -357,7 +357,7 @@ static void rconn_on_deadline(io_timer *t)
             return;
         }
         snprintf(c->why, sizeof c->why, "%s within %d ms",
-                 c->head->kind & K_HANDSHAKE ? "no connection and answer to the handshake" : "no reply",
+                 c->head->kind & K_HANDSHAKE ? "no answer to the handshake (AUTH, SELECT or PING)" : "no reply",
                  c->head->kind & K_HANDSHAKE && g_timeout_ms < RC_CONNECT_MIN_MS ? RC_CONNECT_MIN_MS : g_timeout_ms);
     }
     rconn_drop(c);

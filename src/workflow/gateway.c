@@ -1,7 +1,7 @@
 /* gateway: the workflow file's `gateway` block (what only a gateway needs) and the normalised views
  * served by GET /workflows and GET /workflows/{name}.
  *
- * Blocks for features this build does not have yet (cache, rate_limit, trigger) are refused with a
+ * Blocks for features this build does not have yet (cache, trigger) are refused with a
  * message saying so; `access` is compiled by access.c. */
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +104,31 @@ static void load_overrides(ld *l, json_t *ov)
     }
 }
 
+/* gateway.rate_limit: {"requests_per_minute": N, "burst": B}, a second, narrower limit per principal
+ * for this workflow (API.md "Rate limiting", policy "workflow"). */
+static void load_rate_limit(ld *l, json_t *v)
+{
+    const char *k;
+    json_t *x;
+    if (!json_is_object(v) || !json_object_get(v, "requests_per_minute")) {
+        ld_problem(l, NULL, "gateway.rate_limit: expected {\"requests_per_minute\": N, \"burst\": B}");
+        return;
+    }
+    json_object_foreach(v, k, x)
+    {
+        int known = strcmp(k, "requests_per_minute") == 0 || strcmp(k, "burst") == 0;
+        if (!known || !int_in(x, 1, 1000000000)) {
+            ld_problem(l, NULL, "gateway.rate_limit.%s: expected requests_per_minute or burst, an integer "
+                                "1..1000000000", k);
+            return;
+        }
+        if (k[0] == 'r')
+            l->wf->rate_per_minute = (int)json_integer_value(x);
+        else
+            l->wf->rate_burst = (int)json_integer_value(x);
+    }
+}
+
 static void load_key(ld *l, const char *k, json_t *v)
 {
     if (strcmp(k, "inputs") == 0)
@@ -125,7 +150,7 @@ static void load_key(ld *l, const char *k, json_t *v)
     else if (strcmp(k, "cache") == 0 && !json_is_false(v) && !json_is_null(v))
         ld_problem(l, NULL, "gateway.cache: response caching is not built yet (use \"cache\": false or leave it out)");
     else if (strcmp(k, "rate_limit") == 0)
-        ld_problem(l, NULL, "gateway.rate_limit: rate limiting is not built yet");
+        load_rate_limit(l, v);
     else if (strcmp(k, "trigger") == 0)
         ld_problem(l, NULL, "gateway.trigger: triggers are not implemented yet");
     else if (strcmp(k, "cache") != 0)
@@ -158,6 +183,9 @@ static json_t *gateway_view(const workflow *wf, json_t *gw)
                           wf->max_concurrency, "max_queue", wf->max_queue, "timeout_ms", wf->timeout_ms);
     json_t *acc = json_object_get(gw, "access"), *ov = json_object_get(gw, "overridable");
     json_t *co = json_object_get(gw, "config_overrides");
+    if (v && wf->rate_per_minute)
+        json_object_set_new(v, "rate_limit", json_pack("{s:i,s:i}", "requests_per_minute", wf->rate_per_minute, "burst",
+                                                       wf->rate_burst ? wf->rate_burst : wf->rate_per_minute));
     if (v && acc)
         json_object_set(v, "access", acc);
     if (v && ov)

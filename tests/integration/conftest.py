@@ -158,7 +158,88 @@ def canary():
 
 
 # ---------------------------------------------------------------------------------------------
+# redis
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port in its own temp dir (no persistence). stop() and
+    start() again keep the port; pause()/resume() freeze it with SIGSTOP/SIGCONT."""
+
+    def __init__(self, root, password=None):
+        self.root = str(root)
+        os.makedirs(self.root, exist_ok=True)
+        self.port = free_port()
+        self.password = password
+        self.proc = None
+        self.start()
+
+    @property
+    def url(self):
+        auth = ":%s@" % self.password if self.password else ""
+        return "redis://%s127.0.0.1:%d/0" % (auth, self.port)
+
+    def start(self, timeout=10):
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", self.root, "--daemonize", "no", "--loglevel", "warning"]
+        if self.password:
+            argv += ["--requirepass", self.password]
+        self.log = open(os.path.join(self.root, "redis.log"), "ab")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log, env=base_env())
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.ping():
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError("redis-server exited with %s" % self.proc.returncode)
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not answer PING")
+
+    def command(self, *args, timeout=2.0):
+        """One command in RESP over a plain socket; the reply line(s) as text."""
+        cmd = "*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(str(a).encode()), a) for a in args)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as c:
+            if self.password:
+                c.sendall(("*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(self.password), self.password)).encode())
+                c.recv(100)
+            c.sendall(cmd.encode())
+            return c.recv(65536).decode(errors="replace")
+
+    def ping(self):
+        try:
+            return "PONG" in self.command("PING", timeout=0.5)
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    r = RedisServer(tmp_path / "redis")
+    yield r
+    if r.proc.poll() is None:
+        r.resume()
+    r.stop()
+
+
+# ---------------------------------------------------------------------------------------------
 # daemon
+
+UNLIMITED = 1000000000
 
 
 class DaemonStartError(Exception):
@@ -172,8 +253,11 @@ class Daemon:
         self.root = str(root)
         os.makedirs(self.root, exist_ok=True)
         self.port = free_port()
-        self.config = deep_merge({"host": "127.0.0.1", "port": self.port, "workers": 2,
-                                  "workflows_dir": "workflows", "data_dir": "var"}, config or {})
+        base = {"host": "127.0.0.1", "port": self.port, "workers": 2, "workflows_dir": "workflows",
+                "data_dir": "var"}
+        if "rate_limiting" not in (config or {}):  # tests about other things make many requests
+            base["rate_limiting"] = {"authenticated": UNLIMITED, "anonymous": UNLIMITED}
+        self.config = deep_merge(base, config or {})
         self.env = dict(env or {})
         self.proc = None
         self.http = session()

@@ -102,10 +102,8 @@ Test(config, refusals)
 
 Test(config, unbuilt_features_refused_unless_default)
 {
-    refused("{\"redis_url\": \"redis://localhost\"}", "Redis");
     refused("{\"database_url\": \"postgres://x\"}", "Postgres");
     refused("{\"tls\": {\"cert_file\": \"/x.pem\"}}", "TLS");
-    refused("{\"rate_limiting\": {\"anonymous\": 5}}", "rate limiting");
     refused("{\"cache\": {\"default_ttl_s\": 5}}", "caching");
     refused("{\"log\": {\"format\": \"text\"}}", "json");
     kconfig *c;
@@ -145,6 +143,44 @@ Test(config, auth_keys)
     refused("{\"enable_auth\": 1}", "enable_auth");
 }
 
+Test(config, rate_limits)
+{
+    kconfig *c;
+    char err[512];
+    cr_assert_eq(load("{}", &c, err), 0, "%s", err);
+    cr_assert_eq(c->rl_authenticated, 1000);
+    cr_assert_eq(c->rl_anonymous, 100);
+    cr_assert_eq(c->rl_burst, 0);
+    cr_assert(c->rl_enabled);
+    cr_assert_null(c->redis_url);
+    cr_assert_eq(c->redis_timeout_ms, 20);
+    config_free(c);
+    /* the SDK's shape sets both tiers unless they are given */
+    cr_assert_eq(load("{\"rate_limiting\": {\"requests_per_minute\": 7}}", &c, err), 0, "%s", err);
+    cr_assert_eq(c->rl_authenticated, 7);
+    cr_assert_eq(c->rl_anonymous, 7);
+    config_free(c);
+    cr_assert_eq(load("{\"rate_limiting\": {\"requests_per_minute\": 7, \"anonymous\": 3, \"burst\": 9}}", &c, err), 0,
+                 "%s", err);
+    cr_assert_eq(c->rl_authenticated, 7);
+    cr_assert_eq(c->rl_anonymous, 3);
+    cr_assert_eq(c->rl_burst, 9);
+    config_free(c);
+    cr_assert_eq(load("{\"rate_limiting\": {\"burst\": null}, \"redis_url\": \"redis://h:1/2\", "
+                      "\"redis_timeout_ms\": 50}",
+                      &c, err),
+                 0, "%s", err);
+    cr_assert_eq(c->rl_burst, 0);
+    cr_assert_str_eq(c->redis_url, "redis://h:1/2");
+    cr_assert_eq(c->redis_timeout_ms, 50);
+    config_free(c);
+    refused("{\"rate_limiting\": {\"anonymous\": 0}}", "rate_limiting.anonymous");
+    refused("{\"rate_limiting\": {\"burst\": \"5\"}}", "rate_limiting.burst");
+    refused("{\"rate_limiting\": {\"per_hour\": 5}}", "unknown key 'rate_limiting.per_hour'");
+    refused("{\"redis_timeout_ms\": 0}", "redis_timeout_ms");
+    refused("{\"redis_url\": 5}", "redis_url");
+}
+
 Test(config, environment_overrides)
 {
     kconfig *c;
@@ -163,9 +199,10 @@ Test(config, environment_overrides)
     cr_assert_eq(load("{}", &c, err), -1);
     cr_assert(strstr(err, "KAILASH_PORT"), "%s", err);
     unsetenv("KAILASH_PORT");
-    setenv("KAILASH_REDIS_URL", "redis://x", 1);
-    cr_assert_eq(load("{}", &c, err), -1);
-    cr_assert(strstr(err, "KAILASH_REDIS_URL"), "%s", err);
+    setenv("KAILASH_REDIS_URL", "redis://x:6379/1", 1);
+    cr_assert_eq(load("{}", &c, err), 0, "%s", err);
+    cr_assert_str_eq(c->redis_url, "redis://x:6379/1");
+    config_free(c);
     unsetenv("KAILASH_REDIS_URL");
     const char *ok[] = {"auto", "libcurl", ""};
     for (size_t i = 0; i < 3; i++) {

@@ -189,8 +189,12 @@ Test(loader, refusals_gateway)
     char buf[512];
     snprintf(buf, sizeof buf, base, "{\"cache\":{\"ttl_s\":5}}");
     refused(buf, "gateway.cache: response caching is not built yet");
-    snprintf(buf, sizeof buf, base, "{\"rate_limit\":{\"requests_per_minute\":5}}");
+    snprintf(buf, sizeof buf, base, "{\"rate_limit\":{\"per_minute\":5}}");
     refused(buf, "gateway.rate_limit");
+    snprintf(buf, sizeof buf, base, "{\"rate_limit\":{\"requests_per_minute\":0}}");
+    refused(buf, "gateway.rate_limit.requests_per_minute");
+    snprintf(buf, sizeof buf, base, "{\"rate_limit\":{\"requests_per_minute\":5,\"burst\":\"x\"}}");
+    refused(buf, "gateway.rate_limit.burst");
     snprintf(buf, sizeof buf, base, "{\"trigger\":{\"stream\":\"x\"}}");
     refused(buf, "gateway.trigger: triggers are not implemented yet");
     snprintf(buf, sizeof buf, base, "{\"colour\":1}");
