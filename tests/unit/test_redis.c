@@ -564,6 +564,19 @@ static void batch_set(void *ud)
     }
 }
 
+Test(redis, a_host_name_goes_through_the_resolver)
+{
+    start_server(NULL);
+    char url[128];
+    snprintf(url, sizeof url, "redis://localhost:%d/1", g_srv.port);
+    start_url(url, 2000); /* localhost may give ::1 first: the next attempt takes the next address */
+    cr_assert_eq(wait_state(1, 30000), 1);
+    cr_assert(wait_ping(0, 30000) && wait_ping(1, 30000));
+    call *c = cmd_ok(0, "CLIENT", "INFO", NULL);
+    cr_assert(strstr(c->str, " db=1 "), "%s", c->str);
+    free(c);
+}
+
 Test(redis, a_thousand_commands_pipelined_from_one_loop_answered_in_order)
 {
     start_server(NULL);
