@@ -10,6 +10,9 @@
 #   kailashd (a)      POST /workflows/bench_transform/run   one TransformNode, no I/O
 #   kailashd (k), (j) (a)'s workflow on a second kailashd with authentication on, called with an
 #                     X-API-Key (k) or an RS256 bearer token (j): the auth step's cost, as k/a and j/a.
+#   kailashd (l), (r) (a)'s workflow with the rate limiter on (limits above the load): local (l), or
+#                     shared through a redis-server started here (r), as l/a and r/a, and Redis
+#                     commands per (r) request (redis-server's commandstats).
 #   nginx proxy_pass  GET  /proxy           nginx proxying to its own /static (keepalive 64, HTTP/1.1)
 #   kailashd (b)      POST /workflows/bench_http/run        one HTTPRequestNode GET of nginx /static
 #   kailashd (f)      POST /workflows/bench_fanout/run      one HTTPRequestNode GET of nginx /slow
@@ -32,7 +35,7 @@
 #   BENCH_FANOUT_CONNECTIONS [1000]  BENCH_WORKERS [2: kailashd workers and nginx worker_processes]
 #   BENCH_LOG_LEVEL [warn]  BENCH_VERBOSE [0: 1 shows each probe's answer]  BENCH_KEEP [0: 1 keeps the temp dir with configs, logs, wrk output]
 #   BENCH_LOADS [all: a space-separated list of load keys to run, e.g. "ngx_proxy kls_b"; keys are
-#   ngx_static kls_a kls_k kls_j ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f]
+#   ngx_static kls_a kls_k kls_j kls_l kls_r ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f]
 #   NGINX [/usr/sbin/nginx]  WRK [wrk]
 #
 # Everything runs in a mktemp dir that is removed on exit; only the nginx and kailashd processes this
@@ -78,6 +81,9 @@ chmod 755 "$T" # nginx workers drop to an unprivileged user when started as root
 NGINX_PID=
 KAILASH_PID=
 AUTH_PID=
+rll_PID=
+rlr_PID=
+REDIS_PID=
 
 is_running() { # a zombie child counts as stopped
     [ -r "/proc/$1/stat" ] || return 1
@@ -97,6 +103,9 @@ stop_pid() {
 cleanup() {
     stop_pid "$KAILASH_PID"
     stop_pid "$AUTH_PID"
+    stop_pid "$rll_PID"
+    stop_pid "$rlr_PID"
+    stop_pid "$REDIS_PID"
     stop_pid "$NGINX_PID"
     if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: kept $T"; else rm -rf "$T"; fi
 }
@@ -151,6 +160,9 @@ KAILASH_PORT=$(free_port)
 TLS_PORT=$(free_port)
 while [ "$TLS_PORT" = "$NGINX_PORT" ] || [ "$TLS_PORT" = "$KAILASH_PORT" ]; do TLS_PORT=$(free_port); done
 AUTH_PORT=$(free_port)
+RLL_PORT=$(free_port)
+RLR_PORT=$(free_port)
+REDIS_PORT=$(free_port)
 while [ "$AUTH_PORT" = "$NGINX_PORT" ] || [ "$AUTH_PORT" = "$KAILASH_PORT" ] || [ "$AUTH_PORT" = "$TLS_PORT" ]; do
     AUTH_PORT=$(free_port)
 done
@@ -233,11 +245,11 @@ for f in "$HERE"/workflows/*.json; do
 done
 
 # Rate limiting defaults to 100 anonymous requests a minute per client IP, and all of wrk is one
-# client. Until the daemon has rate limiting its config refuses a non-default value, so the limits
-# are raised only when the daemon accepts that (see start_kailashd).
-write_config() { # $1 = 1: include the raised rate limits
+# client: (a), (b) and the others run with the limiter off, as before it existed ((l) and (r) measure
+# it). A build from before rate limiting refuses the key, so it is left out for one (see below).
+write_config() { # $1 = 1: turn the rate limiter off
     rl=
-    [ "$1" = 1 ] && rl='"rate_limiting": {"authenticated": 1000000000, "anonymous": 1000000000},'
+    [ "$1" = 1 ] && rl='"rate_limiting": {"enabled": false},'
     cat >"$T/kailashd.json" <<EOF
 {
   "host": "127.0.0.1", "port": $KAILASH_PORT, "workers": $WORKERS,
@@ -259,7 +271,7 @@ write_config 1
 start_kailashd
 if ! wait_up "$KLS/health" "$KAILASH_PID" && grep -q rate_limiting "$T/kailashd.log"; then
     stop_pid "$KAILASH_PID"
-    echo "bench: this build refuses rate_limiting settings (not built yet); running without them"
+    echo "bench: this build refuses rate_limiting settings (from before rate limiting); running without them"
     write_config 0
     start_kailashd
 fi
@@ -283,7 +295,7 @@ start_auth_kailashd() {
 {
   "host": "127.0.0.1", "port": $AUTH_PORT, "workers": $WORKERS,
   "workflows_dir": "$T/workflows", "data_dir": "$T/var",
-  "enable_auth": true,
+  "enable_auth": true, $rl
   "auth": {"api_keys": [{"id": "bench", "sha256": "$digest", "roles": ["bench"]}],
            "jwt": {"public_key_file": "$T/jwt.pub"}},
   "log": {"level": "$LOG_LEVEL"}
@@ -295,6 +307,43 @@ EOF
 }
 KLA="http://127.0.0.1:$AUTH_PORT"
 case " ${BENCH_LOADS:-kls_k} " in *" kls_k "* | *" kls_j "*) start_auth_kailashd ;; esac
+
+# (l) and (r): (a)'s workflow on a kailashd with the rate limiter on (limits far above the load, so
+# every request is checked and passes), locally (l) or through a redis-server started here (r).
+start_rl_kailashd() { # NAME PORT [REDIS_URL]
+    redis=
+    [ -n "${3:-}" ] && redis="\"redis_url\": \"$3\","
+    cat >"$T/$1.json" <<EOF
+{
+  "host": "127.0.0.1", "port": $2, "workers": $WORKERS,
+  "workflows_dir": "$T/workflows", "data_dir": "$T/var", $redis
+  "rate_limiting": {"authenticated": 1000000000, "anonymous": 1000000000},
+  "log": {"level": "$LOG_LEVEL"}
+}
+EOF
+    "$BIN" --config "$T/$1.json" </dev/null >/dev/null 2>"$T/$1.log" &
+    eval "${1}_PID=\$!"
+    wait_http "http://127.0.0.1:$2/health" "$(eval echo "\$${1}_PID")" "kailashd ($1)"
+}
+KLL="http://127.0.0.1:$RLL_PORT"
+KLR="http://127.0.0.1:$RLR_PORT"
+case " ${BENCH_LOADS:-kls_l} " in *" kls_l "*) start_rl_kailashd rll "$RLL_PORT" ;; esac
+case " ${BENCH_LOADS:-kls_r} " in *" kls_r "*)
+    command -v redis-server >/dev/null 2>&1 || die "redis-server not found (make deps)"
+    mkdir -p "$T/redis"
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$T/redis" \
+        --daemonize no --loglevel warning >"$T/redis.log" 2>&1 &
+    REDIS_PID=$!
+    for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+    start_rl_kailashd rlr "$RLR_PORT" "redis://127.0.0.1:$REDIS_PORT/0"
+    # the breaker starts closed once connected: wait for /ready to say so
+    for _ in $(seq 100); do curl -s "$KLR/ready" | grep -q '"redis":"ok"' && break; sleep 0.05; done
+    ;;
+esac
+# commands clients sent: EVALSHA and EVAL, and anything else but the scripts' own (TIME, GET, SET:
+# commandstats counts those too) and this INFO
+redis_calls() { redis-cli -p "$REDIS_PORT" info commandstats 2>/dev/null | tr -d '\r' |
+    awk -F'[:=,]' '/^cmdstat_(evalsha|eval|ping|auth|select|script)/ { n += $3 } END { print n + 0 }'; }
 
 # ---------------------------------------------------------------- load
 # probe URL [BODY]: one request; prints the HTTP status (000 = no answer), keeps the body
@@ -314,7 +363,8 @@ proc_ticks() {
     if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; else echo 0; fi
 }
 server_ticks() {
-    total=$(($(proc_ticks "$KAILASH_PID") + $(proc_ticks "$AUTH_PID") + $(proc_ticks "$NGINX_PID")))
+    total=$(($(proc_ticks "$KAILASH_PID") + $(proc_ticks "$AUTH_PID") + $(proc_ticks "$rll_PID") +
+        $(proc_ticks "$rlr_PID") + $(proc_ticks "$REDIS_PID") + $(proc_ticks "$NGINX_PID")))
     for st in /proc/[0-9]*/stat; do
         ppid=$(sed 's/^.*) //' "$st" 2>/dev/null | awk '{ print $2 }')
         [ "$ppid" = "$NGINX_PID" ] && total=$((total + $(proc_ticks "$(basename "$(dirname "$st")")")))
@@ -342,9 +392,11 @@ load() {
             -s "$HERE/wrk.lua" "$url" >/dev/null 2>&1
     fi
     ticks0=$(server_ticks)
+    [ "$key" = kls_r ] && calls0=$(redis_calls) && rticks0=$(proc_ticks "$REDIS_PID")
     BENCH_HEADER=$header BENCH_CLOSE=$close BENCH_BODY=$body "$WRK" -t"$THREADS" -c"$conns" -d"$DURATION" --timeout "$wait_max" --latency \
         -s "$HERE/wrk.lua" "$url" >"$T/wrk.$key.out" 2>&1
     ticks=$(($(server_ticks) - ticks0))
+    [ "$key" = kls_r ] && calls1=$(redis_calls) && rticks1=$(proc_ticks "$REDIS_PID")
     line=$(grep '^BENCH ' "$T/wrk.$key.out")
     [ -n "$line" ] && line="$line cpu_us=$(awk -v t="$ticks" -v u="$TICK_US" -v n="$(echo "$line" |
         sed -n 's/.* requests=\([0-9]*\).*/\1/p')" 'BEGIN { printf "%.1f", (n > 0 ? t * u / n : 0) }')"
@@ -362,6 +414,8 @@ load kls_k "kailashd (k) transform, API key" "$CONNS" "$KLA/workflows/bench_tran
     "X-API-Key: ${BENCH_API_KEY:-}"
 load kls_j "kailashd (j) transform, JWT RS256" "$CONNS" "$KLA/workflows/bench_transform/run" "$BODY" 0 \
     "Authorization: Bearer ${BENCH_TOKEN:-}"
+load kls_l "kailashd (l) transform, rate limit" "$CONNS" "$KLL/workflows/bench_transform/run" "$BODY"
+load kls_r "kailashd (r) rate limit, Redis" "$CONNS" "$KLR/workflows/bench_transform/run" "$BODY"
 load ngx_proxy "nginx proxy_pass" "$CONNS" "$NGX/proxy"
 load kls_b "kailashd (b) http node" "$CONNS" "$KLS/workflows/bench_http/run" "$BODY"
 load ngx_proxy_tls "nginx proxy_pass https" "$CONNS" "$NGX/proxy_tls"
@@ -383,7 +437,7 @@ echo "kailashd bench  $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(uname -n)  $(nproc) CPUs
 echo "binary: $BIN ($("$BIN" --version 2>/dev/null | head -n 1))  $("$NGINX" -v 2>&1)  workers $WORKERS each"
 printf '%-28s %6s %11s %9s %9s %9s %8s %7s %6s %12s\n' target conns "req/s" "p50 ms" "p99 ms" "max ms" non-2xx errors probe \
     "cpu us/req"
-for key in ngx_static kls_a kls_k kls_j ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f; do
+for key in ngx_static kls_a kls_k kls_j kls_l kls_r ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f; do
     [ -f "$T/res.$key" ] || continue # not among BENCH_LOADS
     IFS='|' read -r _ label conns code <"$T/res.$key"
     if [ -z "$(val "$key" rps)" ]; then
@@ -404,6 +458,15 @@ echo
 echo "kailashd(a) / nginx static      = $(ratio kls_a ngx_static)   (2xx req/s over req/s)"
 echo "kailashd(k) / kailashd(a)        = $(ratio kls_k kls_a)   (auth on, API key, over auth off)"
 echo "kailashd(j) / kailashd(a)        = $(ratio kls_j kls_a)   (auth on, JWT RS256, over auth off)"
+echo "kailashd(l) / kailashd(a)        = $(ratio kls_l kls_a)   (rate limiter on, local, over off)"
+echo "kailashd(r) / kailashd(a)        = $(ratio kls_r kls_a)   (rate limiter on, Redis, over off)"
+if [ -n "$REDIS_PID" ] && [ -n "$(val kls_r requests)" ]; then
+    echo "Redis commands per (r) request: $(awk -v c=$((calls1 - calls0)) -v n="$(val kls_r requests)" \
+        'BEGIN { printf "%.2f", c / n }') ($((calls1 - calls0)) EVALSHA/EVAL/other client commands for" \
+        "$(val kls_r requests) requests, redis-server's commandstats); redis-server's own CPU:" \
+        "$(awk -v t=$((rticks1 - rticks0)) -v u="$TICK_US" -v n="$(val kls_r requests)" \
+            'BEGIN { printf "%.1f", t * u / n }') us per request (in (r)'s cpu us/req)"
+fi
 echo "kailashd(b) / nginx proxy_pass  = $(ratio kls_b ngx_proxy)"
 echo "kailashd(h) / nginx proxy_pass https = $(ratio kls_h ngx_proxy_tls)"
 echo "kailashd(c) / nginx static, close = $(ratio kls_c ngx_close)   (a new connection per request)"
