@@ -127,7 +127,6 @@ void redis_breaker_connected(void)
 {
     if (!atomic_exchange(&g_ever, 1))
         log_msg(LOG_INFO, "redis: connected to %s", g_desc);
-    redis_breaker_success(0);
 }
 
 int redis_breaker_closed(void)

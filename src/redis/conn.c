@@ -19,8 +19,9 @@
  * drops the connection: a reply arriving later would be matched with the next command's callback.
  * hiredis then answers every pending callback NULL (redisAsyncFree), which is how every failure
  * reaches the callers; the adapter's cleanup hook is the one place that learns a context is gone,
- * whatever the cause, counts the failure for the breaker and schedules the reconnect (backoff from
- * 100 ms, doubling to 5 s).
+ * whatever the cause, counts it for the breaker and schedules the reconnect (backoff from 100 ms,
+ * doubling to 5 s). A lost context is one failure however many commands it held; an idle one the
+ * server closed (its `timeout`, a restart) is none, the reconnect tells.
  *
  * A new connection sends AUTH (when a password is set) and SELECT (db != 0), or PING when neither,
  * before anything else; it takes user commands only once they are answered, so a refused password
@@ -84,6 +85,7 @@ struct rconn {
     int in_write;  /* inside redisAsyncHandleWrite: write interest is real interest */
     int ready;     /* handshake answered: user commands go */
     int handshake_left;
+    int lost;     /* commands of this context answered NULL so far */
     int closing;  /* redisAsyncFree called, cleanup to come */
     int stopping; /* detached: no reconnect, no new command */
     int dead;     /* detached inside hiredis: freed when depth returns to 0 */
@@ -235,6 +237,10 @@ static void rconn_ev_cleanup(void *p)
     ioloop_timer_stop(c->io, &c->flush_t);
     ioloop_timer_stop(c->io, &c->deadline_t);
     ioloop_timer_stop(c->io, &c->probe_t);
+    /* ready still set: hiredis lost it (EOF, reset), not a deadline or a refusal of ours. An idle
+     * connection the server closed (its `timeout`, a restart) is no failure: nobody waited on it,
+     * and the reconnect will tell. Anything else is one, however many commands it held. */
+    int idle = c->ready && c->lost == 0;
     c->ac = NULL;
     c->tcp_up = c->ready = c->closing = c->handshake_left = 0;
     if (c->stopping)
@@ -242,7 +248,8 @@ static void rconn_ev_cleanup(void *p)
     if (!c->why[0])
         snprintf(c->why, sizeof c->why, "%s",
                  ac && ac->c.err && ac->c.errstr[0] ? ac->c.errstr : "the connection closed");
-    redis_breaker_failure(0, c->why);
+    if (!idle)
+        redis_breaker_failure(0, c->why);
     c->why[0] = '\0';
     ioloop_timer_start(c->io, &c->retry_t, c->backoff_ms);
     c->backoff_ms = c->backoff_ms * 2 > RC_BACKOFF_MAX_MS ? RC_BACKOFF_MAX_MS : c->backoff_ms * 2;
@@ -301,6 +308,7 @@ static void rconn_on_reply(redisAsyncContext *ac, void *r, void *priv)
     if (!c->head)
         c->tail = NULL;
     redisReply *reply = r;
+    c->lost += reply == NULL;
     if (q->kind & K_USER) {
         if (reply) {
             redis_breaker_success(q->kind & K_PROBE);
@@ -518,7 +526,7 @@ static void rconn_open(rconn *c, redisAsyncContext *ac)
         return;
     }
     c->ac = ac;
-    c->tcp_up = c->ready = c->closing = 0;
+    c->tcp_up = c->ready = c->closing = c->lost = 0;
     c->why[0] = '\0';
     ac->data = c;
     ioloop_watch_init(&c->w, ac->c.fd, rconn_on_io, c);

@@ -24,7 +24,9 @@ void redis_breaker_success(int probe);
 /* A failure: the probe's (re-opens), or one more in a row (opens at REDIS_BREAKER_FAILURES). why is
  * logged with the opening: it must not hold a secret. */
 void redis_breaker_failure(int probe, const char *why);
-/* A connection finished its handshake (redis_state may now say 1; the count of failures restarts). */
+/* A connection finished its handshake: redis_state may now say 1. The count of failures in a row
+ * does not restart: a server that takes connections and PING but lets commands pass their deadline
+ * must still open the breaker. */
 void redis_breaker_connected(void);
 /* Non-zero while closed. */
 int redis_breaker_closed(void);

@@ -38,15 +38,25 @@ typedef struct rsrv {
 
 static rsrv g_srv;
 
-static int free_port(void)
+/* A port nothing listens on; with held, the socket bound to it stays open (not listening: a
+ * connection to it is refused) so that no other test's server takes it meanwhile. */
+static int free_port_held(int *held)
 {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t alen = sizeof a;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
     cr_assert(getsockname(fd, (struct sockaddr *)&a, &alen) == 0);
-    close(fd);
+    if (held)
+        *held = fd;
+    else
+        close(fd);
     return ntohs(a.sin_port);
+}
+
+static int free_port(void)
+{
+    return free_port_held(NULL);
 }
 
 static int srv_accepts(const rsrv *s)
@@ -682,6 +692,48 @@ Test(redis, a_stopped_server_fails_by_deadline_opens_the_breaker_and_a_probe_clo
     free(log);
 }
 
+Test(redis, commands_past_their_deadline_open_the_breaker_though_connecting_works)
+{
+    start_server(NULL);
+    start_tcp(200, NULL, 0);
+    wait_ready();
+    /* BLPOP holds its answer for 2 s: each one passes its deadline and the connection is dropped;
+     * the next one goes once the handshake (PING) of the new connection is answered. Nothing else
+     * is sent, so nothing answered comes between the failures. */
+    int failed = 0;
+    double end = util_now_ms() + 30000;
+    while (redis_state() == 1 && util_now_ms() < end) {
+        call *c = cmd(0, "BLPOP", "nothing-here", "2", NULL);
+        cr_assert(c->rc == -1 || c->null);
+        failed += c->rc == 0;
+        free(c);
+        usleep(20 * 1000);
+    }
+    cr_assert(failed >= 1 && failed <= REDIS_BREAKER_FAILURES, "%d", failed);
+    cr_assert_eq(wait_state(0, 5000), 0);
+    cr_assert(wait_log("redis: down (5 failures in a row): no reply within 200 ms", 1000));
+}
+
+Test(redis, idle_connections_the_server_closes_are_no_failures)
+{
+    start_server(NULL);
+    start_tcp(2000, NULL, 0);
+    wait_ready();
+    free(cmd_ok(0, "CONFIG", "SET", "timeout", "1", NULL)); /* idle clients closed after 1 s */
+    redis_stats st;
+    double end = util_now_ms() + 30000;
+    do {
+        usleep(100 * 1000);
+        redis_get_stats(&st);
+    } while (st.reconnects < REDIS_BREAKER_FAILURES + 1 && util_now_ms() < end);
+    cr_assert(st.reconnects >= REDIS_BREAKER_FAILURES + 1, "%llu reconnects", st.reconnects);
+    cr_assert_eq(redis_state(), 1);
+    char *log = log_text();
+    cr_assert(!strstr(log, "redis: down"), "%s", log);
+    free(log);
+    free(cmd_ok(0, "PING", NULL));
+}
+
 Test(redis, a_restarted_server_is_reconnected)
 {
     start_server(NULL);
@@ -708,13 +760,15 @@ Test(redis, a_restarted_server_is_reconnected)
 
 Test(redis, down_at_start_then_up_without_traffic)
 {
-    g_srv.port = free_port();
+    int held;
+    g_srv.port = free_port_held(&held);
     start_tcp(200, NULL, 0);
     cr_assert_eq(redis_state(), 0);
     cr_assert(wait_log("redis: down (5 failures in a row)", 30000), "a Redis down at start opens the breaker");
     call *c = cmd(0, "PING", NULL);
     cr_assert_eq(c->rc, -1);
     free(c);
+    close(held);
     srv_start(&g_srv, NULL);
     /* nothing is sent: the connection's own probe finds it back */
     cr_assert_eq(wait_state(1, 30000), 1);
