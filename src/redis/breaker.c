@@ -117,8 +117,9 @@ void redis_breaker_failure(int probe, const char *why)
     pthread_mutex_lock(&g_mu);
     if (atomic_load(&g_state) == B_CLOSED) {
         rb_open_locked();
-        log_msg(LOG_WARN, "redis: down (%d failures in a row): %s (%s); callers fall back to local behaviour", n,
-                why && why[0] ? why : "failed", g_desc);
+        /* the threshold, not n: two loops failing at once may both count past it before one logs */
+        log_msg(LOG_WARN, "redis: down (%d failures in a row): %s (%s); callers fall back to local behaviour",
+                REDIS_BREAKER_FAILURES, why && why[0] ? why : "failed", g_desc);
     }
     pthread_mutex_unlock(&g_mu);
 }
