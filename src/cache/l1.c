@@ -14,7 +14,8 @@
  * A put copies the bytes into the new entry before taking the lock, then drops the entry the key
  * held, the expired entries at the tail, and least recently used ones until the new one fits. A hit
  * takes a reference on the entry and copies it out after unlocking (out may need to grow, and a large
- * copy should not hold the shard): an entry evicted meanwhile is freed by its last reader. Expired
+ * copy should not hold the shard): an entry evicted meanwhile is freed by its last reader, so during
+ * such a copy the heap may hold it beyond the budget. Expired
  * entries are dropped when a get meets them or when they reach the tail; they are not swept.
  *
  * A put with ttl_ms <= 0 only drops what the key held. Counters are per shard, under its lock, and
@@ -45,8 +46,8 @@ typedef struct l1_entry {
 } l1_entry;
 
 typedef struct l1_shard {
-    pthread_mutex_t mu;
-    l1_entry **buckets; /* nbuckets, a power of two */
+    _Alignas(64) pthread_mutex_t mu; /* a cache line of its own: shards are locked from many threads */
+    l1_entry **buckets;              /* nbuckets, a power of two */
     size_t nbuckets, entries;
     size_t bytes, share; /* bytes counted (entries and the bucket array) and the most it may be */
     size_t table_charge; /* the bucket array's part of bytes */
@@ -157,9 +158,10 @@ static void l1_grow_locked(l1_shard *s)
 
 cache_l1 *cache_l1_new(size_t max_bytes)
 {
-    cache_l1 *c = calloc(1, sizeof *c);
+    cache_l1 *c = aligned_alloc(_Alignof(cache_l1), sizeof *c); /* the shards' 64-byte alignment */
     if (!c)
         return NULL;
+    memset(c, 0, sizeof *c);
     c->nshards = L1_MAX_SHARDS;
     while (c->nshards > 1 && max_bytes / c->nshards < L1_MIN_SHARE)
         c->nshards /= 2;
