@@ -10,6 +10,9 @@
 #   kailashd (a)      POST /workflows/bench_transform/run   one TransformNode, no I/O
 #   kailashd (k), (j) (a)'s workflow on a second kailashd with authentication on, called with an
 #                     X-API-Key (k) or an RS256 bearer token (j): the auth step's cost, as k/a and j/a.
+#   kailashd (ch)     (a)'s workflow with a response cache, the same request repeated: an L1 hit,
+#                     against nginx static. (c2): 20,000 distinct requests (BENCH_VARY) on the
+#                     Redis instance with a 1 MiB L1: after the first pass, mostly L2 hits.
 #   kailashd (l), (r) (a)'s workflow with the rate limiter on (limits above the load): local (l), or
 #                     shared through a redis-server started here (r), as l/a and r/a, and Redis
 #                     commands per (r) request (redis-server's commandstats).
@@ -35,7 +38,7 @@
 #   BENCH_FANOUT_CONNECTIONS [1000]  BENCH_WORKERS [2: kailashd workers and nginx worker_processes]
 #   BENCH_LOG_LEVEL [warn]  BENCH_VERBOSE [0: 1 shows each probe's answer]  BENCH_KEEP [0: 1 keeps the temp dir with configs, logs, wrk output]
 #   BENCH_LOADS [all: a space-separated list of load keys to run, e.g. "ngx_proxy kls_b"; keys are
-#   ngx_static kls_a kls_k kls_j kls_l kls_r ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f]
+#   ngx_static kls_a kls_ch kls_c2 kls_k kls_j kls_l kls_r ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f]
 #   NGINX [/usr/sbin/nginx]  WRK [wrk]
 #
 # Everything runs in a mktemp dir that is removed on exit; only the nginx and kailashd processes this
@@ -310,9 +313,9 @@ case " ${BENCH_LOADS:-kls_k} " in *" kls_k "* | *" kls_j "*) start_auth_kailashd
 
 # (l) and (r): (a)'s workflow on a kailashd with the rate limiter on (limits far above the load, so
 # every request is checked and passes), locally (l) or through a redis-server started here (r).
-start_rl_kailashd() { # NAME PORT [REDIS_URL]
+start_rl_kailashd() { # NAME PORT [REDIS_URL [EXTRA_JSON]]
     redis=
-    [ -n "${3:-}" ] && redis="\"redis_url\": \"$3\","
+    [ -n "${3:-}" ] && redis="\"redis_url\": \"$3\", ${4:-}"
     cat >"$T/$1.json" <<EOF
 {
   "host": "127.0.0.1", "port": $2, "workers": $WORKERS,
@@ -328,14 +331,14 @@ EOF
 KLL="http://127.0.0.1:$RLL_PORT"
 KLR="http://127.0.0.1:$RLR_PORT"
 case " ${BENCH_LOADS:-kls_l} " in *" kls_l "*) start_rl_kailashd rll "$RLL_PORT" ;; esac
-case " ${BENCH_LOADS:-kls_r} " in *" kls_r "*)
+case " ${BENCH_LOADS:-kls_r} " in *" kls_r "* | *" kls_c2 "*)
     command -v redis-server >/dev/null 2>&1 || die "redis-server not found (make deps)"
     mkdir -p "$T/redis"
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$T/redis" \
         --daemonize no --loglevel warning >"$T/redis.log" 2>&1 &
     REDIS_PID=$!
     for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
-    start_rl_kailashd rlr "$RLR_PORT" "redis://127.0.0.1:$REDIS_PORT/0"
+    start_rl_kailashd rlr "$RLR_PORT" "redis://127.0.0.1:$REDIS_PORT/0" '"cache": {"l1_max_bytes": 1048576},'
     # the breaker starts closed once connected: wait for /ready to say so
     for _ in $(seq 100); do curl -s "$KLR/ready" | grep -q '"redis":"ok"' && break; sleep 0.05; done
     ;;
@@ -414,6 +417,12 @@ load kls_k "kailashd (k) transform, API key" "$CONNS" "$KLA/workflows/bench_tran
     "X-API-Key: ${BENCH_API_KEY:-}"
 load kls_j "kailashd (j) transform, JWT RS256" "$CONNS" "$KLA/workflows/bench_transform/run" "$BODY" 0 \
     "Authorization: Bearer ${BENCH_TOKEN:-}"
+load kls_ch "kailashd (ch) cached, L1 hit" "$CONNS" "$KLS/workflows/bench_cached/run" "$BODY"
+# (c2): 20,000 distinct requests against a 1 MiB L1 on the Redis instance: the first pass computes
+# and stores, then most requests are L1 misses answered from L2
+export BENCH_VARY=20000
+load kls_c2 "kailashd (c2) cached, L2 hits" "$CONNS" "$KLR/workflows/bench_cached/run" "$BODY"
+unset BENCH_VARY
 load kls_l "kailashd (l) transform, rate limit" "$CONNS" "$KLL/workflows/bench_transform/run" "$BODY"
 load kls_r "kailashd (r) rate limit, Redis" "$CONNS" "$KLR/workflows/bench_transform/run" "$BODY"
 load ngx_proxy "nginx proxy_pass" "$CONNS" "$NGX/proxy"
@@ -437,7 +446,7 @@ echo "kailashd bench  $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(uname -n)  $(nproc) CPUs
 echo "binary: $BIN ($("$BIN" --version 2>/dev/null | head -n 1))  $("$NGINX" -v 2>&1)  workers $WORKERS each"
 printf '%-28s %6s %11s %9s %9s %9s %8s %7s %6s %12s\n' target conns "req/s" "p50 ms" "p99 ms" "max ms" non-2xx errors probe \
     "cpu us/req"
-for key in ngx_static kls_a kls_k kls_j kls_l kls_r ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f; do
+for key in ngx_static kls_a kls_ch kls_c2 kls_k kls_j kls_l kls_r ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f; do
     [ -f "$T/res.$key" ] || continue # not among BENCH_LOADS
     IFS='|' read -r _ label conns code <"$T/res.$key"
     if [ -z "$(val "$key" rps)" ]; then
@@ -456,6 +465,8 @@ ratio() { # ratio KEY_NUMERATOR KEY_DENOMINATOR
 }
 echo
 echo "kailashd(a) / nginx static      = $(ratio kls_a ngx_static)   (2xx req/s over req/s)"
+echo "kailashd(ch) / nginx static     = $(ratio kls_ch ngx_static)   (a cached answer, L1 hit; p99 $(val kls_ch p99_ms) ms)"
+echo "kailashd(c2) / nginx static     = $(ratio kls_c2 ngx_static)   (mostly L2 hits through Redis)"
 echo "kailashd(k) / kailashd(a)        = $(ratio kls_k kls_a)   (auth on, API key, over auth off)"
 echo "kailashd(j) / kailashd(a)        = $(ratio kls_j kls_a)   (auth on, JWT RS256, over auth off)"
 echo "kailashd(l) / kailashd(a)        = $(ratio kls_l kls_a)   (rate limiter on, local, over off)"

@@ -20,6 +20,15 @@ if body and body ~= "" then
   wrk.headers["Content-Type"] = "application/json"
 end
 
+-- BENCH_VARY=N: each request's body has "n" drawn from 1..N instead of the fixed body (the L2 load:
+-- more distinct requests than L1 holds)
+local vary = tonumber(os.getenv("BENCH_VARY") or "")
+if vary and vary > 0 then
+  request = function()
+    return wrk.format(nil, nil, nil, string.format('{"inputs":{"user":"bench","n":%d}}', math.random(vary)))
+  end
+end
+
 function done(summary, latency, requests)
   local e = summary.errors
   local secs = summary.duration / 1e6

@@ -17,6 +17,7 @@
 
 #include "kailash/api.h"
 #include "kailash/auth.h"
+#include "kailash/cache.h"
 #include "kailash/config.h"
 #include "kailash/engine.h"
 #include "kailash/http.h"
@@ -210,6 +211,7 @@ static int graceful_stop(void)
     }
     http_server_stop();
     jwks_remote_stop();
+    cache_gens_stop();
     redis_stop();
     engine_stop();
     engine_sinks_flush();
@@ -258,6 +260,8 @@ static int serve(void)
         fprintf(stderr, "kailashd: %s: key 'redis_url': %s\n", g_cfg->file, err);
         return 1;
     }
+    if (g_cfg->redis_url)
+        cache_gens_watch(loops[0]); /* purges made by other instances */
     registry *reg = registry_load(g_cfg, engine_node_env(), NULL);
     if (!reg) {
         fprintf(stderr, "kailashd: out of memory\n");

@@ -18,6 +18,8 @@ int api_run_resolve(kreq *r);
 int api_run_prepare(kreq *r);
 int api_run(kreq *r);
 int api_execute(kreq *r);
+/* cache.c: DELETE /cache/{name} (its workflow found by api_run_resolve) */
+int api_cache_purge(kreq *r);
 /* admin.c */
 int api_admin_reload(kreq *r);
 /* What reload does (main.c provides it): reloads config and workflows. Returns 0 with *result set

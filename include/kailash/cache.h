@@ -19,6 +19,8 @@
 
 #include "kailash/util.h"
 
+struct ioloop;
+
 /* ---- key.c ---- */
 
 /* Canonical JSON of v appended to out: object keys sorted by their UTF-8 bytes, compact (no spaces),
@@ -73,5 +75,42 @@ typedef struct cache_l1_stats {
     unsigned long long hits, misses, puts, evictions, expired;
 } cache_l1_stats;
 void cache_l1_get_stats(cache_l1 *c, cache_l1_stats *out);
+
+/* ---- l2.c: Redis, on the calling loop's connection (redis.h) ----
+ * Keys: "kailash:rc:<hex key>" (the stored bytes, SET PX), "kailash:rc:lock:<hex key>" (single flight
+ * across instances, SET NX PX). Each returns -1 at once when Redis cannot be asked now (none
+ * configured, the breaker open, not on a loop): the caller goes on with L1 alone. Loop thread only. */
+
+/* GET: done(bytes, len, ud) with the stored bytes (borrowed for the call), or bytes NULL on a miss
+ * or a failure. 0 or -1. */
+typedef void (*cache_l2_fn)(const char *bytes, size_t len, void *ud);
+int cache_l2_get(const cache_key *k, cache_l2_fn done, void *ud);
+/* SET ... PX ttl_ms, not waited for (a failure only counts). 0 or -1. */
+int cache_l2_put(const cache_key *k, const void *bytes, size_t len, long ttl_ms);
+/* SET lock NX PX ms: done(1) when this instance got it, done(0) when another holds it, done(-1) when
+ * Redis failed. 0 or -1. */
+int cache_l2_lock(const cache_key *k, long ms, void (*done)(int got, void *ud), void *ud);
+/* DEL lock, not waited for. */
+void cache_l2_unlock(const cache_key *k);
+
+/* ---- gens.c: purge generations ----
+ * A workflow's generation joins its keys: a purge bumps it, so every entry made before is
+ * unreachable at once, in L1 and in L2, without KEYS or SCAN. The bump is written to Redis (hash
+ * "kailash:rc:gens", HINCRBY) and every instance reads that hash once a second, so a purge reaches
+ * the other instances within about a second. */
+
+/* The generation of workflow name (0 until purged). Thread-safe. */
+unsigned long long cache_gen(const char *name);
+/* Bumps it (and in Redis, when configured: from a loop thread only). Thread-safe. */
+void cache_gen_bump(const char *name);
+/* Starts the once-a-second read of the Redis hash on io (with redis_url). Any thread. */
+void cache_gens_watch(struct ioloop *io);
+void cache_gens_stop(void);
+
+/* ---- counters (for /metrics): L2 hits, misses and stores, per process ---- */
+typedef struct cache_l2_stats {
+    unsigned long long hits, misses, stores, failures;
+} cache_l2_stats;
+void cache_l2_get_stats(cache_l2_stats *out);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kailash/config.h"
 #include "kailash/node.h"
@@ -72,6 +73,8 @@ typedef struct wf_access {
     size_t nconds;
 } wf_access;
 
+enum { WF_CACHE_GLOBAL = 0, WF_CACHE_PRINCIPAL, WF_CACHE_TENANT };
+
 typedef struct workflow {
     char *name, *version, *description, *file;
     wf_node *nodes;
@@ -86,6 +89,11 @@ typedef struct workflow {
     int max_concurrency;
     int max_queue;
     wf_access access;
+    int cache_ttl_s;     /* gateway.cache: seconds an answer is kept (0: not cached) */
+    int cache_scope;     /* WF_CACHE_GLOBAL, _PRINCIPAL or _TENANT (after the auth-on default) */
+    char *cache_tenant;  /* _TENANT: the principal attribute that joins the key (default "tenant") */
+    char def_hash[33];   /* the normalised definition's hash: joins cache keys, so an edit misses */
+    uint64_t cache_tag;  /* the name's hash: tags its L1 entries, for purging */
     int rate_per_minute; /* gateway.rate_limit: per principal for this workflow (0: none) */
     int rate_burst;      /* its bucket (0: one minute's worth) */
     int has_async;      /* some node runs on the I/O loop */

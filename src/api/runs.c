@@ -16,23 +16,15 @@
 #include <string.h>
 #include <strings.h>
 
-#include "kailash/api.h"
 #include "kailash/auth.h"
-#include "kailash/engine.h"
-
-typedef struct run_req {
-    registry *reg;
-    executor *ex;
-    run *run;
-    int execute; /* the /execute shape */
-    int include_results;
-} run_req;
+#include "runs_internal.h"
 
 static void run_req_free(void *p)
 {
     run_req *s = p;
     if (s->run)
         run_release(s->run);
+    runs_cache_release(s);
     registry_release(s->reg);
     free(s);
 }
@@ -224,7 +216,7 @@ static int status_for(const char *code)
     return 500;
 }
 
-static double ms3(double ms)
+double runs_ms3(double ms)
 {
     return round(ms * 1000.0) / 1000.0;
 }
@@ -250,7 +242,7 @@ static int body_run(buf *b, run *rn, const run_req *s)
         buf_append_json_str(b, run_workflow(rn)->name) != 0 || buf_append(b, ",\"status\":", 10) != 0 ||
         buf_append_json_str(b, run_status_name(run_get_status(rn))) != 0 ||
         buf_append(b, ",\"outputs\":", 11) != 0 || buf_append_json(b, outputs) != 0 ||
-        buf_append(b, ",\"duration_ms\":", 15) != 0 || buf_append_json_real(b, ms3(run_duration_ms(rn))) != 0)
+        buf_append(b, ",\"duration_ms\":", 15) != 0 || buf_append_json_real(b, runs_ms3(run_duration_ms(rn))) != 0)
         return -1;
     if (s->include_results) {
         json_t *skipped = run_skipped(rn);
@@ -313,8 +305,7 @@ static void on_run_done(run *rn, void *ud)
     } else
         reply_failed(r, rn);
     http_reply_header(r, "X-Run-ID", run_id(rn));
-    http_reply_header(r, "X-Cache", "BYPASS");
-    http_complete(r);
+    runs_cache_end(r, rn); /* X-Cache, the store, the requests waiting on this run; then completes r */
 }
 
 static int run_handle(kreq *r, int execute)
@@ -343,6 +334,19 @@ static int run_handle(kreq *r, int execute)
                             "inputs do not match the workflow's schema");
     }
     json_decref(violations);
+    int rc = runs_cache_begin(r, inputs, params);
+    if (rc == RUNS_CACHE_RUN)
+        rc = runs_start(r, inputs, params);
+    json_decref(inputs);
+    json_decref(params);
+    return rc;
+}
+
+int runs_start(kreq *r, json_t *inputs, json_t *params)
+{
+    run_req *s = http_req_state(r);
+    const workflow *wf = exec_workflow(s->ex);
+    const auth_principal *who = http_req_principal(r);
     run_opts o = {.request_id = http_req_request_id(r),
                   .principal_id = who ? auth_principal_id(who) : NULL,
                   .principal_roles = auth_principal_roles(who),
@@ -353,8 +357,6 @@ static int run_handle(kreq *r, int execute)
                   .done = on_run_done,
                   .ud = r};
     s->run = run_create(s->ex, &o);
-    json_decref(inputs);
-    json_decref(params);
     if (!s->run)
         return reply_errorf(r, 500, "internal", NULL, "out of memory");
     http_req_set_run_id(r, run_id(s->run));

@@ -2,7 +2,7 @@
  *
  * Each row names a dotted key, its kind, where it lands in kconfig and its bounds. Objects are
  * walked against the table so an unknown key anywhere is found. Keys of features this build does not
- * have yet (Postgres, caching, jobs, TLS, metrics auth) are rows of kind
+ * have yet (Postgres, jobs, TLS, metrics auth) are rows of kind
  * UNBUILT: they are accepted only with their documented default, and any other value stops
  * start-up saying so, instead of being silently ignored. */
 #include "kailash/config.h"
@@ -70,8 +70,8 @@ static const key_row rows[] = {
     {"rate_limiting.requests_per_minute", K_INT, OFF(rl_requests_per_minute), 1, 1000000000, NULL, NULL},
     {"rate_limiting.burst", K_INT_NULL, OFF(rl_burst), 1, 1000000000, NULL, NULL},
     {"cache", K_OBJ, 0, 0, 0, NULL, NULL},
-    NOTYET("cache.l1_max_bytes", "67108864", "response caching is not built yet"),
-    NOTYET("cache.default_ttl_s", "60", "response caching is not built yet"),
+    {"cache.l1_max_bytes", K_SIZE, OFF(cache_l1_max_bytes), 1048576, 1LL << 40, NULL, NULL},
+    {"cache.default_ttl_s", K_INT, OFF(cache_default_ttl_s), 1, 31536000, NULL, NULL},
     {"upstream", K_OBJ, 0, 0, 0, NULL, NULL},
     {"upstream.max_response_bytes", K_SIZE, OFF(upstream_max_response_bytes), 1, 1LL << 32, NULL, NULL},
     {"upstream.connect_timeout_ms", K_INT, OFF(upstream_connect_timeout_ms), 1, 600000, NULL, NULL},

@@ -16,6 +16,7 @@ static const http_route routes[] = {
     {"POST", "/workflows/{name}/run", HTTP_AUTH_USER, api_run_resolve, api_run_prepare, api_run},
     {"POST", "/workflows/{name}/execute", HTTP_AUTH_USER, api_run_resolve, api_run_prepare, api_execute},
     {"POST", "/admin/reload", HTTP_AUTH_ADMIN, NULL, NULL, api_admin_reload},
+    {"DELETE", "/cache/{name}", HTTP_AUTH_ADMIN, api_run_resolve, NULL, api_cache_purge},
 };
 
 /* Matches pattern against path; on success copies the {name} segment into param. */

@@ -12,6 +12,7 @@ extern const node_type node_http_request, node_rest_client, node_load_balancer;
 extern const node_type node_workflow;
 extern const node_type node_filter;
 extern const node_type node_csv_writer, node_text_reader, node_text_writer;
+extern const node_type node_cache, node_cache_memory, node_cache_redis, node_cache_intelligent;
 
 static const node_type *const registry[] = {
     &node_transform,   &node_switch,       &node_merge,       &node_json_reader,   &node_csv_reader,
@@ -19,6 +20,7 @@ static const node_type *const registry[] = {
     &node_workflow,
     &node_filter,
     &node_csv_writer, &node_text_reader, &node_text_writer,
+    &node_cache, &node_cache_memory, &node_cache_redis, &node_cache_intelligent,
 };
 
 /* The SDK's Async* variants of the nodes above: the same parameters and outputs, run the same way

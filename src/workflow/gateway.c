@@ -1,10 +1,12 @@
 /* gateway: the workflow file's `gateway` block (what only a gateway needs) and the normalised views
  * served by GET /workflows and GET /workflows/{name}.
  *
- * Blocks for features this build does not have yet (cache, trigger) are refused with a
+ * Blocks for features this build does not have yet (trigger) are refused with a
  * message saying so; `access` is compiled by access.c. */
 #include <stdlib.h>
 #include <string.h>
+
+#include "kailash/cache.h"
 
 #include "kailash/log.h"
 #include "loader_internal.h"
@@ -104,6 +106,57 @@ static void load_overrides(ld *l, json_t *ov)
     }
 }
 
+/* gateway.cache: {"ttl_s": N, "scope": "global" | "principal" | "tenant", "tenant_attribute": NAME}
+ * (false or null: not cached). ttl_s defaults to cache.default_ttl_s; scope to principal when
+ * authentication is on (one caller's answer must never reach another), else global. */
+static int cache_key_load(ld *l, const char *k, json_t *v, int *scope)
+{
+    const char *s = json_string_value(v);
+    if (strcmp(k, "ttl_s") == 0 && int_in(v, 1, 31536000))
+        l->wf->cache_ttl_s = (int)json_integer_value(v);
+    else if (strcmp(k, "scope") == 0 && s && strcmp(s, "global") == 0)
+        *scope = WF_CACHE_GLOBAL;
+    else if (strcmp(k, "scope") == 0 && s && strcmp(s, "principal") == 0)
+        *scope = WF_CACHE_PRINCIPAL;
+    else if (strcmp(k, "scope") == 0 && s && strcmp(s, "tenant") == 0)
+        *scope = WF_CACHE_TENANT;
+    else if (strcmp(k, "tenant_attribute") == 0 && s && *s)
+        return (l->wf->cache_tenant = strdup(s)) ? 0 : -1;
+    else
+        return -1;
+    return 0;
+}
+
+static void load_cache(ld *l, json_t *v)
+{
+    const char *k;
+    json_t *x;
+    if (json_is_false(v) || json_is_null(v))
+        return;
+    if (!json_is_object(v)) {
+        ld_problem(l, NULL, "gateway.cache: expected {\"ttl_s\": N, \"scope\": \"global\"|\"principal\"|\"tenant\"}, "
+                            "or false");
+        return;
+    }
+    int scope = l->env->cfg->enable_auth ? WF_CACHE_PRINCIPAL : WF_CACHE_GLOBAL;
+    l->wf->cache_ttl_s = l->env->cfg->cache_default_ttl_s;
+    json_object_foreach(v, k, x)
+    {
+        if (cache_key_load(l, k, x, &scope) != 0) {
+            ld_problem(l, NULL, "gateway.cache.%s: expected ttl_s (an integer 1..31536000), scope (\"global\", "
+                                "\"principal\" or \"tenant\") or tenant_attribute (a name)", k);
+            return;
+        }
+    }
+    l->wf->cache_scope = scope;
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a of the name: L1 tags its entries with it */
+    for (const char *p = l->wf->name; p && *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    l->wf->cache_tag = h;
+    if (scope == WF_CACHE_TENANT && !l->wf->cache_tenant && !(l->wf->cache_tenant = strdup("tenant")))
+        ld_problem(l, NULL, "out of memory");
+}
+
 /* gateway.rate_limit: {"requests_per_minute": N, "burst": B}, a second, narrower limit per principal
  * for this workflow (API.md "Rate limiting", policy "workflow"). */
 static void load_rate_limit(ld *l, json_t *v)
@@ -147,13 +200,13 @@ static void load_key(ld *l, const char *k, json_t *v)
         l->wf->timeout_ms = (int)json_integer_value(v);
     else if (strcmp(k, "timeout_ms") == 0)
         ld_problem(l, NULL, "gateway.timeout_ms: expected an integer 1..3600000");
-    else if (strcmp(k, "cache") == 0 && !json_is_false(v) && !json_is_null(v))
-        ld_problem(l, NULL, "gateway.cache: response caching is not built yet (use \"cache\": false or leave it out)");
+    else if (strcmp(k, "cache") == 0)
+        load_cache(l, v);
     else if (strcmp(k, "rate_limit") == 0)
         load_rate_limit(l, v);
     else if (strcmp(k, "trigger") == 0)
         ld_problem(l, NULL, "gateway.trigger: triggers are not implemented yet");
-    else if (strcmp(k, "cache") != 0)
+    else
         ld_problem(l, NULL, "gateway: unknown key '%s'", k);
 }
 
@@ -178,8 +231,13 @@ static json_t *gateway_view(const workflow *wf, json_t *gw)
 {
     json_t *inputs = json_object_get(gw, "inputs");
     json_t *outputs = json_object_get(gw, "outputs");
-    json_t *v = json_pack("{s:O,s:O,s:b,s:{s:i,s:i},s:i}", "inputs", inputs ? inputs : json_null(), "outputs",
-                          outputs ? outputs : json_null(), "cache", 0, "executor", "max_concurrency",
+    static const char *const scopes[] = {"global", "principal", "tenant"};
+    json_t *cache = wf->cache_ttl_s ? json_pack("{s:i,s:s}", "ttl_s", wf->cache_ttl_s, "scope", scopes[wf->cache_scope])
+                                    : json_false();
+    if (cache && wf->cache_scope == WF_CACHE_TENANT)
+        json_object_set_new(cache, "tenant_attribute", json_string(wf->cache_tenant));
+    json_t *v = json_pack("{s:O,s:O,s:o,s:{s:i,s:i},s:i}", "inputs", inputs ? inputs : json_null(), "outputs",
+                          outputs ? outputs : json_null(), "cache", cache, "executor", "max_concurrency",
                           wf->max_concurrency, "max_queue", wf->max_queue, "timeout_ms", wf->timeout_ms);
     json_t *acc = json_object_get(gw, "access"), *ov = json_object_get(gw, "overridable");
     json_t *co = json_object_get(gw, "config_overrides");
@@ -202,8 +260,10 @@ void ld_build_views(ld *l, json_t *nodes, json_t *conns, json_t *gw)
     wf->normalized = json_pack("{s:s,s:s,s:s,s:O,s:O,s:o}", "name", wf->name, "version", wf->version, "description",
                                wf->description, "nodes", nodes, "connections", conns, "gateway", gateway_view(wf, gw));
     json_t *in = inputs ? json_incref(inputs) : json_object();
-    wf->summary = json_pack("{s:s,s:s,s:s,s:o,s:n,s:I}", "name", wf->name, "version", wf->version, "description",
-                            wf->description, "inputs", in, "cache_ttl_s", "nodes", (json_int_t)wf->nnodes);
-    if (!wf->normalized || !wf->summary)
+    wf->summary = json_pack("{s:s,s:s,s:s,s:o,s:o,s:I}", "name", wf->name, "version", wf->version, "description",
+                            wf->description, "inputs", in, "cache_ttl_s",
+                            wf->cache_ttl_s ? json_integer(wf->cache_ttl_s) : json_null(), "nodes",
+                            (json_int_t)wf->nnodes);
+    if (!wf->normalized || !wf->summary || cache_def_hash(wf->normalized, wf->def_hash) != 0)
         ld_problem(l, NULL, "out of memory building the workflow's description");
 }

@@ -569,6 +569,7 @@ void workflow_free(workflow *wf)
     free(wf->order);
     schema_free(wf->inputs_schema);
     wf_access_free(&wf->access);
+    free(wf->cache_tenant);
     json_decref(wf->normalized);
     json_decref(wf->summary);
     free(wf->name);

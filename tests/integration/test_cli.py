@@ -102,7 +102,7 @@ REFUSALS = [
     _bad("reader_path_escapes_data_dir", READER_ESCAPE, "read", "file_path"),
     _bad("reader_absolute_path_outside", READER_ABS, "read", "file_path"),
     _bad("writer_path_escapes_data_dir", WRITER_ESCAPE, "write", "file_path"),
-    _bad("gateway_cache_refused", wf({"t": transform({})}, gateway={"cache": {"ttl_s": 30}}), "cache"),
+    _bad("gateway_cache_malformed", wf({"t": transform({})}, gateway={"cache": {"ttl_s": -1}}), "cache"),
     _bad("gateway_rate_limit_malformed", wf({"t": transform({})}, gateway={"rate_limit": {"requests_per_minute": 0}}),
          "rate_limit"),
     _bad("gateway_trigger_refused", wf({"t": transform({})}, gateway={"trigger": {"schedule": "*/5 * * * *"}}),

@@ -155,6 +155,11 @@ async def handle(method, target, headers, body, writer):
             code = int(q.get("code", "503"))
             return response(code, {"status": code, "hits": n})
         return response(200, {"key": seg[1], "hits": n})
+    if head == "slowcount" and len(seg) > 1:  # counts, then answers after ms (single-flight tests)
+        key = "/".join(seg[1:])
+        n = count("slowcount/" + key)
+        await asyncio.sleep(int(q.get("ms", "200")) / 1000.0)
+        return response(200, {"key": key, "hits": n})
     if head == "counter" and len(seg) > 1:
         key = "/".join(seg[1:])
         return response(200, {"key": key, "hits": count("counter/" + key)})

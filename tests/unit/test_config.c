@@ -104,7 +104,8 @@ Test(config, unbuilt_features_refused_unless_default)
 {
     refused("{\"database_url\": \"postgres://x\"}", "Postgres");
     refused("{\"tls\": {\"cert_file\": \"/x.pem\"}}", "TLS");
-    refused("{\"cache\": {\"default_ttl_s\": 5}}", "caching");
+    refused("{\"cache\": {\"default_ttl_s\": 0}}", "cache.default_ttl_s");
+    refused("{\"cache\": {\"l1_max_bytes\": 1000}}", "cache.l1_max_bytes");
     refused("{\"log\": {\"format\": \"text\"}}", "json");
     kconfig *c;
     char err[512];

@@ -187,8 +187,12 @@ Test(loader, refusals_gateway)
     const char *base =
         "{\"nodes\":{\"a\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":1}}},\"gateway\":%s}";
     char buf[512];
-    snprintf(buf, sizeof buf, base, "{\"cache\":{\"ttl_s\":5}}");
-    refused(buf, "gateway.cache: response caching is not built yet");
+    snprintf(buf, sizeof buf, base, "{\"cache\":{\"ttl_s\":0}}");
+    refused(buf, "gateway.cache.ttl_s");
+    snprintf(buf, sizeof buf, base, "{\"cache\":{\"scope\":\"all\"}}");
+    refused(buf, "gateway.cache.scope");
+    snprintf(buf, sizeof buf, base, "{\"cache\":true}");
+    refused(buf, "gateway.cache: expected");
     snprintf(buf, sizeof buf, base, "{\"rate_limit\":{\"per_minute\":5}}");
     refused(buf, "gateway.rate_limit");
     snprintf(buf, sizeof buf, base, "{\"rate_limit\":{\"requests_per_minute\":0}}");
