@@ -60,6 +60,8 @@ size_t util_json_escape(unsigned char c, char out[6]);
 /* Appends s as a quoted JSON string (escaped by util_json_escape; other bytes are copied, so s must
  * be UTF-8). Returns 0 or -1. */
 int buf_append_json_str(buf *b, const char *s);
+/* The same for n bytes (a string that may hold NUL, as jansson's do). */
+int buf_append_json_strn(buf *b, const char *s, size_t n);
 /* Appends v as compact JSON: the bytes json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(15))
  * writes, keys in insertion order (src/util/json_write.c). Returns 0, or -1 (out of memory, or
  * nesting past 4096 levels) with b as it was. */

@@ -21,24 +21,6 @@
 #define KEY_MAX_DEPTH 1000 /* containers nested deeper than this are refused */
 #define KEY_SORT_STACK 16  /* objects with at most this many members sort on the stack */
 
-/* A string of n bytes, quoted and escaped. */
-static int key_string(buf *b, const char *s, size_t n)
-{
-    if (buf_reserve(b, n + 2) != 0 || buf_append(b, "\"", 1) != 0)
-        return -1;
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        char esc[6];
-        size_t len = util_json_escape((unsigned char)s[i], esc);
-        if (len == 0)
-            continue;
-        if (buf_append(b, s + run, i - run) != 0 || buf_append(b, esc, len) != 0)
-            return -1;
-        run = i + 1;
-    }
-    return buf_append(b, s + run, n - run) != 0 || buf_append(b, "\"", 1) != 0 ? -1 : 0;
-}
-
 /* A number by its value: an integral real within 2^53 as the integer it holds (every such double is
  * exact, and so is its long long), any other real as the shortest of "%.15g".."%.17g" that reads
  * back as the same double ("%.17g" always does). Non-finite reals cannot be in a jansson value;
@@ -90,7 +72,7 @@ static int key_object(buf *b, json_t *v, int depth)
     qsort(m, i, sizeof *m, key_member_cmp);
     int rc = buf_append(b, "{", 1);
     for (size_t k = 0; rc == 0 && k < i; k++)
-        rc = (k && buf_append(b, ",", 1) != 0) || key_string(b, m[k].key, m[k].len) != 0 ||
+        rc = (k && buf_append(b, ",", 1) != 0) || buf_append_json_strn(b, m[k].key, m[k].len) != 0 ||
                      buf_append(b, ":", 1) != 0 || key_value(b, m[k].v, depth + 1) != 0
                  ? -1
                  : 0;
@@ -120,7 +102,7 @@ static int key_value(buf *b, json_t *v, int depth)
     case JSON_ARRAY:
         return depth >= KEY_MAX_DEPTH ? -1 : key_array(b, v, depth);
     case JSON_STRING:
-        return key_string(b, json_string_value(v), json_string_length(v));
+        return buf_append_json_strn(b, json_string_value(v), json_string_length(v));
     case JSON_INTEGER: {
         char t[24];
         int n = snprintf(t, sizeof t, "%" JSON_INTEGER_FORMAT, json_integer_value(v));

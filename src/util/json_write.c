@@ -61,8 +61,13 @@ static int jw_string(buf *b, const char *s, size_t n)
 
 int buf_append_json_str(buf *b, const char *s)
 {
+    return buf_append_json_strn(b, s, strlen(s));
+}
+
+int buf_append_json_strn(buf *b, const char *s, size_t n)
+{
     size_t len = b->len;
-    if (jw_string(b, s, strlen(s)) == 0)
+    if (jw_string(b, s, n) == 0)
         return 0;
     b->len = len;
     return -1;
