@@ -28,7 +28,7 @@ struct ioloop;
  * integral value within 2^53 written as that integer (1.0 -> 1, -0.0 -> 0), any other real in its
  * shortest round-trip form (%.17g trimmed to the fewest digits that read back the same). So {"b":1,
  * "a":1.0} and {"a":1,"b":1} give the same bytes. NULL v writes "null". 0, or -1 when memory runs
- * out or the nesting is deeper than 1000. */
+ * out or the nesting is deeper than the writer takes (4096; jansson's parser stops at 2048). */
 int cache_canonical_json(json_t *v, buf *out);
 
 typedef struct cache_key {

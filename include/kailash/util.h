@@ -71,6 +71,7 @@ enum {
     BUF_JSON_SORT_KEYS = 1,     /* keys in jansson's JSON_SORT_KEYS order (bytes, then length) */
     BUF_JSON_REAL17 = 2,        /* reals at jansson's default precision, "%.17g" */
     BUF_JSON_REAL_SHORTEST = 4, /* reals as the shortest "%.15g".."%.17g" that reads back ("0.1") */
+    BUF_JSON_REAL_INTEGRAL = 8, /* a real holding an integer within 2^53 as that integer (1.0 -> 1, -0.0 -> 0) */
 };
 /* Canonical JSON, for cache keys: the bytes json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS |
  * JSON_ENCODE_ANY) writes, so equal values give equal text whatever their key order. */

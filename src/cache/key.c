@@ -3,130 +3,27 @@
  * and the canonical JSON of the inputs and the parameters. Each field goes in behind its length (8
  * bytes, little-endian), so ("ab", "c") and ("a", "bc") are different keys.
  *
- * The canonical JSON is this file's own walk rather than buf_append_json_as: numbers must compare by
- * value (1.0 and 1 give "1", -0.0 gives "0"), which no writer flag does, and strings and keys are
- * written by their length (a jansson string may hold a NUL). Escaping is the project's one escaper,
- * util_json_escape, so strings come out as jansson's compact dump writes them. Keys sort by their
- * bytes, the shorter first on a common prefix (jansson's JSON_SORT_KEYS order). */
-#include <math.h>
+ * The canonical JSON is the project's JSON writer (src/util/json_write.c) with keys sorted by their
+ * bytes (jansson's JSON_SORT_KEYS order), reals in their shortest round-trip form, and integral
+ * reals as integers, so numbers compare by value (1.0 and 1 give "1", -0.0 gives "0"); strings and
+ * keys are written by their length (a jansson string may hold a NUL), escaped as jansson's compact
+ * dump escapes them. */
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kailash/cache.h"
 
-#define KEY_MAX_DEPTH 1000 /* containers nested deeper than this are refused */
-#define KEY_SORT_STACK 16  /* objects with at most this many members sort on the stack */
-
-/* A number by its value: an integral real within 2^53 as the integer it holds (every such double is
- * exact, and so is its long long), any other real as the shortest of "%.15g".."%.17g" that reads
- * back as the same double ("%.17g" always does). Non-finite reals cannot be in a jansson value;
- * refused rather than given some text another value might share. */
-static int key_real(buf *b, double d)
-{
-    char t[40];
-    int n;
-    if (!isfinite(d))
-        return -1;
-    if (d == trunc(d) && fabs(d) <= 9007199254740992.0) {
-        n = snprintf(t, sizeof t, "%lld", (long long)d); /* -0.0 -> "0" */
-    } else {
-        n = 0;
-        for (int prec = 15; prec <= 17; prec++) {
-            n = snprintf(t, sizeof t, "%.*g", prec, d);
-            if (strtod(t, NULL) == d)
-                break;
-        }
-    }
-    return n > 0 && (size_t)n < sizeof t ? buf_append(b, t, (size_t)n) : -1;
-}
-
-typedef struct key_member {
-    const char *key;
-    size_t len;
-    json_t *v;
-} key_member;
-
-static int key_member_cmp(const void *a, const void *b)
-{
-    const key_member *x = a, *y = b;
-    int c = memcmp(x->key, y->key, x->len < y->len ? x->len : y->len);
-    return c ? c : (x->len > y->len) - (x->len < y->len);
-}
-
-static int key_value(buf *b, json_t *v, int depth);
-
-/* Sorting needs the members in an array: on the stack for small objects (most inputs), else one
- * allocation for the object's walk. */
-static int key_object(buf *b, json_t *v, int depth)
-{
-    key_member stack[KEY_SORT_STACK], *m = stack;
-    size_t n = json_object_size(v), i = 0;
-    if (n > KEY_SORT_STACK && !(m = malloc(n * sizeof *m)))
-        return -1;
-    for (void *it = json_object_iter(v); it && i < n; it = json_object_iter_next(v, it))
-        m[i++] = (key_member){json_object_iter_key(it), json_object_iter_key_len(it), json_object_iter_value(it)};
-    qsort(m, i, sizeof *m, key_member_cmp);
-    int rc = buf_append(b, "{", 1);
-    for (size_t k = 0; rc == 0 && k < i; k++)
-        rc = (k && buf_append(b, ",", 1) != 0) || buf_append_json_strn(b, m[k].key, m[k].len) != 0 ||
-                     buf_append(b, ":", 1) != 0 || key_value(b, m[k].v, depth + 1) != 0
-                 ? -1
-                 : 0;
-    if (m != stack)
-        free(m);
-    return rc != 0 ? -1 : buf_append(b, "}", 1);
-}
-
-static int key_array(buf *b, json_t *v, int depth)
-{
-    if (buf_append(b, "[", 1) != 0)
-        return -1;
-    for (size_t i = 0, n = json_array_size(v); i < n; i++)
-        if ((i && buf_append(b, ",", 1) != 0) || key_value(b, json_array_get(v, i), depth + 1) != 0)
-            return -1;
-    return buf_append(b, "]", 1);
-}
-
-/* depth counts the containers around v; a container at depth KEY_MAX_DEPTH would be the 1001st. */
-static int key_value(buf *b, json_t *v, int depth)
-{
-    if (!v)
-        return buf_append(b, "null", 4);
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return depth >= KEY_MAX_DEPTH ? -1 : key_object(b, v, depth);
-    case JSON_ARRAY:
-        return depth >= KEY_MAX_DEPTH ? -1 : key_array(b, v, depth);
-    case JSON_STRING:
-        return buf_append_json_strn(b, json_string_value(v), json_string_length(v));
-    case JSON_INTEGER: {
-        char t[24];
-        int n = snprintf(t, sizeof t, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return buf_append(b, t, (size_t)n);
-    }
-    case JSON_REAL:
-        return key_real(b, json_real_value(v));
-    case JSON_TRUE:
-        return buf_append(b, "true", 4);
-    case JSON_FALSE:
-        return buf_append(b, "false", 5);
-    default:
-        return buf_append(b, "null", 4);
-    }
-}
-
 int cache_canonical_json(json_t *v, buf *out)
 {
-    size_t len = out->len;
-    if (key_value(out, v, 0) == 0)
+    if (!v)
+        return buf_append(out, "null", 4);
+    if (buf_append_json_as(out, v, BUF_JSON_SORT_KEYS | BUF_JSON_REAL_SHORTEST | BUF_JSON_REAL_INTEGRAL) == 0)
         return 0;
-    out->len = len; /* nothing half-written stays */
-    if (out->data)
-        out->data[len] = '\0';
+    if (out->data) /* the writer took back what it wrote; the text ends where it did */
+        out->data[out->len] = '\0';
     return -1;
 }
 

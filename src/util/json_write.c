@@ -141,8 +141,13 @@ static int jw_real_shortest(buf *b, double d)
 /* jansson's jsonp_dtostr at precision 15 (or 17 with BUF_JSON_REAL17): "%.15g", then ".0" when it
  * reads as an integer, and the exponent without '+' or leading zeros. At 15, a text that does not
  * read back as v takes 16 digits, then 17 (which always do). */
+static int jw_integer(buf *b, json_int_t v);
+
 static int jw_real(buf *b, double v, unsigned flags)
 {
+    if ((flags & BUF_JSON_REAL_INTEGRAL) && v == (double)(long long)v && v >= -9007199254740992.0 &&
+        v <= 9007199254740992.0)
+        return jw_integer(b, (json_int_t)v); /* -0.0 is 0 here */
     if (flags & BUF_JSON_REAL_SHORTEST)
         return jw_real_shortest(b, v);
     int prec = flags & BUF_JSON_REAL17 ? 17 : 15;

