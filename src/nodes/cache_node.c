@@ -81,28 +81,33 @@ typedef struct cn_req {
     double t0; /* util_now_ms() at start */
 } cn_req;
 
-static const char *const cn_keys[] = {"operation",  "key",       "value",     "ttl",
-                                      "backend",    "namespace", "tenant_id", "expected_version",
-                                      "redis_url",  NULL};
-static const char *const cn_inputs[] = {"operation", "key", "value", "ttl", "namespace", "tenant_id", "expected_version",
-                                        NULL};
+static const char *const cn_keys[] = {
+    "operation", "key", "value", "ttl", "backend", "namespace", "tenant_id", "expected_version", "redis_url", NULL};
+static const char *const cn_inputs[] = {"operation",        "key", "value", "ttl", "namespace", "tenant_id",
+                                        "expected_version", NULL};
 static const char *const cn_pinned[] = {"backend", "redis_url", "namespace", "tenant_id", NULL};
 
 /* The SDK's CacheNode parameters for features kailashd does not have: accepted at their default. */
 static const node_sdk_default cn_sdk_defaults[] = {
-    {"serialization", "\"json\""}, {"compression", "false"},   {"compression_threshold", "1024"},
-    {"eviction_policy", "\"lru\""}, {"max_memory_items", "10000"}, {"keys", "null"},
-    {"values", "null"},            {"pattern", "null"},        {NULL, NULL},
+    {"serialization", "\"json\""},
+    {"compression", "false"},
+    {"compression_threshold", "1024"},
+    {"eviction_policy", "\"lru\""},
+    {"max_memory_items", "10000"},
+    {"keys", "null"},
+    {"values", "null"},
+    {"pattern", "null"},
+    {NULL, NULL},
 };
 
 /* The SDK's output schema, in its order (LocalRuntime puts these first when not None). */
-static const char *const cn_schema[] = {"success",     "value",        "values", "hit",       "key", "ttl_remaining",
-                                        "backend_used", "operation_time", "stats", "compressed", NULL};
-static const char *const cn_ports[] = {"success",       "value",    "values",         "hit",
-                                       "key",           "ttl_remaining", "backend_used", "operation_time",
-                                       "stats",         "compressed",    "version",      "deleted",
-                                       "exists",        "cas_failed",    "expected_version", "actual_version",
-                                       "error",         NULL};
+static const char *const cn_schema[] = {
+    "success",      "value",          "values", "hit",        "key", "ttl_remaining",
+    "backend_used", "operation_time", "stats",  "compressed", NULL};
+static const char *const cn_ports[] = {
+    "success",          "value",          "values",     "hit",     "key",     "ttl_remaining", "backend_used",
+    "operation_time",   "stats",          "compressed", "version", "deleted", "exists",        "cas_failed",
+    "expected_version", "actual_version", "error",      NULL};
 
 /* ======================================================================== reading inputs */
 
@@ -127,7 +132,8 @@ static int cn_op_refuse(const char *s, char *msg, size_t msglen)
     static const char *const sdk_only[] = {"clear", "stats", "get_pattern", "mget", "mset", NULL};
     for (const char *const *o = sdk_only; *o; o++)
         if (strcasecmp(s, *o) == 0)
-            return util_err(msg, msglen, "operation: '%s' is an SDK operation kailashd does not have; expected one of " CN_OPS, s);
+            return util_err(msg, msglen,
+                            "operation: '%s' is an SDK operation kailashd does not have; expected one of " CN_OPS, s);
     return util_err(msg, msglen, "operation: '%.64s' is not an operation; expected one of " CN_OPS, s);
 }
 
@@ -182,7 +188,8 @@ static int cn_part(json_t *v, const char *name, char *out, size_t outlen, char *
 static int cn_full_key(json_t *in, char *full, char *msg, size_t msglen)
 {
     char key[CN_MAX_KEY + 1], ns[CN_MAX_KEY + 1] = "", tenant[CN_MAX_KEY + 1] = "";
-    json_t *k = json_object_get(in, "key"), *n = json_object_get(in, "namespace"), *t = json_object_get(in, "tenant_id");
+    json_t *k = json_object_get(in, "key"), *n = json_object_get(in, "namespace"),
+           *t = json_object_get(in, "tenant_id");
     if (!k || json_is_null(k))
         return util_err(msg, msglen, "key: required");
     if (cn_part(k, "key", key, sizeof key, msg, msglen) != 0 ||
@@ -319,9 +326,10 @@ static json_t *cn_cas_failed(const cn_req *r, int backend, int has_actual, uint6
     json_object_set_new(o, "key", json_string(key_out));
     json_object_set_new(o, "cas_failed", json_true());
     if (backend == CN_REDIS) {
-        json_object_set_new(o, "error", json_string("CAS (expected_version) is only supported with backend='memory'. "
-                                                    "Redis and hybrid backends require server-side CAS (e.g., Redis "
-                                                    "WATCH/MULTI)."));
+        json_object_set_new(o, "error",
+                            json_string("CAS (expected_version) is only supported with backend='memory'. "
+                                        "Redis and hybrid backends require server-side CAS (e.g., Redis "
+                                        "WATCH/MULTI)."));
         json_object_set_new(o, "operation_time", json_real(0.0));
     } else {
         char msg[128], act[24] = "None";
@@ -453,22 +461,38 @@ static json_t *cn_memory_do(const cn_req *r, node_error *err)
 /* ======================================================================== redis */
 
 typedef struct cn_redis_call {
-    node_call *call; /* valid until done */
+    node_call *call;   /* valid until done */
+    ioloop *io;        /* call->io, where the command, its reply, the timer and cancel run */
+    io_timer deadline; /* the run's deadline: done with "timeout" then, the reply comes later */
     cn_req req;
-    buf value; /* set: header slot + JSON */
-    int finished; /* done was called (by the reply or by cancel); loop thread only */
+    buf value;    /* set: header slot + JSON */
+    int finished; /* done was called (by the reply, the deadline or cancel); loop thread only */
 } cn_redis_call;
 
+/* Calls done once (out is taken; NULL with err), and unhooks cancel and the deadline. c stays until
+ * the reply, which always comes (NULL when the connection goes or the loop stops). */
 static void cn_redis_finish(cn_redis_call *c, json_t *out, const node_error *err)
 {
-    if (!c->finished) {
-        c->finished = 1;
-        node_error oom;
-        if (!out && !err)
-            node_fail(&oom, "internal", "out of memory");
-        c->call->done(c->call, out, out ? NULL : err ? err : &oom);
-    } else
+    if (c->finished) {
         json_decref(out);
+        return;
+    }
+    c->finished = 1;
+    ioloop_timer_stop(c->io, &c->deadline);
+    c->call->cancel = NULL;
+    c->call->node_data = NULL;
+    node_error oom;
+    if (!out && !err)
+        node_fail(&oom, "internal", "out of memory");
+    c->call->done(c->call, out, out ? NULL : err ? err : &oom);
+}
+
+static void cn_redis_deadline(io_timer *t)
+{
+    cn_redis_call *c = t->ud;
+    node_error e;
+    node_fail(&e, "timeout", "the run's deadline passed while waiting for Redis");
+    cn_redis_finish(c, NULL, &e);
 }
 
 static void cn_redis_reply(redisReply *reply, void *ud)
@@ -477,12 +501,9 @@ static void cn_redis_reply(redisReply *reply, void *ud)
     const cn_req *r = &c->req;
     /* reply NULL or an error reply: what the SDK's per-operation exception handlers return */
     int failed = !reply || reply->type == REDIS_REPLY_ERROR;
-    const char *why = !reply ? "Redis command failed (connection lost or deadline passed)"
-                             : failed ? reply->str : NULL;
-    json_t *out = NULL;
+    const char *why = !reply ? "Redis command failed (connection lost or deadline passed)" : failed ? reply->str : NULL;
     if (!c->finished) {
-        c->call->node_data = NULL;
-        c->call->cancel = NULL;
+        json_t *out = NULL;
         switch (r->op) {
         case CN_GET: {
             json_t *v = NULL;
@@ -496,13 +517,12 @@ static void cn_redis_reply(redisReply *reply, void *ud)
             out = cn_result(r, CN_REDIS, !failed && reply->type == REDIS_REPLY_STATUS, 0, NULL, 0, 0, NULL);
             break;
         default:
-            out = cn_result(r, CN_REDIS, !failed, !failed && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0, NULL,
-                            0, 0, why);
+            out = cn_result(r, CN_REDIS, !failed, !failed && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0,
+                            NULL, 0, 0, why);
             break;
         }
-    }
-    if (!c->finished)
         cn_redis_finish(c, out, NULL);
+    }
     buf_free(&c->value);
     free(c);
 }
@@ -557,6 +577,8 @@ static int cn_redis_send(cn_redis_call *c, node_error *err)
     }
     c->call->node_data = c;
     c->call->cancel = cn_redis_cancel;
+    if (c->call->deadline_ms > 0)
+        ioloop_timer_start(c->io, &c->deadline, c->call->deadline_ms - util_now_ms());
     return 0;
 }
 
@@ -588,6 +610,8 @@ static int cn_redis_start(const cn_req *r, node_call *call, node_error *err)
     if (!c)
         return node_fail(err, "internal", "out of memory");
     c->call = call;
+    c->io = call->io;
+    ioloop_timer_init(&c->deadline, cn_redis_deadline, c);
     c->req = *r;
     if (r->op == CN_SET && cn_value_encode(r->value, &c->value, err) != 0)
         goto fail;
@@ -624,7 +648,8 @@ static int cn_check_literal(const char *key, json_t *v, char *msg, size_t msglen
         return cn_ttl_read(v, &ttl, msg, msglen);
     if (strcmp(key, "expected_version") == 0 && !json_is_null(v) && !json_is_integer(v))
         return util_err(msg, msglen, "expected_version: expected an integer or null");
-    if (strcmp(key, "redis_url") == 0 && !(json_is_string(v) && strcmp(json_string_value(v), CN_REDIS_URL_DEFAULT) == 0))
+    if (strcmp(key, "redis_url") == 0 &&
+        !(json_is_string(v) && strcmp(json_string_value(v), CN_REDIS_URL_DEFAULT) == 0))
         return util_err(msg, msglen,
                         "redis_url: a Cache node's own Redis is not supported; the redis backend uses kailashd's "
                         "redis_url setting (only the SDK's default, \"" CN_REDIS_URL_DEFAULT "\", is accepted here)");
@@ -653,7 +678,9 @@ static int cn_compile_as(int fixed, json_t *config, void **compiled, char *err, 
             return util_err(err, errlen, "config.backend: must be written out (memory or redis), not a template");
         if (want < 0)
             return util_err(err, errlen, "config.backend: expected memory or redis%s",
-                            strcmp(s, "file") == 0 || strcmp(s, "hybrid") == 0 ? " (the SDK's file and hybrid backends are not in kailashd)" : "");
+                            strcmp(s, "file") == 0 || strcmp(s, "hybrid") == 0
+                                ? " (the SDK's file and hybrid backends are not in kailashd)"
+                                : "");
         if (fixed >= 0 && want != fixed)
             return util_err(err, errlen, "config.backend: this node type's backend is %s",
                             fixed == CN_REDIS ? "redis" : "memory");
@@ -741,11 +768,11 @@ static int cn_start(const void *compiled, node_call *call, node_error *err)
     return 0;
 }
 
-#define CN_TYPE(type_name, compile_fn, run_fn, start_fn)                                                           \
-    {                                                                                                              \
-        .name = type_name, .config_keys = cn_keys, .sdk_defaults = cn_sdk_defaults, .input_ports = cn_inputs,     \
-        .pinned_keys = cn_pinned, .compile = compile_fn, .has_output = cn_has_output, .run = run_fn,               \
-        .start = start_fn, .free = free,                                                                           \
+#define CN_TYPE(type_name, compile_fn, run_fn, start_fn)                                                               \
+    {                                                                                                                  \
+        .name = type_name, .config_keys = cn_keys, .sdk_defaults = cn_sdk_defaults, .input_ports = cn_inputs,          \
+        .pinned_keys = cn_pinned, .compile = compile_fn, .has_output = cn_has_output, .run = run_fn,                   \
+        .start = start_fn, .free = free,                                                                               \
     }
 
 const node_type node_cache = CN_TYPE("CacheNode", cn_compile, NULL, cn_start);

@@ -211,3 +211,21 @@ def test_redis_stopped_then_back(daemons, redis_server):
     redis_server.start()
     assert wait_for(lambda: d.run("rget", {"k": "b"}).status_code == 200, timeout=10)
     assert out(d.run("rget", {"k": "b"}))["hit"] is False  # a fresh redis-server, no persistence
+
+
+def test_redis_frozen_past_the_deadline_then_back(daemons, redis_server):
+    # the run's deadline passes with GET in flight: the node is cancelled, its late reply is dropped
+    w = redis_wfs()
+    w["rget"]["gateway"] = {"timeout_ms": 300}
+    # no rate limiter (it would ask the frozen Redis first), and commands outliving the run's deadline
+    d = daemons.make(config={"redis_url": redis_server.url, "redis_timeout_ms": 5000,
+                             "rate_limiting": {"enabled": False}}, workflows=w)
+    assert out(d.run("rset", {"k": "f", "v": "frozen"}))["success"] is True
+    redis_server.pause()
+    try:
+        assert_error(d.run("rget", {"k": "f"}), 504, "timeout")
+    finally:
+        redis_server.resume()
+    assert wait_for(lambda: d.run("rget", {"k": "f"}).status_code == 200, timeout=10)
+    assert out(d.run("rget", {"k": "f"}))["value"] == "frozen"
+    assert d.alive()

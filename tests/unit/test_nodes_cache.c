@@ -126,13 +126,15 @@ Test(cache_node, get_miss_set_get_hit_as_the_sdk)
     expect(&node_cache, "{\"operation\": \"get\", \"key\": \"a\"}", NULL,
            "{\"success\": true, \"hit\": false, \"key\": \"a\", \"backend_used\": \"memory\", \"value\": null,"
            " \"version\": null}");
-    expect(&node_cache, "{\"operation\": \"set\", \"key\": \"a\", \"value\": {\"x\": 1}}", NULL,
-           "{\"success\": true, \"key\": \"a\", \"ttl_remaining\": 3600, \"backend_used\": \"memory\", \"version\": 1}");
+    expect(
+        &node_cache, "{\"operation\": \"set\", \"key\": \"a\", \"value\": {\"x\": 1}}", NULL,
+        "{\"success\": true, \"key\": \"a\", \"ttl_remaining\": 3600, \"backend_used\": \"memory\", \"version\": 1}");
     expect(&node_cache, "{\"operation\": \"get\", \"key\": \"a\"}", NULL,
            "{\"success\": true, \"value\": {\"x\": 1}, \"hit\": true, \"key\": \"a\", \"backend_used\": \"memory\","
            " \"version\": 1}");
-    expect(&node_cache, "{\"operation\": \"set\", \"key\": \"a\", \"value\": [1, \"two\", null]}", NULL,
-           "{\"success\": true, \"key\": \"a\", \"ttl_remaining\": 3600, \"backend_used\": \"memory\", \"version\": 2}");
+    expect(
+        &node_cache, "{\"operation\": \"set\", \"key\": \"a\", \"value\": [1, \"two\", null]}", NULL,
+        "{\"success\": true, \"key\": \"a\", \"ttl_remaining\": 3600, \"backend_used\": \"memory\", \"version\": 2}");
     expect(&node_cache, "{\"operation\": \"get\", \"key\": \"a\"}", NULL,
            "{\"success\": true, \"value\": [1, \"two\", null], \"hit\": true, \"key\": \"a\", \"backend_used\": "
            "\"memory\", \"version\": 2}");
@@ -140,8 +142,9 @@ Test(cache_node, get_miss_set_get_hit_as_the_sdk)
 
 Test(cache_node, exists_and_delete_as_the_sdk)
 {
-    expect(&node_cache, "{\"operation\": \"set\", \"key\": \"a\", \"value\": 1}", NULL,
-           "{\"success\": true, \"key\": \"a\", \"ttl_remaining\": 3600, \"backend_used\": \"memory\", \"version\": 1}");
+    expect(
+        &node_cache, "{\"operation\": \"set\", \"key\": \"a\", \"value\": 1}", NULL,
+        "{\"success\": true, \"key\": \"a\", \"ttl_remaining\": 3600, \"backend_used\": \"memory\", \"version\": 1}");
     /* SDK */
     expect(&node_cache, "{\"operation\": \"exists\", \"key\": \"a\"}", NULL,
            "{\"success\": true, \"key\": \"a\", \"backend_used\": \"memory\", \"exists\": true}");
@@ -159,9 +162,10 @@ Test(cache_node, exists_and_delete_as_the_sdk)
 Test(cache_node, ttl_none_and_negative_report_minus_one)
 {
     /* SDK: ttl 0 and ttl -5 never expire, ttl_remaining -1 */
-    expect(&node_cache, "{\"operation\": \"set\", \"key\": \"b\", \"value\": [1, 2], \"ttl\": 0, \"namespace\": \"ns\"}",
-           NULL,
-           "{\"success\": true, \"key\": \"ns:b\", \"ttl_remaining\": -1, \"backend_used\": \"memory\", \"version\": 1}");
+    expect(
+        &node_cache, "{\"operation\": \"set\", \"key\": \"b\", \"value\": [1, 2], \"ttl\": 0, \"namespace\": \"ns\"}",
+        NULL,
+        "{\"success\": true, \"key\": \"ns:b\", \"ttl_remaining\": -1, \"backend_used\": \"memory\", \"version\": 1}");
     expect(&node_cache,
            "{\"operation\": \"set\", \"key\": \"b\", \"value\": [1, 2], \"ttl\": -5, \"namespace\": \"ns\", "
            "\"tenant_id\": \"t\"}",
@@ -180,9 +184,10 @@ Test(cache_node, ttl_as_python_int)
            "{\"success\": true, \"key\": \"t\", \"ttl_remaining\": 7, \"backend_used\": \"memory\", \"version\": 1}");
     expect(&node_cache, "{\"operation\": \"set\", \"key\": \"t\", \"value\": 1, \"ttl\": 1.5}", NULL,
            "{\"success\": true, \"key\": \"t\", \"ttl_remaining\": 1, \"backend_used\": \"memory\", \"version\": 2}");
-    expect(&node_cache, "{\"operation\": \"GET\", \"key\": \"t\"}", NULL,
-           "{\"success\": true, \"value\": 1, \"hit\": true, \"key\": \"t\", \"backend_used\": \"memory\", \"version\": "
-           "2}");
+    expect(
+        &node_cache, "{\"operation\": \"GET\", \"key\": \"t\"}", NULL,
+        "{\"success\": true, \"value\": 1, \"hit\": true, \"key\": \"t\", \"backend_used\": \"memory\", \"version\": "
+        "2}");
     expect(&node_cache, "{\"operation\": \"get\", \"key\": 5}", NULL,
            "{\"success\": true, \"hit\": false, \"key\": \"5\", \"backend_used\": \"memory\", \"value\": null, "
            "\"version\": null}");
@@ -219,8 +224,8 @@ Test(cache_node, namespaces_and_tenants_are_apart)
            "\"version\": 1}");
     expect(&node_cache, "{\"operation\": \"exists\", \"key\": \"k\"}", NULL,
            "{\"success\": true, \"key\": \"k\", \"backend_used\": \"memory\", \"exists\": false}");
-    expect(&node_cache, "{\"operation\": \"exists\", \"key\": \"k\", \"namespace\": \"a\", \"tenant_id\": \"t1\"}", NULL,
-           "{\"success\": true, \"key\": \"t1:a:k\", \"backend_used\": \"memory\", \"exists\": false}");
+    expect(&node_cache, "{\"operation\": \"exists\", \"key\": \"k\", \"namespace\": \"a\", \"tenant_id\": \"t1\"}",
+           NULL, "{\"success\": true, \"key\": \"t1:a:k\", \"backend_used\": \"memory\", \"exists\": false}");
     /* the SDK's key shape: tenant without namespace */
     expect(&node_cache, "{\"operation\": \"exists\", \"key\": \"k\", \"tenant_id\": \"t1\"}", NULL,
            "{\"success\": true, \"key\": \"t1:k\", \"backend_used\": \"memory\", \"exists\": false}");
@@ -228,8 +233,9 @@ Test(cache_node, namespaces_and_tenants_are_apart)
 
 Test(cache_node, one_store_for_every_node_type)
 {
-    expect(&node_cache_memory, "{\"operation\": \"set\", \"key\": \"s\", \"value\": true}", NULL,
-           "{\"success\": true, \"key\": \"s\", \"ttl_remaining\": 3600, \"backend_used\": \"memory\", \"version\": 1}");
+    expect(
+        &node_cache_memory, "{\"operation\": \"set\", \"key\": \"s\", \"value\": true}", NULL,
+        "{\"success\": true, \"key\": \"s\", \"ttl_remaining\": 3600, \"backend_used\": \"memory\", \"version\": 1}");
     expect(&node_cache_intelligent, "{\"operation\": \"get\", \"key\": \"s\"}", NULL,
            "{\"success\": true, \"value\": true, \"hit\": true, \"key\": \"s\", \"backend_used\": \"memory\", "
            "\"version\": 1}");
@@ -245,10 +251,12 @@ Test(cache_node, compare_and_set)
            "{\"success\": false, \"key\": \"d\", \"backend_used\": \"memory\", \"cas_failed\": true, "
            "\"expected_version\": 5, \"actual_version\": null, \"error\": \"CAS conflict: expected version 5, actual "
            "None\"}");
-    expect(&node_cache, "{\"operation\": \"set\", \"key\": \"d\", \"value\": 1, \"expected_version\": null}", NULL,
-           "{\"success\": true, \"key\": \"d\", \"ttl_remaining\": 3600, \"backend_used\": \"memory\", \"version\": 1}");
-    expect(&node_cache, "{\"operation\": \"set\", \"key\": \"d\", \"value\": 2, \"expected_version\": 1}", NULL,
-           "{\"success\": true, \"key\": \"d\", \"ttl_remaining\": 3600, \"backend_used\": \"memory\", \"version\": 2}");
+    expect(
+        &node_cache, "{\"operation\": \"set\", \"key\": \"d\", \"value\": 1, \"expected_version\": null}", NULL,
+        "{\"success\": true, \"key\": \"d\", \"ttl_remaining\": 3600, \"backend_used\": \"memory\", \"version\": 1}");
+    expect(
+        &node_cache, "{\"operation\": \"set\", \"key\": \"d\", \"value\": 2, \"expected_version\": 1}", NULL,
+        "{\"success\": true, \"key\": \"d\", \"ttl_remaining\": 3600, \"backend_used\": \"memory\", \"version\": 2}");
     expect(&node_cache, "{\"operation\": \"set\", \"key\": \"d\", \"value\": 3, \"expected_version\": 1}", NULL,
            "{\"success\": false, \"key\": \"d\", \"backend_used\": \"memory\", \"cas_failed\": true, "
            "\"expected_version\": 1, \"actual_version\": 2, \"error\": \"CAS conflict: expected version 1, actual "
@@ -352,7 +360,8 @@ Test(cache_node, value_size_is_bounded)
     /* a JSON string of n bytes is n + 2 with its quotes */
     size_t n = (1u << 20) - 2;
     char *v = repeat('v', n + 1);
-    json_t *in = json_object(), *cfg = parse("{\"operation\": \"set\", \"key\": \"big\", \"value\": \"{{ inputs.v }}\"}");
+    json_t *in = json_object(),
+           *cfg = parse("{\"operation\": \"set\", \"key\": \"big\", \"value\": \"{{ inputs.v }}\"}");
     void *compiled = NULL;
     char err[256];
     cr_assert_eq(node_cache_memory.compile(&test_env, cfg, &compiled, err, sizeof err), 0);
@@ -478,17 +487,17 @@ Test(cache_node, compile_refusals)
     cr_assert_eq(compile_only(&node_cache, "{\"operation\": \"get\", \"redis_url\": \"redis://localhost:6379\"}", err,
                               sizeof err),
                  0, "%s", err);
-    cr_assert_eq(compile_only(&node_cache, "{\"operation\": \"{{ inputs.op }}\", \"key\": \"{{ inputs.k }}\"}", err,
-                              sizeof err),
-                 0, "%s", err);
+    cr_assert_eq(
+        compile_only(&node_cache, "{\"operation\": \"{{ inputs.op }}\", \"key\": \"{{ inputs.k }}\"}", err, sizeof err),
+        0, "%s", err);
     cr_assert_eq(compile_only(&node_cache_redis, "{\"operation\": \"get\", \"key\": \"k\"}", err, sizeof err), 0, "%s",
                  err);
 }
 
 Test(cache_node, ports)
 {
-    const char *ports[] = {"success", "value", "hit", "key", "ttl_remaining", "backend_used", "operation_time",
-                           "version", "deleted", "exists", "cas_failed", "error"};
+    const char *ports[] = {"success",        "value",   "hit",     "key",    "ttl_remaining", "backend_used",
+                           "operation_time", "version", "deleted", "exists", "cas_failed",    "error"};
     for (size_t i = 0; i < sizeof ports / sizeof *ports; i++)
         cr_assert(node_cache.has_output(NULL, ports[i]), "%s", ports[i]);
     cr_assert_not(node_cache.has_output(NULL, "result"));
@@ -500,7 +509,8 @@ Test(cache_node, redis_compare_and_set_fails_as_the_sdk)
 {
     /* SDK: CAS is refused on redis before any connection, with the raw key */
     expect(&node_cache_redis,
-           "{\"operation\": \"set\", \"key\": \"t\", \"value\": 1, \"namespace\": \"n\", \"expected_version\": 1}", NULL,
+           "{\"operation\": \"set\", \"key\": \"t\", \"value\": 1, \"namespace\": \"n\", \"expected_version\": 1}",
+           NULL,
            "{\"success\": false, \"key\": \"t\", \"backend_used\": \"redis\", \"cas_failed\": true, \"error\": \"CAS "
            "(expected_version) is only supported with backend='memory'. Redis and hybrid backends require server-side "
            "CAS (e.g., Redis WATCH/MULTI).\"}");
@@ -524,8 +534,8 @@ static int load_one(const char *type, const char *config, char *msg, size_t msgl
         cr_assert_eq(config_load(NULL, &g_cfg, err, sizeof err), 0, "%s", err);
     }
     char text[2048];
-    snprintf(text, sizeof text, "{\"nodes\": {\"c\": {\"node_type\": \"%s\", \"config\": %s}}, \"connections\": []}", type,
-             config);
+    snprintf(text, sizeof text, "{\"nodes\": {\"c\": {\"node_type\": \"%s\", \"config\": %s}}, \"connections\": []}",
+             type, config);
     json_t *doc = json_loads(text, 0, NULL), *problems = json_array();
     cr_assert_not_null(doc, "%s", text);
     wf_load_env env = {g_cfg, &g_nenv};
