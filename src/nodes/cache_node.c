@@ -33,7 +33,8 @@
  * and delete still see it until a get drops it; its redis backend does not). A Redis command that
  * fails after it was sent is what the SDK makes of an exception there: get a miss, set success
  * false, delete and exists success false with error; a Redis that cannot be reached at all (none
- * configured, breaker open) fails the node, as the SDK's failed connection does.
+ * configured, breaker open) fails the node, as the SDK's failed connection does. A command still
+ * unanswered at the run's deadline ends the node with "timeout" (its late reply is dropped).
  *
  * Limits against hostile inputs: the full key up to CN_MAX_KEY bytes, a value's JSON up to
  * CN_MAX_VALUE bytes, ttl up to CN_MAX_TTL seconds. */
