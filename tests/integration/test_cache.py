@@ -237,6 +237,11 @@ def rss_kb(pid):
     return 0
 
 
+def sanitized(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
+
+
 def test_l1_byte_budget_holds(daemons):
     big = cached({"t": transform({"pad": "{{ inputs.pad }}", "n": "{{ inputs.n }}"})})
     d = daemons.make(config={"cache": {"l1_max_bytes": 4 * 1024 * 1024}}, workflows={"big": big})
@@ -250,7 +255,9 @@ def test_l1_byte_budget_holds(daemons):
         r = s.post(url, json={"inputs": {"pad": pad, "n": n}}, timeout=10)
         assert r.status_code == 200
     after = rss_kb(d.pid)
-    # 9,500 answers of 8 KB went through the cache: 76 MB if it kept them; it keeps 4 MiB
-    assert after - before < 24 * 1024, (before, after)
+    # 9,500 answers of 8 KB went through the cache: 76 MB if it kept them; it keeps 4 MiB. Under
+    # AddressSanitizer freed memory sits in its quarantine, so RSS says nothing there.
+    if not sanitized(d.pid):
+        assert after - before < 24 * 1024, (before, after)
     assert xc(s.post(url, json={"inputs": {"pad": pad, "n": 9999}}, timeout=10)) == "HIT-L1"
     assert xc(s.post(url, json={"inputs": {"pad": pad, "n": 501}}, timeout=10)) == "MISS", "evicted"
