@@ -22,11 +22,10 @@ RUN make -j"$(nproc)" \
  && strip build/kailashd
 
 FROM debian:12-slim
-# when the daemon links hiredis and libpq, add libhiredis0.14 and libpq5 here (the ldd check fails
-# the build until then)
+# when the daemon links libpq, add libpq5 here (the ldd check fails the build until then)
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-        libmicrohttpd12 libjansson4 libcurl4 libssl3 ca-certificates curl \
+        libmicrohttpd12 libjansson4 libcurl4 libssl3 libhiredis0.14 ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --home-dir /opt/kailashd --shell /usr/sbin/nologin kailashd
 COPY --from=build /src/build/kailashd /usr/local/bin/kailashd
