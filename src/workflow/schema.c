@@ -547,6 +547,12 @@ static double schema_pattern_cost(const char *p)
             i = p[i] == '[' ? schema_skip_bracket(p, n, i) : i + (p[i] == '\\' && i + 1 < n ? 2 : 1);
             schema_pc_append(f, 1, anchor);
         }
+        /* costs only grow: past the bound (or overflowed to inf and then NaN, which a later
+         * "c > 1 ? c : 1" would launder into 1) the pattern is refused here */
+        const schema_pc *g = &st[d];
+        if (!(g->seq <= SCHEMA_PATTERN_MAX_COST && g->last <= SCHEMA_PATTERN_MAX_COST &&
+              g->alts <= SCHEMA_PATTERN_MAX_COST))
+            return HUGE_VAL;
     }
     while (d > 0) { /* an unclosed group: regcomp refuses it anyway */
         double g = st[d].alts + st[d].seq;

@@ -846,6 +846,19 @@ Test(schema_string, pattern_repeating_an_empty_match_is_refused, .timeout = 20)
     compile_fails("{\"pattern\": \"((((((^)+)+)+)+)+)+\"}", why);      /* zero width */
 }
 
+/* Found by fuzzing in CI: inside a group the estimate overflowed to inf, inf - inf gave NaN, and the
+ * group's "c > 1 ? c : 1" turned NaN into 1, so "(b}}}}}}????????????????+++++++++)+" passed as cheap
+ * and regcomp ran for minutes. The estimate now stops as soon as it passes the bound. */
+Test(schema_string, pattern_whose_estimate_overflows_inside_a_group_is_refused, .timeout = 20)
+{
+    const char *why = "/pattern: regular expression too costly to compile (its repeats multiply past 10000 copies; "
+                      "at most 64 nested groups)";
+    compile_fails("{\"pattern\": \"(b}}}}}}????????????????+++++++++)+\"}", why);
+    compile_fails("{\"pattern\": \"[^ a-z]}}}}}}?bbbbbbbbbbbb}}y}}}}}}}-z]}}}}bb}}}}bbbbbbb(b}}}}}}????????????????"
+                  "+++++++++)+]}\"}",
+                  why);
+}
+
 /* Ordinary patterns, bounded repeats included, still compile. */
 Test(schema_string, pattern_with_reasonable_repeats_compiles)
 {
