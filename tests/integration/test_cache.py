@@ -261,3 +261,26 @@ def test_l1_byte_budget_holds(daemons):
         assert after - before < 24 * 1024, (before, after)
     assert xc(s.post(url, json={"inputs": {"pad": pad, "n": 9999}}, timeout=10)) == "HIT-L1"
     assert xc(s.post(url, json={"inputs": {"pad": pad, "n": 501}}, timeout=10)) == "MISS", "evicted"
+
+
+def test_a_hostile_l2_value_is_a_miss(daemons, redis_server):
+    """What Redis holds is spliced into answers only when it is the format we wrote and JSON."""
+    a = daemons.make(config={"redis_url": redis_server.url}, workflows={"echo": ECHO})
+    b = daemons.make(config={"redis_url": redis_server.url}, workflows={"echo": ECHO})
+    assert redis_ok(a) and redis_ok(b)
+    assert xc(a.run("echo", {"x": 9})) == "MISS"
+    assert wait_for(lambda: "kailash:rc:" in redis_server.command("KEYS", "kailash:rc:*"), timeout=3)
+    keys = [k for k in redis_server.command("KEYS", "kailash:rc:*").split("\r\n")
+            if k.startswith("kailash:rc:") and ":lock:" not in k and k != "kailash:rc:gens"]
+    assert keys
+    for k in keys:
+        redis_server.command("SET", k, '1\n{"outputs": "not what was stored"')  # not JSON
+    r = b.run("echo", {"x": 9})
+    assert r.status_code == 200 and xc(r) == "MISS", (r.headers, r.text)
+    assert r.json()["outputs"] == {"t": {"result": {"got": 9}}}
+    for k in keys:
+        redis_server.command("SET", k, "no newline at all")
+    c = daemons.make(config={"redis_url": redis_server.url}, workflows={"echo": ECHO})
+    assert redis_ok(c)
+    r = c.run("echo", {"x": 9})
+    assert r.status_code == 200 and r.json()["outputs"] == {"t": {"result": {"got": 9}}}
