@@ -338,7 +338,18 @@ def test_health_and_ready_need_nothing(d):
 
 
 def test_order_401_before_413_and_415(d):
-    unauthorized(d.post("/workflows/hello/run", data=b"x" * 2000000, headers={"Content-Type": "application/json"}))
+    # Content-Length over max_body_bytes and no body sent: the 401 comes first, before anything is read
+    # (a real 2 MB body would race the early answer's close and end in a reset)
+    import socket
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+    try:
+        s.sendall(b"POST /workflows/hello/run HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 2000000\r\n\r\n")
+        head = s.recv(65536).split(b"\r\n\r\n")[0].decode("latin-1")
+    finally:
+        s.close()
+    assert head.startswith("HTTP/1.1 401"), head
+    assert "WWW-Authenticate: Bearer" in head, head
     unauthorized(d.post("/workflows/hello/run", data=b"x", headers={"Content-Type": "text/plain"}))
     assert_error(d.post("/workflows/nope/run", headers=key("reader")), 404, "not_found")
 
