@@ -143,6 +143,7 @@ struct http_route {
     const char *method;
     const char *pattern; /* "/workflows/{name}/run": {name} matches one segment */
     int auth;            /* HTTP_AUTH_*: API.md's auth column (never, yes, admin) */
+    int runs;            /* it runs the workflow: the workflow's gateway.rate_limit applies */
     http_handler resolve;
     http_handler prepare;
     http_handler handle;

@@ -63,7 +63,22 @@ static rc_flight **flight_slot(const cache_key *k)
     return &g_flights[k->d[0]];
 }
 
-/* Joins the flight for k (returns 1), or starts one led by r (returns 0), or -1 out of memory. */
+/* Room for one more waiter: 0, or -1 (the flight as it was) when memory runs out. */
+static int flight_grow(rc_flight *f)
+{
+    if (f->nwait < f->cap)
+        return 0;
+    size_t cap = f->cap * 2 + 4;
+    kreq **w = realloc(f->waiters, cap * sizeof *w);
+    if (!w)
+        return -1;
+    f->waiters = w;
+    f->cap = cap;
+    return 0;
+}
+
+/* Joins the flight for k (returns 1), or starts one led by r (returns 0), or -1 out of memory (r
+ * then runs on its own). */
 static int flight_join_or_lead(kreq *r, run_req *s)
 {
     pthread_mutex_lock(&g_flight_mu);
@@ -71,7 +86,7 @@ static int flight_join_or_lead(kreq *r, run_req *s)
     while (f && memcmp(f->key.d, s->key.d, sizeof f->key.d) != 0)
         f = f->next;
     int rc = -1;
-    if (f && (f->nwait < f->cap || (f->waiters = realloc(f->waiters, (f->cap = f->cap * 2 + 4) * sizeof *f->waiters)))) {
+    if (f && flight_grow(f) == 0) {
         f->waiters[f->nwait++] = r;
         s->joined = f;
         rc = 1;

@@ -8,15 +8,15 @@
 #include "kailash/http.h"
 
 static const http_route routes[] = {
-    /* method, pattern, auth, resolve (before the chain), prepare (before the body), handle */
-    {"GET", "/health", HTTP_AUTH_NONE, NULL, NULL, api_health},
-    {"GET", "/ready", HTTP_AUTH_NONE, NULL, NULL, api_ready},
-    {"GET", "/workflows", HTTP_AUTH_USER, NULL, NULL, api_workflows_list},
-    {"GET", "/workflows/{name}", HTTP_AUTH_USER, api_run_resolve, NULL, api_workflows_get},
-    {"POST", "/workflows/{name}/run", HTTP_AUTH_USER, api_run_resolve, api_run_prepare, api_run},
-    {"POST", "/workflows/{name}/execute", HTTP_AUTH_USER, api_run_resolve, api_run_prepare, api_execute},
-    {"POST", "/admin/reload", HTTP_AUTH_ADMIN, NULL, NULL, api_admin_reload},
-    {"DELETE", "/cache/{name}", HTTP_AUTH_ADMIN, api_run_resolve, NULL, api_cache_purge},
+    /* method, pattern, auth, runs, resolve (before the chain), prepare (before the body), handle */
+    {"GET", "/health", HTTP_AUTH_NONE, 0, NULL, NULL, api_health},
+    {"GET", "/ready", HTTP_AUTH_NONE, 0, NULL, NULL, api_ready},
+    {"GET", "/workflows", HTTP_AUTH_USER, 0, NULL, NULL, api_workflows_list},
+    {"GET", "/workflows/{name}", HTTP_AUTH_USER, 0, api_run_resolve, NULL, api_workflows_get},
+    {"POST", "/workflows/{name}/run", HTTP_AUTH_USER, 1, api_run_resolve, api_run_prepare, api_run},
+    {"POST", "/workflows/{name}/execute", HTTP_AUTH_USER, 1, api_run_resolve, api_run_prepare, api_execute},
+    {"POST", "/admin/reload", HTTP_AUTH_ADMIN, 0, NULL, NULL, api_admin_reload},
+    {"DELETE", "/cache/{name}", HTTP_AUTH_ADMIN, 0, api_run_resolve, NULL, api_cache_purge},
 };
 
 /* Matches pattern against path; on success copies the {name} segment into param. */

@@ -86,7 +86,7 @@ static void rl_check_build(kreq *r, rl_check *c)
     c->names[0] = "default";
     c->lens[0] = key_make(c->keys[0], who ? "rl:p:" : "rl:ip:", id);
     c->pol[0] = policy(who ? cfg->rl_authenticated : cfg->rl_anonymous, cfg->rl_burst);
-    const workflow *wf = http_req_workflow_def(r);
+    const workflow *wf = http_req_route(r)->runs ? http_req_workflow_def(r) : NULL; /* not a view or a purge */
     if (wf && wf->rate_per_minute) {
         char scoped[600];
         snprintf(scoped, sizeof scoped, "%s:%s", wf->name, id);

@@ -95,8 +95,11 @@ def test_per_workflow_limit(daemons):
     assert_error(r, 429, "rate_limited")
     assert r.headers["X-RateLimit-Limit"] == "2"
     assert statuses(d, 3) == [200, 200, 200], "other workflows only count against the tier"
+    # viewing the workflow is not running it: only the tier's policy applies there
+    r = d.get("/workflows/narrow")
+    assert r.status_code == 200 and r.headers["RateLimit-Policy"] == '"default";q=100;w=60', r.headers
     # the refused request charged neither policy: the tier shows 100 - 2 (narrow) - 3 (hello) - this one
-    assert d.run("hello", {}).headers["X-RateLimit-Remaining"] == str(100 - 2 - 3 - 1)
+    assert d.run("hello", {}).headers["X-RateLimit-Remaining"] == str(100 - 2 - 3 - 1 - 1)
 
 
 def test_tiers_with_auth(daemons):
