@@ -46,6 +46,13 @@ typedef struct kconfig {
     int rl_requests_per_minute;   /* the SDK's shape: both tiers' default when set (0: unset) */
     char *redis_url;              /* NULL: no Redis (local rate limits); holds a password: never log it */
     int redis_timeout_ms;         /* every Redis command's deadline */
+    char *database_url;           /* NULL: run records in the embedded journal; holds a password: never log it */
+    int store_enabled;            /* store.enabled: run records kept (default true) */
+    int store_queue_max;          /* store.queue_max: records pending at most (more are dropped, counted) */
+    int store_batch_max;          /* store.batch_max: records per write batch at most */
+    size_t store_segment_bytes;   /* store.segment_bytes: a journal segment is rotated past this size */
+    int store_retain_segments;    /* store.retain_segments: journal segments kept (0: no count limit) */
+    int store_retain_s;           /* store.retain_s: journal segments older than this removed (0: no age limit) */
     size_t cache_l1_max_bytes;
     int cache_default_ttl_s;
     size_t upstream_max_response_bytes;

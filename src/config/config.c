@@ -79,7 +79,14 @@ static const key_row rows[] = {
     {"upstream.max_hops", K_INT, OFF(upstream_max_hops), 0, 255, NULL, NULL},
     {"redis_url", K_STR_NULL, OFF(redis_url), 0, 0, NULL, NULL},
     {"redis_timeout_ms", K_INT, OFF(redis_timeout_ms), 1, 60000, NULL, NULL},
-    NOTYET("database_url", "null", "Postgres support is not built yet"),
+    {"database_url", K_STR_NULL, OFF(database_url), 0, 0, NULL, NULL},
+    {"store", K_OBJ, 0, 0, 0, NULL, NULL},
+    {"store.enabled", K_BOOL, OFF(store_enabled), 0, 0, NULL, NULL},
+    {"store.queue_max", K_INT, OFF(store_queue_max), 1, 10000000, NULL, NULL},
+    {"store.batch_max", K_INT, OFF(store_batch_max), 1, 100000, NULL, NULL},
+    {"store.segment_bytes", K_SIZE, OFF(store_segment_bytes), 4096, 1LL << 40, NULL, NULL},
+    {"store.retain_segments", K_INT, OFF(store_retain_segments), 0, 1000000, NULL, NULL},
+    {"store.retain_s", K_INT, OFF(store_retain_s), 0, 1000000000, NULL, NULL},
     {"jobs", K_OBJ, 0, 0, 0, NULL, NULL},
     NOTYET("jobs.claim_idle_ms", "30000", "async jobs are not built yet"),
     NOTYET("jobs.callback_max_attempts", "8", "async jobs are not built yet"),
@@ -284,6 +291,12 @@ static kconfig *config_defaults(const char *file)
     c->rl_authenticated = -1; /* unset: rate_limiting.requests_per_minute, else 1000 (rl_tiers) */
     c->rl_anonymous = -1;     /* unset: requests_per_minute, else 100 */
     c->redis_timeout_ms = 20;
+    c->store_enabled = 1;
+    c->store_queue_max = 65536;
+    c->store_batch_max = 1024;
+    c->store_segment_bytes = (size_t)64 << 20;
+    c->store_retain_segments = 16;
+    c->store_retain_s = 0;
     c->auth_api_keys = json_array();
     c->jwt_roles_claim = strdup("roles");
     c->jwt_leeway_s = 60;
@@ -410,5 +423,6 @@ void config_free(kconfig *c)
     free_list(c->jwt_audience, c->n_jwt_audience);
     free(c->jwt_roles_claim);
     free(c->redis_url);
+    free(c->database_url);
     free(c);
 }
