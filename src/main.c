@@ -23,6 +23,7 @@
 #include "kailash/http.h"
 #include "kailash/log.h"
 #include "kailash/redis.h"
+#include "kailash/store.h"
 
 static const char *g_config_path;
 static kconfig *g_cfg; /* the config serving now */
@@ -185,9 +186,19 @@ static int drain_wait(int grace_ms)
  * loops and pool: nothing runs after that); flush every sink; exit as soon as all that is done: 0,
  * or 1 when the grace ran out and runs had to be cancelled. */
 #define SHUTDOWN_CANCEL_MS 1000 /* after the grace: how long cancelled runs' answers may take */
+#define STORE_STOP_MIN_MS 1000  /* the run store's time to write what it holds, at the least */
+
+/* The run store writes out what it holds by the end of the grace (writing to the journal or the
+ * spool takes milliseconds; the floor is for a grace used up by requests). */
+static double store_deadline(double stop_began_ms)
+{
+    double end = stop_began_ms + g_cfg->shutdown_grace_ms, floor = util_now_ms() + STORE_STOP_MIN_MS;
+    return end > floor ? end : floor;
+}
 
 static int graceful_stop(void)
 {
+    double began = util_now_ms();
     log_msg(LOG_INFO, "stopping: no new connections, waiting for %d request(s)", http_server_inflight());
     http_server_quiesce();
     pthread_mutex_lock(&g_reload_mu); /* no reload may swap g_cfg from here on */
@@ -206,6 +217,7 @@ static int graceful_stop(void)
          * written out what they hold (the cut runs never ended, so they have no record). */
         log_msg(LOG_ERROR, "%d request(s) in flight cut", cut);
         engine_sinks_flush();
+        store_stop(store_deadline(began));
         log_access_flush();
         _exit(1);
     }
@@ -215,6 +227,7 @@ static int graceful_stop(void)
     redis_stop();
     engine_stop();
     engine_sinks_flush();
+    store_stop(store_deadline(began)); /* after every run ended: every record is put */
     registry_publish(NULL);
     auth_ctx_free(auth_ctx_publish(NULL));
     config_free(g_cfg);
@@ -262,6 +275,10 @@ static int serve(void)
     }
     if (g_cfg->redis_url)
         cache_gens_watch(loops[0]); /* purges made by other instances */
+    if (store_start(g_cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "kailashd: run records: %s\n", err);
+        return 1;
+    }
     registry *reg = registry_load(g_cfg, engine_node_env(), NULL);
     if (!reg) {
         fprintf(stderr, "kailashd: out of memory\n");

@@ -22,6 +22,9 @@ int api_execute(kreq *r);
 int api_cache_purge(kreq *r);
 /* admin.c */
 int api_admin_reload(kreq *r);
+/* runs_read.c: GET /runs/{run_id} and GET /runs */
+int api_runs_get(kreq *r);
+int api_runs_list(kreq *r);
 /* What reload does (main.c provides it): reloads config and workflows. Returns 0 with *result set
  * ({"reloaded":true,...}), or -1 with err when the new config is invalid (422). */
 typedef int (*api_reload_fn)(json_t **result, char *err, size_t errlen);

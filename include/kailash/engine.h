@@ -111,6 +111,7 @@ typedef struct run_opts {
     double deadline_ms; /* 0, or a util_now_ms() the run must end by even if its timeout_ms is longer */
     struct ioloop *home; /* NULL (the creating thread's loop), or the loop its I/O starts on: a WorkflowNode's
                           * run stays on its caller's loop, as one request's I/O does */
+    const char *cache;   /* the run record's "cache": "MISS" (looked up, not found), else "BYPASS" */
     run_done_fn done;
     void *ud;
 } run_opts;
@@ -139,6 +140,14 @@ const char *run_error_message(const run *r);
 const char *run_error_node(const run *r);
 double run_duration_ms(const run *r);
 const workflow *run_workflow(const run *r);
+/* For the run record: the inputs object, the caller ("anonymous" without one), the WorkflowNode
+ * depth (0: a run a request or job started), run_opts.cache, and how long it waited for a slot. */
+json_t *run_inputs(const run *r);
+const char *run_request_id(const run *r); /* "" without a request */
+const char *run_principal(const run *r);
+int run_depth(const run *r);
+const char *run_cache_tag(const run *r);
+double run_wait_ms(const run *r);
 
 /* ---- sinks ---- */
 

@@ -81,6 +81,28 @@ int store_put(const store_rec *rec);
 void store_get(const char *run_id, store_get_cb cb, void *ud);
 void store_list(const store_query *q, store_list_cb cb, void *ud);
 
+/* ---- records (record.c) ---- */
+
+/* The record of a cache hit: a completed run that ran nothing, its outputs the stored bytes. */
+typedef struct store_hit {
+    const char *run_id, *workflow, *version;
+    const char *cache;      /* "HIT-L1" or "HIT-L2" */
+    const char *principal;  /* "anonymous" without one */
+    const char *request_id;
+    json_t *inputs;         /* NULL: {} */
+    const char *outputs;    /* JSON text, outputs_len bytes */
+    size_t outputs_len;
+    double duration_ms;
+} store_hit;
+void store_record_hit(const store_hit *h);
+
+struct run;
+struct buf;
+/* The record of an ended run, appended to b (NUL-terminated). 0, or -1 out of memory. */
+int store_record_of_run(const struct run *r, struct buf *b);
+/* The creation time (Unix ms) a UUIDv7 text carries. */
+double store_uuid7_ms(const char *run_id);
+
 /* For /ready: "ok", "down" or "disabled" per check the backend has ("journal" or "postgres"), and a
  * reason when down (why, may be empty). */
 typedef struct store_health {

@@ -5,10 +5,13 @@
  * the reason in "reasons", until its first fetch succeeded: tokens are refused meanwhile, so the
  * instance is degraded); and the workflow files that failed to load, without changing its status
  * for them. */
+#include <string.h>
+
 #include "kailash/api.h"
 #include "kailash/auth.h"
 #include "kailash/engine.h"
 #include "kailash/redis.h"
+#include "kailash/store.h"
 
 static double g_start_ms;
 
@@ -31,14 +34,26 @@ int api_ready(kreq *r)
     registry_release(reg);
     char why[200];
     int jwks = jwks_remote_state(why, sizeof why), redis = redis_state();
-    int down = jwks == 0 || redis == 0;
+    store_health sh;
+    store_health_get(&sh);
+    int pg = sh.check && strcmp(sh.check, "postgres") == 0 ? sh.up : -1;
+    int down = jwks == 0 || redis == 0 || (sh.check && !sh.up);
+    json_t *reasons = json_object();
     json_t *body = json_pack("{s:s,s:{s:s,s:s},s:o}", "status", down ? "degraded" : "ready", "checks", "redis",
-                             redis < 0 ? "disabled" : redis ? "ok" : "down", "postgres", "disabled", "workflow_errors",
-                             errors);
-    if (body && jwks >= 0)
-        json_object_set_new(json_object_get(body, "checks"), "jwks", json_string(jwks ? "ok" : "down"));
-    if (body && jwks == 0)
-        json_object_set_new(body, "reasons", json_pack("{s:s}", "jwks", why));
+                             redis < 0 ? "disabled" : redis ? "ok" : "down", "postgres",
+                             pg < 0 ? "disabled" : pg ? "ok" : "down", "workflow_errors", errors);
+    json_t *checks = json_object_get(body, "checks");
+    if (sh.check && pg < 0) /* the journal */
+        json_object_set_new(checks, sh.check, json_string(sh.up ? "ok" : "down"));
+    if (sh.check && !sh.up)
+        json_object_set_new(reasons, sh.check, json_string(sh.why));
+    if (jwks >= 0)
+        json_object_set_new(checks, "jwks", json_string(jwks ? "ok" : "down"));
+    if (jwks == 0)
+        json_object_set_new(reasons, "jwks", json_string(why));
+    if (body && json_object_size(reasons))
+        json_object_set(body, "reasons", reasons);
+    json_decref(reasons);
     http_reply_json(r, down ? 503 : 200, body);
     return HTTP_DONE;
 }

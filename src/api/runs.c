@@ -354,6 +354,7 @@ int runs_start(kreq *r, json_t *inputs, json_t *params)
                   .inputs = inputs,
                   .parameters = params,
                   .hops = http_req_hops(r),
+                  .cache = s->cached && s->lookup ? "MISS" : "BYPASS",
                   .done = on_run_done,
                   .ud = r};
     s->run = run_create(s->ex, &o);

@@ -29,6 +29,7 @@
 #include <strings.h>
 
 #include "kailash/auth.h"
+#include "kailash/store.h"
 #include "runs_internal.h"
 
 #define RC_POLL_MS 25
@@ -143,6 +144,10 @@ static void rc_reply_hit(kreq *r, const char *bytes, size_t len, const char *xca
     http_req_set_run_id(r, id);
     http_reply_header(r, "X-Run-ID", id);
     http_reply_header(r, "X-Cache", xcache);
+    const auth_principal *who = http_req_principal(r);
+    store_hit h = {id, wf->name, wf->version, xcache, who ? auth_principal_id(who) : "anonymous",
+                   http_req_request_id(r), s->inputs, bytes, len, dur};
+    store_record_hit(&h);
     http_reply_header(r, "Age", age);
 }
 

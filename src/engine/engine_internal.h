@@ -16,7 +16,6 @@ json_t *engine_template_env(void);
 void engine_sinks_run_end(const run *r);
 
 /* run.c: the request id r was started with ("" for none; borrowed while r is held). */
-const char *run_request_id(const run *r);
 /* run.c: the executor r belongs to (borrowed while r is held). */
 executor *run_executor(const run *r);
 /* run.c: the I/O loop r's I/O nodes start on (the loop it was created on). */

@@ -46,6 +46,7 @@ struct run {
     json_t *principal_attributes;
     json_t *inputs, *parameters;
     int hops;        /* X-Kailash-Hops of the request that started the run */
+    const char *cache_tag; /* run_opts.cache: "MISS" or "BYPASS" (static) */
     int depth;       /* WorkflowNode nesting (run_opts.depth) */
     ioloop *home;    /* the loop of the thread that created the run: its I/O starts there */
     json_t *results; /* node id -> outputs: also the template scope's `nodes` */
@@ -102,6 +103,7 @@ run *run_create(executor *ex, const run_opts *o)
     r->parameters = o->parameters ? json_incref(o->parameters) : NULL;
     r->hops = o->hops;
     r->depth = o->depth;
+    r->cache_tag = o->cache && strcmp(o->cache, "MISS") == 0 ? "MISS" : "BYPASS";
     r->principal_id = o->principal_id ? strdup(o->principal_id) : NULL;
     r->principal_roles = o->principal_roles ? json_incref(o->principal_roles) : NULL;
     r->principal_attributes = o->principal_attributes ? json_incref(o->principal_attributes) : NULL;
@@ -651,6 +653,26 @@ const char *run_error_node(const run *r)
 const workflow *run_workflow(const run *r)
 {
     return r->wf;
+}
+json_t *run_inputs(const run *r)
+{
+    return r->inputs;
+}
+const char *run_principal(const run *r)
+{
+    return r->principal_id ? r->principal_id : "anonymous";
+}
+int run_depth(const run *r)
+{
+    return r->depth;
+}
+const char *run_cache_tag(const run *r)
+{
+    return r->cache_tag;
+}
+double run_wait_ms(const run *r)
+{
+    return (r->t_started ? r->t_started : r->t_created) - r->t_created;
 }
 
 double run_duration_ms(const run *r)

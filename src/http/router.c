@@ -15,6 +15,8 @@ static const http_route routes[] = {
     {"GET", "/workflows/{name}", HTTP_AUTH_USER, 0, api_run_resolve, NULL, api_workflows_get},
     {"POST", "/workflows/{name}/run", HTTP_AUTH_USER, 1, api_run_resolve, api_run_prepare, api_run},
     {"POST", "/workflows/{name}/execute", HTTP_AUTH_USER, 1, api_run_resolve, api_run_prepare, api_execute},
+    {"GET", "/runs", HTTP_AUTH_USER, 0, NULL, NULL, api_runs_list},
+    {"GET", "/runs/{name}", HTTP_AUTH_USER, 0, NULL, NULL, api_runs_get},
     {"POST", "/admin/reload", HTTP_AUTH_ADMIN, 0, NULL, NULL, api_admin_reload},
     {"DELETE", "/cache/{name}", HTTP_AUTH_ADMIN, 0, api_run_resolve, NULL, api_cache_purge},
 };

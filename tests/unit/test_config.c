@@ -100,9 +100,30 @@ Test(config, refusals)
     refused("{\"port\": 1, \"port\": 2}", "duplicate");
 }
 
+Test(config, store_keys)
+{
+    kconfig *c;
+    char err[512];
+    cr_assert_eq(load("{\"database_url\": \"postgres://u@h/db\", \"store\": {\"queue_max\": 7, \"batch_max\": 3, "
+                          "\"segment_bytes\": 8192, \"retain_segments\": 2, \"retain_s\": 60, \"enabled\": false}}",
+                          &c, err),
+                 0, "%s", err);
+    cr_assert_str_eq(c->database_url, "postgres://u@h/db");
+    cr_assert_eq(c->store_queue_max, 7);
+    cr_assert_eq(c->store_batch_max, 3);
+    cr_assert_eq(c->store_segment_bytes, 8192);
+    cr_assert_eq(c->store_retain_segments, 2);
+    cr_assert_eq(c->store_retain_s, 60);
+    cr_assert_eq(c->store_enabled, 0);
+    config_free(c);
+    refused("{\"store\": {\"queue_max\": 0}}", "store.queue_max");
+    refused("{\"store\": {\"segment_bytes\": 100}}", "store.segment_bytes");
+    refused("{\"store\": {\"enabled\": 1}}", "store.enabled");
+}
+
 Test(config, unbuilt_features_refused_unless_default)
 {
-    refused("{\"database_url\": \"postgres://x\"}", "Postgres");
+    refused("{\"jobs\": {\"claim_idle_ms\": 5}}", "async jobs");
     refused("{\"tls\": {\"cert_file\": \"/x.pem\"}}", "TLS");
     refused("{\"cache\": {\"default_ttl_s\": 0}}", "cache.default_ttl_s");
     refused("{\"cache\": {\"l1_max_bytes\": 1000}}", "cache.l1_max_bytes");

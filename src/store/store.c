@@ -1,0 +1,417 @@
+/* store: the run store's interface over its backend (store_internal.h says who owns what).
+ *
+ * The pending set holds every record from store_put until its backend made it durable: a hash on
+ * run_id for reads (the instance that answered a run reads its record at once) and a count that
+ * bounds it (store.queue_max: a put beyond it is dropped, counted and logged, never silently). Reads
+ * look in the pending set, then ask the backend; a list merges both, newest first, so a page shows
+ * what was just answered as well as what is written. */
+#include <ctype.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kailash/log.h"
+#include "kailash/util.h"
+#include "store_internal.h"
+
+#define PENDING_BUCKETS 16384 /* a power of two; the set holds at most queue_max items */
+
+/* Until the backends land (temporary). */
+extern const store_backend store_journal __attribute__((weak));
+extern const store_backend store_postgres __attribute__((weak));
+
+static const store_backend *g_be; /* NULL: no store (store.enabled false, or not started) */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static store_item *g_bucket[PENDING_BUCKETS];
+static size_t g_pending;
+static size_t g_queue_max;
+static uint64_t g_seq;
+static atomic_uint_fast64_t g_put, g_written, g_dropped;
+static double g_drop_logged_ms;
+
+int store_record_sink_add(void); /* record.c */
+
+static size_t bucket_of(const char *run_id)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = run_id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return (size_t)(h & (PENDING_BUCKETS - 1));
+}
+
+static void lower_id(const char *in, char out[37])
+{
+    size_t i = 0;
+    for (; in[i] && i < 36; i++)
+        out[i] = (char)tolower((unsigned char)in[i]);
+    out[i] = '\0';
+}
+
+/* ---- start and stop ---------------------------------------------------------------------------- */
+
+int store_start(const kconfig *cfg, char *err, size_t errlen)
+{
+    if (!cfg->store_enabled)
+        return 0;
+    const store_backend *be = cfg->database_url ? &store_postgres : &store_journal;
+    if (!be) { /* temporary, until the backend lands */
+        log_msg(LOG_WARN, "run records: %s is not built yet", cfg->database_url ? "Postgres" : "the journal");
+        return 0;
+    }
+    g_queue_max = (size_t)cfg->store_queue_max;
+    if (be->start(cfg, err, errlen) != 0)
+        return -1;
+    g_be = be;
+    if (store_record_sink_add() != 0)
+        return util_err(err, errlen, "too many engine sinks");
+    log_msg(LOG_INFO, "run records: %s", be->check);
+    return 0;
+}
+
+void store_stop(double deadline_ms)
+{
+    if (!g_be)
+        return;
+    g_be->stop(deadline_ms);
+    pthread_mutex_lock(&g_mu);
+    size_t left = g_pending;
+    pthread_mutex_unlock(&g_mu);
+    if (left)
+        log_msg(LOG_ERROR, "run records: %zu record(s) could not be written before the deadline and are lost", left);
+    g_be = NULL;
+}
+
+int store_enabled(void)
+{
+    return g_be != NULL;
+}
+
+/* ---- writing ------------------------------------------------------------------------------------- */
+
+static store_item *item_make(const store_rec *rec)
+{
+    size_t wl = strlen(rec->workflow) + 1, pl = strlen(rec->principal) + 1;
+    store_item *it = malloc(sizeof *it + wl + pl + rec->len + 1);
+    if (!it)
+        return NULL;
+    memset(it, 0, sizeof *it);
+    lower_id(rec->run_id, it->run_id);
+    util_copy(it->status, sizeof it->status, rec->status);
+    char *p = it->data;
+    memcpy(p, rec->workflow, wl);
+    it->workflow = p;
+    memcpy(p += wl, rec->principal, pl);
+    it->principal = p;
+    memcpy(p += pl, rec->json, rec->len);
+    p[rec->len] = '\0';
+    it->json = p;
+    it->len = rec->len;
+    return it;
+}
+
+static void count_drop(void)
+{
+    uint64_t n = atomic_fetch_add(&g_dropped, 1) + 1;
+    double now = util_now_ms();
+    if (now - g_drop_logged_ms >= 1000.0) { /* a benign race: at most a line or two a second */
+        g_drop_logged_ms = now;
+        log_msg(LOG_ERROR, "run records: the pending queue is full (store.queue_max %zu): %llu record(s) dropped so far",
+                g_queue_max, (unsigned long long)n);
+    }
+}
+
+/* Links it into the set, in place of an older item of the same run (which stays queued, and is
+ * freed when written). Under g_mu. */
+static void pending_insert(store_item *it)
+{
+    store_item **p = &g_bucket[bucket_of(it->run_id)];
+    for (; *p; p = &(*p)->hnext)
+        if (strcmp((*p)->run_id, it->run_id) == 0) {
+            it->hnext = (*p)->hnext;
+            (*p)->hnext = NULL;
+            *p = it;
+            return;
+        }
+    it->hnext = NULL;
+    *p = it;
+}
+
+int store_put(const store_rec *rec)
+{
+    const store_backend *be = g_be;
+    if (!be)
+        return -1;
+    store_item *it = item_make(rec);
+    pthread_mutex_lock(&g_mu);
+    if (!it || g_pending >= g_queue_max) {
+        pthread_mutex_unlock(&g_mu);
+        free(it);
+        count_drop();
+        return -1;
+    }
+    it->seq = ++g_seq;
+    g_pending++;
+    pending_insert(it);
+    pthread_mutex_unlock(&g_mu);
+    atomic_fetch_add(&g_put, 1);
+    be->enqueue(it);
+    return 0;
+}
+
+void store_written(store_item *const *items, size_t n)
+{
+    pthread_mutex_lock(&g_mu);
+    for (size_t i = 0; i < n; i++) {
+        for (store_item **p = &g_bucket[bucket_of(items[i]->run_id)]; *p; p = &(*p)->hnext)
+            if (*p == items[i]) {
+                *p = items[i]->hnext;
+                break;
+            }
+        g_pending--;
+    }
+    pthread_mutex_unlock(&g_mu);
+    atomic_fetch_add(&g_written, n);
+    for (size_t i = 0; i < n; i++)
+        free(items[i]);
+}
+
+/* ---- reading one ------------------------------------------------------------------------------------ */
+
+void store_get(const char *run_id, store_get_cb cb, void *ud)
+{
+    const store_backend *be = g_be;
+    if (!be) {
+        cb(ud, STORE_UNAVAILABLE, NULL, 0);
+        return;
+    }
+    char id[37];
+    lower_id(run_id, id);
+    char *copy = NULL;
+    size_t len = 0;
+    pthread_mutex_lock(&g_mu);
+    for (store_item *it = g_bucket[bucket_of(id)]; it; it = it->hnext)
+        if (strcmp(it->run_id, id) == 0) {
+            len = it->len;
+            copy = malloc(len + 1);
+            if (copy)
+                memcpy(copy, it->json, len);
+            break;
+        }
+    pthread_mutex_unlock(&g_mu);
+    if (copy) {
+        cb(ud, STORE_OK, copy, len);
+        free(copy);
+        return;
+    }
+    be->get(id, cb, ud);
+}
+
+/* ---- reading a page ------------------------------------------------------------------------------- */
+
+typedef struct rec_copy {
+    char run_id[37];
+    char *json;
+    size_t len;
+} rec_copy;
+
+typedef struct list_ctx {
+    store_list_cb cb;
+    void *ud;
+    int limit;
+    rec_copy *pend; /* matching pending records, newest first */
+    size_t npend;
+} list_ctx;
+
+static int item_matches(const store_item *it, const store_query *q)
+{
+    return (!q->workflow || strcmp(it->workflow, q->workflow) == 0) &&
+           (!q->status || strcmp(it->status, q->status) == 0) &&
+           (!q->principal || strcmp(it->principal, q->principal) == 0) &&
+           (!q->before || strcmp(it->run_id, q->before) < 0);
+}
+
+static int copy_newest_first(const void *a, const void *b)
+{
+    return -strcmp(((const rec_copy *)a)->run_id, ((const rec_copy *)b)->run_id);
+}
+
+/* Copies the pending records q matches (at most limit of the newest: no page needs more). */
+static int pending_collect(const store_query *q, list_ctx *c)
+{
+    size_t cap = 0;
+    pthread_mutex_lock(&g_mu);
+    for (size_t b = 0; g_pending && b < PENDING_BUCKETS; b++)
+        for (store_item *it = g_bucket[b]; it; it = it->hnext) {
+            if (!item_matches(it, q))
+                continue;
+            if (c->npend == cap) {
+                size_t ncap = cap ? cap * 2 : 16;
+                rec_copy *n = realloc(c->pend, ncap * sizeof *n);
+                if (!n)
+                    goto oom;
+                c->pend = n;
+                cap = ncap;
+            }
+            rec_copy *rc = &c->pend[c->npend];
+            memcpy(rc->run_id, it->run_id, sizeof rc->run_id);
+            rc->len = it->len;
+            if (!(rc->json = malloc(it->len + 1)))
+                goto oom;
+            memcpy(rc->json, it->json, it->len);
+            c->npend++;
+        }
+    pthread_mutex_unlock(&g_mu);
+    qsort(c->pend, c->npend, sizeof *c->pend, copy_newest_first);
+    return 0;
+oom:
+    pthread_mutex_unlock(&g_mu);
+    return -1;
+}
+
+static void list_ctx_free(list_ctx *c)
+{
+    for (size_t i = 0; i < c->npend; i++)
+        free(c->pend[i].json);
+    free(c->pend);
+    free(c);
+}
+
+/* The backend's page merged with the pending records: newest first, a run once (pending wins: it is
+ * the newer state), at most limit. */
+static void list_merged(void *ud, int status, const store_page *bp)
+{
+    list_ctx *c = ud;
+    if (status != STORE_OK) {
+        c->cb(c->ud, status, NULL);
+        list_ctx_free(c);
+        return;
+    }
+    size_t cap = (size_t)c->limit, n = 0, i = 0, j = 0;
+    const char *json[STORE_LIST_MAX], *ids[STORE_LIST_MAX];
+    size_t len[STORE_LIST_MAX];
+    while (n < cap && (i < c->npend || j < bp->n)) {
+        int cmp = i >= c->npend ? 1 : j >= bp->n ? -1 : -strcmp(c->pend[i].run_id, bp->run_id[j]);
+        if (cmp <= 0) {
+            json[n] = c->pend[i].json, len[n] = c->pend[i].len, ids[n++] = c->pend[i].run_id;
+            j += cmp == 0; /* the same run written and still pending */
+            i++;
+        } else {
+            json[n] = bp->json[j], len[n] = bp->len[j], ids[n++] = bp->run_id[j];
+            j++;
+        }
+    }
+    store_page page = {n, json, len, ids, bp->more || i < c->npend || j < bp->n};
+    c->cb(c->ud, STORE_OK, &page);
+    list_ctx_free(c);
+}
+
+void store_list(const store_query *q, store_list_cb cb, void *ud)
+{
+    const store_backend *be = g_be;
+    list_ctx *c = be ? calloc(1, sizeof *c) : NULL;
+    if (!c) {
+        cb(ud, STORE_UNAVAILABLE, NULL);
+        return;
+    }
+    c->cb = cb;
+    c->ud = ud;
+    c->limit = q->limit < 1 ? 1 : q->limit > STORE_LIST_MAX ? STORE_LIST_MAX : q->limit;
+    store_query bq = *q;
+    bq.limit = c->limit;
+    char before[37];
+    if (q->before) {
+        lower_id(q->before, before);
+        bq.before = before;
+    }
+    if (pending_collect(&bq, c) != 0) {
+        cb(ud, STORE_UNAVAILABLE, NULL);
+        list_ctx_free(c);
+        return;
+    }
+    be->list(&bq, list_merged, c);
+}
+
+/* ---- health and counters ------------------------------------------------------------------------------ */
+
+void store_health_get(store_health *h)
+{
+    memset(h, 0, sizeof *h);
+    const store_backend *be = g_be;
+    if (be)
+        be->health(h);
+}
+
+void store_counts_get(store_counts *c)
+{
+    c->put = atomic_load(&g_put);
+    c->written = atomic_load(&g_written);
+    c->dropped = atomic_load(&g_dropped);
+    pthread_mutex_lock(&g_mu);
+    c->pending = g_pending;
+    pthread_mutex_unlock(&g_mu);
+}
+
+/* ---- ids and cursors ------------------------------------------------------------------------------------ */
+
+int store_is_uuid(const char *s)
+{
+    for (int i = 0; i < 36; i++) {
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+            return 0;
+    }
+    return s[36] == '\0';
+}
+
+static const char b64u[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* The cursor is the run id's 16 bytes in base64url (22 characters): opaque to clients, and checked
+ * on the way back (a cursor we did not make is a 400, never a query). */
+void store_cursor_encode(const char *run_id, char out[33])
+{
+    unsigned char b[18] = {0};
+    for (int i = 0, k = 0; run_id[i] && k < 32; i++) {
+        if (run_id[i] == '-')
+            continue;
+        int v = isdigit((unsigned char)run_id[i]) ? run_id[i] - '0' : (tolower((unsigned char)run_id[i]) - 'a' + 10);
+        b[k / 2] = (unsigned char)(b[k / 2] | (v << (k % 2 ? 0 : 4)));
+        k++;
+    }
+    int o = 0;
+    for (int i = 0; i < 18; i += 3) {
+        unsigned v = (unsigned)b[i] << 16 | (unsigned)b[i + 1] << 8 | b[i + 2];
+        for (int s = 18; s >= 0 && o < 22; s -= 6)
+            out[o++] = b64u[(v >> s) & 63];
+    }
+    out[o] = '\0';
+}
+
+int store_cursor_decode(const char *cursor, char run_id[37])
+{
+    if (strlen(cursor) != 22)
+        return -1;
+    unsigned char b[18] = {0};
+    for (int i = 0; i < 22; i++) {
+        const char *p = strchr(b64u, cursor[i]);
+        if (!p || !cursor[i])
+            return -1;
+        unsigned v = (unsigned)(p - b64u);
+        int bit = i * 6;
+        for (int k = 5; k >= 0; k--, bit++)
+            if (v >> k & 1)
+                b[bit / 8] |= (unsigned char)(0x80 >> (bit % 8));
+    }
+    static const char hex[] = "0123456789abcdef";
+    char *p = run_id;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *p++ = '-';
+        *p++ = hex[b[i] >> 4];
+        *p++ = hex[b[i] & 15];
+    }
+    *p = '\0';
+    char back[33];
+    store_cursor_encode(run_id, back);
+    return strcmp(back, cursor) == 0 ? 0 : -1;
+}
