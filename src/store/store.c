@@ -59,6 +59,11 @@ int store_start(const kconfig *cfg, char *err, size_t errlen)
         log_msg(LOG_WARN, "run records: %s is not built yet", cfg->database_url ? "Postgres" : "the journal");
         return 0;
     }
+    return store_start_backend(be, cfg, err, errlen);
+}
+
+int store_start_backend(const store_backend *be, const kconfig *cfg, char *err, size_t errlen)
+{
     g_queue_max = (size_t)cfg->store_queue_max;
     if (be->start(cfg, err, errlen) != 0)
         return -1;

@@ -43,6 +43,9 @@ typedef struct store_backend {
 extern const store_backend store_journal;
 extern const store_backend store_postgres;
 
+/* store_start with be (tests use a backend of their own). */
+int store_start_backend(const store_backend *be, const kconfig *cfg, char *err, size_t errlen);
+
 /* From the backend's thread: these items are durable. Lets them go (and frees them). */
 void store_written(store_item *const *items, size_t n);
 
