@@ -131,6 +131,11 @@ static int do_reload(json_t **result, char *err, size_t errlen)
     if (strcmp(cfg->redis_url ? cfg->redis_url : "", g_cfg->redis_url ? g_cfg->redis_url : "") != 0 ||
         cfg->redis_timeout_ms != g_cfg->redis_timeout_ms)
         log_msg(LOG_WARN, "reload: redis_url and redis_timeout_ms take effect only after a restart");
+    if (strcmp(cfg->database_url ? cfg->database_url : "", g_cfg->database_url ? g_cfg->database_url : "") != 0 ||
+        cfg->store_enabled != g_cfg->store_enabled || cfg->store_queue_max != g_cfg->store_queue_max ||
+        cfg->store_batch_max != g_cfg->store_batch_max || cfg->store_segment_bytes != g_cfg->store_segment_bytes ||
+        cfg->store_retain_segments != g_cfg->store_retain_segments || cfg->store_retain_s != g_cfg->store_retain_s)
+        log_msg(LOG_WARN, "reload: database_url and store.* take effect only after a restart");
     registry *prev = registry_acquire();
     registry *reg = registry_load(cfg, engine_node_env(), prev);
     registry_release(prev);
