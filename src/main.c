@@ -108,6 +108,26 @@ static int jwks_follow(const kconfig *cfg, char *err, size_t errlen)
     return jwks_remote_configure(&o, err, errlen);
 }
 
+static int str_differs(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") != 0;
+}
+
+/* Settings a reload cannot apply (threads, sockets and connections made at start) are logged. */
+static void warn_restart_only(const kconfig *cfg)
+{
+    const kconfig *o = g_cfg;
+    if (cfg->port != o->port || strcmp(cfg->host, o->host) != 0 || cfg->workers != o->workers)
+        log_msg(LOG_WARN, "reload: host, port and workers take effect only after a restart");
+    if (str_differs(cfg->redis_url, o->redis_url) || cfg->redis_timeout_ms != o->redis_timeout_ms)
+        log_msg(LOG_WARN, "reload: redis_url and redis_timeout_ms take effect only after a restart");
+    if (str_differs(cfg->database_url, o->database_url) || cfg->store_enabled != o->store_enabled ||
+        cfg->store_queue_max != o->store_queue_max || cfg->store_batch_max != o->store_batch_max ||
+        cfg->store_segment_bytes != o->store_segment_bytes || cfg->store_retain_segments != o->store_retain_segments ||
+        cfg->store_retain_s != o->store_retain_s)
+        log_msg(LOG_WARN, "reload: database_url and store.* take effect only after a restart");
+}
+
 /* api_reload_fn: new config, new registry, swap. */
 static int do_reload(json_t **result, char *err, size_t errlen)
 {
@@ -126,16 +146,7 @@ static int do_reload(json_t **result, char *err, size_t errlen)
         log_msg(LOG_ERROR, "reload refused: %s", err);
         return -1;
     }
-    if (cfg->port != g_cfg->port || strcmp(cfg->host, g_cfg->host) != 0 || cfg->workers != g_cfg->workers)
-        log_msg(LOG_WARN, "reload: host, port and workers take effect only after a restart");
-    if (strcmp(cfg->redis_url ? cfg->redis_url : "", g_cfg->redis_url ? g_cfg->redis_url : "") != 0 ||
-        cfg->redis_timeout_ms != g_cfg->redis_timeout_ms)
-        log_msg(LOG_WARN, "reload: redis_url and redis_timeout_ms take effect only after a restart");
-    if (strcmp(cfg->database_url ? cfg->database_url : "", g_cfg->database_url ? g_cfg->database_url : "") != 0 ||
-        cfg->store_enabled != g_cfg->store_enabled || cfg->store_queue_max != g_cfg->store_queue_max ||
-        cfg->store_batch_max != g_cfg->store_batch_max || cfg->store_segment_bytes != g_cfg->store_segment_bytes ||
-        cfg->store_retain_segments != g_cfg->store_retain_segments || cfg->store_retain_s != g_cfg->store_retain_s)
-        log_msg(LOG_WARN, "reload: database_url and store.* take effect only after a restart");
+    warn_restart_only(cfg);
     registry *prev = registry_acquire();
     registry *reg = registry_load(cfg, engine_node_env(), prev);
     registry_release(prev);
