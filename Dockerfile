@@ -18,14 +18,16 @@ WORKDIR /src
 COPY Makefile ./
 COPY include include
 COPY src src
+# db/migrations/*.sql are embedded into the binary by scripts/embed_sql.sh at build time
+COPY scripts scripts
+COPY db db
 RUN make -j"$(nproc)" \
  && strip build/kailashd
 
 FROM debian:12-slim
-# when the daemon links libpq, add libpq5 here (the ldd check fails the build until then)
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-        libmicrohttpd12 libjansson4 libcurl4 libssl3 libhiredis0.14 ca-certificates curl \
+        libmicrohttpd12 libjansson4 libcurl4 libssl3 libhiredis0.14 libpq5 ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --home-dir /opt/kailashd --shell /usr/sbin/nologin kailashd
 COPY --from=build /src/build/kailashd /usr/local/bin/kailashd

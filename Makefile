@@ -4,7 +4,7 @@ VERSION   := 0.1.0
 BUILD     ?= build
 CC        ?= cc
 PYTHON    ?= /usr/bin/python3
-PKGS      := libmicrohttpd jansson libcurl libcrypto hiredis
+PKGS      := libmicrohttpd jansson libcurl libcrypto hiredis libpq
 OPT       ?= -O2 -g
 CFLAGS    := $(OPT) -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -pthread \
              -D_GNU_SOURCE -DKAILASH_VERSION='"$(VERSION)"' -Iinclude \
@@ -26,6 +26,14 @@ all: $(BUILD)/kailashd
 $(BUILD)/obj/%.o: %.c $(wildcard include/kailash/*.h src/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+# db/migrations/*.sql embedded in the binary (src/store/pg_migrate.c includes the generated header).
+MIGRATIONS := $(sort $(wildcard db/migrations/*.sql))
+$(BUILD)/gen/pg_migrations.h: scripts/embed_sql.sh $(MIGRATIONS)
+	@mkdir -p $(dir $@)
+	sh scripts/embed_sql.sh $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+$(BUILD)/obj/src/store/pg_migrate.o: $(BUILD)/gen/pg_migrations.h
+$(BUILD)/obj/src/store/pg_migrate.o: CFLAGS += -I$(BUILD)/gen
 
 $(LIB): $(OBJS)
 	@mkdir -p $(dir $@)

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -234,6 +235,89 @@ def redis_server(tmp_path):
     if r.proc.poll() is None:
         r.resume()
     r.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# postgres
+
+
+class PgServer:
+    """A throwaway PostgreSQL server (tests/pg.sh: initdb in a temp dir, trust auth on loopback, a free
+    port), one per session. stop() and start() again keep the port and the data. new_database()
+    creates an empty database and makes it the one `url` names; sql() runs a query with psql."""
+
+    SCRIPT = os.path.join(REPO, "tests", "pg.sh")
+
+    def __init__(self):
+        # under /tmp itself: as root the server runs as user postgres, which must reach the dir
+        self.root = tempfile.mkdtemp(prefix="kailash-pg-")
+        self.db = "postgres"
+        self.port = None
+        self.start()
+
+    @property
+    def url(self):
+        return "postgresql://postgres@127.0.0.1:%d/%s" % (self.port, self.db)
+
+    def url_for(self, db):
+        return "postgresql://postgres@127.0.0.1:%d/%s" % (self.port, db)
+
+    def _sh(self, cmd, timeout=60):
+        r = subprocess.run(["sh", self.SCRIPT, cmd, self.root], capture_output=True, text=True,
+                           timeout=timeout, env=base_env())
+        if r.returncode != 0:
+            raise RuntimeError("tests/pg.sh %s failed: %s%s" % (cmd, r.stdout, r.stderr))
+        return r.stdout.strip()
+
+    def start(self):
+        url = self._sh("up")
+        self.port = int(re.search(r":(\d+)/", url).group(1))
+        return self
+
+    def stop(self):
+        self._sh("down")
+
+    def running(self):
+        return subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(self.port)],
+                              timeout=10).returncode == 0
+
+    def sql(self, query, db=None, timeout=30):
+        """Runs query (psql -At); its output rows as a list of strings ('|' between columns)."""
+        r = subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", self.url_for(db or self.db),
+                            "-c", query], capture_output=True, text=True, timeout=timeout, env=base_env())
+        if r.returncode != 0:
+            raise RuntimeError("psql: %s" % r.stderr.strip())
+        return [line for line in r.stdout.split("\n") if line]
+
+    def new_database(self):
+        """A new empty database (t_<random>), now the one `url` names; returns that URL."""
+        name = "t_" + os.urandom(8).hex()
+        self.sql("CREATE DATABASE %s" % name, db="postgres")
+        self.db = name
+        return self.url
+
+    def close(self):
+        self._sh("clean")
+
+
+@pytest.fixture(scope="session")
+def _pg_session():
+    pg = PgServer()
+    yield pg
+    pg.close()
+
+
+@pytest.fixture
+def pg_server(_pg_session):
+    """The session's PostgreSQL server with a fresh database for this test: pg_server.url (give it to
+    a daemon as database_url or KAILASH_DATABASE_URL), pg_server.sql("SELECT ..."), stop()/start() to
+    take it down and back (restarted after the test if it was left down)."""
+    if not _pg_session.running():
+        _pg_session.start()
+    _pg_session.new_database()
+    yield _pg_session
+    if not _pg_session.running():
+        _pg_session.start()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,21 @@
 #!/bin/sh
 # Runs every Criterion test binary given, then prints one total line. Fails if any binary fails.
 pass=0; fail=0; rc=0
+# test_store_pg needs a PostgreSQL server: one throwaway server (tests/pg.sh) for the whole run, its
+# URL in KAILASH_TEST_DATABASE_URL (each test makes a database of its own), stopped at the end.
+case " $* " in
+*test_store_pg*)
+    here=$(cd "$(dirname "$0")/.." && pwd)
+    pgdir=$(mktemp -d /tmp/kailash-unit-pg-XXXXXX)
+    trap 'sh "$here/pg.sh" clean "$pgdir"' EXIT
+    trap 'exit 1' INT TERM
+    if KAILASH_TEST_DATABASE_URL=$(sh "$here/pg.sh" up "$pgdir"); then
+        export KAILASH_TEST_DATABASE_URL KAILASH_TEST_PG_SH="$here/pg.sh"
+    else
+        echo "unit: could not start a PostgreSQL server for test_store_pg (see above)"
+    fi
+    ;;
+esac
 for t in "$@"; do
     out=$("$t" --jobs 2 2>&1); r=$?
     printf '%s\n' "$out"
