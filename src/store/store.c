@@ -17,8 +17,7 @@
 
 #define PENDING_BUCKETS 16384 /* a power of two; the set holds at most queue_max items */
 
-/* Until the backends land (temporary). */
-extern const store_backend store_journal __attribute__((weak));
+/* Until the Postgres backend lands (temporary). */
 extern const store_backend store_postgres __attribute__((weak));
 
 static const store_backend *g_be; /* NULL: no store (store.enabled false, or not started) */
@@ -267,7 +266,8 @@ static int pending_collect(const store_query *q, list_ctx *c)
             c->npend++;
         }
     pthread_mutex_unlock(&g_mu);
-    qsort(c->pend, c->npend, sizeof *c->pend, copy_newest_first);
+    if (c->npend)
+        qsort(c->pend, c->npend, sizeof *c->pend, copy_newest_first);
     return 0;
 oom:
     pthread_mutex_unlock(&g_mu);

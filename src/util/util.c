@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,16 +121,31 @@ static void random_bytes(unsigned char *out, size_t n)
     left -= n;
 }
 
+/* The time and a 12-bit counter (RFC 9562, 6.2 method 1) as one number that only grows within the
+ * process: ids made in one millisecond still sort in the order they were made (GET /runs lists
+ * newest first by id); 4096 in one ms borrow the next ms. */
+static uint64_t uuid7_tick(void)
+{
+    static _Atomic uint64_t last;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now = ((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u) << 12;
+    uint64_t prev = atomic_load_explicit(&last, memory_order_relaxed), next;
+    do
+        next = now > prev ? now : prev + 1;
+    while (!atomic_compare_exchange_weak_explicit(&last, &prev, next, memory_order_relaxed, memory_order_relaxed));
+    return next;
+}
+
 void util_uuid7(char out[37])
 {
     unsigned char b[16];
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-    random_bytes(b + 6, 10);
+    uint64_t t = uuid7_tick(), ms = t >> 12;
+    random_bytes(b + 8, 8);
     for (int i = 0; i < 6; i++)
         b[i] = (unsigned char)(ms >> (40 - 8 * i));
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x70);
+    b[6] = (unsigned char)(0x70 | ((t >> 8) & 0x0f));
+    b[7] = (unsigned char)(t & 0xff);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
     static const char hex[] = "0123456789abcdef";
     char *p = out;

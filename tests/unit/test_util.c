@@ -532,3 +532,18 @@ Test(json_write, reals_are_written_exactly)
         buf_free(&b);
     }
 }
+
+/* GET /runs lists newest first by run id: ids made one after another sort in that order, also many
+ * in one millisecond, and they stay version 7 / variant 10 with the counter in rand_a. */
+Test(util, uuid7_ids_grow_within_a_millisecond)
+{
+    char prev[37], id[37];
+    util_uuid7(prev);
+    for (int i = 0; i < 20000; i++) {
+        util_uuid7(id);
+        cr_assert_gt(strcmp(id, prev), 0, "%s after %s", id, prev);
+        cr_assert_eq(id[14], '7');
+        cr_assert(strchr("89ab", id[19]), "%s", id);
+        memcpy(prev, id, sizeof id);
+    }
+}
