@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -71,13 +72,14 @@ static struct {
     /* The writer thread's own (start's, before the thread exists). */
     int loaded; /* the directory has been scanned */
     int fd;     /* the segment being written, or -1 */
+    int lock_fd; /* runs/.lock, held (flock) while this process owns the directory; -1 before */
     uint64_t seg_id, seg_size, next_id;
     jseg *segs; /* known segments, oldest first; the last is the one being written */
     size_t nsegs;
     store_item **batch;
     char **fixed; /* per batch item: a copy with its newlines made blanks, or NULL */
     struct iovec *iov;
-} J = {.ix = {.lock = PTHREAD_RWLOCK_INITIALIZER}, .mu = PTHREAD_MUTEX_INITIALIZER, .fd = -1};
+} J = {.ix = {.lock = PTHREAD_RWLOCK_INITIALIZER}, .mu = PTHREAD_MUTEX_INITIALIZER, .fd = -1, .lock_fd = -1};
 
 /* ---- names, health -------------------------------------------------------------------------------- */
 
@@ -229,9 +231,35 @@ static int journal_list_dir(uint64_t **ids, size_t *n)
 /* Makes the directory and indexes what it holds. Empty segments (a start that never wrote) are
  * removed, so restarts do not push records out through retain_segments. 0; -1 with the directory
  * unusable (health down; the writer calls it again); -2 out of memory. */
+/* Two daemons must never share a journal (their segment names would collide): the directory is
+ * taken with an flock on runs/.lock, held until stop. -3 when another process holds it. */
+static int journal_lock(void)
+{
+    if (J.lock_fd >= 0)
+        return 0;
+    char path[PATH_MAX + 8];
+    snprintf(path, sizeof path, "%s/.lock", J.dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return e == EWOULDBLOCK ? -3 : -1;
+    }
+    J.lock_fd = fd;
+    return 0;
+}
+
 static int journal_load(void)
 {
     mkdir(J.dir, 0750); /* EEXIST is fine; any other trouble shows in opendir */
+    int locked = journal_lock();
+    if (locked != 0) {
+        journal_down(locked == -3 ? "another kailashd writes this data_dir's journal" : J.dir, errno);
+        return locked == -3 ? -3 : -1;
+    }
     uint64_t *ids;
     size_t n;
     if (journal_list_dir(&ids, &n) != 0) {
@@ -547,6 +575,9 @@ static void *journal_main(void *arg)
 static void journal_release(void)
 {
     journal_close_segment();
+    if (J.lock_fd >= 0)
+        close(J.lock_fd); /* and with it the flock */
+    J.lock_fd = -1;
     jidx_clear(&J.ix);
     free(J.segs);
     free(J.batch);
@@ -599,6 +630,12 @@ static int journal_start(const kconfig *cfg, char *err, size_t errlen)
     }
     /* A directory that cannot be used is health's business, not the start's: the writer retries. */
     int rc = journal_load();
+    if (rc == -3) {
+        pthread_cond_destroy(&J.cv);
+        journal_release();
+        return util_err(err, errlen, "data_dir '%s': another kailashd writes run records there (give each instance "
+                        "its own data_dir, or share a database_url)", cfg->data_dir);
+    }
     if (rc == -2) {
         pthread_cond_destroy(&J.cv);
         journal_release();

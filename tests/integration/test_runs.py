@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from conftest import assert_error, closed_port, wait_for
+from conftest import DaemonStartError, assert_error, closed_port, wait_for
 from wfs import http, transform, wf
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -288,3 +288,15 @@ def test_records_off_answers_503_and_runs_still_serve(daemons):
     assert_error(d.get("/runs"), 503, "unavailable")
     assert "journal" not in d.get("/ready").json()["checks"]
     assert not os.path.exists(os.path.join(d.data_dir, "runs"))
+
+
+def test_two_daemons_never_share_one_journal(daemons):
+    a = daemons.make(workflows={"echo": ECHO})
+    b = daemons.make(workflows={"echo": ECHO}, config={"data_dir": a.data_dir}, start=False)
+    with pytest.raises(DaemonStartError) as e:
+        b.start()
+    assert "another kailashd writes run records there" in str(e.value)
+    assert a.run("echo", {"x": 1}).status_code == 200
+    assert a.stop() == 0
+    b.start()  # the first has let go
+    assert len(runs(b)["runs"]) == 1
