@@ -116,7 +116,7 @@ def test_ready_lists_broken_files_but_stays_ready(d):
     assert r.status_code == 200, r.text
     b = r.json()
     assert b["status"] == "ready"
-    assert b["checks"] == {"redis": "disabled", "postgres": "disabled"}
+    assert b["checks"] == {"redis": "disabled", "postgres": "disabled", "journal": "ok"}
     errs = b["workflow_errors"]
     assert isinstance(errs, list) and len(errs) == 2, errs
     text = json.dumps(errs)
