@@ -17,9 +17,6 @@
 
 #define PENDING_BUCKETS 16384 /* a power of two; the set holds at most queue_max items */
 
-/* Until the Postgres backend lands (temporary). */
-extern const store_backend store_postgres __attribute__((weak));
-
 static const store_backend *g_be; /* NULL: no store (store.enabled false, or not started) */
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static store_item *g_bucket[PENDING_BUCKETS];
@@ -54,10 +51,6 @@ int store_start(const kconfig *cfg, char *err, size_t errlen)
     if (!cfg->store_enabled)
         return 0;
     const store_backend *be = cfg->database_url ? &store_postgres : &store_journal;
-    if (!be) { /* temporary, until the backend lands */
-        log_msg(LOG_WARN, "run records: %s is not built yet", cfg->database_url ? "Postgres" : "the journal");
-        return 0;
-    }
     return store_start_backend(be, cfg, err, errlen);
 }
 
