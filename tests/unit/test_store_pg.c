@@ -308,8 +308,9 @@ Test(store_pg, instances_migrating_one_empty_database_together_all_succeed)
 
 Test(store_pg, migrations_wait_for_the_advisory_lock)
 {
-    /* hold the lock migrations take, start an instance: it must wait (seen in pg_locks) and have
-     * created nothing; released, it finishes */
+    /* hold the lock migrations take, start an instance: it must wait (seen in pg_locks, this
+     * database's only: other tests migrate their own at the same time) and have created nothing;
+     * released, it finishes */
     PGconn *holder = PQconnectdb(g_url);
     cr_assert_eq(PQstatus(holder), CONNECTION_OK);
     PQclear(PQexec(holder, "SELECT pg_advisory_lock(7737581549011560548)"));
@@ -319,7 +320,9 @@ Test(store_pg, migrations_wait_for_the_advisory_lock)
     cr_assert_eq(write(p[1], "g", 1), 1);
     long waiting = 0;
     for (int i = 0; i < 3000 && !waiting; i++) {
-        waiting = sql_long(g_url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
+        waiting =
+            sql_long(g_url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = "
+                            "(SELECT oid FROM pg_database WHERE datname = current_database())");
         if (!waiting)
             usleep(10000);
     }
