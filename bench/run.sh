@@ -38,7 +38,8 @@
 #   BENCH_FANOUT_CONNECTIONS [1000]  BENCH_WORKERS [2: kailashd workers and nginx worker_processes]
 #   BENCH_LOG_LEVEL [warn]  BENCH_VERBOSE [0: 1 shows each probe's answer]  BENCH_KEEP [0: 1 keeps the temp dir with configs, logs, wrk output]
 #   BENCH_LOADS [all: a space-separated list of load keys to run, e.g. "ngx_proxy kls_b"; keys are
-#   ngx_static kls_a kls_ch kls_c2 kls_k kls_j kls_l kls_r ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f]
+#   ngx_static kls_a kls_n kls_p kls_ch kls_c2 kls_k kls_j kls_l kls_r ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c
+#   ngx_slow kls_f]
 #   NGINX [/usr/sbin/nginx]  WRK [wrk]
 #
 # Everything runs in a mktemp dir that is removed on exit; only the nginx and kailashd processes this
@@ -86,7 +87,10 @@ KAILASH_PID=
 AUTH_PID=
 rll_PID=
 rlr_PID=
+rn_PID=
+rp_PID=
 REDIS_PID=
+PG_DIR=
 
 is_running() { # a zombie child counts as stopped
     [ -r "/proc/$1/stat" ] || return 1
@@ -108,6 +112,9 @@ cleanup() {
     stop_pid "$AUTH_PID"
     stop_pid "$rll_PID"
     stop_pid "$rlr_PID"
+    stop_pid "$rn_PID"
+    stop_pid "$rp_PID"
+    [ -n "$PG_DIR" ] && sh "$HERE/../tests/pg.sh" clean "$PG_DIR" >/dev/null 2>&1
     stop_pid "$REDIS_PID"
     stop_pid "$NGINX_PID"
     if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: kept $T"; else rm -rf "$T"; fi
@@ -166,6 +173,8 @@ AUTH_PORT=$(free_port)
 RLL_PORT=$(free_port)
 RLR_PORT=$(free_port)
 REDIS_PORT=$(free_port)
+RN_PORT=$(free_port)
+RP_PORT=$(free_port)
 while [ "$AUTH_PORT" = "$NGINX_PORT" ] || [ "$AUTH_PORT" = "$KAILASH_PORT" ] || [ "$AUTH_PORT" = "$TLS_PORT" ]; do
     AUTH_PORT=$(free_port)
 done
@@ -297,7 +306,7 @@ start_auth_kailashd() {
     cat >"$T/auth.json" <<EOF
 {
   "host": "127.0.0.1", "port": $AUTH_PORT, "workers": $WORKERS,
-  "workflows_dir": "$T/workflows", "data_dir": "$T/var",
+  "workflows_dir": "$T/workflows", "data_dir": "$T/var-auth",
   "enable_auth": true, $rl
   "auth": {"api_keys": [{"id": "bench", "sha256": "$digest", "roles": ["bench"]}],
            "jwt": {"public_key_file": "$T/jwt.pub"}},
@@ -319,7 +328,7 @@ start_rl_kailashd() { # NAME PORT [REDIS_URL [EXTRA_JSON]]
     cat >"$T/$1.json" <<EOF
 {
   "host": "127.0.0.1", "port": $2, "workers": $WORKERS,
-  "workflows_dir": "$T/workflows", "data_dir": "$T/var", $redis
+  "workflows_dir": "$T/workflows", "data_dir": "$T/var-$1", $redis
   "rate_limiting": {"authenticated": 1000000000, "anonymous": 1000000000},
   "log": {"level": "$LOG_LEVEL"}
 }
@@ -343,6 +352,48 @@ case " ${BENCH_LOADS:-kls_r} " in *" kls_r "* | *" kls_c2 "*)
     for _ in $(seq 100); do curl -s "$KLR/ready" | grep -q '"redis":"ok"' && break; sleep 0.05; done
     ;;
 esac
+# (n) and (p): (a)'s workflow with run records off, and with them in a PostgreSQL server started
+# here (tests/pg.sh: a throwaway cluster on a free loopback port), against (a), whose records go to
+# the embedded journal (the default). After each of (a) and (p) the records written are counted
+# against wrk's requests.
+start_store_kailashd() { # NAME PORT STORE_JSON
+    cat >"$T/$1.json" <<EOF
+{
+  "host": "127.0.0.1", "port": $2, "workers": $WORKERS,
+  "workflows_dir": "$T/workflows", "data_dir": "$T/var-$1", $3,
+  "rate_limiting": {"enabled": false},
+  "log": {"level": "$LOG_LEVEL"}
+}
+EOF
+    "$BIN" --config "$T/$1.json" </dev/null >/dev/null 2>"$T/$1.log" &
+    eval "${1}_PID=\$!"
+    wait_http "http://127.0.0.1:$2/health" "$(eval echo "\$${1}_PID")" "kailashd ($1)"
+}
+KLN="http://127.0.0.1:$RN_PORT"
+KLP="http://127.0.0.1:$RP_PORT"
+case " ${BENCH_LOADS:-kls_n} " in *" kls_n "*) start_store_kailashd rn "$RN_PORT" '"store": {"enabled": false}' ;; esac
+case " ${BENCH_LOADS:-kls_p} " in *" kls_p "*)
+    PG_DIR="$T/pg"
+    PG_URL=$(sh "$HERE/../tests/pg.sh" up "$PG_DIR") || die "tests/pg.sh could not start PostgreSQL (make deps)"
+    start_store_kailashd rp "$RP_PORT" "\"database_url\": \"$PG_URL\""
+    for _ in $(seq 100); do curl -s "$KLP/ready" | grep -q '"postgres":"ok"' && break; sleep 0.05; done
+    ;;
+esac
+# records kept so far: journal lines of (a), rows of (p)
+records() { # records KEY
+    case $1 in
+    kls_a) cat "$T"/var/runs/*.jsonl 2>/dev/null | wc -l ;;
+    kls_p) psql -X -At -d "$PG_URL" -c 'SELECT count(*) FROM runs' 2>/dev/null || echo 0 ;;
+    *) echo 0 ;;
+    esac
+}
+# records written during a load: the store writes behind, so wait until the count stops growing
+records_settled() { # records_settled KEY
+    prev=-1 cur=$(records "$1")
+    while [ "$cur" != "$prev" ]; do sleep 1; prev=$cur; cur=$(records "$1"); done
+    echo "$cur"
+}
+
 # commands clients sent: EVALSHA and EVAL, and anything else but the scripts' own (TIME, GET, SET:
 # commandstats counts those too) and this INFO
 redis_calls() { redis-cli -p "$REDIS_PORT" info commandstats 2>/dev/null | tr -d '\r' |
@@ -365,9 +416,21 @@ probe() {
 proc_ticks() {
     if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; else echo 0; fi
 }
+# the PostgreSQL server's processes (the postmaster and its children), for (p)
+pg_ticks() {
+    pm=$(head -n 1 "$PG_DIR/data/postmaster.pid" 2>/dev/null)
+    [ -n "$pm" ] || { echo 0; return; }
+    total=$(proc_ticks "$pm")
+    for st in /proc/[0-9]*/stat; do
+        ppid=$(sed 's/^.*) //' "$st" 2>/dev/null | awk '{ print $2 }')
+        [ "$ppid" = "$pm" ] && total=$((total + $(proc_ticks "$(basename "$(dirname "$st")")")))
+    done
+    echo "$total"
+}
 server_ticks() {
     total=$(($(proc_ticks "$KAILASH_PID") + $(proc_ticks "$AUTH_PID") + $(proc_ticks "$rll_PID") +
-        $(proc_ticks "$rlr_PID") + $(proc_ticks "$REDIS_PID") + $(proc_ticks "$NGINX_PID")))
+        $(proc_ticks "$rlr_PID") + $(proc_ticks "$rn_PID") + $(proc_ticks "$rp_PID") + $(proc_ticks "$REDIS_PID") +
+        $(proc_ticks "$NGINX_PID")))
     for st in /proc/[0-9]*/stat; do
         ppid=$(sed 's/^.*) //' "$st" 2>/dev/null | awk '{ print $2 }')
         [ "$ppid" = "$NGINX_PID" ] && total=$((total + $(proc_ticks "$(basename "$(dirname "$st")")")))
@@ -394,13 +457,17 @@ load() {
         BENCH_HEADER=$header BENCH_CLOSE=$close BENCH_BODY=$body "$WRK" -t"$THREADS" -c"$conns" -d"$WARMUP" --timeout "$wait_max" \
             -s "$HERE/wrk.lua" "$url" >/dev/null 2>&1
     fi
+    case $key in kls_a | kls_p) rec0=$(records_settled "$key") ;; esac
+    [ "$key" = kls_p ] && pticks0=$(pg_ticks)
     ticks0=$(server_ticks)
     [ "$key" = kls_r ] && calls0=$(redis_calls) && rticks0=$(proc_ticks "$REDIS_PID")
     BENCH_HEADER=$header BENCH_CLOSE=$close BENCH_BODY=$body "$WRK" -t"$THREADS" -c"$conns" -d"$DURATION" --timeout "$wait_max" --latency \
         -s "$HERE/wrk.lua" "$url" >"$T/wrk.$key.out" 2>&1
     ticks=$(($(server_ticks) - ticks0))
+    [ "$key" = kls_p ] && pticks=$(($(pg_ticks) - pticks0))
     [ "$key" = kls_r ] && calls1=$(redis_calls) && rticks1=$(proc_ticks "$REDIS_PID")
     line=$(grep '^BENCH ' "$T/wrk.$key.out")
+    case $key in kls_a | kls_p) [ -n "$line" ] && line="$line records=$(($(records_settled "$key") - rec0))" ;; esac
     [ -n "$line" ] && line="$line cpu_us=$(awk -v t="$ticks" -v u="$TICK_US" -v n="$(echo "$line" |
         sed -n 's/.* requests=\([0-9]*\).*/\1/p')" 'BEGIN { printf "%.1f", (n > 0 ? t * u / n : 0) }')"
     if [ -z "$line" ]; then
@@ -417,6 +484,8 @@ load kls_k "kailashd (k) transform, API key" "$CONNS" "$KLA/workflows/bench_tran
     "X-API-Key: ${BENCH_API_KEY:-}"
 load kls_j "kailashd (j) transform, JWT RS256" "$CONNS" "$KLA/workflows/bench_transform/run" "$BODY" 0 \
     "Authorization: Bearer ${BENCH_TOKEN:-}"
+load kls_n "kailashd (n) transform, no records" "$CONNS" "$KLN/workflows/bench_transform/run" "$BODY"
+load kls_p "kailashd (p) transform, Postgres" "$CONNS" "$KLP/workflows/bench_transform/run" "$BODY"
 load kls_ch "kailashd (ch) cached, L1 hit" "$CONNS" "$KLS/workflows/bench_cached/run" "$BODY"
 # (c2): 20,000 distinct requests against a 1 MiB L1 on the Redis instance: the first pass computes
 # and stores, then most requests are L1 misses answered from L2
@@ -446,7 +515,7 @@ echo "kailashd bench  $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(uname -n)  $(nproc) CPUs
 echo "binary: $BIN ($("$BIN" --version 2>/dev/null | head -n 1))  $("$NGINX" -v 2>&1)  workers $WORKERS each"
 printf '%-28s %6s %11s %9s %9s %9s %8s %7s %6s %12s\n' target conns "req/s" "p50 ms" "p99 ms" "max ms" non-2xx errors probe \
     "cpu us/req"
-for key in ngx_static kls_a kls_ch kls_c2 kls_k kls_j kls_l kls_r ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f; do
+for key in ngx_static kls_a kls_n kls_p kls_ch kls_c2 kls_k kls_j kls_l kls_r ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f; do
     [ -f "$T/res.$key" ] || continue # not among BENCH_LOADS
     IFS='|' read -r _ label conns code <"$T/res.$key"
     if [ -z "$(val "$key" rps)" ]; then
@@ -467,6 +536,20 @@ echo
 echo "kailashd(a) / nginx static      = $(ratio kls_a ngx_static)   (2xx req/s over req/s)"
 echo "kailashd(ch) / nginx static     = $(ratio kls_ch ngx_static)   (a cached answer, L1 hit; p99 $(val kls_ch p99_ms) ms)"
 echo "kailashd(c2) / nginx static     = $(ratio kls_c2 ngx_static)   (mostly L2 hits through Redis)"
+cpu_ratio() { # cpu_ratio KEY_A KEY_B: server CPU per request of A over B (steadier than req/s on a busy host)
+    a=$(val "$1" cpu_us) b=$(val "$2" cpu_us)
+    if [ -n "$a" ] && [ -n "$b" ]; then awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; else echo n/a; fi
+}
+echo "kailashd(a) / kailashd(n)        = $(ratio kls_a kls_n)   (run records in the journal, over records off)"
+echo "kailashd(p) / kailashd(n)        = $(ratio kls_p kls_n)   (run records in Postgres, over records off)"
+echo "kailashd's CPU per request: (a) $(val kls_a cpu_us) us, (p) $(val kls_p cpu_us) us, (n) $(val kls_n cpu_us) us" \
+    "(records cost (a) $(cpu_ratio kls_a kls_n)x, (p) $(cpu_ratio kls_p kls_n)x of (n)'s);" \
+    "Postgres's own CPU per (p) request: $(awk -v t="${pticks:-0}" -v u="$TICK_US" -v n="$(val kls_p requests)" \
+        'BEGIN { printf "%.1f", (n > 0 ? t * u / n : 0) }') us"
+for key in kls_a kls_p; do
+    [ -n "$(val $key records)" ] && echo "records written during $key: $(val $key records) for $(val $key requests) wrk requests" \
+        "(counted after the warm-up; up to $CONNS more finish after wrk stops)"
+done
 echo "kailashd(k) / kailashd(a)        = $(ratio kls_k kls_a)   (auth on, API key, over auth off)"
 echo "kailashd(j) / kailashd(a)        = $(ratio kls_j kls_a)   (auth on, JWT RS256, over auth off)"
 echo "kailashd(l) / kailashd(a)        = $(ratio kls_l kls_a)   (rate limiter on, local, over off)"
@@ -481,10 +564,6 @@ fi
 echo "kailashd(b) / nginx proxy_pass  = $(ratio kls_b ngx_proxy)"
 echo "kailashd(h) / nginx proxy_pass https = $(ratio kls_h ngx_proxy_tls)"
 echo "kailashd(c) / nginx static, close = $(ratio kls_c ngx_close)   (a new connection per request)"
-cpu_ratio() { # cpu_ratio KEY_A KEY_B: server CPU per request of A over B (steadier than req/s on a busy host)
-    a=$(val "$1" cpu_us) b=$(val "$2" cpu_us)
-    if [ -n "$a" ] && [ -n "$b" ]; then awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; else echo n/a; fi
-}
 echo "server CPU per request (kailashd + nginx processes, /proc): (a) $(val kls_a cpu_us) us vs nginx static" \
     "$(val ngx_static cpu_us) us ($(cpu_ratio kls_a ngx_static)x); (b) $(val kls_b cpu_us) us vs proxy_pass" \
     "$(val ngx_proxy cpu_us) us ($(cpu_ratio kls_b ngx_proxy)x); (h) $(val kls_h cpu_us) us vs proxy_pass https" \

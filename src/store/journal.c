@@ -45,6 +45,11 @@
 #include "store_internal.h"
 
 #define JOURNAL_RETRY_MS 1000.0
+/* Group commit: a batch starts at most this often unless batch_max records wait, so a busy daemon
+ * pays one fdatasync (a disk flush) per few hundred records, not per few (measured: a batch per
+ * wake-up made run records cost a third of the one-node workflow's throughput). Records are
+ * write-behind: this delays only when a record is on disk, never an answer. */
+#define JOURNAL_GATHER_MS 5.0
 #define JOURNAL_READ_CHUNK ((size_t)1 << 20)
 
 typedef struct jseg {
@@ -62,6 +67,9 @@ static struct {
     pthread_mutex_t mu; /* the queue, stop and health */
     pthread_cond_t cv;
     store_item *head, *tail;
+    size_t nq;       /* items queued (head..tail) */
+    int idle;        /* the writer waits for work: the next enqueue wakes it */
+    double next_ms;  /* no batch starts before this unless batch_max are queued (group commit) */
     int stopping, stop_tried;
     double deadline_ms, retry_at_ms;
     int up;
@@ -495,6 +503,7 @@ static void journal_index_batch(size_t n, uint64_t start)
     J.head = J.batch[n - 1]->next;
     if (!J.head)
         J.tail = NULL;
+    J.nq -= n;
     pthread_mutex_unlock(&J.mu);
     store_written(J.batch, n);
 }
@@ -531,13 +540,20 @@ static long journal_next_batch(void)
             pthread_mutex_unlock(&J.mu);
             return -1;
         }
-        if ((J.head || J.fd < 0) && now >= J.retry_at_ms)
+        int due = J.stopping || J.nq >= J.batch_max || now >= J.next_ms;
+        if ((J.head || J.fd < 0) && now >= J.retry_at_ms && (due || !J.head))
             break;
-        if (J.head || J.fd < 0)
+        if (J.head && !due && now >= J.retry_at_ms)
+            journal_wait(J.next_ms); /* gathering: one fdatasync for what comes meanwhile */
+        else if (J.head || J.fd < 0)
             journal_wait(J.stopping && J.deadline_ms < J.retry_at_ms ? J.deadline_ms : J.retry_at_ms);
-        else
+        else {
+            J.idle = 1;
             pthread_cond_wait(&J.cv, &J.mu);
+            J.idle = 0;
+        }
     }
+    J.next_ms = util_now_ms() + JOURNAL_GATHER_MS;
     J.stop_tried = J.stopping;
     size_t n = 0;
     for (store_item *it = J.head; it && n < J.batch_max; it = it->next)
@@ -589,6 +605,7 @@ static void journal_release(void)
     J.iov = NULL;
     J.nsegs = 0;
     J.head = J.tail = NULL; /* what was not written stays store.c's */
+    J.nq = 0;
 }
 
 static int journal_init_cv(void)
@@ -614,6 +631,7 @@ static int journal_start(const kconfig *cfg, char *err, size_t errlen)
     J.retain_segments = cfg->store_retain_segments;
     J.retain_s = cfg->store_retain_s;
     J.head = J.tail = NULL;
+    J.nq = 0;
     J.stopping = J.stop_tried = 0;
     J.retry_at_ms = 0;
     J.up = 1;
@@ -661,7 +679,10 @@ static void journal_enqueue(store_item *it)
     else
         J.head = it;
     J.tail = it;
-    pthread_cond_signal(&J.cv);
+    /* A writer that is gathering or writing takes it with its next batch: no wake-up per record. */
+    J.nq++;
+    if (J.idle || J.nq >= J.batch_max)
+        pthread_cond_signal(&J.cv);
     pthread_mutex_unlock(&J.mu);
 }
 

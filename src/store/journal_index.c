@@ -166,7 +166,8 @@ int jidx_put_locked(jidx *ix, const char *run_id, const char *workflow, const ch
     e->off = off;
     e->len = len;
     e->seq = seq;
-    size_t pos = jidx_lower(ix, e->run_id);
+    /* ids grow: a new run is nearly always the last, and then needs no search */
+    size_t pos = ix->n && strcmp(ix->sorted[ix->n - 1]->run_id, e->run_id) < 0 ? ix->n : jidx_lower(ix, e->run_id);
     jidx_entry *old = *slot;
     if (old) {
         e->hnext = old->hnext;

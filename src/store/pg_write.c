@@ -20,11 +20,18 @@
 #include "pg_internal.h"
 
 #define PG_PING_MS 5000.0 /* an idle connected writer checks the server this often */
+/* Group commit: a batch starts at most this often unless batch_max records wait, so a busy daemon
+ * sends one statement (and Postgres makes one commit) per few hundred records; write-behind, so
+ * this delays only when a record is stored, never an answer. */
+#define PG_GATHER_MS 5.0
 
 static pthread_mutex_t w_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t w_cv;
 static store_item *w_head, *w_tail; /* under w_mu */
 static int w_stop;                  /* under w_mu */
+static size_t w_n;                  /* under w_mu: items queued */
+static int w_idle;                  /* under w_mu: the writer waits with nothing queued */
+static double w_next_at;            /* under w_mu: no batch before this unless batch_max wait */
 static double w_give_up;            /* under w_mu: with w_stop, when leftovers are abandoned */
 static pthread_t w_thread;
 static int w_running;
@@ -42,7 +49,10 @@ void pg_writer_enqueue(store_item *it)
     else
         w_head = it;
     w_tail = it;
-    pthread_cond_signal(&w_cv);
+    /* a writer that is gathering or writing takes it with its next batch: no wake-up per record */
+    w_n++;
+    if (w_idle || w_n >= (size_t)pg_g.batch_max)
+        pthread_cond_signal(&w_cv);
     pthread_mutex_unlock(&w_mu);
 }
 
@@ -118,6 +128,7 @@ static void w_requeue_locked(store_item **items, size_t n)
         if (!w_tail)
             w_tail = items[i];
     }
+    w_n += n;
 }
 
 /* Makes one batch durable: Postgres when connected (or reachable now), else the spool. */
@@ -174,13 +185,13 @@ static void *w_main(void *arg)
         double now = util_now_ms();
         if (w_stop && (!w_head || now >= w_give_up))
             break;
-        int work = w_head && now >= w_hold_until;
+        int work = w_head && now >= w_hold_until && (w_stop || now >= w_next_at || w_n >= cap);
         int retry = !w_stop && !w_conn && now >= w_retry_at;
         int ping = !w_stop && w_conn && now >= w_ping_at;
         if (!work && !retry && !ping) {
             double wake = w_conn ? w_ping_at : w_retry_at;
             if (w_head)
-                wake = w_min(wake, w_hold_until);
+                wake = w_min(wake, now >= w_hold_until ? w_next_at : w_hold_until);
             if (w_stop)
                 wake = w_min(wake, w_give_up);
             double wait = wake - now;
@@ -191,7 +202,9 @@ static void *w_main(void *arg)
             long long ns = ts.tv_nsec + (long long)(wait * 1e6);
             ts.tv_sec += (time_t)(ns / 1000000000LL);
             ts.tv_nsec = (long)(ns % 1000000000LL);
+            w_idle = !w_head;
             pthread_cond_timedwait(&w_cv, &w_mu, &ts);
+            w_idle = 0;
             continue;
         }
         size_t n = 0;
@@ -201,6 +214,9 @@ static void *w_main(void *arg)
         }
         if (!w_head)
             w_tail = NULL;
+        w_n -= n;
+        if (n)
+            w_next_at = now + PG_GATHER_MS;
         int stopping = w_stop;
         pthread_mutex_unlock(&w_mu);
         if (n)
@@ -212,6 +228,7 @@ static void *w_main(void *arg)
         pthread_mutex_lock(&w_mu);
     }
     w_head = w_tail = NULL; /* leftovers stay pending in store.c, which reports them */
+    w_n = 0;
     pthread_mutex_unlock(&w_mu);
     if (w_conn)
         PQfinish(w_conn);
@@ -229,6 +246,8 @@ int pg_writer_start(PGconn *c, char *err, size_t errlen)
     pthread_cond_init(&w_cv, &ca);
     pthread_condattr_destroy(&ca);
     w_head = w_tail = NULL;
+    w_n = 0;
+    w_next_at = 0;
     w_stop = 0;
     w_conn = c;
     w_backoff = 0;

@@ -16,13 +16,16 @@
 #include "store_internal.h"
 
 #define PENDING_BUCKETS 16384 /* a power of two; the set holds at most queue_max items */
+#define PENDING_STRIPES 64    /* locks, each over every 64th bucket: loops putting records and the
+                               * writer letting a batch go rarely meet on one */
 
 static const store_backend *g_be; /* NULL: no store (store.enabled false, or not started) */
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static store_item *g_bucket[PENDING_BUCKETS];
-static size_t g_pending;
+static pthread_mutex_t g_stripe[PENDING_STRIPES];
+static pthread_once_t g_stripes_once = PTHREAD_ONCE_INIT;
+static store_item *g_bucket[PENDING_BUCKETS]; /* each under its stripe's lock */
+static atomic_size_t g_pending;
 static size_t g_queue_max;
-static uint64_t g_seq;
+static atomic_uint_fast64_t g_seq;
 static atomic_uint_fast64_t g_put, g_written, g_dropped;
 static double g_drop_logged_ms;
 
@@ -34,6 +37,17 @@ static size_t bucket_of(const char *run_id)
     for (const char *p = run_id; *p; p++)
         h = (h ^ (unsigned char)*p) * 1099511628211ULL;
     return (size_t)(h & (PENDING_BUCKETS - 1));
+}
+
+static void stripes_init(void)
+{
+    for (size_t i = 0; i < PENDING_STRIPES; i++)
+        pthread_mutex_init(&g_stripe[i], NULL);
+}
+
+static pthread_mutex_t *stripe_of(size_t bucket)
+{
+    return &g_stripe[bucket & (PENDING_STRIPES - 1)];
 }
 
 static void lower_id(const char *in, char out[37])
@@ -56,6 +70,7 @@ int store_start(const kconfig *cfg, char *err, size_t errlen)
 
 int store_start_backend(const store_backend *be, const kconfig *cfg, char *err, size_t errlen)
 {
+    pthread_once(&g_stripes_once, stripes_init);
     g_queue_max = (size_t)cfg->store_queue_max;
     if (be->start(cfg, err, errlen) != 0)
         return -1;
@@ -71,9 +86,7 @@ void store_stop(double deadline_ms)
     if (!g_be)
         return;
     g_be->stop(deadline_ms);
-    pthread_mutex_lock(&g_mu);
-    size_t left = g_pending;
-    pthread_mutex_unlock(&g_mu);
+    size_t left = atomic_load(&g_pending);
     if (left)
         log_msg(LOG_ERROR, "run records: %zu record(s) could not be written before the deadline and are lost", left);
     g_be = NULL;
@@ -119,10 +132,11 @@ static void count_drop(void)
 }
 
 /* Links it into the set, in place of an older item of the same run (which stays queued, and is
- * freed when written). Under g_mu. */
-static void pending_insert(store_item *it)
+ * freed when written). Under the bucket's stripe lock, which also orders seq among a run's items. */
+static void pending_insert(store_item *it, size_t bucket)
 {
-    store_item **p = &g_bucket[bucket_of(it->run_id)];
+    it->seq = atomic_fetch_add(&g_seq, 1) + 1;
+    store_item **p = &g_bucket[bucket];
     for (; *p; p = &(*p)->hnext)
         if (strcmp((*p)->run_id, it->run_id) == 0) {
             it->hnext = (*p)->hnext;
@@ -140,17 +154,17 @@ int store_put(const store_rec *rec)
     if (!be)
         return -1;
     store_item *it = item_make(rec);
-    pthread_mutex_lock(&g_mu);
-    if (!it || g_pending >= g_queue_max) {
-        pthread_mutex_unlock(&g_mu);
+    if (!it || atomic_fetch_add(&g_pending, 1) >= g_queue_max) {
+        if (it)
+            atomic_fetch_sub(&g_pending, 1);
         free(it);
         count_drop();
         return -1;
     }
-    it->seq = ++g_seq;
-    g_pending++;
-    pending_insert(it);
-    pthread_mutex_unlock(&g_mu);
+    size_t b = bucket_of(it->run_id);
+    pthread_mutex_lock(stripe_of(b));
+    pending_insert(it, b);
+    pthread_mutex_unlock(stripe_of(b));
     atomic_fetch_add(&g_put, 1);
     be->enqueue(it);
     return 0;
@@ -158,16 +172,17 @@ int store_put(const store_rec *rec)
 
 void store_written(store_item *const *items, size_t n)
 {
-    pthread_mutex_lock(&g_mu);
     for (size_t i = 0; i < n; i++) {
-        for (store_item **p = &g_bucket[bucket_of(items[i]->run_id)]; *p; p = &(*p)->hnext)
+        size_t b = bucket_of(items[i]->run_id);
+        pthread_mutex_lock(stripe_of(b));
+        for (store_item **p = &g_bucket[b]; *p; p = &(*p)->hnext)
             if (*p == items[i]) {
                 *p = items[i]->hnext;
                 break;
             }
-        g_pending--;
+        pthread_mutex_unlock(stripe_of(b));
     }
-    pthread_mutex_unlock(&g_mu);
+    atomic_fetch_sub(&g_pending, n);
     atomic_fetch_add(&g_written, n);
     for (size_t i = 0; i < n; i++)
         free(items[i]);
@@ -186,8 +201,9 @@ void store_get(const char *run_id, store_get_cb cb, void *ud)
     lower_id(run_id, id);
     char *copy = NULL;
     size_t len = 0;
-    pthread_mutex_lock(&g_mu);
-    for (store_item *it = g_bucket[bucket_of(id)]; it; it = it->hnext)
+    size_t b = bucket_of(id);
+    pthread_mutex_lock(stripe_of(b));
+    for (store_item *it = g_bucket[b]; it; it = it->hnext)
         if (strcmp(it->run_id, id) == 0) {
             len = it->len;
             copy = malloc(len + 1);
@@ -195,7 +211,7 @@ void store_get(const char *run_id, store_get_cb cb, void *ud)
                 memcpy(copy, it->json, len);
             break;
         }
-    pthread_mutex_unlock(&g_mu);
+    pthread_mutex_unlock(stripe_of(b));
     if (copy) {
         cb(ud, STORE_OK, copy, len);
         free(copy);
@@ -218,6 +234,7 @@ typedef struct list_ctx {
     int limit;
     rec_copy *pend; /* matching pending records, newest first */
     size_t npend;
+    int more_pending; /* more matched than were copied */
 } list_ctx;
 
 static int item_matches(const store_item *it, const store_query *q)
@@ -228,43 +245,50 @@ static int item_matches(const store_item *it, const store_query *q)
            (!q->before || strcmp(it->run_id, q->before) < 0);
 }
 
-static int copy_newest_first(const void *a, const void *b)
+static int item_newest_first(const void *a, const void *b)
 {
-    return -strcmp(((const rec_copy *)a)->run_id, ((const rec_copy *)b)->run_id);
+    return -strcmp((*(store_item *const *)a)->run_id, (*(store_item *const *)b)->run_id);
 }
 
-/* Copies the pending records q matches (at most limit of the newest: no page needs more). */
+static void stripes_lock(int lock)
+{
+    for (size_t i = 0; i < PENDING_STRIPES; i++)
+        (lock ? pthread_mutex_lock : pthread_mutex_unlock)(&g_stripe[i]);
+}
+
+/* Copies the newest limit pending records q matches (a page needs no more), holding every stripe
+ * while it looks: a list is rare, a put or a write never waits long. */
 static int pending_collect(const store_query *q, list_ctx *c)
 {
-    size_t cap = 0;
-    pthread_mutex_lock(&g_mu);
-    for (size_t b = 0; g_pending && b < PENDING_BUCKETS; b++)
-        for (store_item *it = g_bucket[b]; it; it = it->hnext) {
-            if (!item_matches(it, q))
-                continue;
-            if (c->npend == cap) {
-                size_t ncap = cap ? cap * 2 : 16;
-                rec_copy *n = realloc(c->pend, ncap * sizeof *n);
-                if (!n)
-                    goto oom;
-                c->pend = n;
-                cap = ncap;
-            }
-            rec_copy *rc = &c->pend[c->npend];
-            memcpy(rc->run_id, it->run_id, sizeof rc->run_id);
-            rc->len = it->len;
-            if (!(rc->json = malloc(it->len + 1)))
-                goto oom;
-            memcpy(rc->json, it->json, it->len);
-            c->npend++;
-        }
-    pthread_mutex_unlock(&g_mu);
-    if (c->npend)
-        qsort(c->pend, c->npend, sizeof *c->pend, copy_newest_first);
-    return 0;
-oom:
-    pthread_mutex_unlock(&g_mu);
-    return -1;
+    if (atomic_load(&g_pending) == 0)
+        return 0;
+    stripes_lock(1); /* every linked item is counted in g_pending (counted before it is linked) */
+    size_t n = 0, cap = atomic_load(&g_pending);
+    store_item **hit = malloc((cap ? cap : 1) * sizeof *hit);
+    if (!hit) {
+        stripes_lock(0);
+        return -1;
+    }
+    for (size_t b = 0; b < PENDING_BUCKETS; b++)
+        for (store_item *it = g_bucket[b]; it && n < cap; it = it->hnext)
+            if (item_matches(it, q))
+                hit[n++] = it;
+    qsort(hit, n, sizeof *hit, item_newest_first);
+    size_t keep = n < (size_t)c->limit ? n : (size_t)c->limit;
+    int rc = (c->pend = calloc(keep ? keep : 1, sizeof *c->pend)) ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < keep; i++, c->npend++) {
+        rec_copy *r = &c->pend[i];
+        memcpy(r->run_id, hit[i]->run_id, sizeof r->run_id);
+        r->len = hit[i]->len;
+        if (!(r->json = malloc(hit[i]->len + 1)))
+            rc = -1;
+        else
+            memcpy(r->json, hit[i]->json, hit[i]->len);
+    }
+    stripes_lock(0);
+    free(hit);
+    c->more_pending = n > keep;
+    return rc;
 }
 
 static void list_ctx_free(list_ctx *c)
@@ -299,7 +323,7 @@ static void list_merged(void *ud, int status, const store_page *bp)
             j++;
         }
     }
-    store_page page = {n, json, len, ids, bp->more || i < c->npend || j < bp->n};
+    store_page page = {n, json, len, ids, bp->more || c->more_pending || i < c->npend || j < bp->n};
     c->cb(c->ud, STORE_OK, &page);
     list_ctx_free(c);
 }
@@ -345,9 +369,7 @@ void store_counts_get(store_counts *c)
     c->put = atomic_load(&g_put);
     c->written = atomic_load(&g_written);
     c->dropped = atomic_load(&g_dropped);
-    pthread_mutex_lock(&g_mu);
-    c->pending = g_pending;
-    pthread_mutex_unlock(&g_mu);
+    c->pending = atomic_load(&g_pending);
 }
 
 /* ---- ids and cursors ------------------------------------------------------------------------------------ */

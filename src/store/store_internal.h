@@ -46,6 +46,9 @@ extern const store_backend store_postgres;
 /* store_start with be (tests use a backend of their own). */
 int store_start_backend(const store_backend *be, const kconfig *cfg, char *err, size_t errlen);
 
+/* record.c: "2026-11-27T10:00:00.123Z" (24 characters, no NUL) for a Unix time in ms. */
+void store_rfc3339_ms(double unix_ms, char out[24]);
+
 /* From the backend's thread: these items are durable. Lets them go (and frees them). */
 void store_written(store_item *const *items, size_t n);
 
