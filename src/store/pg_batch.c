@@ -9,7 +9,9 @@
  * A batch the server refuses as data (SQLSTATE class 22, data exception, or 23, integrity: a record
  * that is not JSON, a run_id that is not a UUID, a NUL in text) would otherwise be retried forever,
  * holding back every record behind it; so its records are then written one by one and the ones
- * refused are logged (run_id and reason) and let go. Any other failure is the server's or the
+ * refused are logged (run_id and reason) and let go, after one more try with every \u0000 escape
+ * made \ufffd (U+FFFD): Postgres's text and jsonb cannot hold NUL, and a run whose inputs carry one
+ * (JSON allows it) must still have its record. Any other failure is the server's or the
  * connection's: the caller keeps the batch (spool). */
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +56,50 @@ static int pg_upsert(PGconn *c, const pg_rec *const *recs, size_t n, char *err, 
     return rc;
 }
 
+/* A copy of json (NUL-terminated) with each \u0000 escape made \ufffd (the same length), or NULL
+ * when it has none or memory is short. An escaped backslash before "u0000" is not an escape of NUL:
+ * the character after a backslash is skipped. Escapes occur only inside strings. */
+static char *pg_without_nul(const char *json, size_t len)
+{
+    char *out = NULL;
+    for (size_t i = 0; i + 5 < len; i++) {
+        if (json[i] != '\\')
+            continue;
+        if (memcmp(json + i + 1, "u0000", 5) == 0) {
+            if (!out) { /* the first one: copy the whole text once */
+                if (!(out = malloc(len + 1)))
+                    return NULL;
+                memcpy(out, json, len);
+                out[len] = '\0';
+            }
+            memcpy(out + i + 1, "ufffd", 5);
+        }
+        i++; /* the escaped character never starts an escape */
+    }
+    return out;
+}
+
+/* One record Postgres refused as data: tried again without NULs, else logged and let go. */
+static int pg_upsert_one(PGconn *c, const pg_rec *rec, char *err, size_t errlen)
+{
+    char e[300];
+    char *clean = pg_without_nul(rec->json, rec->len);
+    int rc = B_DATA;
+    if (clean) {
+        pg_rec fixed = {rec->run_id, clean, rec->len};
+        const pg_rec *one = &fixed;
+        rc = pg_upsert(c, &one, 1, e, sizeof e);
+        free(clean);
+    }
+    if (rc == B_DATA) /* still refused (or had no NUL): its own error says why */
+        rc = pg_upsert(c, &rec, 1, e, sizeof e);
+    if (rc == B_FAIL)
+        util_err(err, errlen, "%s", e);
+    else if (rc == B_DATA)
+        log_msg(LOG_ERROR, "store: postgres refused the record of run %.36s (%s); it is not kept", rec->run_id, e);
+    return rc;
+}
+
 /* By run_id, then newest (the later in the batch) first. */
 static int pg_by_run_newest(const void *a, const void *b)
 {
@@ -78,14 +124,8 @@ int pg_write_batch(PGconn *c, const pg_rec *recs, size_t n, char *err, size_t er
             v[k++] = v[i];
     int rc = pg_upsert(c, v, k, err, errlen);
     for (size_t i = 0; rc == B_DATA && i < k; i++) { /* find the records it refuses */
-        char e[300];
-        int one = pg_upsert(c, &v[i], 1, e, sizeof e);
-        if (one == B_FAIL) {
-            util_err(err, errlen, "%s", e);
+        if (pg_upsert_one(c, v[i], err, errlen) == B_FAIL)
             break;
-        }
-        if (one == B_DATA)
-            log_msg(LOG_ERROR, "store: postgres refused the record of run %.36s (%s); it is not kept", v[i]->run_id, e);
         if (i + 1 == k)
             rc = B_OK;
     }

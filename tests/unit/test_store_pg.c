@@ -474,6 +474,30 @@ Test(store_pg, a_record_postgres_refuses_is_let_go_and_its_batch_is_written)
     store_stop(util_now_ms() + 10000);
 }
 
+/* Postgres's text and jsonb cannot hold NUL: a record whose strings carry \u0000 (an upstream's
+ * text can) is kept with U+FFFD in its place, and an escaped backslash before "u0000" is text. */
+Test(store_pg, a_nul_in_a_record_is_kept_as_the_replacement_character)
+{
+    start();
+    char id[37], json[1024], want[1024];
+    run_id(21, id);
+    const char *fmt = "{\"run_id\":\"%s\",\"workflow\":\"w\",\"version\":\"1\",\"status\":\"completed\",\"inputs\":"
+                      "{\"a\":\"x%sy\",\"b\":\"\\\\u0000\"},\"outputs\":{\"%s\":1},\"error\":null,\"cache\":\"MISS\","
+                      "\"principal\":\"anonymous\",\"request_id\":null,\"created_at\":\"2026-11-27T10:00:00.123Z\","
+                      "\"started_at\":null,\"finished_at\":null,\"duration_ms\":1.5}";
+    snprintf(json, sizeof json, fmt, id, "\\u0000", "k\\u0000");
+    snprintf(want, sizeof want, fmt, id, "\xef\xbf\xbd", "k\xef\xbf\xbd");
+    put_json(id, "w", "completed", "anonymous", json);
+    put(22, "w", "completed", "anonymous"); /* in the same batch: written as ever */
+    wait_written(2);
+    cr_assert_eq(sql_long(g_url, "SELECT count(*) FROM runs"), 2);
+    answer a;
+    be_get(id, &a);
+    cr_assert_eq(a.status, STORE_OK);
+    cr_assert_str_eq(a.json[0], want);
+    store_stop(util_now_ms() + 10000);
+}
+
 Test(store_pg, hostile_text_round_trips_as_data)
 {
     start();
