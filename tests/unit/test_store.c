@@ -292,29 +292,24 @@ Test(store, a_uuid7_carries_its_creation_time)
 
 /* The record's timestamps are written without strftime: the same text as gmtime gives, over leap
  * years, century rules and the epoch, with milliseconds. */
+static void timestamp_is_gmtimes(double ms)
+{
+    char text[25] = {0}, want[40];
+    store_rfc3339_ms(ms, text);
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    size_t n = strftime(want, sizeof want, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(want + n, sizeof want - n, ".%03dZ", (int)((long long)ms % 1000));
+    cr_assert_str_eq(text, want);
+}
+
 Test(store, timestamps_match_gmtime)
 {
     const double cases[] = {0, 951782400000.0 /* 2000-02-29 */, 4107542400000.0 /* 2100-03-01 */,
                             1764237600123.0, 1709251199999.0 /* 2024-02-29T23:59:59.999 */, 253402300799999.0};
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char text[25] = {0}, want[40];
-        store_rfc3339_ms(cases[i], text);
-        time_t s = (time_t)(cases[i] / 1000);
-        struct tm tm;
-        gmtime_r(&s, &tm);
-        size_t n = strftime(want, sizeof want, "%Y-%m-%dT%H:%M:%S", &tm);
-        snprintf(want + n, sizeof want - n, ".%03dZ", (int)((long long)cases[i] % 1000));
-        cr_assert_str_eq(text, want);
-    }
-    for (int i = 0; i < 100000; i++) { /* and a spread of days */
-        double ms = (double)i * 86400000.0 * 3.7 + i;
-        char text[25] = {0}, want[40];
-        store_rfc3339_ms(ms, text);
-        time_t s = (time_t)(ms / 1000);
-        struct tm tm;
-        gmtime_r(&s, &tm);
-        size_t n = strftime(want, sizeof want, "%Y-%m-%dT%H:%M:%S", &tm);
-        snprintf(want + n, sizeof want - n, ".%03dZ", (int)((long long)ms % 1000));
-        cr_assert_str_eq(text, want);
-    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        timestamp_is_gmtimes(cases[i]);
+    for (int i = 0; i < 100000; i++) /* and a spread of days */
+        timestamp_is_gmtimes((double)i * 86400000.0 * 3.7 + i);
 }
