@@ -1,7 +1,8 @@
 /* runs_read: GET /runs/{run_id} and GET /runs (API.md "Run records").
  *
- * Both ask the store and park: the answer comes from the pending set or the journal at once, or from
- * Postgres on the store's reader thread, which sets the answer and resumes the request. Who sees
+ * Both park and ask the store from the worker pool (the journal reads its files there, as the file
+ * nodes do, never on a loop): the answer comes from the pending set or the journal, or from Postgres
+ * on the store's reader thread, which sets the answer and resumes the request. Who sees
  * what: with authentication on, a caller without the admin role sees only its own runs (another's
  * is a 404, as an unknown id: a run's inputs and outputs are its caller's); admins, and everyone
  * with authentication off, see every run.
@@ -15,6 +16,7 @@
 
 #include "kailash/api.h"
 #include "kailash/auth.h"
+#include "kailash/engine.h"
 #include "kailash/store.h"
 
 #define LIST_DEFAULT 50
@@ -68,6 +70,12 @@ static void on_get(void *ud, int status, const char *json, size_t len)
     http_complete(r);
 }
 
+static void get_on_pool(void *arg)
+{
+    kreq *r = arg;
+    store_get(http_req_param(r), on_get, r);
+}
+
 int api_runs_get(kreq *r)
 {
     if (!store_enabled())
@@ -84,7 +92,8 @@ int api_runs_get(kreq *r)
         return HTTP_DONE;
     }
     http_req_set_state(r, copy, free);
-    store_get(id, on_get, r);
+    if (engine_submit(get_on_pool, r) != 0)
+        get_on_pool(r);
     return HTTP_PENDING;
 }
 
@@ -143,6 +152,26 @@ static void on_list(void *ud, int status, const store_page *page)
     http_complete(r);
 }
 
+/* A page's question, kept with the request while it waits (the query's strings are the request's). */
+typedef struct list_job {
+    store_query q;
+    kreq *r;
+    char before[37];
+} list_job;
+
+static void list_job_free(void *p)
+{
+    list_job *j = p;
+    free((char *)j->q.principal);
+    free(j);
+}
+
+static void list_on_pool(void *arg)
+{
+    list_job *j = arg;
+    store_list(&j->q, on_list, j->r);
+}
+
 int api_runs_list(kreq *r)
 {
     if (!store_enabled())
@@ -158,8 +187,22 @@ int api_runs_list(kreq *r)
         return bad(r, "workflow: expected a workflow name of 1..128 bytes");
     if (cursor && store_cursor_decode(cursor, before) != 0)
         return bad(r, "cursor: not a cursor this API gave out (use next_cursor as it came)");
-    q.before = cursor ? before : NULL;
     q.principal = visible_principal(r);
-    store_list(&q, on_list, r);
+    list_job *j = malloc(sizeof *j);
+    char *who = q.principal ? strdup(q.principal) : NULL;
+    if (!j || (q.principal && !who)) {
+        free(j);
+        free(who);
+        http_reply_error(r, 500, "internal", "out of memory", NULL);
+        return HTTP_DONE;
+    }
+    memcpy(j->before, before, sizeof before);
+    q.before = cursor ? j->before : NULL;
+    q.principal = who;
+    j->q = q;
+    j->r = r;
+    http_req_set_state(r, j, list_job_free);
+    if (engine_submit(list_on_pool, j) != 0)
+        list_on_pool(j);
     return HTTP_PENDING;
 }
