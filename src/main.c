@@ -64,6 +64,11 @@ static int do_check(void)
         config_free(cfg);
         return 1;
     }
+    if (store_check_config(cfg, rerr, sizeof rerr) != 0) {
+        fprintf(stderr, "%s: key 'database_url': %s\n", cfg->file, rerr);
+        config_free(cfg);
+        return 1;
+    }
     if (auth_ctx_load(cfg, &auth, err, sizeof err) != 0 || engine_prepare(cfg, err, sizeof err) != 0) {
         fprintf(stderr, "%s\n", err);
         config_free(cfg);

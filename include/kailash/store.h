@@ -67,6 +67,9 @@ typedef void (*store_list_cb)(void *ud, int status, const store_page *page);
  * daemon serves, /ready says why); a database_url that does not parse, or migrations that fail, are.
  * Registers the engine sink. 0, or -1 with err. */
 int store_start(const kconfig *cfg, char *err, size_t errlen);
+/* The settings store_start would refuse without touching the network or the disk (a database_url
+ * that does not parse), for `kailashd --check`. 0, or -1 with err (never the URL's password). */
+int store_check_config(const kconfig *cfg, char *err, size_t errlen);
 /* Writes out everything pending (Postgres down: to the spool) within deadline_ms of util_now_ms(),
  * then stops the backend's threads. Records still pending after the deadline are logged as lost. */
 void store_stop(double deadline_ms);

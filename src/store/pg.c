@@ -128,3 +128,16 @@ const store_backend store_postgres = {
     .stop = pg_stop,
     .health = pg_health,
 };
+
+int store_check_config(const kconfig *cfg, char *err, size_t errlen)
+{
+    if (!cfg->store_enabled || !cfg->database_url)
+        return 0;
+    char describe[200], *password = NULL;
+    int rc = pg_url_check(cfg->database_url, describe, sizeof describe, &password, err, errlen);
+    if (password) {
+        explicit_bzero(password, strlen(password));
+        free(password);
+    }
+    return rc;
+}

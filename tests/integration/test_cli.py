@@ -179,6 +179,19 @@ def test_check_with_a_fifo_as_config_returns(tmp_path):
     assert "k.json: not a regular file (a FIFO)" in r.stderr, r.stderr
 
 
+def test_check_refuses_a_database_url_that_does_not_parse_without_its_password(tmp_path):
+    with open(str(tmp_path / "k.json"), "w") as f:
+        json.dump({"database_url": "mysql://u:pw-7f3a9@db.example/x"}, f)
+    r = run_cli(["--check", "--config", "k.json"], cwd=str(tmp_path), timeout=10)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "database_url" in r.stderr and "does not parse" in r.stderr, r.stderr
+    assert "pw-7f3a9" not in r.stdout + r.stderr
+    with open(str(tmp_path / "k.json"), "w") as f:  # one that parses is not dialled by --check
+        json.dump({"database_url": "postgresql://u:pw-7f3a9@127.0.0.1:1/x"}, f)
+    r = run_cli(["--check", "--config", "k.json"], cwd=str(tmp_path), timeout=10)
+    assert "database_url" not in r.stderr and "pw-7f3a9" not in r.stdout + r.stderr, r.stderr
+
+
 # --- configuration errors ---------------------------------------------------------------------
 
 CONFIG_ERRORS = [
