@@ -8,6 +8,7 @@ import os
 import time
 import uuid
 
+import pytest
 import requests
 
 from conftest import UNLIMITED, assert_error, wait_for
@@ -79,6 +80,23 @@ def test_no_cache_bypasses_and_refreshes(daemons, upstream):
     r = d.run("c", {})
     assert xc(r) == "HIT-L1" and r.json()["outputs"]["call"]["response"]["content"]["hits"] == 2, "stored fresh"
     assert upstream.hits("slowcount/" + key) == 2
+
+
+@pytest.mark.parametrize("value,bypass", [
+    ("NO-CACHE", True), ("no-store", True), ("max-age=0, no-cache", True), ("private, No-Store", True),
+    ("max-age=abc", False), ("", False), (",,,;;;===", False), ("\u00e9t\u00e9".encode().decode("latin-1"), False),
+    ("x" * 6000, False), ("no-cach", False)])
+def test_hostile_cache_control_values(module_daemons, value, bypass):
+    """Cache-Control is the client's: any value is read without harm; only no-cache / no-store (any
+    case, anywhere in the list) skip the lookup."""
+    if not module_daemons.daemons:
+        module_daemons.make(workflows={"echo": ECHO})
+    d = module_daemons.daemons[0]
+    x = uuid.uuid4().hex
+    assert xc(d.run("echo", {"x": x})) == "MISS"
+    r = d.run("echo", {"x": x}, headers={"Cache-Control": value})
+    assert r.status_code == 200, r.text
+    assert xc(r) == ("BYPASS" if bypass else "HIT-L1"), (value[:40], r.headers)
 
 
 def test_ttl_expiry(daemons, upstream):
