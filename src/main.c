@@ -33,6 +33,10 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: kailashd [--config FILE]        serve the workflows\n"
                "       kailashd --check [--config FILE] load config and every workflow, print each problem\n"
+               "                                        (also: kailashd check)\n"
+               "       kailashd run WORKFLOW --input JSON|@FILE|@- [--config FILE]\n"
+               "                                        run one workflow in-process (no HTTP), print its answer;\n"
+               "                                        exit 0 completed, 1 failed, 2 usage or load error\n"
                "       kailashd hash-key                read an API key on stdin, print its SHA-256 for auth.api_keys\n"
                "       kailashd --version | --help\n"
                "The config comes from --config, else $KAILASH_CONFIG, else conf/kailashd.json.\n");
@@ -375,10 +379,44 @@ static int do_hash_key(void)
     return rc;
 }
 
+/* kailashd run WORKFLOW --input JSON|@FILE [--config FILE] */
+static int do_run(int argc, char **argv)
+{
+    const char *wf_name = NULL, *input = NULL, *cfg_arg = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--input") == 0 && i + 1 < argc)
+            input = argv[++i];
+        else if (strncmp(argv[i], "--input=", 8) == 0)
+            input = argv[i] + 8;
+        else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            cfg_arg = argv[++i];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            cfg_arg = argv[i] + 9;
+        else if (argv[i][0] != '-' && !wf_name)
+            wf_name = argv[i];
+        else {
+            fprintf(stderr, "kailashd run: unexpected argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!wf_name || !input) {
+        fprintf(stderr, "kailashd run: expected a workflow name and --input\n");
+        usage(stderr);
+        return 2;
+    }
+    const char *path = config_path(cfg_arg);
+    if (access(path, F_OK) != 0 && !cfg_arg && !getenv("KAILASH_CONFIG"))
+        path = NULL; /* the embedded defaults, as the daemon */
+    return api_direct_run(path, wf_name, input, stdout);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "hash-key") == 0)
         return do_hash_key();
+    if (argc >= 2 && strcmp(argv[1], "run") == 0)
+        return do_run(argc, argv);
     const char *cfg_arg = NULL;
     int check = 0;
     for (int i = 1; i < argc; i++) {

@@ -3,6 +3,8 @@
 #ifndef KAILASH_API_H
 #define KAILASH_API_H
 
+#include <stdio.h>
+
 #include "kailash/http.h"
 
 /* health.c: /health and /ready, and the process start they count uptime from. */
@@ -22,6 +24,10 @@ int api_execute(kreq *r);
 int api_cache_purge(kreq *r);
 /* admin.c */
 int api_admin_reload(kreq *r);
+/* direct.c: `kailashd run WORKFLOW --input JSON|@FILE [--config FILE]`: one run in-process, no HTTP;
+ * prints the answer /run would give (the error shape for a failed run) on out, problems on stderr.
+ * Returns the exit status: 0 completed, 1 failed (or timed out), 2 usage, config or load error. */
+int api_direct_run(const char *config_path, const char *wf_name, const char *input, FILE *out);
 /* runs_read.c: GET /runs/{run_id} and GET /runs */
 int api_runs_get(kreq *r);
 int api_runs_list(kreq *r);

@@ -203,7 +203,7 @@ out:
 
 /* ---- answering --------------------------------------------------------------------------------- */
 
-static int status_for(const char *code)
+int runs_status_for(const char *code)
 {
     if (strcmp(code, "bad_request") == 0)
         return 400;
@@ -234,7 +234,7 @@ static int put_optional(buf *b, const char *key, json_t *v)
 
 /* The answer of a completed run, written straight into b: the bytes json_pack's object would dump
  * to, keys in the same order, without building it (a dozen allocations per run). */
-static int body_run(buf *b, run *rn, const run_req *s)
+int runs_body_completed(buf *b, run *rn, int include_results)
 {
     json_t *outputs = run_outputs(rn);
     if (!outputs || buf_reserve(b, 500) != 0 || buf_append(b, "{\"run_id\":", 10) != 0 ||
@@ -244,7 +244,7 @@ static int body_run(buf *b, run *rn, const run_req *s)
         buf_append(b, ",\"outputs\":", 11) != 0 || buf_append_json(b, outputs) != 0 ||
         buf_append(b, ",\"duration_ms\":", 15) != 0 || buf_append_json_real(b, runs_ms3(run_duration_ms(rn))) != 0)
         return -1;
-    if (s->include_results) {
+    if (include_results) {
         json_t *skipped = run_skipped(rn);
         int rc = put_optional(b, "results", run_results(rn)) != 0 || put_optional(b, "skipped", skipped) != 0;
         json_decref(skipped);
@@ -278,7 +278,7 @@ static void reply_failed(kreq *r, run *rn)
     json_t *details = json_pack("{s:s,s:s}", "run_id", run_id(rn), "status", run_status_name(run_get_status(rn)));
     if (node[0])
         json_object_set_new(details, "node", json_string(node));
-    http_reply_error(r, status_for(code), code, msg, details);
+    http_reply_error(r, runs_status_for(code), code, msg, details);
     if (strcmp(code, "overloaded") == 0) /* as the executor's own 503 (after the answer, as there) */
         http_reply_header(r, "Retry-After", "1");
 }
@@ -299,7 +299,7 @@ static void on_run_done(run *rn, void *ud)
     if (run_get_status(rn) == RUN_COMPLETED && s->execute)
         http_reply_json(r, 200, body_execute(rn));
     else if (run_get_status(rn) == RUN_COMPLETED) {
-        if (body_run(&b, rn, s) != 0)
+        if (runs_body_completed(&b, rn, s->include_results) != 0)
             buf_free(&b);
         http_reply_buf(r, 200, &b); /* empty: 500 "out of memory" */
     } else

@@ -29,6 +29,10 @@ typedef struct run_req {
 /* runs.c: creates and submits the run for r (inputs and params borrowed). HTTP_PENDING, or HTTP_DONE
  * with an answer set (out of memory, the executor full). */
 int runs_start(kreq *r, json_t *inputs, json_t *params);
+/* runs.c: a completed run's /run answer appended to b (NUL-terminated); 0, or -1 out of memory. */
+int runs_body_completed(buf *b, run *rn, int include_results);
+/* runs.c: the HTTP status of a run's error code (upstream_error 502, timeout 504, ...). */
+int runs_status_for(const char *code);
 /* runs.c: ms rounded to 3 decimals, as answers show durations. */
 double runs_ms3(double ms);
 

@@ -81,6 +81,8 @@ static struct {
     int loaded; /* the directory has been scanned */
     int fd;     /* the segment being written, or -1 */
     int lock_fd; /* runs/.lock, held (flock) while this process owns the directory; -1 before */
+    uint64_t reuse_id, reuse_size; /* the last segment, whole (it ends with a newline) and not full:
+                                    * written on after a restart instead of a new one (0: none) */
     uint64_t seg_id, seg_size, next_id;
     jseg *segs; /* known segments, oldest first; the last is the one being written */
     size_t nsegs;
@@ -260,6 +262,28 @@ static int journal_lock(void)
     return 0;
 }
 
+/* A start writes on in the last segment when it ends with a whole line and has room: a daemon
+ * restarted often (or `kailashd run` from cron) would otherwise fill retain_segments with segments
+ * of a few records each. A torn tail gets a new segment (the scan skipped it; nothing is appended
+ * to it). */
+static void journal_reuse_check(uint64_t id)
+{
+    char path[PATH_MAX + 32], last = 0;
+    journal_path(id, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    J.reuse_id = 0;
+    int young = J.retain_s <= 0 || fd < 0 || fstat(fd, &st) != 0 ||
+                (double)st.st_mtim.tv_sec > util_now_unix_s() - J.retain_s; /* else retention takes it */
+    if (fd >= 0 && young && fstat(fd, &st) == 0 && st.st_size > 0 && (uint64_t)st.st_size < J.segment_bytes &&
+        pread(fd, &last, 1, st.st_size - 1) == 1 && last == '\n') {
+        J.reuse_id = id;
+        J.reuse_size = (uint64_t)st.st_size;
+    }
+    if (fd >= 0)
+        close(fd);
+}
+
 static int journal_load(void)
 {
     mkdir(J.dir, 0750); /* EEXIST is fine; any other trouble shows in opendir */
@@ -293,6 +317,8 @@ static int journal_load(void)
         segs[kept++] = (jseg){ids[i], mtime};
     }
     J.next_id = n ? ids[n - 1] + 1 : 1;
+    if (rc == 0 && kept)
+        journal_reuse_check(segs[kept - 1].id);
     free(chunk);
     free(ids);
     if (rc != 0) {
@@ -361,6 +387,18 @@ static int journal_open_next(void)
     }
     J.segs = segs;
     char path[PATH_MAX + 32];
+    if (J.reuse_id) {
+        uint64_t id = J.reuse_id;
+        J.reuse_id = 0;
+        journal_path(id, path, sizeof path);
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd >= 0) {
+            J.fd = fd;
+            J.seg_id = id;
+            J.seg_size = J.reuse_size; /* batches are written at this offset on: pwritev */
+            return 0;
+        }
+    }
     journal_path(J.next_id, path, sizeof path);
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
     if (fd < 0 || journal_sync_dir() != 0) {
@@ -637,6 +675,7 @@ static int journal_start(const kconfig *cfg, char *err, size_t errlen)
     J.up = 1;
     J.why[0] = '\0';
     J.loaded = 0;
+    J.reuse_id = 0;
     J.fd = -1;
     jidx_init(&J.ix);
     J.batch = calloc(J.batch_max, sizeof *J.batch);
