@@ -71,4 +71,9 @@ int config_load(const char *path, kconfig **out, char *err, size_t errlen);
 
 void config_free(kconfig *cfg);
 
+/* The loader's own table of keys, for the README's reference (a test holds one to the other): the
+ * i-th key that holds a value (objects left out, dotted: "auth.jwt.issuer"), or NULL past the end;
+ * *built is 0 for a key of a feature not built yet (accepted only with its default). */
+const char *config_key_at(size_t i, int *built);
+
 #endif

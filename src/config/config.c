@@ -426,3 +426,16 @@ void config_free(kconfig *c)
     free(c->database_url);
     free(c);
 }
+
+const char *config_key_at(size_t i, int *built)
+{
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        if (rows[r].kind == K_OBJ)
+            continue;
+        if (i-- == 0) {
+            *built = rows[r].kind != K_UNBUILT;
+            return rows[r].key;
+        }
+    }
+    return NULL;
+}

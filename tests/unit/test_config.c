@@ -237,3 +237,47 @@ Test(config, environment_overrides)
     cr_assert(strstr(err, "KAILASH_UPSTREAM_CLIENT"), "%s", err);
     unsetenv("KAILASH_UPSTREAM_CLIENT");
 }
+
+/* README.md's "Configuration reference" lists exactly the loader's keys, and says "not built yet" for
+ * exactly the ones accepted only with their default. */
+static char *readme_reference(void)
+{
+    FILE *f = fopen("README.md", "r");
+    cr_assert(f, "README.md (tests run from the repository's root)");
+    static char text[1 << 20];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    char *start = strstr(text, "### Configuration reference");
+    cr_assert(start, "README.md has no Configuration reference");
+    char *end = strstr(start + 4, "\n## ");
+    if (end)
+        *end = '\0';
+    return start;
+}
+
+/* The README row of key ("| `key` | ..."), or NULL. */
+static const char *readme_row(const char *ref, const char *key)
+{
+    char head[160];
+    snprintf(head, sizeof head, "\n| `%s` |", key);
+    return strstr(ref, head);
+}
+
+Test(config, the_readme_reference_lists_exactly_the_loaders_keys)
+{
+    const char *ref = readme_reference();
+    int built, rows_in_readme = 0, keys = 0;
+    for (const char *p = ref; (p = strstr(p, "\n| `")); p++)
+        rows_in_readme++;
+    for (size_t i = 0; config_key_at(i, &built); i++, keys++) {
+        const char *key = config_key_at(i, &built);
+        const char *row = readme_row(ref, key);
+        cr_assert(row, "the loader's key '%s' is not in README.md's Configuration reference", key);
+        const char *eol = strchr(row + 1, '\n');
+        int says_unbuilt = eol ? (memmem(row, (size_t)(eol - row), "not built yet", 13) != NULL) : 0;
+        cr_assert_eq(says_unbuilt, !built, "README.md's row of '%s' %s 'not built yet'", key,
+                     built ? "says" : "does not say");
+    }
+    cr_assert_eq(rows_in_readme, keys, "README.md's reference has %d rows, the loader %d keys", rows_in_readme, keys);
+}
