@@ -12,7 +12,7 @@ FROM debian:12-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         build-essential pkg-config \
-        libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libssl-dev libhiredis-dev libpq-dev \
+        libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libssl-dev libgnutls28-dev libhiredis-dev libpq-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
@@ -27,7 +27,7 @@ RUN make -j"$(nproc)" \
 FROM debian:12-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-        libmicrohttpd12 libjansson4 libcurl4 libssl3 libhiredis0.14 libpq5 ca-certificates curl \
+        libmicrohttpd12 libjansson4 libcurl4 libssl3 libgnutls30 libhiredis0.14 libpq5 ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --home-dir /opt/kailashd --shell /usr/sbin/nologin kailashd
 COPY --from=build /src/build/kailashd /usr/local/bin/kailashd

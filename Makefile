@@ -4,7 +4,7 @@ VERSION   := 0.1.0
 BUILD     ?= build
 CC        ?= cc
 PYTHON    ?= /usr/bin/python3
-PKGS      := libmicrohttpd jansson libcurl libcrypto hiredis libpq
+PKGS      := libmicrohttpd jansson libcurl libcrypto hiredis gnutls libpq
 OPT       ?= -O2 -g
 CFLAGS    := $(OPT) -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -pthread \
              -D_GNU_SOURCE -DKAILASH_VERSION='"$(VERSION)"' -Iinclude \

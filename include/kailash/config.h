@@ -61,6 +61,8 @@ typedef struct kconfig {
     int upstream_max_hops; /* a request whose X-Kailash-Hops is above this is refused (508) */
     int enable_monitoring;
     int log_level; /* LOG_DEBUG.. from log.h */
+    char *tls_cert_file;   /* tls.*: HTTPS with this PEM chain and key (both or neither; NULL: plain HTTP) */
+    char *tls_key_file;
     int front_end_park; /* front_end.park, or KAILASH_MHD_PARK: src/http/mhd_park.c is on (when it can be) */
 } kconfig;
 

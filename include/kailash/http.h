@@ -181,6 +181,11 @@ void http_server_sync(void);
 int http_server_inflight(void);
 /* Closes everything. Call when http_server_inflight() is 0 (or the grace time is over). */
 void http_server_stop(void);
+/* TLS (src/http/tls.c): loads cfg's tls.cert_file and tls.key_file (nothing without them) for the
+ * daemons' handshakes. http_server_start calls it; a reload calls it again, and new handshakes get the
+ * renewed certificate (connections already open keep theirs). 0, or -1 with err naming the file and
+ * the problem, never the key's bytes; on -1 the certificate serving so far stays. */
+int http_tls_load(const kconfig *cfg, char *err, size_t errlen);
 /* The config requests are checked against (borrowed; configs stay alive until exit). */
 const kconfig *http_server_config(void);
 /* Publishes a reloaded config (max_body_bytes, trusted_proxies take effect for new requests). The
@@ -191,8 +196,8 @@ void http_server_set_config(const kconfig *cfg);
  * An answer is kept in the request as set until the server queues it (after the after() steps have
  * read it); a new one replaces what was set before, headers included. */
 
-/* Sets the answer; body is stolen. The Content-Type, X-Request-ID and Server-Timing headers are
- * added when it is queued. */
+/* Sets the answer; body is stolen. The Content-Type (JSON, unless a Content-Type was added with
+ * http_reply_header), X-Request-ID and Server-Timing headers are added when it is queued. */
 void http_reply_json(kreq *r, int status, json_t *body);
 /* The same with the body already written (NUL-terminated), taken from body (left empty); NULL or
  * an empty buf answers 500 "out of memory". */

@@ -99,8 +99,8 @@ static const key_row rows[] = {
     {"log.level", K_LEVEL, OFF(log_level), 0, 0, NULL, NULL},
     NOTYET("log.format", "\"json\"", "only the json log format is built"),
     {"tls", K_OBJ, 0, 0, 0, NULL, NULL},
-    NOTYET("tls.cert_file", "null", "TLS termination is not built yet (put a TLS proxy in front)"),
-    NOTYET("tls.key_file", "null", "TLS termination is not built yet (put a TLS proxy in front)"),
+    {"tls.cert_file", K_STR_NULL, OFF(tls_cert_file), 0, 0, NULL, NULL},
+    {"tls.key_file", K_STR_NULL, OFF(tls_key_file), 0, 0, NULL, NULL},
 };
 
 static const key_row *row_find(const char *key)
@@ -396,6 +396,11 @@ int config_load(const char *path, kconfig **out, char *err, size_t errlen)
     }
     if (apply_env(c, err, errlen) != 0)
         goto fail;
+    if (!c->tls_cert_file != !c->tls_key_file) {
+        util_err(err, errlen, "%s: key '%s': tls.cert_file and tls.key_file go together", c->file,
+                 c->tls_cert_file ? "tls.key_file" : "tls.cert_file");
+        goto fail;
+    }
     rl_tiers(c);
     *out = c;
     return 0;
@@ -424,6 +429,8 @@ void config_free(kconfig *c)
     free(c->jwt_roles_claim);
     free(c->redis_url);
     free(c->database_url);
+    free(c->tls_cert_file);
+    free(c->tls_key_file);
     free(c);
 }
 

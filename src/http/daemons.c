@@ -348,21 +348,26 @@ static const char *park_off_reason(const kconfig *cfg, unsigned mhd_flags)
     return NULL;
 }
 
-static unsigned daemon_flags(int ipv6)
+static unsigned daemon_flags(const kconfig *cfg, int ipv6)
 {
     unsigned flags = MHD_USE_EPOLL | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    if (http_tls_configured(cfg))
+        flags |= MHD_USE_TLS;
     return ipv6 ? flags | MHD_USE_IPv6 : flags;
 }
 
 static int worker_start(worker *w, int lfd, int ipv6, unsigned conn_limit, char *err, size_t errlen)
 {
-    unsigned flags = daemon_flags(ipv6);
+    unsigned flags = daemon_flags(http_server_config(), ipv6);
     w->epfd = -1;
     w->due_ms = -1.0;
+    /* with TLS, the certificate comes from tls.c for each handshake (a reload renews it) */
+    struct MHD_OptionItem tls[] = {{MHD_OPTION_HTTPS_CERT_CALLBACK, 0, http_tls_callback()}, {MHD_OPTION_END, 0, NULL}};
     w->d = MHD_start_daemon(flags, 0, NULL, NULL, http_on_request, NULL, MHD_OPTION_LISTEN_SOCKET, lfd,
                             MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
                             on_connection, w, MHD_OPTION_CONNECTION_LIMIT, conn_limit, MHD_OPTION_CONNECTION_TIMEOUT,
-                            (unsigned)120, MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, NULL, MHD_OPTION_END);
+                            (unsigned)120, MHD_OPTION_EXTERNAL_LOGGER, http_on_mhd_log, NULL, MHD_OPTION_ARRAY,
+                            (flags & MHD_USE_TLS) ? tls : tls + 1, MHD_OPTION_END);
     if (!w->d) {
         close(lfd);
         return util_err(err, errlen, "libmicrohttpd could not start on the listening socket");
@@ -381,6 +386,8 @@ int http_server_start(const kconfig *cfg, ioloop *const *loops, int nloops, char
     http_server_set_config(cfg);
     if (nloops < 1)
         return util_err(err, errlen, "no I/O loop to run the HTTP front end on");
+    if (http_tls_load(cfg, err, errlen) != 0)
+        return -1;
     g_workers = calloc((size_t)nloops, sizeof *g_workers);
     if (!g_workers)
         return util_err(err, errlen, "out of memory");
@@ -396,7 +403,7 @@ int http_server_start(const kconfig *cfg, ioloop *const *loops, int nloops, char
         if (worker_start(&g_workers[i], fd, ipv6, limit, err, errlen) != 0)
             return -1;
     }
-    const char *why = park_off_reason(cfg, daemon_flags(ipv6));
+    const char *why = park_off_reason(cfg, daemon_flags(cfg, ipv6));
     if (why)
         log_msg(LOG_WARN, "front end: mhd_park is off (%s): two more epoll_ctl and a read per suspended request", why);
     return 0;
@@ -464,4 +471,5 @@ void http_server_stop(void)
     free(g_workers);
     g_workers = NULL;
     g_nworkers = 0;
+    http_tls_free(); /* no session is left to point at a certificate */
 }

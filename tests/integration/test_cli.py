@@ -210,7 +210,8 @@ CONFIG_ERRORS = [
     pytest.param({"store": {"queue_max": 0}}, "store.queue_max", id="store_queue_max_zero"),
     pytest.param({"store": {"segment_bytes": 10}}, "store.segment_bytes", id="store_segment_too_small"),
     pytest.param({"store": {"journal": True}}, "store.journal", id="store_unknown_key"),
-    pytest.param({"tls": {"cert_file": "cert.pem", "key_file": "key.pem"}}, "cert_file", id="tls_not_built"),
+    pytest.param({"tls": {"cert_file": "cert.pem"}}, "go together", id="tls_cert_without_key"),
+    pytest.param({"tls": {"cert_file": 5, "key_file": "key.pem"}}, "cert_file", id="tls_cert_not_a_string"),
     pytest.param("{ \"port\": 8000, ", "kailashd.json", id="not_json"),
     pytest.param("[1, 2]", "kailashd.json", id="not_an_object"),
 ]

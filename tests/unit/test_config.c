@@ -124,7 +124,8 @@ Test(config, store_keys)
 Test(config, unbuilt_features_refused_unless_default)
 {
     refused("{\"jobs\": {\"claim_idle_ms\": 5}}", "async jobs");
-    refused("{\"tls\": {\"cert_file\": \"/x.pem\"}}", "TLS");
+    refused("{\"tls\": {\"cert_file\": \"/x.pem\"}}", "go together");
+    refused("{\"tls\": {\"key_file\": \"/x.pem\"}}", "tls.cert_file");
     refused("{\"cache\": {\"default_ttl_s\": 0}}", "cache.default_ttl_s");
     refused("{\"cache\": {\"l1_max_bytes\": 1000}}", "cache.l1_max_bytes");
     refused("{\"log\": {\"format\": \"text\"}}", "json");
