@@ -22,12 +22,15 @@
 #include "kailash/engine.h"
 #include "kailash/http.h"
 #include "kailash/log.h"
+#include "kailash/notify.h"
 #include "kailash/redis.h"
 #include "kailash/store.h"
+#include "kailash/watchdog.h"
 
 static const char *g_config_path;
 static kconfig *g_cfg; /* the config serving now */
 static pthread_mutex_t g_reload_mu = PTHREAD_MUTEX_INITIALIZER;
+static watchdog *g_watchdog; /* when the service manager asked for one */
 
 static void usage(FILE *f)
 {
@@ -137,21 +140,18 @@ static void warn_restart_only(const kconfig *cfg)
         log_msg(LOG_WARN, "reload: database_url and store.* take effect only after a restart");
 }
 
-/* api_reload_fn: new config, new registry, swap. */
-static int do_reload(json_t **result, char *err, size_t errlen)
+/* New config, new registry, swap (g_reload_mu held). */
+static int reload_locked(json_t **result, char *err, size_t errlen)
 {
     kconfig *cfg;
     auth_ctx *auth = NULL;
-    pthread_mutex_lock(&g_reload_mu);
     if (config_load(g_config_path, &cfg, err, errlen) != 0) {
-        pthread_mutex_unlock(&g_reload_mu);
         log_msg(LOG_ERROR, "reload refused: %s", err);
         return -1;
     }
     if (auth_ctx_load(cfg, &auth, err, errlen) != 0 || jwks_follow(cfg, err, errlen) != 0) {
         auth_ctx_free(auth);
         config_free(cfg);
-        pthread_mutex_unlock(&g_reload_mu);
         log_msg(LOG_ERROR, "reload refused: %s", err);
         return -1;
     }
@@ -162,7 +162,6 @@ static int do_reload(json_t **result, char *err, size_t errlen)
     if (!reg) {
         auth_ctx_free(auth);
         config_free(cfg);
-        pthread_mutex_unlock(&g_reload_mu);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -172,8 +171,29 @@ static int do_reload(json_t **result, char *err, size_t errlen)
             json_array_size(registry_errors(reg)));
     registry_publish(reg);
     config_publish(cfg, auth);
-    pthread_mutex_unlock(&g_reload_mu);
     return 0;
+}
+
+/* READY=1 after a reload either way: a refused one leaves the previous config serving. */
+static void reload_notify_end(int refused)
+{
+    registry *reg = registry_acquire();
+    size_t n = registry_count(reg);
+    registry_release(reg);
+    notify_ready(n);
+    if (refused)
+        notify_status("serving %zu workflow(s); the last reload was refused (see the log)", n);
+}
+
+/* api_reload_fn (POST /admin/reload) and SIGHUP. Once graceful_stop holds the lock, none begins. */
+static int do_reload(json_t **result, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&g_reload_mu);
+    notify_reloading();
+    int rc = reload_locked(result, err, errlen);
+    reload_notify_end(rc != 0);
+    pthread_mutex_unlock(&g_reload_mu);
+    return rc;
 }
 
 /* glibc gives memory back to the system as soon as the top of an arena has 128 KiB free, and takes
@@ -224,6 +244,7 @@ static double store_deadline(double stop_began_ms)
 static int graceful_stop(void)
 {
     double began = util_now_ms();
+    notify_stopping(http_server_inflight());
     log_msg(LOG_INFO, "stopping: no new connections, waiting for %d request(s)", http_server_inflight());
     http_server_quiesce();
     pthread_mutex_lock(&g_reload_mu); /* no reload may swap g_cfg from here on */
@@ -234,6 +255,7 @@ static int graceful_stop(void)
         int runs = engine_cancel_all();
         log_msg(LOG_ERROR, "shutdown_grace_ms (%d ms) ran out: %d request(s) in flight, %d run(s) cancelled",
                 g_cfg->shutdown_grace_ms, cut, runs);
+        notify_status("stopping: grace ran out, %d run(s) cancelled", runs);
         cut = drain_wait(SHUTDOWN_CANCEL_MS);
     }
     if (cut > 0) {
@@ -251,6 +273,8 @@ static int graceful_stop(void)
     cache_gens_stop();
     redis_stop();
     engine_stop();
+    watchdog_free(g_watchdog); /* its loops are gone: so are the pings */
+    g_watchdog = NULL;
     engine_sinks_flush();
     store_stop(store_deadline(began)); /* after every run ended: every record is put */
     registry_publish(NULL);
@@ -261,9 +285,22 @@ static int graceful_stop(void)
     return late ? 1 : 0; /* runs had to be cancelled: the grace was too short for them */
 }
 
+/* The watchdog, when systemd asked for one (WatchdogSec=): pings from the loops' liveness. */
+static int watchdog_begin(char *err, size_t errlen)
+{
+    uint64_t usec = notify_watchdog_usec();
+    if (usec == 0)
+        return 0;
+    int nloops;
+    struct ioloop *const *loops = engine_loops(&nloops);
+    g_watchdog = watchdog_start(loops, nloops, usec, notify_watchdog_ping, NULL, err, errlen);
+    return g_watchdog ? 0 : -1;
+}
+
 static int serve(void)
 {
     char err[1024];
+    notify_init();
     if (config_load(g_config_path, &g_cfg, err, sizeof err) != 0) {
         fprintf(stderr, "kailashd: %s\n", err);
         return 1;
@@ -288,7 +325,7 @@ static int serve(void)
         fprintf(stderr, "kailashd: %s\n", err);
         return 1;
     }
-    if (jwks_follow(g_cfg, err, sizeof err) != 0) {
+    if (jwks_follow(g_cfg, err, sizeof err) != 0 || watchdog_begin(err, sizeof err) != 0) {
         fprintf(stderr, "kailashd: %s\n", err);
         return 1;
     }
@@ -309,8 +346,9 @@ static int serve(void)
         fprintf(stderr, "kailashd: out of memory\n");
         return 1;
     }
-    log_msg(LOG_INFO, "loaded %zu workflow(s) from %s, %zu file(s) with errors", registry_count(reg),
-            g_cfg->workflows_dir, json_array_size(registry_errors(reg)));
+    size_t nwf = registry_count(reg);
+    log_msg(LOG_INFO, "loaded %zu workflow(s) from %s, %zu file(s) with errors", nwf, g_cfg->workflows_dir,
+            json_array_size(registry_errors(reg)));
     registry_publish(reg);
     api_admin_set_reload(do_reload);
     api_health_set_start_time(util_now_ms());
@@ -320,6 +358,7 @@ static int serve(void)
     }
     log_msg(LOG_INFO, "kailashd %s listening on %s:%d with %d worker(s)", KAILASH_VERSION, g_cfg->host, g_cfg->port,
             g_cfg->workers);
+    notify_ready(nwf);
     for (;;) {
         struct timespec tick = {0, 100 * 1000 * 1000};
         int sig = sigtimedwait(&set, NULL, &tick);
