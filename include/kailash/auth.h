@@ -151,6 +151,10 @@ auth_ctx *auth_ctx_publish(auth_ctx *c);
 /* The current one (NULL before the first publish: everyone is anonymous). Thread-safe. */
 const auth_ctx *auth_ctx_current(void);
 int auth_ctx_enabled(const auth_ctx *c);
+/* The credentials c accepts with authentication on (a mask of AUTH_METHOD_*), for the OpenAPI
+ * document's security schemes; 0 when c is NULL or authentication is off. */
+enum { AUTH_METHOD_KEY = 1, AUTH_METHOD_JWT = 2 };
+int auth_ctx_methods(const auth_ctx *c);
 
 /* The outcome of authenticating one request's credentials. */
 typedef struct auth_result {

@@ -19,6 +19,7 @@ static const http_route routes[] = {
     {"GET", "/runs/{name}", HTTP_AUTH_USER, 0, NULL, NULL, api_runs_get},
     {"POST", "/admin/reload", HTTP_AUTH_ADMIN, 0, NULL, NULL, api_admin_reload},
     {"DELETE", "/cache/{name}", HTTP_AUTH_ADMIN, 0, api_run_resolve, NULL, api_cache_purge},
+    {"GET", "/openapi.json", HTTP_AUTH_NONE, 0, NULL, NULL, api_openapi},
 };
 
 /* Matches pattern against path; on success copies the {name} segment into param. */

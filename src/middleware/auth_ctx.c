@@ -281,6 +281,13 @@ int auth_ctx_enabled(const auth_ctx *c)
     return c && c->enabled;
 }
 
+int auth_ctx_methods(const auth_ctx *c)
+{
+    if (!auth_ctx_enabled(c))
+        return 0;
+    return (c->nkeys ? AUTH_METHOD_KEY : 0) | (c->local || c->remote ? AUTH_METHOD_JWT : 0);
+}
+
 /* ---- authenticating one request ---------------------------------------------------------------- */
 
 static void fail(auth_result *res, int bad_token, const char *why)

@@ -1,0 +1,289 @@
+/* openapi_paths: the paths of the OpenAPI document. One row per operation of API.md that this
+ * build may serve; a row is in the document only when the router's table takes its method and path
+ * (http_route_find on a probe path), so the document never describes a route the build lacks, and
+ * its auth column (never, yes, admin) comes from the router's row, not from a second copy here.
+ *
+ * Error answers: every operation lists the ones the middleware chain may give on any route (400 for
+ * a malformed X-Kailash-Hops, 508 loop_detected, 500), the auth ones that follow from the route's
+ * auth column and the config (401 and security with authentication on; 403 for admin routes, and
+ * for a workflow's routes when its gateway.access may refuse), 429 where the rate limiter runs, and
+ * the row's own. 405 belongs to no operation (it answers a method a path does not list), so it is
+ * only in components/responses, named in info.description. Each refers to components/responses,
+ * whose bodies refer to the one Error schema. */
+#include <stdio.h>
+#include <string.h>
+
+#include "kailash/api.h"
+#include "kailash/auth.h"
+#include "openapi_internal.h"
+
+enum {
+    OA_RUN = 1,       /* a run route: X-Run-ID, X-Cache on its answer; a concrete path per workflow */
+    OA_WF_ACCESS = 2, /* about one workflow: its gateway.access may refuse (403) with auth on */
+    OA_TEXT = 4,      /* the answer is text/plain (Prometheus), not JSON */
+    OA_READY = 8,     /* 503 answers the Ready shape (degraded), not an Error */
+};
+
+typedef struct oa_op {
+    const char *method, *path; /* the document's path template */
+    const char *probe;         /* a path of this shape the router must take */
+    const char *id, *tag, *summary;
+    const char *ok;     /* components/schemas of the 200 answer; NULL: any JSON object (or text) */
+    const char *params; /* components/parameters, space-separated */
+    const char *body;   /* components/schemas of the request body, or NULL */
+    const char *errors; /* its own error statuses, space-separated (besides the chain's and auth's) */
+    int flags;
+} oa_op;
+
+static const oa_op ops[] = {
+    {"GET", "/health", "/health", "getHealth", "health", "Liveness", "Health", "", NULL, "", 0},
+    {"GET", "/ready", "/ready", "getReady", "health", "Readiness: the dependencies' last known state", "Ready", "",
+     NULL, "503", OA_READY},
+    {"GET", "/metrics", "/metrics", "getMetrics", "health", "Prometheus text exposition format 0.0.4", NULL, "", NULL,
+     "", OA_TEXT},
+    {"GET", "/openapi.json", "/openapi.json", "getOpenAPI", "meta", "This document", NULL, "", NULL, "", 0},
+    {"GET", "/workflows", "/workflows", "listWorkflows", "workflows",
+     "The loaded workflows, sorted by name (with auth on, those the caller may reach)", "WorkflowList", "", NULL, "",
+     0},
+    {"GET", "/workflows/{name}", "/workflows/x", "getWorkflow", "workflows", "One workflow, normalised",
+     "WorkflowDefinition", "WorkflowName", NULL, "404", OA_WF_ACCESS},
+    {"POST", "/workflows/{name}/run", "/workflows/x/run", "runWorkflow", "runs", "Run a workflow", "RunResult",
+     "WorkflowName Include Mode", "RunRequest", "404 413 415 502 503 504", OA_RUN | OA_WF_ACCESS},
+    {"POST", "/workflows/{name}/execute", "/workflows/x/execute", "executeWorkflow", "runs",
+     "Run a workflow, answered as the Kailash SDK WorkflowAPI does", "ExecuteResult", "WorkflowName",
+     "ExecuteRequest", "404 413 415 502 503 504", OA_RUN | OA_WF_ACCESS},
+    {"GET", "/runs", "/runs", "listRuns", "runs", "Run records, newest first", "RunList",
+     "RunsWorkflow RunsStatus RunsLimit RunsCursor", NULL, "503", 0},
+    {"GET", "/runs/{run_id}", "/runs/x", "getRun", "runs", "One run record", "RunRecord", "RunId", NULL, "404 503", 0},
+    {"DELETE", "/cache/{name}", "/cache/x", "purgeCache", "admin", "Drop the cached answers of one workflow",
+     "Purged", "WorkflowName", NULL, "404", 0},
+    {"POST", "/admin/reload", "/admin/reload", "reload", "admin", "Reload config and workflows, as SIGHUP does",
+     "Reloaded", "", NULL, "422", 0},
+};
+
+/* Every error status an operation may list, in order, and its components/responses entry. */
+static const struct {
+    int status;
+    const char *name;
+} oa_errors[] = {
+    {400, "BadRequest"},  {401, "Unauthorized"}, {403, "Forbidden"},   {404, "NotFound"},
+    {413, "PayloadTooLarge"}, {415, "UnsupportedMediaType"}, {422, "InvalidConfig"}, {429, "TooManyRequests"},
+    {500, "Internal"},    {502, "UpstreamError"}, {503, "Unavailable"}, {504, "Timeout"},
+    {508, "LoopDetected"},
+};
+
+static json_t *oa_ref(const char *section, const char *name)
+{
+    char ref[128];
+    snprintf(ref, sizeof ref, "#/components/%s/%s", section, name);
+    return json_pack("{s:s}", "$ref", ref);
+}
+
+/* Whether op on a route of this auth column answers status, for the workflow wf (NULL: any). */
+static int oa_answers(const oa_op *op, int auth, const struct workflow *wf, const oa_ctx *c, int status)
+{
+    char code[8];
+    snprintf(code, sizeof code, "%d", status);
+    if (strstr(op->errors, code))
+        return 1;
+    switch (status) {
+    case 400: case 500: case 508: /* the chain's, on every route */
+        return 1;
+    case 401:
+        return auth != HTTP_AUTH_NONE && c->auth_methods != 0;
+    case 403: /* admin routes: the admin role, or loopback clients with auth off */
+        if (auth == HTTP_AUTH_ADMIN)
+            return 1;
+        return auth == HTTP_AUTH_USER && c->auth_methods && (op->flags & OA_WF_ACCESS) && (!wf || wf->access.present);
+    case 429:
+        return auth != HTTP_AUTH_NONE;
+    default:
+        return 0;
+    }
+}
+
+static json_t *oa_ok_response(const oa_op *op)
+{
+    json_t *sch = op->ok ? oa_ref("schemas", op->ok)
+                         : json_pack("{s:s}", "type", op->flags & OA_TEXT ? "string" : "object");
+    json_t *ok = json_pack("{s:s,s:{s:{s:o}}}", "description", op->summary, "content",
+                           op->flags & OA_TEXT ? "text/plain" : "application/json", "schema", sch);
+    if (ok && (op->flags & OA_RUN))
+        json_object_set_new(ok, "headers", json_pack("{s:o,s:o,s:o,s:o}", "X-Request-ID",
+                                                     oa_ref("headers", "X-Request-ID"), "X-Run-ID",
+                                                     oa_ref("headers", "X-Run-ID"), "X-Cache",
+                                                     oa_ref("headers", "X-Cache"), "Server-Timing",
+                                                     oa_ref("headers", "Server-Timing")));
+    return ok;
+}
+
+static json_t *oa_responses(const oa_op *op, int auth, const struct workflow *wf, const oa_ctx *c)
+{
+    json_t *out = json_pack("{s:o}", "200", oa_ok_response(op));
+    for (size_t i = 0; out && i < sizeof oa_errors / sizeof oa_errors[0]; i++) {
+        int st = oa_errors[i].status;
+        char key[8];
+        if (!oa_answers(op, auth, wf, c, st))
+            continue;
+        snprintf(key, sizeof key, "%d", st);
+        json_t *v = st == 503 && (op->flags & OA_READY)
+                        ? json_pack("{s:s,s:{s:{s:o}}}", "description", "degraded: a configured dependency is down",
+                                    "content", "application/json", "schema", oa_ref("schemas", "Ready"))
+                        : oa_ref("responses", oa_errors[i].name);
+        json_object_set_new(out, key, v);
+    }
+    return out;
+}
+
+/* [{"ApiKey": []}, {"BearerAuth": []}] for the credentials accepted; optional ({} first) when
+ * public. */
+static json_t *oa_security(const oa_ctx *c, int public)
+{
+    json_t *out = json_array();
+    if (public)
+        json_array_append_new(out, json_object());
+    if (c->auth_methods & AUTH_METHOD_KEY)
+        json_array_append_new(out, json_pack("{s:[]}", "ApiKey"));
+    if (c->auth_methods & AUTH_METHOD_JWT)
+        json_array_append_new(out, json_pack("{s:[]}", "BearerAuth"));
+    return out;
+}
+
+json_t *openapi_security_schemes(const oa_ctx *c)
+{
+    json_t *out = json_object();
+    if (c->auth_methods & AUTH_METHOD_KEY)
+        json_object_set_new(out, "ApiKey",
+                            json_pack("{s:s,s:s,s:s,s:s}", "type", "apiKey", "in", "header", "name", "X-API-Key",
+                                      "description", "an API key whose SHA-256 digest is in auth.api_keys"));
+    if (c->auth_methods & AUTH_METHOD_JWT)
+        json_object_set_new(out, "BearerAuth",
+                            json_pack("{s:s,s:s,s:s,s:s}", "type", "http", "scheme", "bearer", "bearerFormat", "JWT",
+                                      "description", "a JWT (HS256, RS256 or ES256) as auth.jwt configures"));
+    return out;
+}
+
+/* The concrete request body of a workflow's run route: its inputs schema as the file wrote it (the
+ * same json_t, shared: the tree is only read, then dumped), parameters keyed by its node ids. */
+static json_t *oa_workflow_body(const oa_op *op, const struct workflow *wf)
+{
+    json_t *inputs = json_object_get(wf->summary, "inputs");
+    json_t *ids = json_array();
+    for (size_t i = 0; i < wf->nnodes; i++)
+        json_array_append_new(ids, json_string(wf->nodes[i].id));
+    json_t *props = json_pack("{s:O,s:{s:s,s:s,s:{s:o},s:{s:s}}}", "inputs", inputs ? inputs : json_object(),
+                              "parameters", "type", "object", "description", "per-node overrides keyed by node id",
+                              "propertyNames", "enum", ids, "additionalProperties", "type", "object");
+    if (props && strcmp(op->body, "ExecuteRequest") == 0)
+        json_object_set_new(props, "mode", json_pack("{s:[s],s:s}", "enum", "sync", "description",
+                                                     "async and stream are not built yet: a 400"));
+    else if (props)
+        json_object_set_new(props, "callback_url",
+                            json_pack("{s:s,s:s}", "type", "string", "description",
+                                      "asynchronous runs only, which this build does not have yet: a 400"));
+    return json_pack("{s:b,s:{s:{s:{s:s,s:b,s:o}}}}", "required", 0, "content", "application/json", "schema", "type",
+                     "object", "additionalProperties", 0, "properties", props);
+}
+
+static json_t *oa_parameters(const oa_op *op, const struct workflow *wf)
+{
+    json_t *out = json_array();
+    const char *p = op->params;
+    while (out && *p) {
+        char name[64];
+        size_t n = strcspn(p, " ");
+        snprintf(name, sizeof name, "%.*s", (int)n, p);
+        p += n + (p[n] == ' ');
+        if (!(wf && strcmp(name, "WorkflowName") == 0)) /* a concrete path has no {name} */
+            json_array_append_new(out, oa_ref("parameters", name));
+    }
+    return out;
+}
+
+/* One operation of op on a route with this auth column, for the workflow wf (NULL: the template). */
+static json_t *oa_operation(const oa_op *op, int auth, const struct workflow *wf, const oa_ctx *c)
+{
+    char id[192], summary[256];
+    if (wf) {
+        const char *verb = strrchr(op->path, '/') + 1; /* "run" or "execute" */
+        snprintf(id, sizeof id, "%s_%s", verb, wf->name);
+        snprintf(summary, sizeof summary, "%c%s %s (version %s)", verb[0] - 'a' + 'A', verb + 1, wf->name,
+                 wf->version);
+    } else {
+        snprintf(id, sizeof id, "%s", op->id);
+        snprintf(summary, sizeof summary, "%s", op->summary);
+    }
+    json_t *o = json_pack("{s:s,s:[s],s:s}", "operationId", id, "tags", op->tag, "summary", summary);
+    if (!o)
+        return NULL;
+    if (wf && wf->description[0])
+        json_object_set_new(o, "description", json_string(wf->description));
+    json_t *params = oa_parameters(op, wf);
+    if (json_array_size(params))
+        json_object_set(o, "parameters", params);
+    json_decref(params);
+    if (op->body)
+        json_object_set_new(o, "requestBody",
+                            wf ? oa_workflow_body(op, wf)
+                               : json_pack("{s:b,s:{s:{s:o}}}", "required", 0, "content", "application/json",
+                                           "schema", oa_ref("schemas", op->body)));
+    json_object_set_new(o, "responses", oa_responses(op, auth, wf, c));
+    if (auth != HTTP_AUTH_NONE && c->auth_methods)
+        json_object_set_new(o, "security", oa_security(c, wf && wf->access.is_public));
+    return o;
+}
+
+/* The route of op in the router's table, or NULL when this build does not serve it. */
+static const http_route *oa_route(const oa_op *op)
+{
+    char param[132], allow[64];
+    int status;
+    return http_route_find(op->method, op->probe, param, sizeof param, &status, allow, sizeof allow);
+}
+
+/* The route's auth column as the document tells it: never, yes or admin. A column beyond those
+ * (/metrics': never unless metrics_auth) counts as never. */
+static int oa_auth(const http_route *rt)
+{
+    return rt->auth == HTTP_AUTH_USER || rt->auth == HTTP_AUTH_ADMIN ? rt->auth : HTTP_AUTH_NONE;
+}
+
+/* paths[path][method] = operation. */
+static int oa_put(json_t *paths, const char *path, const char *method, json_t *operation)
+{
+    char m[8];
+    size_t i = 0;
+    for (; method[i] && i < sizeof m - 1; i++)
+        m[i] = (char)(method[i] | 0x20); /* "get": OpenAPI's field names are lower case */
+    m[i] = '\0';
+    json_t *item = json_object_get(paths, path);
+    if (!item && json_object_set_new(paths, path, item = json_object()) != 0)
+        return json_decref(operation), -1;
+    return operation && json_object_set_new(item, m, operation) == 0 ? 0 : -1;
+}
+
+json_t *openapi_paths(const registry *reg, const oa_ctx *c)
+{
+    json_t *paths = json_object();
+    for (size_t i = 0; paths && i < sizeof ops / sizeof ops[0]; i++) {
+        const http_route *rt = oa_route(&ops[i]);
+        if (rt && oa_put(paths, ops[i].path, ops[i].method, oa_operation(&ops[i], oa_auth(rt), NULL, c)) != 0)
+            goto err;
+    }
+    for (size_t w = 0; paths && reg && w < registry_count(reg); w++) {
+        const struct workflow *wf = exec_workflow(registry_at(reg, w));
+        for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+            const http_route *rt = (ops[i].flags & OA_RUN) ? oa_route(&ops[i]) : NULL;
+            char path[192];
+            if (!rt)
+                continue;
+            snprintf(path, sizeof path, "/workflows/%s/%s", wf->name, strrchr(ops[i].path, '/') + 1);
+            if (oa_put(paths, path, ops[i].method, oa_operation(&ops[i], oa_auth(rt), wf, c)) != 0)
+                goto err;
+        }
+    }
+    return paths;
+err:
+    json_decref(paths);
+    return NULL;
+}
