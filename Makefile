@@ -1,5 +1,6 @@
 # kailashd build. `make` builds build/kailashd; `make test` runs the Criterion unit tests and the pytest
 # integration tests; `make asan` does the same with AddressSanitizer + UndefinedBehaviorSanitizer.
+# `make install` / `make uninstall` take PREFIX (default /usr/local) and DESTDIR (for packaging).
 VERSION   := 0.1.0
 BUILD     ?= build
 CC        ?= cc
@@ -19,7 +20,7 @@ LIB       := $(BUILD)/libkailash.a
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all run test unit integration asan deps fmt clean bench check-deps fuzz fuzz-build
+.PHONY: all run test unit integration asan deps fmt clean bench check-deps fuzz fuzz-build install uninstall
 
 all: $(BUILD)/kailashd
 
@@ -88,6 +89,51 @@ fuzz: fuzz-build
 
 bench: deps $(BUILD)/kailashd
 	sh bench/run.sh $(abspath $(BUILD)/kailashd)
+
+# Install layout. The unit goes to $(PREFIX)/lib/systemd/system: systemd reads both /usr/lib/... and
+# /usr/local/lib/systemd/system, so either PREFIX works, and /etc/systemd/system stays the admin's (for
+# overrides and drop-ins, never overwritten by an install). The unit's ExecStart names the installed
+# binary. The config lives in /etc/kailashd whatever PREFIX is (the unit reads it there); it is written
+# only when none is there yet, with absolute paths (the example workflows, the service's state
+# directory), and uninstall removes it only when it is still exactly what install wrote.
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+BINDIR    := $(PREFIX)/bin
+UNITDIR   := $(PREFIX)/lib/systemd/system
+SHAREDIR  := $(PREFIX)/share/kailashd
+MAN1DIR   := $(PREFIX)/share/man/man1
+CONFDIR   := /etc/kailashd
+EXAMPLES  := $(notdir $(sort $(wildcard workflows/*.json)))
+UNIT_GEN  := sed 's|/usr/local/bin/kailashd|$(BINDIR)/kailashd|g' systemd/kailashd.service
+CONF_GEN  := sed -e 's|"workflows_dir": *"workflows"|"workflows_dir": "$(SHAREDIR)/workflows"|' \
+                 -e 's|"data_dir": *"var"|"data_dir": "/var/lib/kailashd"|' conf/kailashd.json
+
+install: $(BUILD)/kailashd
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SHAREDIR)/workflows $(DESTDIR)$(MAN1DIR) \
+	    $(DESTDIR)$(CONFDIR)
+	install -m 0755 $(BUILD)/kailashd $(DESTDIR)$(BINDIR)/kailashd
+	$(UNIT_GEN) > $(DESTDIR)$(UNITDIR)/kailashd.service && chmod 0644 $(DESTDIR)$(UNITDIR)/kailashd.service
+	install -m 0644 $(addprefix workflows/,$(EXAMPLES)) $(DESTDIR)$(SHAREDIR)/workflows/
+	install -m 0644 docs/kailashd.1 $(DESTDIR)$(MAN1DIR)/kailashd.1
+	@if [ -e $(DESTDIR)$(CONFDIR)/kailashd.json ]; then \
+	    echo "kept $(DESTDIR)$(CONFDIR)/kailashd.json (already there)"; \
+	else \
+	    echo "writing $(DESTDIR)$(CONFDIR)/kailashd.json"; \
+	    $(CONF_GEN) > $(DESTDIR)$(CONFDIR)/kailashd.json && chmod 0644 $(DESTDIR)$(CONFDIR)/kailashd.json; \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/kailashd $(DESTDIR)$(UNITDIR)/kailashd.service $(DESTDIR)$(MAN1DIR)/kailashd.1 \
+	    $(addprefix $(DESTDIR)$(SHAREDIR)/workflows/,$(EXAMPLES))
+	rmdir $(DESTDIR)$(SHAREDIR)/workflows $(DESTDIR)$(SHAREDIR) 2>/dev/null || true
+	@if [ -e $(DESTDIR)$(CONFDIR)/kailashd.json ]; then \
+	    if $(CONF_GEN) | cmp -s - $(DESTDIR)$(CONFDIR)/kailashd.json; then \
+	        echo "rm -f $(DESTDIR)$(CONFDIR)/kailashd.json"; rm -f $(DESTDIR)$(CONFDIR)/kailashd.json; \
+	        rmdir $(DESTDIR)$(CONFDIR) 2>/dev/null || true; \
+	    else \
+	        echo "kept $(DESTDIR)$(CONFDIR)/kailashd.json (edited since install)"; \
+	    fi; \
+	fi
 
 deps:
 	@sh scripts/deps.sh install
