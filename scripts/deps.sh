@@ -3,7 +3,7 @@
 # test (clang and libclang-rt-14-dev: libFuzzer, for `make fuzz`). Installs only as root; otherwise
 # says what to install.
 PKGS="build-essential pkg-config libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libhiredis-dev \
-libpq-dev libssl-dev libgnutls28-dev libcriterion-dev python3-pytest python3-requests python3-yaml python3-jwt python3-cryptography redis-server postgresql wrk nginx-light \
+libpq-dev libssl-dev libgnutls28-dev libcriterion-dev python3-pytest python3-requests python3-yaml python3-prometheus-client python3-jwt python3-cryptography redis-server postgresql wrk nginx-light \
 clang libclang-rt-14-dev"
 # node and npm run the OpenAPI validator of the tests (tests/openapi): Debian's packages unless a node
 # and an npm are on PATH already.

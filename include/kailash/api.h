@@ -11,6 +11,10 @@
 int api_health(kreq *r);
 int api_ready(kreq *r);
 void api_health_set_start_time(double now_ms);
+/* metrics.c: GET /metrics (404 while enable_monitoring is false), and what follows the serving
+ * config: counting on or off, and (once) the engine sink that counts runs. */
+int api_metrics(kreq *r);
+void api_metrics_configure(const kconfig *cfg);
 /* workflows.c */
 int api_workflows_list(kreq *r);
 int api_workflows_get(kreq *r);

@@ -59,7 +59,8 @@ typedef struct kconfig {
     int upstream_connect_timeout_ms;
     int upstream_verify_tls;
     int upstream_max_hops; /* a request whose X-Kailash-Hops is above this is refused (508) */
-    int enable_monitoring;
+    int enable_monitoring; /* /metrics answers and requests, runs, nodes... are counted (default true) */
+    int metrics_auth;      /* /metrics needs the admin or the metrics role (default false) */
     int log_level; /* LOG_DEBUG.. from log.h */
     char *tls_cert_file;   /* tls.*: HTTPS with this PEM chain and key (both or neither; NULL: plain HTTP) */
     char *tls_key_file;

@@ -137,12 +137,13 @@ typedef int (*http_handler)(kreq *r);
  * http_req_set_workflow_def, or http_req_set_unresolved); it never answers. prepare (may be NULL)
  * runs after the chain, before the body is read, and may answer (HTTP_DONE); handle runs when the
  * body is complete. */
-enum { HTTP_AUTH_NONE = 0, HTTP_AUTH_USER, HTTP_AUTH_ADMIN };
+enum { HTTP_AUTH_NONE = 0, HTTP_AUTH_USER, HTTP_AUTH_ADMIN, HTTP_AUTH_METRICS };
 
 struct http_route {
     const char *method;
     const char *pattern; /* "/workflows/{name}/run": {name} matches one segment */
-    int auth;            /* HTTP_AUTH_*: API.md's auth column (never, yes, admin) */
+    int auth;            /* HTTP_AUTH_*: API.md's auth column (never, yes, admin; METRICS: never, or with
+                          * metrics_auth the admin or metrics role) */
     int runs;            /* it runs the workflow: the workflow's gateway.rate_limit applies */
     http_handler resolve;
     http_handler prepare;

@@ -31,6 +31,8 @@ void mw_after(kreq *r);
 /* The steps (one file each). */
 int mw_request_id_before(kreq *r);
 void mw_logging_after(kreq *r);
+/* metrics.c: counts the answered request by route pattern, method and status (kailash/metrics.h). */
+void mw_metrics_after(kreq *r);
 int mw_route_before(kreq *r);
 int mw_hops_before(kreq *r);
 /* auth.c: authentication (401) and the route's and workflow's roles (403); sets the principal. */

@@ -60,6 +60,7 @@ struct node_call {
     struct ioloop *io;       /* the I/O loop, for start() */
     node_done_fn done;       /* for start() */
     void *engine_data;       /* the engine's own; nodes don't touch it */
+    double started_ms;       /* the engine's: metrics_clock() when the node started (0: not timed) */
     /* Set by start() when its work can be aborted (NULL otherwise, and again once done has run; the
      * engine sets it NULL before start). Call it only on call->io's thread, between start's return
      * of 0 and done: it aborts the work in flight (an HTTP node's transfer is taken out of the multi

@@ -29,6 +29,7 @@
 #include <strings.h>
 
 #include "kailash/auth.h"
+#include "kailash/metrics.h"
 #include "kailash/store.h"
 #include "runs_internal.h"
 
@@ -116,6 +117,13 @@ static void flight_unlink(rc_flight *f)
 /* ---- answers ------------------------------------------------------------------------------------- */
 
 /* A hit's answer: the stored bytes spliced in unchanged, a new run_id. */
+/* The answer's X-Cache, counted as it is said (kailash_cache_requests_total). */
+static void rc_tag(kreq *r, const char *xcache)
+{
+    http_reply_header(r, "X-Cache", xcache);
+    metrics_cache_answer(xcache);
+}
+
 static void rc_reply_hit(kreq *r, const char *bytes, size_t len, const char *xcache, long age_s)
 {
     run_req *s = http_req_state(r);
@@ -143,7 +151,7 @@ static void rc_reply_hit(kreq *r, const char *bytes, size_t len, const char *xca
     snprintf(age, sizeof age, "%ld", age_s > 0 ? age_s : 0);
     http_req_set_run_id(r, id);
     http_reply_header(r, "X-Run-ID", id);
-    http_reply_header(r, "X-Cache", xcache);
+    rc_tag(r, xcache);
     const auth_principal *who = http_req_principal(r);
     store_hit h = {id, wf->name, wf->version, xcache, who ? auth_principal_id(who) : "anonymous",
                    http_req_request_id(r), s->inputs, bytes, len, dur};
@@ -426,12 +434,12 @@ void runs_cache_end(kreq *r, run *rn)
 {
     run_req *s = http_req_state(r);
     if (!s->cached) {
-        http_reply_header(r, "X-Cache", "BYPASS");
+        rc_tag(r, "BYPASS");
         http_complete(r);
         return;
     }
     const workflow *wf = exec_workflow(s->ex);
-    http_reply_header(r, "X-Cache", s->lookup ? "MISS" : "BYPASS");
+    rc_tag(r, s->lookup ? "MISS" : "BYPASS");
     rc_store *st = run_get_status(rn) == RUN_COMPLETED ? rc_stored(s, rn) : NULL;
     size_t skip = st ? (size_t)((char *)memchr(st->bytes, '\n', st->len) + 1 - st->bytes) : 0;
     if (st) {

@@ -2,7 +2,7 @@
  *
  * Each row names a dotted key, its kind, where it lands in kconfig and its bounds. Objects are
  * walked against the table so an unknown key anywhere is found. Keys of features this build does not
- * have yet (Postgres, jobs, TLS, metrics auth) are rows of kind
+ * have yet (jobs, TLS) are rows of kind
  * UNBUILT: they are accepted only with their documented default, and any other value stops
  * start-up saying so, instead of being silently ignored. */
 #include "kailash/config.h"
@@ -91,8 +91,8 @@ static const key_row rows[] = {
     NOTYET("jobs.claim_idle_ms", "30000", "async jobs are not built yet"),
     NOTYET("jobs.callback_max_attempts", "8", "async jobs are not built yet"),
     NOTYET("jobs.callback_allow_hosts", "[]", "async jobs are not built yet"),
-    NOTYET("enable_monitoring", "true", "the /metrics endpoint is not built yet"),
-    NOTYET("metrics_auth", "false", "the /metrics endpoint is not built yet"),
+    {"enable_monitoring", K_BOOL, OFF(enable_monitoring), 0, 0, NULL, NULL},
+    {"metrics_auth", K_BOOL, OFF(metrics_auth), 0, 0, NULL, NULL},
     {"front_end", K_OBJ, 0, 0, 0, NULL, NULL},
     {"front_end.park", K_BOOL, OFF(front_end_park), 0, 0, NULL, NULL},
     {"log", K_OBJ, 0, 0, 0, NULL, NULL},

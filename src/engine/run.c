@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "engine_internal.h"
+#include "kailash/metrics.h"
 #include "kailash/util.h"
 
 enum { N_PENDING, N_RUNNING, N_DONE, N_SKIPPED };
@@ -382,6 +383,8 @@ static void node_finished(run *r, size_t i, int state)
 static int node_result(run *r, size_t i, json_t *outputs, const node_error *e)
 {
     const wf_node *n = &r->wf->nodes[i];
+    metrics_node_end(r->wf->name, n->type->name, n->id, n->type->start && !n->type->calls_workflow, e ? e->code : "ok",
+                     r->calls[i].started_ms);
     if (e) {
         if (!n->on_error_continue || strcmp(e->code, "timeout") == 0) {
             run_fail(r, i, e);
@@ -491,7 +494,8 @@ static int node_exec(run *r, size_t i)
                         .depth = r->depth,
                         .io = n->type->start ? r->home : NULL,
                         .done = node_async_done,
-                        .engine_data = r};
+                        .engine_data = r,
+                        .started_ms = metrics_clock()};
     if (n->type->start) {
         r->state[i] = N_RUNNING;
         r->inflight++;

@@ -11,6 +11,7 @@ static const http_route routes[] = {
     /* method, pattern, auth, runs, resolve (before the chain), prepare (before the body), handle */
     {"GET", "/health", HTTP_AUTH_NONE, 0, NULL, NULL, api_health},
     {"GET", "/ready", HTTP_AUTH_NONE, 0, NULL, NULL, api_ready},
+    {"GET", "/metrics", HTTP_AUTH_METRICS, 0, NULL, NULL, api_metrics},
     {"GET", "/workflows", HTTP_AUTH_USER, 0, NULL, NULL, api_workflows_list},
     {"GET", "/workflows/{name}", HTTP_AUTH_USER, 0, api_run_resolve, NULL, api_workflows_get},
     {"POST", "/workflows/{name}/run", HTTP_AUTH_USER, 1, api_run_resolve, api_run_prepare, api_run},

@@ -21,6 +21,7 @@
 
 #include "http_internal.h"
 #include "kreq.h"
+#include "kailash/api.h"
 #include "kailash/log.h"
 #include "kailash/middleware.h"
 
@@ -36,6 +37,7 @@ const kconfig *http_server_config(void)
 void http_server_set_config(const kconfig *cfg)
 {
     atomic_store(&g_cfg, cfg);
+    api_metrics_configure(cfg); /* counting follows enable_monitoring */
 }
 int http_server_inflight(void)
 {
@@ -140,13 +142,14 @@ static struct MHD_Response *answer_response(kreq *r)
     if (!resp)
         return NULL;
     r->answer = (buf){0};
-    MHD_add_response_header(resp, "Content-Type", "application/json; charset=utf-8");
     MHD_add_response_header(resp, "X-Request-ID", r->request_id);
     for (const char *p = r->answer_headers.data, *end = p + r->answer_headers.len; p && p < end;) {
         const char *v = p + strlen(p) + 1;
         MHD_add_response_header(resp, p, v);
         p = v + strlen(v) + 1;
     }
+    if (!MHD_get_response_header(resp, "Content-Type")) /* JSON unless the answer said otherwise (/metrics) */
+        MHD_add_response_header(resp, "Content-Type", "application/json; charset=utf-8");
     return resp;
 }
 

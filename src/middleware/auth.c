@@ -2,7 +2,9 @@
  * authorization", and the error table's order: after the route, before the rate limit).
  *
  * Each route says what it needs (http_route.auth): nothing (/health, /ready), a caller (workflows,
- * runs), or the admin role (admin routes). With enable_auth off every caller is anonymous and admin
+ * runs), or the admin role (admin routes); /metrics needs nothing, or with metrics_auth (and
+ * enable_monitoring) the admin or the metrics role, and is then treated as an admin route.
+ * With enable_auth off every caller is anonymous and admin
  * routes answer loopback clients only. With it on the step authenticates (auth_ctx.c), answers 401
  * with a WWW-Authenticate challenge when credentials are missing or fail, and 403 when the caller
  * lacks the admin role or the workflow's access roles. The workflow's attribute conditions need the
@@ -47,7 +49,8 @@ static int forbidden(kreq *r, const char *why)
  * X-Kailash-Hops, and its socket address says where the last hop was, not who asked. */
 static int open_mode(kreq *r, int need)
 {
-    if (need == HTTP_AUTH_ADMIN && (!http_req_client_loopback(r) || http_req_header(r, "X-Kailash-Hops")))
+    if ((need == HTTP_AUTH_ADMIN || need == HTTP_AUTH_METRICS) &&
+        (!http_req_client_loopback(r) || http_req_header(r, "X-Kailash-Hops")))
         return forbidden(r, "admin routes answer only loopback clients while authentication is off");
     return MW_NEXT;
 }
@@ -55,8 +58,12 @@ static int open_mode(kreq *r, int need)
 static int authorize(kreq *r, int need, const auth_principal *who)
 {
     char msg[200];
-    if (need == HTTP_AUTH_ADMIN && !who)
+    if ((need == HTTP_AUTH_ADMIN || need == HTTP_AUTH_METRICS) && !who)
         return unauthorized(r, NULL, "credentials are missing: send X-API-Key or Authorization: Bearer");
+    if (need == HTTP_AUTH_METRICS)
+        return auth_principal_has_role(who, "admin") || auth_principal_has_role(who, "metrics")
+                   ? MW_NEXT
+                   : forbidden(r, "this route needs the admin or the metrics role");
     if (need == HTTP_AUTH_ADMIN && !auth_principal_has_role(who, "admin"))
         return forbidden(r, "this route needs the admin role");
     const workflow *wf = http_req_workflow_def(r);
@@ -71,6 +78,9 @@ static int authorize(kreq *r, int need, const auth_principal *who)
 int mw_auth_before(kreq *r)
 {
     int need = http_req_route(r)->auth;
+    const kconfig *cfg = http_server_config();
+    if (need == HTTP_AUTH_METRICS && !(cfg->metrics_auth && cfg->enable_monitoring))
+        need = HTTP_AUTH_NONE; /* off: the handler's 404, not a 401 */
     const auth_ctx *c = auth_ctx_current();
     if (need == HTTP_AUTH_NONE)
         return MW_NEXT;

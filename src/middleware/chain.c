@@ -1,4 +1,4 @@
-/* chain: the middleware table. Order matters and is the design's: request_id -> logging -> route ->
+/* chain: the middleware table. Order matters and is the design's: request_id -> logging -> metrics -> route ->
  * (hops) -> auth -> rate_limit -> cache. after() steps run in the same order, once the answer is
  * set: rate_limit's adds its headers to the answer; logging reads the request's notes, not headers. Only the steps this build has are listed; a new step is one
  * file and one row. route answers what routing found before the chain (404, 405, an unknown
@@ -8,6 +8,7 @@
 static const mw_step chain[] = {
     {"request_id", mw_request_id_before, NULL},
     {"logging", NULL, mw_logging_after},
+    {"metrics", NULL, mw_metrics_after},
     {"route", mw_route_before, NULL},
     {"hops", mw_hops_before, NULL},
     {"auth", mw_auth_before, NULL},

@@ -4,7 +4,7 @@
  * trusted_proxies let X-Forwarded-For name), by tier (rate_limiting.authenticated or anonymous per
  * minute, a bucket of rate_limiting.burst), and by the workflow's gateway.rate_limit when it has one
  * (per principal, per workflow): up to two policies, checked and charged together (GCRA, ratelimit.h).
- * /health, /ready and the other routes that need no credentials are never limited.
+ * /health, /ready, /metrics and the other routes that need no credentials are never limited.
  *
  * Where: with redis_url, one EVALSHA per request on the loop's own Redis connection (the request
  * parks until the reply, which the loop's deadline bounds), so instances share one limit. A key that
@@ -24,6 +24,7 @@
 #include "kailash/auth.h"
 #include "kailash/ioloop.h"
 #include "kailash/log.h"
+#include "kailash/metrics.h"
 #include "kailash/middleware.h"
 #include "kailash/ratelimit.h"
 #include "kailash/redis.h"
@@ -107,6 +108,7 @@ static int rl_apply(const rl_check *c, const rl_decision *d, int via)
     note->via = via;
     note->n = c->n;
     note->refused = !d[0].allowed;
+    metrics_ratelimit(http_req_principal(c->r) ? "authenticated" : "anonymous", note->refused);
     for (int i = 0; i < c->n; i++) /* a 429 has r=0 in every policy (API.md) */
         note->pol[i] = (struct http_limit_policy){.name = c->names[i],
                                                   .q = c->pol[i].limit,
@@ -230,7 +232,8 @@ static int rl_shared(rl_check *c)
 
 int mw_ratelimit_before(kreq *r)
 {
-    if (http_req_route(r)->auth == HTTP_AUTH_NONE || !http_server_config()->rl_enabled)
+    int need = http_req_route(r)->auth;
+    if (need == HTTP_AUTH_NONE || need == HTTP_AUTH_METRICS || !http_server_config()->rl_enabled)
         return MW_NEXT;
     pthread_once(&g_once, rl_init);
     if (!g_table)
