@@ -76,6 +76,13 @@ static int do_check(void)
         config_free(cfg);
         return 1;
     }
+    int tls = http_tls_load(cfg, err, sizeof err); /* the certificate and key load, and belong together */
+    http_tls_free();
+    if (tls != 0) {
+        fprintf(stderr, "%s: %s\n", cfg->file, err);
+        config_free(cfg);
+        return 1;
+    }
     if (auth_ctx_load(cfg, &auth, err, sizeof err) != 0 || engine_prepare(cfg, err, sizeof err) != 0) {
         fprintf(stderr, "%s\n", err);
         config_free(cfg);
@@ -120,6 +127,18 @@ static int jwks_follow(const kconfig *cfg, char *err, size_t errlen)
     return jwks_remote_configure(&o, err, errlen);
 }
 
+/* A reload reads the certificate and key again (a renewed certificate serves new handshakes); TLS on
+ * or off is the daemons' shape, made at start. */
+static int tls_follow(const kconfig *cfg, char *err, size_t errlen)
+{
+    int on = cfg->tls_cert_file != NULL, was = g_cfg->tls_cert_file != NULL;
+    if (on != was) {
+        log_msg(LOG_WARN, "reload: turning TLS %s takes effect only after a restart", on ? "on" : "off");
+        return 0;
+    }
+    return on ? http_tls_load(cfg, err, errlen) : 0;
+}
+
 static int str_differs(const char *a, const char *b)
 {
     return strcmp(a ? a : "", b ? b : "") != 0;
@@ -149,7 +168,8 @@ static int reload_locked(json_t **result, char *err, size_t errlen)
         log_msg(LOG_ERROR, "reload refused: %s", err);
         return -1;
     }
-    if (auth_ctx_load(cfg, &auth, err, errlen) != 0 || jwks_follow(cfg, err, errlen) != 0) {
+    if (auth_ctx_load(cfg, &auth, err, errlen) != 0 || jwks_follow(cfg, err, errlen) != 0 ||
+        tls_follow(cfg, err, errlen) != 0) {
         auth_ctx_free(auth);
         config_free(cfg);
         log_msg(LOG_ERROR, "reload refused: %s", err);

@@ -187,6 +187,8 @@ void http_server_stop(void);
  * renewed certificate (connections already open keep theirs). 0, or -1 with err naming the file and
  * the problem, never the key's bytes; on -1 the certificate serving so far stays. */
 int http_tls_load(const kconfig *cfg, char *err, size_t errlen);
+/* Frees every certificate loaded (after http_server_stop, or after a load only to check it). */
+void http_tls_free(void);
 /* The config requests are checked against (borrowed; configs stay alive until exit). */
 const kconfig *http_server_config(void);
 /* Publishes a reloaded config (max_body_bytes, trusted_proxies take effect for new requests). The

@@ -33,10 +33,9 @@ void http_server_client_left(kreq *r);
 void http_server_drain(void);
 
 /* tls.c: whether cfg asks for TLS; the certificate callback for MHD_OPTION_HTTPS_CERT_CALLBACK (a
- * gnutls_certificate_retrieve_function2 *); the loaded sets freed after the daemons stopped. */
+ * gnutls_certificate_retrieve_function2 *). */
 int http_tls_configured(const kconfig *cfg);
 void *http_tls_callback(void);
-void http_tls_free(void);
 
 /* mhd_park.c: a suspended connection keeps its place in its daemon's epoll set (see the file). One
  * per daemon, used by the loop thread running it. */

@@ -139,3 +139,15 @@ def test_a_key_in_the_certificates_place_is_refused(tls):
     with pytest.raises(DaemonStartError) as e:
         d.start()
     assert "tls.cert_file" in str(e.value) and "PRIVATE KEY" not in str(e.value)
+
+
+def test_check_loads_the_certificate_and_key(tls, tmp_path):
+    d, crt, key = tls(start=False)
+    from conftest import run_cli
+    r = run_cli(["--check", "--config", d.config_path], cwd=d.root)
+    assert r.returncode == 0, r.stdout + r.stderr
+    _, other_key = make_cert(str(tmp_path), "other")
+    os.replace(other_key, key)
+    r = run_cli(["--check", "--config", d.config_path], cwd=d.root)
+    assert r.returncode == 1 and "is not the key of tls.cert_file" in r.stderr, r.stderr
+    assert "PRIVATE KEY" not in r.stdout + r.stderr
