@@ -37,11 +37,11 @@ int api_runs_get(kreq *r);
 int api_runs_list(kreq *r);
 /* openapi.c: GET /openapi.json (built once per registry and auth config, then copied). */
 int api_openapi(kreq *r);
-/* The OpenAPI 3.1 document for the workflows of reg (NULL: none) and the credentials auth_methods
- * (a mask of AUTH_METHOD_*, 0: authentication off). A new reference, or NULL out of memory. For
- * tests; thread-safe. */
+/* The OpenAPI 3.1 document for the workflows of reg (NULL: none), the credentials auth_methods
+ * (a mask of AUTH_METHOD_*, 0: authentication off) and cfg's enable_monitoring and metrics_auth
+ * (NULL: the defaults). A new reference, or NULL out of memory. For tests; thread-safe. */
 struct registry;
-json_t *api_openapi_document(const struct registry *reg, int auth_methods);
+json_t *api_openapi_document(const struct registry *reg, int auth_methods, const kconfig *cfg);
 /* What reload does (main.c provides it): reloads config and workflows. Returns 0 with *result set
  * ({"reloaded":true,...}), or -1 with err when the new config is invalid (422). */
 typedef int (*api_reload_fn)(json_t **result, char *err, size_t errlen);

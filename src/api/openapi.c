@@ -6,8 +6,8 @@
  * authentication is on.
  *
  * It is not a hot path: the document is built as a jansson tree and dumped once, then kept as bytes
- * with the key it was built for (the auth methods and every workflow's definition hash, which covers
- * its name, description, inputs and access). A request compares the key, which costs a walk of the
+ * with the key it was built for (the auth methods, /metrics' config, and every workflow's definition
+ * hash, which covers its name, description, inputs and access). A request compares the key, which costs a walk of the
  * registry and no allocation of the tree, and copies the bytes; a reload that changes a workflow or
  * the auth config changes the key, and the next request rebuilds. The key holds no pointer, so a new
  * registry that happens to reuse a freed one's address still rebuilds. Building happens under a
@@ -31,9 +31,17 @@
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static buf g_key_locked, g_doc_locked; /* the last document built and what it was built for */
 
-json_t *api_openapi_document(const registry *reg, int auth_methods)
+static oa_ctx oa_ctx_of(int auth_methods, const kconfig *cfg)
 {
-    oa_ctx c = {.auth_methods = auth_methods};
+    int monitoring = cfg ? cfg->enable_monitoring : 1;
+    return (oa_ctx){.auth_methods = auth_methods,
+                    .monitoring = monitoring,
+                    .metrics_auth = monitoring && cfg && cfg->metrics_auth};
+}
+
+json_t *api_openapi_document(const registry *reg, int auth_methods, const kconfig *cfg)
+{
+    oa_ctx c = oa_ctx_of(auth_methods, cfg);
     json_t *components = openapi_components(), *paths = openapi_paths(reg, &c);
     json_t *schemes = openapi_security_schemes(&c), *doc = NULL;
     if (!components || !paths || !schemes)
@@ -49,10 +57,12 @@ out:
     return doc;
 }
 
-/* What the document depends on: the auth methods, then each workflow's definition hash in name order. */
-static int oa_key(buf *key, const registry *reg, int auth_methods)
+/* What the document depends on: the auth methods, /metrics' config, then each workflow's definition
+ * hash in name order. */
+static int oa_key(buf *key, const registry *reg, int auth_methods, const kconfig *cfg)
 {
-    if (buf_appendf(key, "%d;", auth_methods) != 0)
+    oa_ctx c = oa_ctx_of(auth_methods, cfg);
+    if (buf_appendf(key, "%d;%d;%d;", c.auth_methods, c.monitoring, c.metrics_auth) != 0)
         return -1;
     for (size_t i = 0; reg && i < registry_count(reg); i++)
         if (buf_append(key, exec_workflow(registry_at(reg, i))->def_hash, 32) != 0)
@@ -62,11 +72,11 @@ static int oa_key(buf *key, const registry *reg, int auth_methods)
 
 /* Rebuilds the cached document for key (taken) unless it is the one held; 0, or -1 out of memory
  * (the old one stays). Under g_lock. */
-static int oa_refresh_locked(buf *key, const registry *reg, int auth_methods)
+static int oa_refresh_locked(buf *key, const registry *reg, int auth_methods, const kconfig *cfg)
 {
     if (g_doc_locked.len && key->len == g_key_locked.len && memcmp(key->data, g_key_locked.data, key->len) == 0)
         return 0;
-    json_t *doc = api_openapi_document(reg, auth_methods);
+    json_t *doc = api_openapi_document(reg, auth_methods, cfg);
     buf text = {0};
     int rc = doc && buf_append_json(&text, doc) == 0 && buf_terminate(&text) == 0 ? 0 : -1;
     json_decref(doc);
@@ -86,11 +96,12 @@ int api_openapi(kreq *r)
 {
     registry *reg = registry_acquire();
     int methods = auth_ctx_methods(auth_ctx_current());
+    const kconfig *cfg = http_server_config();
     buf key = {0}, out = {0};
-    int rc = oa_key(&key, reg, methods);
+    int rc = oa_key(&key, reg, methods, cfg);
     pthread_mutex_lock(&g_lock);
     if (rc == 0)
-        rc = oa_refresh_locked(&key, reg, methods);
+        rc = oa_refresh_locked(&key, reg, methods, cfg);
     if (rc == 0 && (buf_append(&out, g_doc_locked.data, g_doc_locked.len) != 0 || buf_terminate(&out) != 0))
         buf_free(&out);
     pthread_mutex_unlock(&g_lock);

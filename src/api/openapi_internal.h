@@ -8,9 +8,12 @@
 #include "kailash/engine.h"
 
 /* What the document depends on besides the registry: the credentials accepted (a mask of
- * AUTH_METHOD_*, kailash/auth.h; 0 with authentication off). */
+ * AUTH_METHOD_*, kailash/auth.h; 0 with authentication off), and /metrics' config: whether it
+ * answers (enable_monitoring) and needs a role (metrics_auth, while monitoring is on). */
 typedef struct oa_ctx {
     int auth_methods;
+    int monitoring;
+    int metrics_auth;
 } oa_ctx;
 
 /* openapi_components.c: {"schemas", "responses", "parameters", "headers"}. */

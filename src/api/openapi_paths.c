@@ -20,7 +20,7 @@
 enum {
     OA_RUN = 1,       /* a run route: X-Run-ID, X-Cache on its answer; a concrete path per workflow */
     OA_WF_ACCESS = 2, /* about one workflow: its gateway.access may refuse (403) with auth on */
-    OA_TEXT = 4,      /* the answer is text/plain (Prometheus), not JSON */
+    OA_METRICS = 4,   /* /metrics: text/plain, never rate-limited, 404 while enable_monitoring is off */
     OA_READY = 8,     /* 503 answers the Ready shape (degraded), not an Error */
 };
 
@@ -40,7 +40,7 @@ static const oa_op ops[] = {
     {"GET", "/ready", "/ready", "getReady", "health", "Readiness: the dependencies' last known state", "Ready", "",
      NULL, "503", OA_READY},
     {"GET", "/metrics", "/metrics", "getMetrics", "health", "Prometheus text exposition format 0.0.4", NULL, "", NULL,
-     "", OA_TEXT},
+     "", OA_METRICS},
     {"GET", "/openapi.json", "/openapi.json", "getOpenAPI", "meta", "This document", NULL, "", NULL, "", 0},
     {"GET", "/workflows", "/workflows", "listWorkflows", "workflows",
      "The loaded workflows, sorted by name (with auth on, those the caller may reach)", "WorkflowList", "", NULL, "",
@@ -91,12 +91,14 @@ static int oa_answers(const oa_op *op, int auth, const struct workflow *wf, cons
         return 1;
     case 401:
         return auth != HTTP_AUTH_NONE && c->auth_methods != 0;
-    case 403: /* admin routes: the admin role, or loopback clients with auth off */
+    case 403: /* admin routes (and /metrics with metrics_auth): a role, or loopback clients with auth off */
         if (auth == HTTP_AUTH_ADMIN)
             return 1;
         return auth == HTTP_AUTH_USER && c->auth_methods && (op->flags & OA_WF_ACCESS) && (!wf || wf->access.present);
+    case 404:
+        return (op->flags & OA_METRICS) && !c->monitoring;
     case 429:
-        return auth != HTTP_AUTH_NONE;
+        return auth != HTTP_AUTH_NONE && !(op->flags & OA_METRICS);
     default:
         return 0;
     }
@@ -105,9 +107,9 @@ static int oa_answers(const oa_op *op, int auth, const struct workflow *wf, cons
 static json_t *oa_ok_response(const oa_op *op)
 {
     json_t *sch = op->ok ? oa_ref("schemas", op->ok)
-                         : json_pack("{s:s}", "type", op->flags & OA_TEXT ? "string" : "object");
+                         : json_pack("{s:s}", "type", op->flags & OA_METRICS ? "string" : "object");
     json_t *ok = json_pack("{s:s,s:{s:{s:o}}}", "description", op->summary, "content",
-                           op->flags & OA_TEXT ? "text/plain" : "application/json", "schema", sch);
+                           op->flags & OA_METRICS ? "text/plain" : "application/json", "schema", sch);
     if (ok && (op->flags & OA_RUN))
         json_object_set_new(ok, "headers", json_pack("{s:o,s:o,s:o,s:o}", "X-Request-ID",
                                                      oa_ref("headers", "X-Request-ID"), "X-Run-ID",
@@ -241,11 +243,14 @@ static const http_route *oa_route(const oa_op *op)
     return http_route_find(op->method, op->probe, param, sizeof param, &status, allow, sizeof allow);
 }
 
-/* The route's auth column as the document tells it: never, yes or admin. A column beyond those
- * (/metrics': never unless metrics_auth) counts as never. */
-static int oa_auth(const http_route *rt)
+/* The route's auth column as the document tells it: never, yes or admin. /metrics' own column
+ * (never, or with metrics_auth the admin or metrics role, loopback only with auth off) counts as
+ * admin when metrics_auth is on, as the auth step does (src/middleware/auth.c). */
+static int oa_auth(const http_route *rt, const oa_ctx *c)
 {
-    return rt->auth == HTTP_AUTH_USER || rt->auth == HTTP_AUTH_ADMIN ? rt->auth : HTTP_AUTH_NONE;
+    if (rt->auth == HTTP_AUTH_METRICS)
+        return c->metrics_auth ? HTTP_AUTH_ADMIN : HTTP_AUTH_NONE;
+    return rt->auth;
 }
 
 /* paths[path][method] = operation. */
@@ -267,7 +272,7 @@ json_t *openapi_paths(const registry *reg, const oa_ctx *c)
     json_t *paths = json_object();
     for (size_t i = 0; paths && i < sizeof ops / sizeof ops[0]; i++) {
         const http_route *rt = oa_route(&ops[i]);
-        if (rt && oa_put(paths, ops[i].path, ops[i].method, oa_operation(&ops[i], oa_auth(rt), NULL, c)) != 0)
+        if (rt && oa_put(paths, ops[i].path, ops[i].method, oa_operation(&ops[i], oa_auth(rt, c), NULL, c)) != 0)
             goto err;
     }
     for (size_t w = 0; paths && reg && w < registry_count(reg); w++) {
@@ -278,7 +283,7 @@ json_t *openapi_paths(const registry *reg, const oa_ctx *c)
             if (!rt)
                 continue;
             snprintf(path, sizeof path, "/workflows/%s/%s", wf->name, strrchr(ops[i].path, '/') + 1);
-            if (oa_put(paths, path, ops[i].method, oa_operation(&ops[i], oa_auth(rt), wf, c)) != 0)
+            if (oa_put(paths, path, ops[i].method, oa_operation(&ops[i], oa_auth(rt, c), wf, c)) != 0)
                 goto err;
         }
     }
