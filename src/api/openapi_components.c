@@ -23,7 +23,18 @@ static const oa_component components[] = {
      "'description':'The one error shape of every error answer.',"
      "'required':['error'],"
      "'additionalProperties':false,"
-     "'properties':{'error':{'type':'object','required':['code','message','request_id','details'],'properties':{'code':{'type':'string','description':'bad_request, invalid_inputs, unauthorized, forbidden, not_found, method_not_allowed, conflict, payload_too_large, unsupported_media_type, invalid_config, rate_limited, upstream_error, overloaded, unavailable, timeout, loop_detected or internal'},'message':{'type':'string','description':'human readable'},'request_id':{'type':'string','description':'the X-Request-ID of the answer'},'details':{'type':'object','description':'invalid_inputs: violations [{path, message}]; upstream_error and failed runs: node, run_id, status'}}}}}"},
+     "'properties':{'error':{"
+     "  'type':'object',"
+     "  'required':['code','message','request_id','details'],"
+     "  'properties':{"
+     "    'code':{'type':'string','description':'bad_request, invalid_inputs, unauthorized, forbidden, not_found, "
+     "method_not_allowed, conflict, payload_too_large, unsupported_media_type, invalid_config, rate_limited, "
+     "upstream_error, overloaded, unavailable, timeout, loop_detected or internal'},"
+     "    'message':{'type':'string','description':'human readable'},"
+     "    'request_id':{'type':'string','description':'the X-Request-ID of the answer'},"
+     "    'details':{'type':'object','description':'invalid_inputs: violations [{path, message}]; "
+     "upstream_error and failed runs: node, run_id, status'}"
+     "}}}}"},
     {"schemas", "Health",
      "{'type':'object',"
      "'required':['status','version','uptime_s'],"
@@ -55,7 +66,7 @@ static const oa_component components[] = {
      "  'name':{'type':'string'},"
      "  'version':{'type':'string'},"
      "  'description':{'type':'string'},"
-     "  'inputs':{'type':'object','description':'the inputs of the workflow schema (JSON Schema), {} when it has none'},"
+     "  'inputs':{'type':'object','description':'the inputs schema of the workflow (JSON Schema), {} when it has none'},"
      "  'cache_ttl_s':{'type':['integer','null']},"
      "  'nodes':{'type':'integer','minimum':0}"
      "}}"},
@@ -163,7 +174,7 @@ static const oa_component components[] = {
      "'content':{'application/json':{'schema':{'$ref':'#/components/schemas/Error'}}},"
      "'headers':{'WWW-Authenticate':{'$ref':'#/components/headers/WWW-Authenticate'}}}"},
     {"responses", "Forbidden",
-     "{'description':'forbidden: the roles or attributes do not allow this',"
+     "{'description':'forbidden: the roles or attributes of the caller do not allow this',"
      "'content':{'application/json':{'schema':{'$ref':'#/components/schemas/Error'}}}}"},
     {"responses", "NotFound",
      "{'description':'not_found: unknown route, workflow or run',"
