@@ -11,6 +11,7 @@ extern const node_type node_json_reader, node_csv_reader, node_json_writer;
 extern const node_type node_http_request, node_rest_client, node_load_balancer;
 extern const node_type node_workflow;
 extern const node_type node_filter;
+extern const node_type node_encryption;
 extern const node_type node_csv_writer, node_text_reader, node_text_writer;
 extern const node_type node_cache, node_cache_memory, node_cache_redis, node_cache_intelligent;
 
@@ -19,6 +20,7 @@ static const node_type *const registry[] = {
     &node_json_writer, &node_http_request, &node_rest_client, &node_load_balancer,
     &node_workflow,
     &node_filter,
+    &node_encryption,
     &node_csv_writer, &node_text_reader, &node_text_writer,
     &node_cache, &node_cache_memory, &node_cache_redis, &node_cache_intelligent,
 };
