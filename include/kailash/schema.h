@@ -17,6 +17,10 @@ int schema_compile(json_t *def, schema **out, char *err, size_t errlen);
  * violations (an array, may be NULL to only count). Returns the number of violations (0 = valid). */
 int schema_validate(const schema *s, json_t *instance, json_t *violations);
 
+/* schema_validate describing only the first max violations in violations (a huge invalid array
+ * costs no more than max objects); the return value still counts them all. */
+int schema_validate_max(const schema *s, json_t *instance, json_t *violations, size_t max);
+
 void schema_free(schema *s);
 
 #endif

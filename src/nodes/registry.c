@@ -14,6 +14,7 @@ extern const node_type node_filter;
 extern const node_type node_encryption;
 extern const node_type node_csv_writer, node_text_reader, node_text_writer;
 extern const node_type node_cache, node_cache_memory, node_cache_redis, node_cache_intelligent;
+extern const node_type node_data_validation;
 
 static const node_type *const registry[] = {
     &node_transform,   &node_switch,       &node_merge,       &node_json_reader,   &node_csv_reader,
@@ -23,6 +24,7 @@ static const node_type *const registry[] = {
     &node_encryption,
     &node_csv_writer, &node_text_reader, &node_text_writer,
     &node_cache, &node_cache_memory, &node_cache_redis, &node_cache_intelligent,
+    &node_data_validation,
 };
 
 /* The SDK's Async* variants of the nodes above: the same parameters and outputs, run the same way

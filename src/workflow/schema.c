@@ -22,6 +22,7 @@
 #include <regex.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -898,6 +899,7 @@ typedef struct schema_seg {
 typedef struct {
     json_t *out; /* borrowed violations array, or NULL to count only */
     int count;
+    size_t max; /* at most this many are described in out; the rest are only counted */
 } schema_report;
 
 static int schema_seg_write(buf *b, const schema_seg *at)
@@ -932,7 +934,7 @@ static void schema_report_add(schema_report *r, const schema_seg *at, const char
 static void schema_report_add(schema_report *r, const schema_seg *at, const char *fmt, ...)
 {
     r->count++;
-    if (!r->out)
+    if (!r->out || (size_t)r->count > r->max)
         return;
     char msg[256];
     va_list ap;
@@ -1197,7 +1199,12 @@ static void schema_check(const schema *s, json_t *v, const schema_seg *at, schem
 
 int schema_validate(const schema *s, json_t *instance, json_t *violations)
 {
-    schema_report r = {.out = json_is_array(violations) ? violations : NULL};
+    return schema_validate_max(s, instance, violations, SIZE_MAX);
+}
+
+int schema_validate_max(const schema *s, json_t *instance, json_t *violations, size_t max)
+{
+    schema_report r = {.out = json_is_array(violations) ? violations : NULL, .max = max};
     schema_check(s, instance ? instance : json_null(), NULL, &r);
     return r.count;
 }

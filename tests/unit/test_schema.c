@@ -879,3 +879,22 @@ Test(schema_string, pattern_with_reasonable_repeats_compiles)
         schema_free(compile_ok(def));
     }
 }
+
+/* schema_validate_max describes only the first max violations and still counts them all. */
+Test(schema_validate, max_caps_the_described_violations)
+{
+    schema *s = compile_ok("{\"type\": \"array\", \"items\": {\"type\": \"string\"}, \"maxItems\": 2}");
+    json_t *inst = parse("[1, 2, 3, 4, 5]");
+    json_t *out = json_array();
+    cr_assert_eq(schema_validate_max(s, inst, out, 3), 6);
+    cr_assert_eq(json_array_size(out), 3);
+    expect_at(out, 0, "", "must have at most 2 items");
+    expect_at(out, 2, "/1", "expected string, got integer");
+    json_array_clear(out);
+    cr_assert_eq(schema_validate_max(s, inst, out, 0), 6);
+    cr_assert_eq(json_array_size(out), 0);
+    cr_assert_eq(schema_validate_max(s, inst, NULL, 1), 6);
+    json_decref(out);
+    json_decref(inst);
+    schema_free(s);
+}
