@@ -115,7 +115,9 @@ def test_path_socket_and_stopping(daemons, path_listener):
     assert d.stop() == 0
     stopping = path_listener.wait(lambda m: "STOPPING=1" in m.split("\n"), timeout=5)
     assert stopping is not None, "no STOPPING=1 at SIGTERM: %r" % path_listener.all()
-    assert fields(stopping)["STATUS"] == "stopping: 0 request(s) in flight"
+    # the count is the daemon's at SIGTERM: the start-up's /health poll may still be finishing (seen
+    # under ASan), so the number is not pinned, only the form
+    assert re.fullmatch(r"stopping: \d+ request\(s\) in flight", fields(stopping)["STATUS"]), fields(stopping)
     assert path_listener.states()[-1] == stopping, "nothing after STOPPING=1: %r" % path_listener.states()
 
 
