@@ -322,20 +322,23 @@ case " ${BENCH_LOADS:-kls_k} " in *" kls_k "* | *" kls_j "*) start_auth_kailashd
 
 # (l) and (r): (a)'s workflow on a kailashd with the rate limiter on (limits far above the load, so
 # every request is checked and passes), locally (l) or through a redis-server started here (r).
-start_rl_kailashd() { # NAME PORT [REDIS_URL [EXTRA_JSON]]
-    redis=
-    [ -n "${3:-}" ] && redis="\"redis_url\": \"$3\", ${4:-}"
+# a kailashd of its own for one load: NAME PORT SETTINGS (JSON members, each followed by a comma)
+start_extra_kailashd() {
     cat >"$T/$1.json" <<EOF
 {
   "host": "127.0.0.1", "port": $2, "workers": $WORKERS,
-  "workflows_dir": "$T/workflows", "data_dir": "$T/var-$1", $redis
-  "rate_limiting": {"authenticated": 1000000000, "anonymous": 1000000000},
+  "workflows_dir": "$T/workflows", "data_dir": "$T/var-$1", $3
   "log": {"level": "$LOG_LEVEL"}
 }
 EOF
     "$BIN" --config "$T/$1.json" </dev/null >/dev/null 2>"$T/$1.log" &
     eval "${1}_PID=\$!"
     wait_http "http://127.0.0.1:$2/health" "$(eval echo "\$${1}_PID")" "kailashd ($1)"
+}
+start_rl_kailashd() { # NAME PORT [REDIS_URL [EXTRA_JSON]]
+    redis=
+    [ -n "${3:-}" ] && redis="\"redis_url\": \"$3\", ${4:-}"
+    start_extra_kailashd "$1" "$2" "$redis \"rate_limiting\": {\"authenticated\": 1000000000, \"anonymous\": 1000000000},"
 }
 KLL="http://127.0.0.1:$RLL_PORT"
 KLR="http://127.0.0.1:$RLR_PORT"
@@ -357,17 +360,7 @@ esac
 # the embedded journal (the default). After each of (a) and (p) the records written are counted
 # against wrk's requests.
 start_store_kailashd() { # NAME PORT STORE_JSON
-    cat >"$T/$1.json" <<EOF
-{
-  "host": "127.0.0.1", "port": $2, "workers": $WORKERS,
-  "workflows_dir": "$T/workflows", "data_dir": "$T/var-$1", $3,
-  "rate_limiting": {"enabled": false},
-  "log": {"level": "$LOG_LEVEL"}
-}
-EOF
-    "$BIN" --config "$T/$1.json" </dev/null >/dev/null 2>"$T/$1.log" &
-    eval "${1}_PID=\$!"
-    wait_http "http://127.0.0.1:$2/health" "$(eval echo "\$${1}_PID")" "kailashd ($1)"
+    start_extra_kailashd "$1" "$2" "$3, \"rate_limiting\": {\"enabled\": false},"
 }
 KLN="http://127.0.0.1:$RN_PORT"
 KLP="http://127.0.0.1:$RP_PORT"
