@@ -106,7 +106,8 @@ static int put_error(buf *b, const run *r, run_status st)
     if (buf_append(b, ",\"error\":{\"code\":", 17) != 0 || buf_append_json_str(b, code) != 0 ||
         buf_append(b, ",\"message\":", 11) != 0 || buf_append_json_str(b, run_error_message(r)) != 0)
         return -1;
-    if (*node && (buf_append(b, ",\"node\":", 8) != 0 || buf_append_json_str(b, node) != 0))
+    /* "node" always: null when the run failed outside any node (its timeout, a cancel) */
+    if (buf_append(b, ",\"node\":", 8) != 0 || (*node ? buf_append_json_str(b, node) : buf_append(b, "null", 4)) != 0)
         return -1;
     return buf_append(b, "}", 1);
 }

@@ -94,6 +94,7 @@ def test_a_timed_out_run_says_timeout(daemons, upstream):
     assert r.status_code == 504
     rec = record(d, r.headers["X-Run-ID"])
     assert rec["status"] == "timeout" and rec["error"]["code"] == "timeout"
+    assert list(rec["error"]) == ["code", "message", "node"], "API.md's error shape, node null or a node id"
 
 
 def test_cache_misses_and_hits_have_records(daemons):
