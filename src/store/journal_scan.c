@@ -46,10 +46,12 @@ static const char *scan_str(json_t *rec, const char *key)
 }
 
 /* One complete line (without its '\n'): the callback's answer when it is a record, else 0 with
- * the line counted as skipped. jansson refuses NUL bytes and anything after the value but blanks. */
+ * the line counted as skipped. jansson refuses raw NUL bytes and anything after the value but
+ * blanks; a \u0000 escape is valid JSON (an upstream's text can carry one into outputs), and a
+ * record holding one must be indexed like any other: hence JSON_ALLOW_NUL. */
 static int scan_line(journal_scan *s, const char *line, size_t n, uint64_t off)
 {
-    json_t *rec = n > 0 && n <= s->max_line ? json_loadb(line, n, 0, NULL) : NULL;
+    json_t *rec = n > 0 && n <= s->max_line ? json_loadb(line, n, JSON_ALLOW_NUL, NULL) : NULL;
     json_t *id = json_object_get(rec, "run_id");
     if (!json_is_object(rec) || !json_is_string(id) ||
         !journal_is_uuid(json_string_value(id), json_string_length(id))) {
