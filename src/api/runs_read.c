@@ -44,10 +44,11 @@ static void reply_not_found(kreq *r)
 }
 
 /* Whether the record's principal is who (a record is ours, but a page is parsed rather than trusted
- * to have a field at a fixed place). */
+ * to have a field at a fixed place). JSON_ALLOW_NUL: an upstream's text can put a \u0000 escape in
+ * the outputs, and the record is still its caller's. */
 static int record_of(const char *json, size_t len, const char *who)
 {
-    json_t *rec = json_loadb(json, len, 0, NULL);
+    json_t *rec = json_loadb(json, len, JSON_ALLOW_NUL, NULL);
     const char *p = json_string_value(json_object_get(rec, "principal"));
     int ok = p && strcmp(p, who) == 0;
     json_decref(rec);

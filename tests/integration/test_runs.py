@@ -246,6 +246,23 @@ def test_a_caller_sees_only_its_own_runs_and_an_admin_sees_all(daemons):
     assert d.get("/runs/" + rb, headers=as_("admin")).status_code == 200
 
 
+def test_a_caller_reads_its_own_run_whose_outputs_carry_a_nul(daemons, upstream):
+    """JSON allows \\u0000 and an upstream's text can carry one into outputs: the owner's read must
+    still find its own principal in the record (not a 404), before and after a restart."""
+    d = daemons.make(config=AUTH, workflows={"nul": wf({"call": http(upstream.url("/echo?x=a%00b"))})})
+    r = d.run("nul", {}, headers=as_("a"))
+    assert r.status_code == 200, r.text
+    rid = r.headers["X-Run-ID"]
+    got = d.get("/runs/" + rid, headers=as_("a"))
+    assert got.status_code == 200, got.text
+    assert "a\\u0000b" in got.text
+    assert [x["run_id"] for x in d.get("/runs", headers=as_("a")).json()["runs"]] == [rid]
+    d.stop()
+    d.start()
+    assert d.get("/runs/" + rid, headers=as_("a")).status_code == 200
+    assert_error(d.get("/runs/" + rid, headers=as_("b")), 404, "not_found")
+
+
 def test_no_secret_reaches_a_record_or_the_journal(daemons):
     d = daemons.make(config=AUTH, workflows={"echo": ECHO})
     rid = d.run("echo", {"x": 1}, headers=as_("a")).json()["run_id"]
