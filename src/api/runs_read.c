@@ -36,6 +36,12 @@ static int store_off(kreq *r)
     return HTTP_DONE;
 }
 
+static int store_off_now(kreq *r)
+{
+    http_reply_error(r, 503, "unavailable", "the run store cannot be read right now (the server is stopping)", NULL);
+    return HTTP_DONE;
+}
+
 /* ---- one run ----------------------------------------------------------------------------------- */
 
 static void reply_not_found(kreq *r)
@@ -93,8 +99,8 @@ int api_runs_get(kreq *r)
         return HTTP_DONE;
     }
     http_req_set_state(r, copy, free);
-    if (engine_submit(get_on_pool, r) != 0)
-        get_on_pool(r);
+    if (engine_submit(get_on_pool, r) != 0) /* the pool is stopping: never read the files on a loop */
+        return store_off_now(r);
     return HTTP_PENDING;
 }
 
@@ -203,7 +209,7 @@ int api_runs_list(kreq *r)
     j->q = q;
     j->r = r;
     http_req_set_state(r, j, list_job_free);
-    if (engine_submit(list_on_pool, j) != 0)
-        list_on_pool(j);
+    if (engine_submit(list_on_pool, j) != 0) /* the pool is stopping: never read the files on a loop */
+        return store_off_now(r);
     return HTTP_PENDING;
 }

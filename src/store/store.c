@@ -19,7 +19,8 @@
 #define PENDING_STRIPES 64    /* locks, each over every 64th bucket: loops putting records and the
                                * writer letting a batch go rarely meet on one */
 
-static const store_backend *g_be; /* NULL: no store (store.enabled false, or not started) */
+/* NULL: no store (store.enabled false, not started, or stopping); read by every thread that puts or reads */
+static _Atomic(const store_backend *) g_be;
 static pthread_mutex_t g_stripe[PENDING_STRIPES];
 static pthread_once_t g_stripes_once = PTHREAD_ONCE_INIT;
 static store_item *g_bucket[PENDING_BUCKETS]; /* each under its stripe's lock */
@@ -27,7 +28,7 @@ static atomic_size_t g_pending;
 static size_t g_queue_max;
 static atomic_uint_fast64_t g_seq;
 static atomic_uint_fast64_t g_put, g_written, g_dropped;
-static double g_drop_logged_ms;
+static _Atomic double g_drop_logged_ms;
 
 int store_record_sink_add(void); /* record.c */
 
@@ -74,7 +75,7 @@ int store_start_backend(const store_backend *be, const kconfig *cfg, char *err, 
     g_queue_max = (size_t)cfg->store_queue_max;
     if (be->start(cfg, err, errlen) != 0)
         return -1;
-    g_be = be;
+    atomic_store(&g_be, be);
     if (store_record_sink_add() != 0)
         return util_err(err, errlen, "too many engine sinks");
     log_msg(LOG_INFO, "run records: %s", be->check);
@@ -83,18 +84,20 @@ int store_start_backend(const store_backend *be, const kconfig *cfg, char *err, 
 
 void store_stop(double deadline_ms)
 {
-    if (!g_be)
+    /* off first: a put from now on is refused (every run has ended by now; only a run cut at the
+     * grace's end could still try), so nothing is queued behind the backend's last write */
+    const store_backend *be = atomic_exchange(&g_be, NULL);
+    if (!be)
         return;
-    g_be->stop(deadline_ms);
+    be->stop(deadline_ms);
     size_t left = atomic_load(&g_pending);
     if (left)
         log_msg(LOG_ERROR, "run records: %zu record(s) could not be written before the deadline and are lost", left);
-    g_be = NULL;
 }
 
 int store_enabled(void)
 {
-    return g_be != NULL;
+    return atomic_load(&g_be) != NULL;
 }
 
 /* ---- writing ------------------------------------------------------------------------------------- */
@@ -124,8 +127,8 @@ static void count_drop(void)
 {
     uint64_t n = atomic_fetch_add(&g_dropped, 1) + 1;
     double now = util_now_ms();
-    if (now - g_drop_logged_ms >= 1000.0) { /* a benign race: at most a line or two a second */
-        g_drop_logged_ms = now;
+    double last = atomic_load(&g_drop_logged_ms);
+    if (now - last >= 1000.0 && atomic_compare_exchange_strong(&g_drop_logged_ms, &last, now)) {
         log_msg(LOG_ERROR, "run records: the pending queue is full (store.queue_max %zu): %llu record(s) dropped so far",
                 g_queue_max, (unsigned long long)n);
     }
@@ -150,7 +153,7 @@ static void pending_insert(store_item *it, size_t bucket)
 
 int store_put(const store_rec *rec)
 {
-    const store_backend *be = g_be;
+    const store_backend *be = atomic_load(&g_be);
     if (!be)
         return -1;
     store_item *it = item_make(rec);
@@ -192,7 +195,7 @@ void store_written(store_item *const *items, size_t n)
 
 void store_get(const char *run_id, store_get_cb cb, void *ud)
 {
-    const store_backend *be = g_be;
+    const store_backend *be = atomic_load(&g_be);
     if (!be) {
         cb(ud, STORE_UNAVAILABLE, NULL, 0);
         return;
@@ -330,7 +333,7 @@ static void list_merged(void *ud, int status, const store_page *bp)
 
 void store_list(const store_query *q, store_list_cb cb, void *ud)
 {
-    const store_backend *be = g_be;
+    const store_backend *be = atomic_load(&g_be);
     list_ctx *c = be ? calloc(1, sizeof *c) : NULL;
     if (!c) {
         cb(ud, STORE_UNAVAILABLE, NULL);
@@ -359,7 +362,7 @@ void store_list(const store_query *q, store_list_cb cb, void *ud)
 void store_health_get(store_health *h)
 {
     memset(h, 0, sizeof *h);
-    const store_backend *be = g_be;
+    const store_backend *be = atomic_load(&g_be);
     if (be)
         be->health(h);
 }
