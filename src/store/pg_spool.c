@@ -7,6 +7,7 @@
  * replay interrupted by a crash or an outage starts over, which the upsert makes harmless. Lines that
  * are not a JSON object with a run_id (a torn tail left by a crash of the machine) are skipped and
  * counted in the log. Only the writer thread touches the file. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -92,9 +93,12 @@ static int spool_take(spool_batch *b, char *line, size_t len)
 {
     json_t *j = json_loadb(line, len, JSON_ALLOW_NUL, NULL);
     json_t *id = json_object_get(j, "run_id");
-    int ok = json_is_object(j) && json_is_string(id) && json_string_length(id) == 36;
+    int ok = json_is_object(j) && json_is_string(id) && store_is_uuid(json_string_value(id));
     if (ok) {
-        memcpy(b->id[b->n], json_string_value(id), 37);
+        /* lowercased: the batch is deduplicated by this id, and Postgres refuses one row twice in
+         * a statement (a hand-edited spool could spell one run in two cases) */
+        for (int k = 0; k < 37; k++)
+            b->id[b->n][k] = (char)tolower((unsigned char)json_string_value(id)[k]);
         b->line[b->n] = line;
         b->recs[b->n] = (pg_rec){b->id[b->n], line, len};
         b->n++;

@@ -7,6 +7,7 @@
  * backend itself (store_postgres.get/list, which only sees what is durable), and checked in the
  * table with libpq. */
 #include <criterion/criterion.h>
+#include <ctype.h>
 #include <fcntl.h>
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -649,10 +650,15 @@ Test(store_pg, a_spool_left_by_an_earlier_process_is_replayed_at_start_without_d
     record(a1, sizeof a1, id1, "orders", "running", "key:ci");
     record(a2, sizeof a2, id1, "orders", "completed", "key:ci");
     record(b, sizeof b, id2, "orders", "completed", "key:ci");
+    char id2_upper[37], b_upper[1024];
+    for (int k = 0; k < 37; k++)
+        id2_upper[k] = (char)toupper((unsigned char)id2[k]);
+    record(b_upper, sizeof b_upper, id2_upper, "orders", "completed", "key:ci");
     FILE *f = fopen(spool, "w");
     cr_assert_not_null(f);
-    /* run 1 twice (the later line wins), run 2 twice (a replay of a replay), and a torn last line */
-    fprintf(f, "%s\n%s\n%s\n%s\n%s\n{\"run_id\":\"0192", a1, b, a2, b, b);
+    /* run 1 twice (the later line wins), run 2 three times (a replay of a replay, once spelled in upper
+     * case: one row all the same, not a statement Postgres refuses), and a torn last line */
+    fprintf(f, "%s\n%s\n%s\n%s\n%s\n%s\n{\"run_id\":\"0192", a1, b, a2, b, b_upper, b);
     fclose(f);
     start();
     double end = util_now_ms() + 30000;
