@@ -43,6 +43,14 @@ static void set_free(tls_set *s)
     free(s);
 }
 
+static void wipe(gnutls_datum_t *d)
+{
+    if (d->data)
+        explicit_bzero(d->data, d->size);
+    free(d->data);
+    d->data = NULL;
+}
+
 /* path's bytes (at most TLS_FILE_MAX, a regular file) into d; 0, or -1 with err. */
 static int read_pem(const char *key, const char *path, gnutls_datum_t *d, char *err, size_t errlen)
 {
@@ -57,19 +65,11 @@ static int read_pem(const char *key, const char *path, gnutls_datum_t *d, char *
     d->data = malloc((size_t)st.st_size);
     d->size = d->data ? (unsigned)fread(d->data, 1, (size_t)st.st_size, f) : 0;
     fclose(f);
-    if (d->size != (unsigned)st.st_size) {
-        free(d->data);
+    if (d->size != (unsigned)st.st_size) { /* a short read (a file that shrank, a /sys one): wiped, freed once */
+        wipe(d);
         return util_err(err, errlen, "%s '%s': could not be read", key, path);
     }
     return 0;
-}
-
-static void wipe(gnutls_datum_t *d)
-{
-    if (d->data)
-        explicit_bzero(d->data, d->size);
-    free(d->data);
-    d->data = NULL;
 }
 
 /* Whether the key is the one the chain's first certificate was made for. */
