@@ -19,6 +19,7 @@
 #include "runs_internal.h"
 
 #define DIRECT_INPUT_MAX ((size_t)64 << 20) /* an @FILE's bytes at most */
+#define DIRECT_OOM "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\",\"details\":{}}}"
 
 typedef struct direct_wait {
     pthread_mutex_t mu;
@@ -74,7 +75,7 @@ static void direct_print_error(FILE *out, const char *code, const char *msg, jso
     json_t *body = json_pack("{s:{s:s,s:s,s:o}}", "error", "code", code, "message", msg, "details",
                              details ? details : json_object());
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    fprintf(out, "%s\n", text ? text : "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}");
+    fprintf(out, "%s\n", text ? text : DIRECT_OOM);
     free(text);
     json_decref(body);
 }
@@ -85,13 +86,13 @@ static int direct_answer(run *rn, FILE *out)
     if (run_get_status(rn) == RUN_COMPLETED) {
         buf b = {0};
         int ok = runs_body_completed(&b, rn, 0) == 0;
-        fprintf(out, "%s\n", ok ? b.data : "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}");
+        fprintf(out, "%s\n", ok ? b.data : DIRECT_OOM);
         buf_free(&b);
         return ok ? 0 : 1;
     }
     const char *code = run_get_status(rn) == RUN_CANCELLED ? "cancelled" : run_error_code(rn);
     const char *node = run_error_node(rn);
-    char msg[400];
+    char msg[600]; /* a node id (at most 131 bytes) and its message (255): never cut inside a character */
     snprintf(msg, sizeof msg, "%s%s%s%s", node[0] ? "node '" : "", node, node[0] ? "': " : "", run_error_message(rn));
     json_t *details = json_pack("{s:s,s:s}", "run_id", run_id(rn), "status", run_status_name(run_get_status(rn)));
     if (node[0])
