@@ -53,6 +53,14 @@ typedef struct kconfig {
     size_t store_segment_bytes;   /* store.segment_bytes: a journal segment is rotated past this size */
     int store_retain_segments;    /* store.retain_segments: journal segments kept (0: no count limit) */
     int store_retain_s;           /* store.retain_s: journal segments older than this removed (0: no age limit) */
+    int jobs_claim_idle_ms;       /* jobs.claim_idle_ms: a Redis job idle this long is claimed by another instance */
+    int jobs_max_deliveries;      /* jobs.max_deliveries: a job that failed to start this often goes to the dead letters */
+    int jobs_consumers;           /* jobs.consumers: Redis Stream consumer threads */
+    int jobs_callback_max_attempts; /* jobs.callback_max_attempts: tries of one callback_url POST */
+    int jobs_callback_timeout_ms; /* jobs.callback_timeout_ms: one try's deadline */
+    char **jobs_callback_allow_hosts; /* jobs.callback_allow_hosts: empty: any host (never loopback/link-local) */
+    size_t n_jobs_callback_allow_hosts;
+    char *jobs_callback_secret_env; /* jobs.callback_secret_env: env var with the HMAC key; NULL: unsigned */
     size_t cache_l1_max_bytes;
     int cache_default_ttl_s;
     size_t upstream_max_response_bytes;

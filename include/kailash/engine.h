@@ -87,6 +87,14 @@ enum { EXEC_OK = 0, EXEC_OVERLOADED = -1 };
  * otherwise. The run's done callback is called exactly once. */
 int exec_submit(executor *ex, run *r, int may_inline);
 
+/* Async jobs take a place in their workflow's queue when accepted, before their run exists, so the
+ * place is there when the job's record is durable: exec_reserve holds one (EXEC_OVERLOADED when the
+ * queue, counting places held, is full), exec_submit_reserved uses it (starts r, or queues it; takes
+ * the caller's reference to r; never refuses), exec_unreserve gives it back unused. */
+int exec_reserve(executor *ex);
+void exec_unreserve(executor *ex);
+void exec_submit_reserved(executor *ex, run *r);
+
 /* ---- run ---- */
 
 /* How deep WorkflowNode runs may nest: a workflow, the one it calls, ... ENGINE_MAX_DEPTH levels of
@@ -112,6 +120,11 @@ typedef struct run_opts {
     struct ioloop *home; /* NULL (the creating thread's loop), or the loop its I/O starts on: a WorkflowNode's
                           * run stays on its caller's loop, as one request's I/O does */
     const char *cache;   /* the run record's "cache": "MISS" (looked up, not found), else "BYPASS" */
+    const char *run_id;  /* NULL: a new UUIDv7; else this one (an accepted job's, 36 characters) */
+    double created_ms;   /* 0: now; else the util_now_ms() the run counts from (an async job's acceptance) */
+    int async;           /* an async job: its timeout counts from its start, not from created_ms, and it
+                          * is recorded as running when it starts */
+    int events;          /* the engine's listener hears this run's events (engine_listener_set) */
     run_done_fn done;
     void *ud;
 } run_opts;
@@ -148,6 +161,47 @@ const char *run_principal(const run *r);
 int run_depth(const run *r);
 const char *run_cache_tag(const run *r);
 double run_wait_ms(const run *r);
+int run_is_async(const run *r);
+
+/* ---- events ---- */
+
+/* What a run emits as it goes (API.md "Events (SSE)"), for runs created with run_opts.events only:
+ * a run nobody asked events of costs one branch per node. */
+typedef enum engine_event_kind {
+    EV_RUN_STARTED,
+    EV_NODE_STARTED,
+    EV_NODE_COMPLETED,
+    EV_NODE_SKIPPED,
+    EV_NODE_FAILED,
+    EV_RUN_COMPLETED,
+    EV_RUN_FAILED /* failed, timeout or cancelled: status says which */
+} engine_event_kind;
+
+/* Borrowed, valid during on_event only. Called on the thread advancing the run (a loop or a pool
+ * worker), in the run's order; must not block. */
+typedef struct engine_event {
+    engine_event_kind kind;
+    const run *run;
+    const char *run_id;
+    const char *workflow;
+    double ts_ms;            /* util_now_ms() */
+    const char *node;        /* node events: the node's id, its type ("HTTPRequestNode") */
+    const char *node_type;
+    json_t *outputs;         /* EV_NODE_COMPLETED: the node's outputs */
+    run_status status;       /* run end events */
+    const char *error_code;  /* EV_NODE_FAILED, EV_RUN_FAILED: code and message ("" otherwise) */
+    const char *error_message;
+} engine_event;
+
+typedef struct engine_listener {
+    const char *name;
+    void (*on_event)(const engine_event *e);
+} engine_listener;
+/* Sets the one listener (borrowed for the process's life), before the first run. */
+void engine_listener_set(const engine_listener *l);
+/* Cancel requests for runs of this process: run_id -> run, for runs created with run_opts.async
+ * while they are queued or running. A new reference, or NULL. */
+run *engine_async_find(const char *run_id);
 
 /* ---- sinks ---- */
 
@@ -169,6 +223,8 @@ typedef struct engine_sink {
     /* Once per run, on the thread that ended it, before the run's own done callback (so a record
      * exists before the answer). Must not block: hand the work to the sink's own thread. */
     void (*on_run_end)(const run_summary *s);
+    /* An async run begins (run_opts.async), on the thread that begins it; NULL: not told. Must not block. */
+    void (*on_run_start)(const run *r);
     /* Writes out everything buffered; called at stop, after every run has ended (or was cut). */
     void (*flush)(void);
 } engine_sink;

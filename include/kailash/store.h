@@ -81,6 +81,19 @@ int store_enabled(void);
  * full or the store is off. */
 int store_put(const store_rec *rec);
 
+/* store_put, and cb(ud, 1) on the backend's thread once the record is durable (synced to the
+ * journal, committed to Postgres, or synced to its spool), or cb(ud, 0) when it cannot be kept (the
+ * pending set is full, the store is off or stopping): an async accept's 202 waits for this. Many
+ * such puts share one batch's sync. */
+typedef void (*store_durable_fn)(void *ud, int ok);
+void store_put_durable(const store_rec *rec, store_durable_fn cb, void *ud);
+
+/* The queued and running records the backend holds (an earlier process's unfinished async jobs),
+ * each passed to cb as written (with its "job" member), on the calling thread, before this returns.
+ * For the in-process queue's recovery at start. 0, or -1 when the backend cannot say. */
+typedef void (*store_each_fn)(void *ud, const char *json, size_t len);
+int store_unfinished(store_each_fn cb, void *ud);
+
 void store_get(const char *run_id, store_get_cb cb, void *ud);
 void store_list(const store_query *q, store_list_cb cb, void *ud);
 
@@ -101,6 +114,16 @@ void store_record_hit(const store_hit *h);
 
 struct run;
 struct buf;
+/* The record of an accepted async job, durable before its 202: {"job": payload, "run_id": ...,
+ * "status": "queued", ...}. The "job" member carries what the run needs to start after a restart;
+ * reads (store_get, store_list) never show it. */
+typedef struct store_queued {
+    const char *run_id, *workflow, *version, *principal, *request_id;
+    json_t *inputs;
+    const char *job_json; /* the job's payload, compact JSON, job_len bytes */
+    size_t job_len;
+} store_queued;
+int store_record_queued(const store_queued *q, struct buf *b);
 /* The record of an ended run, appended to b (NUL-terminated). 0, or -1 out of memory. */
 int store_record_of_run(const struct run *r, struct buf *b);
 /* The creation time (Unix ms) a UUIDv7 text carries. */

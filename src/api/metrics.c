@@ -59,7 +59,7 @@ static void metrics_on_run_end(const run_summary *s)
     metrics_run_end(s->workflow, run_status_name(s->status), s->duration_ms / 1000.0);
 }
 
-static const engine_sink metrics_sink = {"metrics", metrics_on_run_end, NULL};
+static const engine_sink metrics_sink = {.name = "metrics", .on_run_end = metrics_on_run_end};
 
 void api_metrics_configure(const kconfig *cfg)
 {

@@ -16,7 +16,7 @@
 #include "kailash/log.h"
 #include "kailash/util.h"
 
-enum kind { K_OBJ, K_STR, K_STR_NULL, K_INT, K_INT_NULL, K_SIZE, K_BOOL, K_STRLIST, K_CIDRS, K_AUD, K_ARRAY, K_LEVEL, K_UNBUILT };
+enum kind { K_OBJ, K_STR, K_STR_NULL, K_INT, K_INT_NULL, K_SIZE, K_BOOL, K_STRLIST, K_CIDRS, K_AUD, K_ARRAY, K_LEVEL, K_HOSTS, K_UNBUILT };
 
 typedef struct key_row {
     const char *key;
@@ -88,9 +88,13 @@ static const key_row rows[] = {
     {"store.retain_segments", K_INT, OFF(store_retain_segments), 0, 1000000, NULL, NULL},
     {"store.retain_s", K_INT, OFF(store_retain_s), 0, 1000000000, NULL, NULL},
     {"jobs", K_OBJ, 0, 0, 0, NULL, NULL},
-    NOTYET("jobs.claim_idle_ms", "30000", "async jobs are not built yet"),
-    NOTYET("jobs.callback_max_attempts", "8", "async jobs are not built yet"),
-    NOTYET("jobs.callback_allow_hosts", "[]", "async jobs are not built yet"),
+    {"jobs.claim_idle_ms", K_INT, OFF(jobs_claim_idle_ms), 100, 86400000, NULL, NULL},
+    {"jobs.max_deliveries", K_INT, OFF(jobs_max_deliveries), 1, 1000, NULL, NULL},
+    {"jobs.consumers", K_INT, OFF(jobs_consumers), 1, 64, NULL, NULL},
+    {"jobs.callback_max_attempts", K_INT, OFF(jobs_callback_max_attempts), 1, 100, NULL, NULL},
+    {"jobs.callback_timeout_ms", K_INT, OFF(jobs_callback_timeout_ms), 1, 600000, NULL, NULL},
+    {"jobs.callback_allow_hosts", K_HOSTS, 0, 0, 0, NULL, NULL},
+    {"jobs.callback_secret_env", K_STR_NULL, OFF(jobs_callback_secret_env), 0, 0, NULL, NULL},
     {"enable_monitoring", K_BOOL, OFF(enable_monitoring), 0, 0, NULL, NULL},
     {"metrics_auth", K_BOOL, OFF(metrics_auth), 0, 0, NULL, NULL},
     {"front_end", K_OBJ, 0, 0, 0, NULL, NULL},
@@ -128,11 +132,24 @@ static void free_list(char **l, size_t n)
     free(l);
 }
 
-/* Where a list kind lands: trusted_proxies, template_env or auth.jwt.audience. */
+/* Where a list kind lands: trusted_proxies, template_env, auth.jwt.audience or jobs.callback_allow_hosts. */
 static void list_slot(kconfig *c, enum kind k, char ****l, size_t **n)
 {
-    *l = k == K_CIDRS ? &c->trusted_proxies : k == K_AUD ? &c->jwt_audience : &c->template_env;
-    *n = k == K_CIDRS ? &c->n_trusted_proxies : k == K_AUD ? &c->n_jwt_audience : &c->n_template_env;
+    *l = k == K_CIDRS ? &c->trusted_proxies : k == K_AUD ? &c->jwt_audience : k == K_HOSTS ? &c->jobs_callback_allow_hosts : &c->template_env;
+    *n = k == K_CIDRS ? &c->n_trusted_proxies : k == K_AUD ? &c->n_jwt_audience : k == K_HOSTS ? &c->n_jobs_callback_allow_hosts : &c->n_template_env;
+}
+
+/* A host name or IP literal as callback_allow_hosts lists it: [A-Za-z0-9.:-], at most 253. */
+static int host_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 253)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+              s[i] == '.' || s[i] == '-' || s[i] == ':'))
+            return 0;
+    return 1;
 }
 
 static int load_list(kconfig *c, const key_row *r, json_t *v, char *err, size_t errlen)
@@ -152,11 +169,14 @@ static int load_list(kconfig *c, const key_row *r, json_t *v, char *err, size_t 
     }
     for (size_t i = 0; i < n; i++) {
         json_t *e = json_array_get(v, i);
-        if (!json_is_string(e) || (r->kind == K_CIDRS && !util_net_cidr_valid(json_string_value(e)))) {
+        if (!json_is_string(e) || (r->kind == K_CIDRS && !util_net_cidr_valid(json_string_value(e))) ||
+            (r->kind == K_HOSTS && !host_valid(json_string_value(e)))) {
             free_list(l, i);
             json_decref(one);
             return util_err(err, errlen, "%s: key '%s[%zu]': expected %s", file, r->key, i,
-                            r->kind == K_CIDRS ? "a CIDR such as \"10.0.0.0/8\"" : "a string");
+                            r->kind == K_CIDRS   ? "a CIDR such as \"10.0.0.0/8\""
+                            : r->kind == K_HOSTS ? "a host name or IP address such as \"hooks.example.com\""
+                                                 : "a string");
         }
         l[i] = strdup(json_string_value(e));
     }
@@ -297,6 +317,11 @@ static kconfig *config_defaults(const char *file)
     c->store_segment_bytes = (size_t)64 << 20;
     c->store_retain_segments = 16;
     c->store_retain_s = 0;
+    c->jobs_claim_idle_ms = 30000;
+    c->jobs_max_deliveries = 5;
+    c->jobs_consumers = 2;
+    c->jobs_callback_max_attempts = 8;
+    c->jobs_callback_timeout_ms = 10000;
     c->auth_api_keys = json_array();
     c->jwt_roles_claim = strdup("roles");
     c->jwt_leeway_s = 60;
@@ -419,6 +444,8 @@ void config_free(kconfig *c)
     free(c->data_dir);
     free_list(c->trusted_proxies, c->n_trusted_proxies);
     free_list(c->template_env, c->n_template_env);
+    free_list(c->jobs_callback_allow_hosts, c->n_jobs_callback_allow_hosts);
+    free(c->jobs_callback_secret_env);
     json_decref(c->auth_api_keys);
     free(c->jwt_hs256_secret_env);
     free(c->jwt_public_key_file);

@@ -155,6 +155,14 @@ void engine_sinks_run_end(const run *r)
             g_sinks[i]->on_run_end(&s);
 }
 
+void engine_sinks_run_start(const run *r)
+{
+    int n = atomic_load_explicit(&g_nsinks, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        if (g_sinks[i]->on_run_start)
+            g_sinks[i]->on_run_start(r);
+}
+
 void engine_sinks_flush(void)
 {
     int n = atomic_load_explicit(&g_nsinks, memory_order_acquire);

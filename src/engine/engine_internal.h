@@ -15,6 +15,14 @@ json_t *engine_template_env(void);
 /* engine.c: reports r's end to every sink (run.c, once per run, before its done callback). */
 void engine_sinks_run_end(const run *r);
 
+/* hooks.c: hands e to the listener, if one is set. */
+void engine_emit(const engine_event *e);
+/* hooks.c: the table of async runs engine_async_find reads (add at create, remove at end). */
+void engine_async_add(run *r);
+void engine_async_remove(run *r);
+/* engine.c: tells the sinks that want it that async run r begins. */
+void engine_sinks_run_start(const run *r);
+
 /* run.c: the request id r was started with ("" for none; borrowed while r is held). */
 /* run.c: the executor r belongs to (borrowed while r is held). */
 executor *run_executor(const run *r);

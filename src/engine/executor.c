@@ -38,6 +38,7 @@ struct executor {
     run **active;      /* the runs holding a slot (running of them), for exec_cancel_all */
     exec_wait **queue; /* ring of max_queue */
     size_t qhead, qlen;
+    size_t reserved; /* queue places async jobs hold until they are submitted (exec_reserve) */
     atomic_int held; /* queued runs' records not yet let go (exec_held) */
 };
 
@@ -211,11 +212,15 @@ static exec_wait *exec_wait_new(executor *ex, run *r)
     exec_wait *w = calloc(1, sizeof *w);
     if (!w)
         return NULL;
-    atomic_init(&w->owners, 2);
     w->r = r;
     w->ex = ex;
     ioloop_timer_init(&w->deadline, exec_queue_deadline, w);
     atomic_fetch_add(&ex->held, 1);
+    if (run_is_async(r)) { /* its timeout starts with the run: no deadline while it waits */
+        atomic_init(&w->owners, 1);
+        return w;
+    }
+    atomic_init(&w->owners, 2);
     run_retain(r); /* the timer's */
     if (ioloop_post(run_home(r), exec_wait_arm, w) != 0) {
         log_msg(LOG_WARN, "%s: cannot arm a queued run's deadline; it will time out when dequeued", ex->wf->name);
@@ -268,7 +273,7 @@ int exec_submit(executor *ex, run *r, int may_inline)
         run_release(r);
         return EXEC_OK;
     }
-    exec_wait *w = ex->qlen < (size_t)ex->wf->max_queue ? exec_wait_new(ex, r) : NULL;
+    exec_wait *w = ex->qlen + ex->reserved < (size_t)ex->wf->max_queue ? exec_wait_new(ex, r) : NULL;
     if (w) {
         ex->queue[(ex->qhead + ex->qlen++) % (size_t)ex->wf->max_queue] = w;
         pthread_mutex_unlock(&ex->mu);
@@ -276,6 +281,47 @@ int exec_submit(executor *ex, run *r, int may_inline)
     }
     pthread_mutex_unlock(&ex->mu);
     return EXEC_OVERLOADED;
+}
+
+int exec_reserve(executor *ex)
+{
+    pthread_mutex_lock(&ex->mu);
+    int ok = ex->qlen + ex->reserved < (size_t)ex->wf->max_queue;
+    if (ok)
+        ex->reserved++;
+    pthread_mutex_unlock(&ex->mu);
+    return ok ? EXEC_OK : EXEC_OVERLOADED;
+}
+
+void exec_unreserve(executor *ex)
+{
+    pthread_mutex_lock(&ex->mu);
+    if (ex->reserved)
+        ex->reserved--;
+    pthread_mutex_unlock(&ex->mu);
+}
+
+/* The place is ours: queue length plus reservations never pass max_queue, so the ring has room. */
+void exec_submit_reserved(executor *ex, run *r)
+{
+    pthread_mutex_lock(&ex->mu);
+    ex->reserved--;
+    if (ex->running < ex->wf->max_concurrency) {
+        exec_active_add_locked(ex, r);
+        pthread_mutex_unlock(&ex->mu);
+        if (pool_submit(engine_pool(), exec_start_slot, r) != 0)
+            exec_start_slot(r);
+        return;
+    }
+    exec_wait *w = exec_wait_new(ex, r);
+    if (w)
+        ex->queue[(ex->qhead + ex->qlen++) % (size_t)ex->wf->max_queue] = w;
+    pthread_mutex_unlock(&ex->mu);
+    if (!w) { /* out of memory: the run ends (as timed out) rather than waiting nowhere */
+        log_msg(LOG_ERROR, "%s: out of memory queueing an async run", ex->wf->name);
+        run_end_timeout(r);
+        run_release(r);
+    }
 }
 
 /* The next queued run's record (the queue's share moves to the caller), or NULL. */

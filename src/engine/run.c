@@ -70,12 +70,34 @@ struct run {
     void *ud;
     int has_slot;      /* it holds one of its executor's max_concurrency slots */
     size_t slot_index; /* its place in the executor's active array (the executor's, under its lock) */
+    int async;          /* run_opts.async */
+    int events;         /* run_opts.events */
     int begun;          /* run_begin took it (under mu) */
     int cancel_pending; /* run_cancel was called (under mu) */
 };
 
 static void run_drain(run *r);
 static void run_cancel_inflight(run *r);
+
+/* Tells the listener of an event of r (only runs created with run_opts.events). */
+static void emit(run *r, engine_event_kind kind, size_t node, json_t *outputs, const char *code, const char *msg)
+{
+    if (!r->events)
+        return;
+    const wf_node *n = node == (size_t)-1 ? NULL : &r->wf->nodes[node];
+    engine_event e = {.kind = kind,
+                      .run = r,
+                      .run_id = r->id,
+                      .workflow = r->wf->name,
+                      .ts_ms = util_now_ms(),
+                      .node = n ? n->id : NULL,
+                      .node_type = n ? n->type->name : NULL,
+                      .outputs = outputs,
+                      .status = r->status,
+                      .error_code = code ? code : "",
+                      .error_message = msg ? msg : ""};
+    engine_emit(&e);
+}
 
 run *run_create(executor *ex, const run_opts *o)
 {
@@ -98,7 +120,10 @@ run *run_create(executor *ex, const run_opts *o)
     exec_retain(ex);
     r->ex = ex;
     r->wf = wf;
-    util_uuid7(r->id);
+    if (o->run_id)
+        util_copy(r->id, sizeof r->id, o->run_id);
+    else
+        util_uuid7(r->id);
     util_copy(r->request_id, sizeof r->request_id, o->request_id ? o->request_id : "");
     r->inputs = o->inputs ? json_incref(o->inputs) : json_object();
     r->parameters = o->parameters ? json_incref(o->parameters) : NULL;
@@ -113,8 +138,11 @@ run *run_create(executor *ex, const run_opts *o)
     r->done = o->done;
     r->ud = o->ud;
     r->status = RUN_QUEUED;
-    r->t_created = util_now_ms();
-    r->deadline = r->t_created + wf->timeout_ms;
+    r->t_created = o->created_ms > 0 ? o->created_ms : util_now_ms();
+    r->async = o->async;
+    r->events = o->events;
+    /* an async job's timeout counts from its start (run_begin); until then only its queue bounds it */
+    r->deadline = o->async ? 1e300 : r->t_created + wf->timeout_ms;
     if (o->deadline_ms > 0 && o->deadline_ms < r->deadline)
         r->deadline = o->deadline_ms; /* a WorkflowNode's run ends by its caller's deadline */
     for (size_t i = 0; i < n; i++)
@@ -122,6 +150,8 @@ run *run_create(executor *ex, const run_opts *o)
     for (size_t i = 0; i < n; i++)
         if (wf->nodes[wf->order[i]].ndeps == 0)
             r->ready[r->rtail++] = wf->order[i];
+    if (r->async)
+        engine_async_add(r);
     r->scope = (tmpl_scope){.inputs = r->inputs,
                             .nodes = r->results,
                             .run_id = r->id,
@@ -142,6 +172,8 @@ void run_release(run *r)
 {
     if (!r || atomic_fetch_sub(&r->refs, 1) != 1)
         return;
+    if (r->async && !r->ended) /* never submitted: it ends here, unknown to the cancel table */
+        engine_async_remove(r);
     for (mail *m = r->mail_head, *next; m; m = next) {
         next = m->next;
         json_decref(m->outputs);
@@ -204,6 +236,10 @@ static void run_end(run *r, run_status st)
         r->outputs = r->wf->noutputs ? outputs_mapped(r) : outputs_sinks(r);
     executor *ex = r->ex;
     exec_retain(ex);
+    if (r->async)
+        engine_async_remove(r);
+    emit(r, st == RUN_COMPLETED ? EV_RUN_COMPLETED : EV_RUN_FAILED, (size_t)-1, NULL, st == RUN_COMPLETED ? NULL : r->err_code,
+         st == RUN_COMPLETED ? NULL : r->err_msg);
     engine_sinks_run_end(r);
     if (r->done)
         r->done(r, r->ud);
@@ -386,6 +422,7 @@ static int node_result(run *r, size_t i, json_t *outputs, const node_error *e)
     metrics_node_end(r->wf->name, n->type->name, n->id, n->type->start && !n->type->calls_workflow, e ? e->code : "ok",
                      r->calls[i].started_ms);
     if (e) {
+        emit(r, EV_NODE_FAILED, i, NULL, e->code, e->message);
         if (!n->on_error_continue || strcmp(e->code, "timeout") == 0) {
             run_fail(r, i, e);
             return -1;
@@ -393,6 +430,7 @@ static int node_result(run *r, size_t i, json_t *outputs, const node_error *e)
         outputs = json_pack("{s:{s:s,s:s},s:b}", "error", "code", e->code, "message", e->message, "failed", 1);
     }
     json_object_set_new(r->results, n->id, outputs ? outputs : json_object());
+    emit(r, EV_NODE_COMPLETED, i, json_object_get(r->results, n->id), NULL, NULL);
     node_finished(r, i, N_DONE);
     return 0;
 }
@@ -486,6 +524,7 @@ static int node_exec(run *r, size_t i)
     if (!in)
         return node_result(r, i, NULL, &e);
     node_call *call = &r->calls[i];
+    emit(r, EV_NODE_STARTED, i, NULL, NULL, NULL);
     *call = (node_call){.node_id = n->id,
                         .inputs = in,
                         .scope = &r->scope,
@@ -523,8 +562,10 @@ static void run_advance(run *r)
             run_end_timeout(r);
             return;
         }
-        if (node_absent(r, &r->wf->nodes[i]))
+        if (node_absent(r, &r->wf->nodes[i])) {
+            emit(r, EV_NODE_SKIPPED, i, NULL, NULL, NULL);
             node_finished(r, i, N_SKIPPED);
+        }
         else if (node_exec(r, i) != 0)
             return;
     }
@@ -613,6 +654,11 @@ void run_begin(run *r)
     } else {
         r->status = RUN_RUNNING;
         r->t_started = util_now_ms();
+        if (r->async) {
+            r->deadline = r->t_started + r->wf->timeout_ms;
+            engine_sinks_run_start(r);
+        }
+        emit(r, EV_RUN_STARTED, (size_t)-1, NULL, NULL, NULL);
         run_advance(r);
     }
     run_drain(r);
@@ -677,6 +723,11 @@ const char *run_cache_tag(const run *r)
 double run_wait_ms(const run *r)
 {
     return (r->t_started ? r->t_started : r->t_created) - r->t_created;
+}
+
+int run_is_async(const run *r)
+{
+    return r->async;
 }
 
 double run_duration_ms(const run *r)

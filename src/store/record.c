@@ -83,14 +83,20 @@ static int put_head(buf *b, const char *id, const char *wf_name, const char *ver
                : 0;
 }
 
+/* wait_ms < 0: not started (queued); duration_ms < 0: not finished (queued or running): null. */
 static int put_tail(buf *b, const char *cache, const char *principal, const char *request_id, double created,
                     double wait_ms, double duration_ms)
 {
-    return put_str(b, "cache", cache) != 0 || put_str(b, "principal", principal) != 0 ||
-                   put_str(b, "request_id", request_id) != 0 || put_time(b, "created_at", created) != 0 ||
-                   put_time(b, "started_at", created + wait_ms) != 0 ||
-                   put_time(b, "finished_at", created + duration_ms) != 0 ||
-                   buf_append(b, ",\"duration_ms\":", 15) != 0 ||
+    if (put_str(b, "cache", cache) != 0 || put_str(b, "principal", principal) != 0 ||
+        put_str(b, "request_id", request_id) != 0 || put_time(b, "created_at", created) != 0 ||
+        (wait_ms < 0 ? put_str(b, "started_at", NULL) : put_time(b, "started_at", created + wait_ms)) != 0)
+        return -1;
+    if (duration_ms < 0)
+        return put_str(b, "finished_at", NULL) != 0 || buf_append(b, ",\"duration_ms\":null}", 19) != 0 ||
+                       buf_terminate(b) != 0
+                   ? -1
+                   : 0;
+    return put_time(b, "finished_at", created + duration_ms) != 0 || buf_append(b, ",\"duration_ms\":", 15) != 0 ||
                    buf_append_json_real(b, round(duration_ms * 1000.0) / 1000.0) != 0 || buf_append(b, "}", 1) != 0 ||
                    buf_terminate(b) != 0
                ? -1
@@ -99,7 +105,7 @@ static int put_tail(buf *b, const char *cache, const char *principal, const char
 
 static int put_error(buf *b, const run *r, run_status st)
 {
-    if (st == RUN_COMPLETED)
+    if (st == RUN_COMPLETED || st == RUN_RUNNING || st == RUN_QUEUED)
         return buf_append(b, ",\"error\":null", 13);
     const char *code = st == RUN_CANCELLED && !*run_error_code(r) ? "cancelled" : run_error_code(r);
     const char *node = run_error_node(r);
@@ -122,8 +128,23 @@ int store_record_of_run(const run *r, buf *b)
         buf_append(b, ",\"outputs\":", 11) != 0 || (outputs ? buf_append_json(b, outputs) : buf_append(b, "null", 4)) != 0 ||
         put_error(b, r, st) != 0)
         return -1;
-    return put_tail(b, run_cache_tag(r), run_principal(r), run_request_id(r), store_uuid7_ms(run_id(r)), run_wait_ms(r),
+    double created = store_uuid7_ms(run_id(r));
+    if (st == RUN_RUNNING) /* started_at: the run's own clock, from its creation (an accepted job's) */
+        return put_tail(b, run_cache_tag(r), run_principal(r), run_request_id(r), created, run_wait_ms(r), -1);
+    return put_tail(b, run_cache_tag(r), run_principal(r), run_request_id(r), created, run_wait_ms(r),
                     run_duration_ms(r));
+}
+
+int store_record_queued(const store_queued *q, buf *b)
+{
+    if (buf_reserve(b, 512 + q->job_len) != 0 || buf_append(b, "{\"job\":", 7) != 0 ||
+        buf_append(b, q->job_json, q->job_len) != 0 || buf_append(b, ",\"run_id\":", 10) != 0 ||
+        buf_append_json_str(b, q->run_id) != 0 || put_str(b, "workflow", q->workflow) != 0 ||
+        put_str(b, "version", q->version) != 0 || put_str(b, "status", "queued") != 0 ||
+        buf_append(b, ",\"inputs\":", 10) != 0 || (q->inputs ? buf_append_json(b, q->inputs) : buf_append(b, "{}", 2)) != 0 ||
+        buf_append(b, ",\"outputs\":null,\"error\":null", 27) != 0)
+        return -1;
+    return put_tail(b, "BYPASS", q->principal, q->request_id, store_uuid7_ms(q->run_id), -1, -1);
 }
 
 static void put_built(const char *id, const char *wf_name, const char *status, const char *principal, buf *b)
@@ -161,7 +182,16 @@ void store_record_hit(const store_hit *h)
     buf_free(&b);
 }
 
-static const engine_sink record_sink = {"run records", on_run_end, NULL};
+/* An async run begins: its record says running (write-behind, as every record but a queued one). */
+static void on_run_start(const run *r)
+{
+    buf b = {0};
+    if (store_record_of_run(r, &b) == 0)
+        put_built(run_id(r), run_workflow(r)->name, "running", run_principal(r), &b);
+    buf_free(&b);
+}
+
+static const engine_sink record_sink = {.name = "run records", .on_run_end = on_run_end, .on_run_start = on_run_start};
 
 int store_record_sink_add(void)
 {

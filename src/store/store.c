@@ -31,6 +31,7 @@ static atomic_uint_fast64_t g_put, g_written, g_dropped;
 static _Atomic double g_drop_logged_ms;
 
 int store_record_sink_add(void); /* record.c */
+static int store_put_item(const store_rec *rec, store_durable_fn cb, void *ud);
 
 static size_t bucket_of(const char *run_id)
 {
@@ -153,10 +154,25 @@ static void pending_insert(store_item *it, size_t bucket)
 
 int store_put(const store_rec *rec)
 {
+    return store_put_item(rec, NULL, NULL);
+}
+
+void store_put_durable(const store_rec *rec, store_durable_fn cb, void *ud)
+{
+    if (store_put_item(rec, cb, ud) != 0)
+        cb(ud, 0);
+}
+
+static int store_put_item(const store_rec *rec, store_durable_fn cb, void *ud)
+{
     const store_backend *be = atomic_load(&g_be);
     if (!be)
         return -1;
     store_item *it = item_make(rec);
+    if (it) {
+        it->durable = cb;
+        it->durable_ud = ud;
+    }
     if (!it || atomic_fetch_add(&g_pending, 1) >= g_queue_max) {
         if (it)
             atomic_fetch_sub(&g_pending, 1);
@@ -187,19 +203,98 @@ void store_written(store_item *const *items, size_t n)
     }
     atomic_fetch_sub(&g_pending, n);
     atomic_fetch_add(&g_written, n);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        if (items[i]->durable)
+            items[i]->durable(items[i]->durable_ud, 1);
         free(items[i]);
+    }
 }
 
 /* ---- reading one ------------------------------------------------------------------------------------ */
 
+/* ---- a queued record's "job" member, never shown -------------------------------------------------- */
+
+/* The end of the JSON value at p (at most end), or NULL when it does not end there: strings with
+ * their escapes, nesting by brackets. Only records this daemon wrote get here. */
+static const char *value_end(const char *p, const char *end)
+{
+    int depth = 0;
+    while (p < end) {
+        char c = *p++;
+        if (c == '"') {
+            while (p < end && *p != '"')
+                p += *p == '\\' ? 2 : 1;
+            if (p++ >= end)
+                return NULL;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (--depth < 0)
+                return NULL;
+        } else if (c == ',' && depth == 0) {
+            return p - 1;
+        }
+        if (depth == 0 && (c == '}' || c == ']' || c == '"'))
+            return p;
+    }
+    return NULL;
+}
+
+size_t store_job_prefix(const char *json, size_t len)
+{
+    static const char head[] = "{\"job\":";
+    if (len < sizeof head || memcmp(json, head, sizeof head - 1) != 0)
+        return 0;
+    const char *end = json + len, *v = value_end(json + sizeof head - 1, end);
+    if (!v || v >= end || *v != ',')
+        return 0;
+    return (size_t)(v - json); /* the record without it: "{" then what follows the comma */
+}
+
+/* The record as shown: without its "job" member (a new buffer in *shown), or json itself. */
+static const char *record_shown(const char *json, size_t *len, char **shown)
+{
+    size_t cut = store_job_prefix(json, *len);
+    *shown = NULL;
+    if (!cut)
+        return json;
+    size_t n = *len - cut; /* "{" + the rest after the comma: 1 + (len - cut - 1) */
+    if (!(*shown = malloc(n + 1)))
+        return json;
+    (*shown)[0] = '{';
+    memcpy(*shown + 1, json + cut + 1, n - 1);
+    (*shown)[n] = '\0';
+    *len = n;
+    return *shown;
+}
+
+typedef struct get_ctx {
+    store_get_cb cb;
+    void *ud;
+} get_ctx;
+
+static void get_shown(void *ud, int status, const char *json, size_t len)
+{
+    get_ctx *g = ud;
+    char *shown = NULL;
+    if (status == STORE_OK)
+        json = record_shown(json, &len, &shown);
+    g->cb(g->ud, status, json, len);
+    free(shown);
+    free(g);
+}
+
 void store_get(const char *run_id, store_get_cb cb, void *ud)
 {
     const store_backend *be = atomic_load(&g_be);
-    if (!be) {
+    get_ctx *g = be ? malloc(sizeof *g) : NULL;
+    if (!g) {
         cb(ud, STORE_UNAVAILABLE, NULL, 0);
         return;
     }
+    *g = (get_ctx){cb, ud};
+    cb = get_shown;
+    ud = g;
     char id[37];
     lower_id(run_id, id);
     char *copy = NULL;
@@ -326,8 +421,13 @@ static void list_merged(void *ud, int status, const store_page *bp)
             j++;
         }
     }
+    char *shown[STORE_LIST_MAX];
+    for (size_t k = 0; k < n; k++)
+        json[k] = record_shown(json[k], &len[k], &shown[k]);
     store_page page = {n, json, len, ids, bp->more || c->more_pending || i < c->npend || j < bp->n};
     c->cb(c->ud, STORE_OK, &page);
+    for (size_t k = 0; k < n; k++)
+        free(shown[k]);
     list_ctx_free(c);
 }
 
@@ -355,6 +455,72 @@ void store_list(const store_query *q, store_list_cb cb, void *ud)
         return;
     }
     be->list(&bq, list_merged, c);
+}
+
+/* ---- unfinished async jobs ------------------------------------------------------------------------- */
+
+typedef struct each_ctx {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done, status;
+    store_each_fn cb;
+    void *ud;
+    char last[37];
+    size_t n;
+    int more;
+} each_ctx;
+
+static void each_page(void *ud, int status, const store_page *p)
+{
+    each_ctx *c = ud;
+    c->n = 0;
+    c->more = 0;
+    if (status == STORE_OK) {
+        for (size_t i = 0; i < p->n; i++)
+            c->cb(c->ud, p->json[i], p->len[i]);
+        c->n = p->n;
+        c->more = p->more;
+        if (p->n)
+            util_copy(c->last, sizeof c->last, p->run_id[p->n - 1]);
+    }
+    pthread_mutex_lock(&c->mu);
+    c->status = status;
+    c->done = 1;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Every durable record of one status, page by page from the backend (not the pending set: at start
+ * it is empty), waiting for each page (a backend may answer on its own thread). */
+static int each_status(const store_backend *be, const char *status, each_ctx *c)
+{
+    c->last[0] = '\0';
+    do {
+        store_query q = {.status = status, .before = c->last[0] ? c->last : NULL, .limit = STORE_LIST_MAX};
+        c->done = 0;
+        be->list(&q, each_page, c);
+        pthread_mutex_lock(&c->mu);
+        while (!c->done)
+            pthread_cond_wait(&c->cv, &c->mu);
+        pthread_mutex_unlock(&c->mu);
+        if (c->status != STORE_OK)
+            return -1;
+    } while (c->more && c->n);
+    return 0;
+}
+
+int store_unfinished(store_each_fn cb, void *ud)
+{
+    const store_backend *be = atomic_load(&g_be);
+    if (!be)
+        return -1;
+    each_ctx c = {.cb = cb, .ud = ud};
+    pthread_mutex_init(&c.mu, NULL);
+    pthread_cond_init(&c.cv, NULL);
+    int rc = each_status(be, "queued", &c) == 0 && each_status(be, "running", &c) == 0 ? 0 : -1;
+    pthread_cond_destroy(&c.cv);
+    pthread_mutex_destroy(&c.mu);
+    return rc;
 }
 
 /* ---- health and counters ------------------------------------------------------------------------------ */

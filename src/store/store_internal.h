@@ -20,6 +20,8 @@ struct store_item {
     const char *workflow, *principal; /* point into data */
     const char *json;                 /* the record, len bytes, NUL-terminated; points into data */
     size_t len;
+    void (*durable)(void *ud, int ok); /* store_put_durable's, told by store_written */
+    void *durable_ud;
     char data[];
 };
 
@@ -48,6 +50,10 @@ int store_start_backend(const store_backend *be, const kconfig *cfg, char *err, 
 
 /* record.c: "2026-11-27T10:00:00.123Z" (24 characters, no NUL) for a Unix time in ms. */
 void store_rfc3339_ms(double unix_ms, char out[24]);
+
+/* store.c: where a queued record's leading "job" member ends (the offset of the comma after it), or
+ * 0 when json has none. */
+size_t store_job_prefix(const char *json, size_t len);
 
 /* From the backend's thread: these items are durable. Lets them go (and frees them). */
 void store_written(store_item *const *items, size_t n);
