@@ -20,7 +20,9 @@
 #include "kailash/cache.h"
 #include "kailash/config.h"
 #include "kailash/engine.h"
+#include "kailash/events.h"
 #include "kailash/http.h"
+#include "kailash/jobs.h"
 #include "kailash/log.h"
 #include "kailash/notify.h"
 #include "kailash/redis.h"
@@ -268,7 +270,10 @@ static int graceful_stop(void)
     log_msg(LOG_INFO, "stopping: no new connections, waiting for %d request(s)", http_server_inflight());
     http_server_quiesce();
     pthread_mutex_lock(&g_reload_mu); /* no reload may swap g_cfg from here on */
-    int cut = drain_wait(g_cfg->shutdown_grace_ms), late = cut > 0;
+    /* async jobs: queued ones stay queued for the next start; running ones get the grace */
+    jobs_stop(began + g_cfg->shutdown_grace_ms);
+    double left_ms = began + g_cfg->shutdown_grace_ms - util_now_ms();
+    int cut = drain_wait(left_ms > 0 ? (int)left_ms : 0), late = cut > 0;
     if (cut > 0) {
         /* Out of time: cancel what is still running (its transfers are aborted, its answer is a 503,
          * and its end reaches the sinks like any other), then give those answers a moment to go. */
@@ -291,6 +296,7 @@ static int graceful_stop(void)
     http_server_stop();
     jwks_remote_stop();
     cache_gens_stop();
+    events_stop();
     redis_stop();
     engine_stop();
     watchdog_free(g_watchdog); /* its loops are gone: so are the pings */
@@ -370,6 +376,11 @@ static int serve(void)
     log_msg(LOG_INFO, "loaded %zu workflow(s) from %s, %zu file(s) with errors", nwf, g_cfg->workflows_dir,
             json_array_size(registry_errors(reg)));
     registry_publish(reg);
+    if (events_start(g_cfg, loops, nloops, err, sizeof err) != 0 ||
+        jobs_start(g_cfg, loops, nloops, err, sizeof err) != 0) { /* recovers jobs: after the registry */
+        fprintf(stderr, "kailashd: %s\n", err);
+        return 1;
+    }
     api_admin_set_reload(do_reload);
     api_health_set_start_time(util_now_ms());
     if (http_server_start(g_cfg, loops, nloops, err, sizeof err) != 0) {

@@ -35,6 +35,8 @@ int api_direct_run(const char *config_path, const char *wf_name, const char *inp
 /* runs_read.c: GET /runs/{run_id} and GET /runs */
 int api_runs_get(kreq *r);
 int api_runs_list(kreq *r);
+/* runs_cancel.c: DELETE /runs/{id} */
+int api_runs_cancel(kreq *r);
 /* openapi.c: GET /openapi.json (built once per registry and auth config, then copied). */
 int api_openapi(kreq *r);
 /* The OpenAPI 3.1 document for the workflows of reg (NULL: none), the credentials auth_methods

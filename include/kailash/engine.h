@@ -162,6 +162,8 @@ int run_depth(const run *r);
 const char *run_cache_tag(const run *r);
 double run_wait_ms(const run *r);
 int run_is_async(const run *r);
+/* run_opts.ud, for sinks of the module that created the run (it knows the type). */
+void *run_user_data(const run *r);
 
 /* ---- events ---- */
 

@@ -120,12 +120,23 @@ struct buf;
 typedef struct store_queued {
     const char *run_id, *workflow, *version, *principal, *request_id;
     json_t *inputs;
-    const char *job_json; /* the job's payload, compact JSON, job_len bytes */
+    const char *job_json; /* the job's payload, compact JSON, job_len bytes; NULL: none (a Redis job) */
     size_t job_len;
 } store_queued;
 int store_record_queued(const store_queued *q, struct buf *b);
+/* The final record of an async job that never ran (cancelled before it started, dead-lettered):
+ * status and error {code, message, node: null} as given, never started. */
+typedef struct store_unrun {
+    const char *run_id, *workflow, *principal, *request_id;
+    json_t *inputs;
+    const char *status, *code, *message;
+} store_unrun;
+int store_record_unrun(const store_unrun *u, struct buf *b);
 /* The record of an ended run, appended to b (NUL-terminated). 0, or -1 out of memory. */
 int store_record_of_run(const struct run *r, struct buf *b);
+/* The same for a run at any stage, led by {"job": payload} when job_json is not NULL (an async
+ * job's running record: what a restart needs to run it again). */
+int store_record_of_running(const struct run *r, const char *job_json, size_t job_len, struct buf *b);
 /* The creation time (Unix ms) a UUIDv7 text carries. */
 double store_uuid7_ms(const char *run_id);
 

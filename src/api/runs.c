@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "kailash/auth.h"
+#include "kailash/jobs.h"
 #include "runs_internal.h"
 
 static void run_req_free(void *p)
@@ -125,22 +126,48 @@ static int check_parameters(kreq *r, const workflow *wf, json_t *params)
     return 0;
 }
 
+enum { MODE_SYNC, MODE_ASYNC, MODE_STREAM };
+
+/* Prefer: respond-async among the header's preferences (RFC 7240: comma-separated, case-insensitive). */
+static int prefers_async(const char *prefer)
+{
+    for (const char *p = prefer; p && *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        size_t n = strcspn(p, ",; \t");
+        if (n == 13 && strncasecmp(p, "respond-async", 13) == 0)
+            return 1;
+        p += strcspn(p, ",");
+    }
+    return 0;
+}
+
+/* The run's mode: /run takes ?mode= or Prefer: respond-async, /execute its body's "mode". -1 answered. */
 static int check_mode(kreq *r, json_t *body, int execute)
 {
-    const char *q = http_req_query(r, "mode");
-    const char *prefer = http_req_header(r, "Prefer");
     json_t *mode = json_object_get(body, "mode");
     if (execute && mode && !json_is_string(mode))
         return reply_errorf(r, 400, "bad_request", NULL, "mode: expected \"sync\", \"async\" or \"stream\""), -1;
-    const char *m = execute && mode ? json_string_value(mode) : q;
-    if (m && strcmp(m, "sync") != 0)
-        return reply_errorf(r, 400, "bad_request", NULL, "mode '%.16s': only synchronous runs are built yet", m), -1;
-    if (!execute && prefer && strstr(prefer, "respond-async"))
-        return reply_errorf(r, 400, "bad_request", NULL, "Prefer: respond-async: only synchronous runs are built yet"),
+    const char *m = execute ? (mode ? json_string_value(mode) : NULL) : http_req_query(r, "mode");
+    int md = !m || strcmp(m, "sync") == 0 ? MODE_SYNC : strcmp(m, "async") == 0 ? MODE_ASYNC
+             : execute && strcmp(m, "stream") == 0 ? MODE_STREAM : -1;
+    if (md < 0)
+        return reply_errorf(r, 400, "bad_request", NULL, "mode '%.16s': expected %s", m,
+                            execute ? "sync, async or stream" : "sync or async"),
                -1;
-    if (!execute && json_object_get(body, "callback_url"))
+    if (!execute && !m && prefers_async(http_req_header(r, "Prefer")))
+        md = MODE_ASYNC;
+    if (md == MODE_STREAM)
+        return reply_errorf(r, 400, "bad_request", NULL, "mode 'stream' is not built yet"), -1;
+    json_t *cb = json_object_get(body, "callback_url");
+    if (cb && md != MODE_ASYNC)
         return reply_errorf(r, 400, "bad_request", NULL, "callback_url is only for asynchronous runs"), -1;
-    return 0;
+    char err[200];
+    if (cb && !json_is_string(cb))
+        return reply_errorf(r, 400, "bad_request", NULL, "callback_url: expected a string"), -1;
+    if (cb && jobs_callback_check(json_string_value(cb), err, sizeof err) != 0)
+        return reply_errorf(r, 400, "bad_request", NULL, "callback_url: %s", err), -1;
+    return md;
 }
 
 /* /execute: an input key equal to a node id is scoped to that node (the SDK's rule). */
@@ -161,8 +188,10 @@ static void scope_inputs(const workflow *wf, json_t *inputs, json_t **params)
     }
 }
 
-/* Parses and checks the body; returns 0 with new references in *inputs and *params, or answers. */
-static int body_parse(kreq *r, const workflow *wf, int execute, json_t **inputs, json_t **params)
+/* Parses and checks the body; returns 0 with new references in *inputs and *params (and the mode,
+ * and the callback URL for an async run, a copy), or answers. */
+static int body_parse(kreq *r, const workflow *wf, int execute, json_t **inputs, json_t **params, int *md,
+                      char **callback_url)
 {
     json_error_t je;
     const buf *raw = http_req_body(r);
@@ -177,8 +206,13 @@ static int body_parse(kreq *r, const workflow *wf, int execute, json_t **inputs,
         goto out;
     }
     json_t *in = json_object_get(body, "inputs"), *pa = json_object_get(body, "parameters");
-    if (check_keys(r, body, execute) || check_mode(r, body, execute) || check_parameters(r, wf, pa))
+    if (check_keys(r, body, execute) || (*md = check_mode(r, body, execute)) < 0 || check_parameters(r, wf, pa))
         goto out;
+    json_t *cb = json_object_get(body, "callback_url");
+    if (cb && !(*callback_url = strdup(json_string_value(cb)))) {
+        reply_errorf(r, 500, "internal", NULL, "out of memory");
+        goto out;
+    }
     if (in && !json_is_object(in)) {
         reply_errorf(r, 400, "bad_request", NULL, "inputs: expected an object");
         goto out;
@@ -313,32 +347,42 @@ static int run_handle(kreq *r, int execute)
     run_req *s = http_req_state(r);
     const workflow *wf = exec_workflow(s->ex);
     json_t *inputs = NULL, *params = NULL;
+    int md = MODE_SYNC;
+    char *callback_url = NULL;
     s->execute = execute;
     const char *inc = http_req_query(r, "include");
     s->include_results = inc && strstr(inc, "results") != NULL;
-    if (body_parse(r, wf, execute, &inputs, &params) != 0)
+    if (body_parse(r, wf, execute, &inputs, &params, &md, &callback_url) != 0) {
+        free(callback_url);
         return HTTP_DONE;
+    }
     const auth_principal *who = http_req_principal(r);
     char msg[300];
     /* before the schema: a caller the conditions refuse learns nothing about the inputs it expects */
+    int rc = HTTP_DONE;
+    json_t *violations = NULL;
     if (auth_ctx_enabled(auth_ctx_current()) && auth_access_conditions(wf, who, inputs, msg, sizeof msg) != 0) {
-        json_decref(inputs);
-        json_decref(params);
-        return reply_errorf(r, 403, "forbidden", NULL, "%s", msg);
+        reply_errorf(r, 403, "forbidden", NULL, "%s", msg);
+        goto out;
     }
-    json_t *violations = json_array();
+    violations = json_array();
     if (wf->inputs_schema && schema_validate(wf->inputs_schema, inputs, violations) > 0) {
-        json_decref(inputs);
-        json_decref(params);
-        return reply_errorf(r, 400, "invalid_inputs", json_pack("{s:o}", "violations", violations),
-                            "inputs do not match the workflow's schema");
+        reply_errorf(r, 400, "invalid_inputs", json_pack("{s:O}", "violations", violations),
+                     "inputs do not match the workflow's schema");
+        goto out;
     }
-    json_decref(violations);
-    int rc = runs_cache_begin(r, inputs, params);
+    if (md == MODE_ASYNC) { /* not cached: the job runs later, maybe elsewhere */
+        rc = runs_accept_async(r, inputs, params, callback_url);
+        goto out;
+    }
+    rc = runs_cache_begin(r, inputs, params);
     if (rc == RUNS_CACHE_RUN)
         rc = runs_start(r, inputs, params);
+out:
+    json_decref(violations);
     json_decref(inputs);
     json_decref(params);
+    free(callback_url);
     return rc;
 }
 

@@ -36,6 +36,10 @@ int runs_status_for(const char *code);
 /* runs.c: ms rounded to 3 decimals, as answers show durations. */
 double runs_ms3(double ms);
 
+/* runs_async.c: accepts r's async run (body checked; inputs and params borrowed, callback_url NULL
+ * or checked): HTTP_PENDING (the 202 or 503 comes from jobs_accept's answer), or HTTP_DONE answered. */
+int runs_accept_async(kreq *r, json_t *inputs, json_t *params, const char *callback_url);
+
 /* runs_cache.c */
 enum { RUNS_CACHE_RUN = 2 }; /* besides HTTP_DONE and HTTP_PENDING: not cached, run it now */
 /* After the body was checked: a hit answers (HTTP_DONE), a wait on Redis or on another request's

@@ -725,6 +725,11 @@ double run_wait_ms(const run *r)
     return (r->t_started ? r->t_started : r->t_created) - r->t_created;
 }
 
+void *run_user_data(const run *r)
+{
+    return r->ud;
+}
+
 int run_is_async(const run *r)
 {
     return r->async;

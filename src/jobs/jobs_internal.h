@@ -21,6 +21,8 @@ int jobs_room(const char *workflow);
 /* Writes the final record of a job that will never run (dead-lettered): status failed, error
  * {"code": "internal", "message": why}. Returns once the record is put (write-behind). */
 void jobs_record_dead(const job *j, const char *why);
+/* The final record of a job cancelled before it started (status cancelled). */
+void jobs_record_cancelled(const job *j);
 
 /* ---- jobs_redis.c ---- */
 

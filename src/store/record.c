@@ -73,14 +73,27 @@ static int put_str_(buf *b, const char *head, size_t hlen, const char *v)
     return v && *v ? buf_append_json_str(b, v) : buf_append(b, "null", 4);
 }
 
-/* The fields every record has, after "run_id" and before "inputs". */
-static int put_head(buf *b, const char *id, const char *wf_name, const char *version, const char *status)
+/* The fields every record has, up to "inputs": {"run_id", "workflow", "version", "status", led by
+ * {"job": payload} when job_json is not NULL (an async job's queued or running record). */
+static int put_head_job(buf *b, const char *job_json, size_t job_len, const char *id, const char *wf_name,
+                        const char *version, const char *status)
 {
-    return buf_reserve(b, 512) != 0 || buf_append(b, "{\"run_id\":", 10) != 0 || buf_append_json_str(b, id) != 0 ||
-                   put_str(b, "workflow", wf_name) != 0 || put_str(b, "version", version) != 0 ||
+    if (buf_reserve(b, 512 + job_len) != 0)
+        return -1;
+    if (job_json && (buf_append(b, "{\"job\":", 7) != 0 || buf_append(b, job_json, job_len) != 0 ||
+                     buf_append(b, ",\"run_id\":", 10) != 0))
+        return -1;
+    if (!job_json && buf_append(b, "{\"run_id\":", 10) != 0)
+        return -1;
+    return buf_append_json_str(b, id) != 0 || put_str(b, "workflow", wf_name) != 0 || put_str(b, "version", version) != 0 ||
                    put_str(b, "status", status) != 0
                ? -1
                : 0;
+}
+
+static int put_head(buf *b, const char *id, const char *wf_name, const char *version, const char *status)
+{
+    return put_head_job(b, NULL, 0, id, wf_name, version, status);
 }
 
 /* wait_ms < 0: not started (queued); duration_ms < 0: not finished (queued or running): null. */
@@ -92,7 +105,7 @@ static int put_tail(buf *b, const char *cache, const char *principal, const char
         (wait_ms < 0 ? put_str(b, "started_at", NULL) : put_time(b, "started_at", created + wait_ms)) != 0)
         return -1;
     if (duration_ms < 0)
-        return put_str(b, "finished_at", NULL) != 0 || buf_append(b, ",\"duration_ms\":null}", 19) != 0 ||
+        return put_str(b, "finished_at", NULL) != 0 || buf_append(b, ",\"duration_ms\":null}", 20) != 0 ||
                        buf_terminate(b) != 0
                    ? -1
                    : 0;
@@ -118,12 +131,12 @@ static int put_error(buf *b, const run *r, run_status st)
     return buf_append(b, "}", 1);
 }
 
-int store_record_of_run(const run *r, buf *b)
+int store_record_of_running(const run *r, const char *job_json, size_t job_len, buf *b)
 {
     const workflow *wf = run_workflow(r);
     run_status st = run_get_status(r);
     json_t *outputs = st == RUN_COMPLETED ? run_outputs(r) : NULL;
-    if (put_head(b, run_id(r), wf->name, wf->version, run_status_name(st)) != 0 ||
+    if (put_head_job(b, job_json, job_len, run_id(r), wf->name, wf->version, run_status_name(st)) != 0 ||
         buf_append(b, ",\"inputs\":", 10) != 0 || buf_append_json(b, run_inputs(r)) != 0 ||
         buf_append(b, ",\"outputs\":", 11) != 0 || (outputs ? buf_append_json(b, outputs) : buf_append(b, "null", 4)) != 0 ||
         put_error(b, r, st) != 0)
@@ -135,14 +148,16 @@ int store_record_of_run(const run *r, buf *b)
                     run_duration_ms(r));
 }
 
+int store_record_of_run(const run *r, buf *b)
+{
+    return store_record_of_running(r, NULL, 0, b);
+}
+
 int store_record_queued(const store_queued *q, buf *b)
 {
-    if (buf_reserve(b, 512 + q->job_len) != 0 || buf_append(b, "{\"job\":", 7) != 0 ||
-        buf_append(b, q->job_json, q->job_len) != 0 || buf_append(b, ",\"run_id\":", 10) != 0 ||
-        buf_append_json_str(b, q->run_id) != 0 || put_str(b, "workflow", q->workflow) != 0 ||
-        put_str(b, "version", q->version) != 0 || put_str(b, "status", "queued") != 0 ||
+    if (put_head_job(b, q->job_json, q->job_len, q->run_id, q->workflow, q->version, "queued") != 0 ||
         buf_append(b, ",\"inputs\":", 10) != 0 || (q->inputs ? buf_append_json(b, q->inputs) : buf_append(b, "{}", 2)) != 0 ||
-        buf_append(b, ",\"outputs\":null,\"error\":null", 27) != 0)
+        buf_append(b, ",\"outputs\":null,\"error\":null", 28) != 0)
         return -1;
     return put_tail(b, "BYPASS", q->principal, q->request_id, store_uuid7_ms(q->run_id), -1, -1);
 }
@@ -156,7 +171,7 @@ static void put_built(const char *id, const char *wf_name, const char *status, c
 static void on_run_end(const run_summary *s)
 {
     const run *r = s->run;
-    if (run_depth(r) > 0)
+    if (run_depth(r) > 0 || run_is_async(r)) /* an async job's own module writes its record, durably */
         return;
     buf b = {0};
     if (store_record_of_run(r, &b) == 0)
@@ -182,16 +197,18 @@ void store_record_hit(const store_hit *h)
     buf_free(&b);
 }
 
-/* An async run begins: its record says running (write-behind, as every record but a queued one). */
-static void on_run_start(const run *r)
+int store_record_unrun(const store_unrun *u, buf *b)
 {
-    buf b = {0};
-    if (store_record_of_run(r, &b) == 0)
-        put_built(run_id(r), run_workflow(r)->name, "running", run_principal(r), &b);
-    buf_free(&b);
+    if (put_head(b, u->run_id, u->workflow, NULL, u->status) != 0 || buf_append(b, ",\"inputs\":", 10) != 0 ||
+        (u->inputs ? buf_append_json(b, u->inputs) : buf_append(b, "{}", 2)) != 0 ||
+        buf_append(b, ",\"outputs\":null,\"error\":{\"code\":", 32) != 0 || buf_append_json_str(b, u->code) != 0 ||
+        buf_append(b, ",\"message\":", 11) != 0 || buf_append_json_str(b, u->message) != 0 ||
+        buf_append(b, ",\"node\":null}", 13) != 0)
+        return -1;
+    return put_tail(b, "BYPASS", u->principal, u->request_id, store_uuid7_ms(u->run_id), -1, -1);
 }
 
-static const engine_sink record_sink = {.name = "run records", .on_run_end = on_run_end, .on_run_start = on_run_start};
+static const engine_sink record_sink = {.name = "run records", .on_run_end = on_run_end};
 
 int store_record_sink_add(void)
 {
