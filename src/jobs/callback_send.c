@@ -234,10 +234,10 @@ static void cb_on_done(CURL *easy, up_code code, CURLcode curl_code, void *ud)
     if (answered && status >= 200 && status <= 299) {
         cb_unlink(c);
         cb_free(c);
+    } else if (c->refused) { /* before UP_STOPPING: libcurl's code for it is the loop's abort too */
+        cb_give_up(c, "the host's address is a loopback, link-local or unspecified one");
     } else if (code == UP_STOPPING) {
         cb_give_up(c, "the I/O loop stopped");
-    } else if (c->refused) {
-        cb_give_up(c, "the host's address is a loopback, link-local or unspecified one");
     } else {
         if (answered)
             snprintf(c->last, sizeof c->last, "HTTP %ld", status);
