@@ -175,22 +175,22 @@ static int cb_url_judge_locked(const cb_conf *c, CURLU *u, char *host, size_t ho
     int rc = -1;
     if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
         (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
-        util_err(err, errlen, CB_KEY ": only http:// and https:// URLs are allowed");
+        util_err(err, errlen, "only http:// and https:// URLs are allowed");
         goto out;
     }
     if (cb_has_part(u, CURLUPART_USER) || cb_has_part(u, CURLUPART_PASSWORD) || cb_has_part(u, CURLUPART_OPTIONS)) {
-        util_err(err, errlen, CB_KEY ": a user name or password in the URL is not allowed");
+        util_err(err, errlen, "a user name or password in the URL is not allowed");
         goto out;
     }
     if (curl_url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK || !h[0] || cb_host_norm(h, host, hostcap) != 0) {
-        util_err(err, errlen, CB_KEY ": expected a URL with a host name of at most 253 characters");
+        util_err(err, errlen, "expected a URL with a host name of at most 253 characters");
         goto out;
     }
     int listed = cb_listed_locked(c, host);
     if (c->nhosts > 0 && !listed)
-        util_err(err, errlen, CB_KEY ": host '%.100s' is not in the allowed callback hosts", host);
+        util_err(err, errlen, "host '%.100s' is not in the allowed callback hosts", host);
     else if (!listed && jobs_cb_ip_forbidden(host) == 1)
-        util_err(err, errlen, CB_KEY ": host '%.100s' is a loopback, link-local or unspecified address", host);
+        util_err(err, errlen, "host '%.100s' is a loopback, link-local or unspecified address", host);
     else
         rc = listed;
 out:
@@ -203,19 +203,19 @@ out:
 static int cb_url_check_locked(const cb_conf *c, const char *url, char *err, size_t errlen)
 {
     if (!url || !url[0])
-        return util_err(err, errlen, CB_KEY ": expected an http:// or https:// URL");
+        return util_err(err, errlen, "expected an http:// or https:// URL");
     if (strlen(url) > CB_MAX_URL)
-        return util_err(err, errlen, CB_KEY ": longer than %d characters", CB_MAX_URL);
+        return util_err(err, errlen, "longer than %d characters", CB_MAX_URL);
     CURLU *u = curl_url();
     if (!u)
-        return util_err(err, errlen, CB_KEY ": out of memory");
+        return util_err(err, errlen, "out of memory");
     char host[256];
     int rc;
     CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, 0);
     if (uc == CURLUE_UNSUPPORTED_SCHEME)
-        rc = util_err(err, errlen, CB_KEY ": only http:// and https:// URLs are allowed");
+        rc = util_err(err, errlen, "only http:// and https:// URLs are allowed");
     else if (uc != CURLUE_OK)
-        rc = util_err(err, errlen, CB_KEY ": not a URL (%s)", curl_url_strerror(uc));
+        rc = util_err(err, errlen, "not a URL (%s)", curl_url_strerror(uc));
     else
         rc = cb_url_judge_locked(c, u, host, sizeof host, err, errlen);
     curl_url_cleanup(u);
