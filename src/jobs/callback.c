@@ -60,8 +60,8 @@ typedef struct jobs_cb_opts {
     long connect_timeout_ms;
     double backoff_ms; /* the first retry's bound */
     int verify_tls;
-    int listed;          /* the URL's host is in the allow list: any address may be connected to */
-    char signature[80];  /* "sha256=<hex>", "" when unsigned */
+    int listed;         /* the URL's host is in the allow list: any address may be connected to */
+    char signature[80]; /* "sha256=<hex>", "" when unsigned */
 } jobs_cb_opts;
 
 int jobs_cb_prepare(const char *url, const char *body, size_t len, jobs_cb_opts *o, char *err, size_t errlen);
@@ -81,8 +81,11 @@ typedef struct cb_conf {
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static cb_conf *g_conf; /* under g_mu; NULL: the defaults */
-static const cb_conf g_defaults = {.max_attempts = 8, .timeout_ms = 10000, .connect_timeout_ms = 2000,
-                                   .backoff_ms = CB_DEFAULT_BACKOFF_MS, .verify_tls = 1};
+static const cb_conf g_defaults = {.max_attempts = 8,
+                                   .timeout_ms = 10000,
+                                   .connect_timeout_ms = 2000,
+                                   .backoff_ms = CB_DEFAULT_BACKOFF_MS,
+                                   .verify_tls = 1};
 
 /* ---- addresses ---- */
 
@@ -232,14 +235,12 @@ int jobs_callback_check(const char *url, char *err, size_t errlen)
 
 /* ---- the signature ---- */
 
-static int cb_sign_locked(const cb_conf *c, const char *body, size_t len, char out[80])
+/* "sha256=<hex HMAC-SHA256(key, body)>" into out. 0 or -1. */
+static int cb_sign(const unsigned char *key, size_t keylen, const char *body, size_t len, char out[80])
 {
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int maclen = 0;
-    out[0] = '\0';
-    if (!c->key)
-        return 0;
-    if (!HMAC(EVP_sha256(), c->key, (int)c->keylen, (const unsigned char *)(body ? body : ""), len, mac, &maclen) ||
+    if (!HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)(body ? body : ""), len, mac, &maclen) ||
         maclen != 32)
         return -1;
     static const char hex[] = "0123456789abcdef";
@@ -252,20 +253,36 @@ static int cb_sign_locked(const cb_conf *c, const char *body, size_t len, char o
     return 0;
 }
 
+/* The URL judged and the options copied under the lock; the key too, so that a large body is
+ * signed outside it (accepts call check() under the same lock). */
 int jobs_cb_prepare(const char *url, const char *body, size_t len, jobs_cb_opts *o, char *err, size_t errlen)
 {
+    unsigned char *key = NULL;
+    size_t keylen = 0;
     pthread_mutex_lock(&g_mu);
     const cb_conf *c = g_conf ? g_conf : &g_defaults;
     int listed = cb_url_check_locked(c, url, err, errlen);
     int rc = listed < 0 ? -1 : 0;
     if (rc == 0) {
-        *o = (jobs_cb_opts){.max_attempts = c->max_attempts, .timeout_ms = c->timeout_ms,
-                            .connect_timeout_ms = c->connect_timeout_ms, .backoff_ms = c->backoff_ms,
-                            .verify_tls = c->verify_tls, .listed = listed};
-        if (cb_sign_locked(c, body, len, o->signature) != 0)
-            rc = util_err(err, errlen, "the signature could not be computed");
+        *o = (jobs_cb_opts){.max_attempts = c->max_attempts,
+                            .timeout_ms = c->timeout_ms,
+                            .connect_timeout_ms = c->connect_timeout_ms,
+                            .backoff_ms = c->backoff_ms,
+                            .verify_tls = c->verify_tls,
+                            .listed = listed};
+        if (c->key && (key = malloc(c->keylen)) != NULL) {
+            memcpy(key, c->key, c->keylen);
+            keylen = c->keylen;
+        } else if (c->key)
+            rc = util_err(err, errlen, "out of memory");
     }
     pthread_mutex_unlock(&g_mu);
+    if (rc == 0 && key && cb_sign(key, keylen, body, len, o->signature) != 0)
+        rc = util_err(err, errlen, "the signature could not be computed");
+    if (key) {
+        OPENSSL_cleanse(key, keylen);
+        free(key);
+    }
     return rc;
 }
 
@@ -295,8 +312,8 @@ static int cb_conf_key(cb_conf *c, const char *name, char *err, size_t errlen)
     size_t n = strlen(v);
     if (n < CB_MIN_SECRET)
         return util_err(err, errlen,
-                        "jobs.callback_secret_env: the environment variable %.64s holds fewer than %d bytes",
-                        name, CB_MIN_SECRET);
+                        "jobs.callback_secret_env: the environment variable %.64s holds fewer than %d bytes", name,
+                        CB_MIN_SECRET);
     if (!(c->key = malloc(n)))
         return util_err(err, errlen, "jobs.callback_secret_env: out of memory");
     memcpy(c->key, v, n);
@@ -316,7 +333,8 @@ static double cb_conf_backoff(void)
 static cb_conf *cb_conf_new(const kconfig *cfg, char *err, size_t errlen)
 {
     cb_conf *c = calloc(1, sizeof *c);
-    if (!c || (cfg->n_jobs_callback_allow_hosts && !(c->hosts = calloc(cfg->n_jobs_callback_allow_hosts, sizeof *c->hosts))))
+    if (!c ||
+        (cfg->n_jobs_callback_allow_hosts && !(c->hosts = calloc(cfg->n_jobs_callback_allow_hosts, sizeof *c->hosts))))
         goto oom;
     c->max_attempts = cfg->jobs_callback_max_attempts > 0 ? cfg->jobs_callback_max_attempts : 1;
     c->timeout_ms = cfg->jobs_callback_timeout_ms > 0 ? cfg->jobs_callback_timeout_ms : 10000;

@@ -85,9 +85,9 @@ struct cb_loop {
 };
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static int g_stopped;                /* under g_mu */
-static atomic_int g_inflight;        /* callbacks sent and not yet delivered or given up */
-static atomic_uint g_next;           /* round-robin over the loops */
+static int g_stopped;         /* under g_mu */
+static atomic_int g_inflight; /* callbacks sent and not yet delivered or given up */
+static atomic_uint g_next;    /* round-robin over the loops */
 static int g_key = -1;
 static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 

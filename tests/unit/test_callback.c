@@ -18,11 +18,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "test_config_dir.h"
-#include "wait_count.h"
 #include "kailash/engine.h"
 #include "kailash/jobs.h"
 #include "kailash/util.h"
+#include "test_config_dir.h"
+#include "wait_count.h"
 
 #define SECRET "0123456789abcdef-test-secret"
 #define MAX_REQ 16
@@ -36,7 +36,7 @@ typedef struct rcv {
     int requests;
     char *req[MAX_REQ]; /* each request as received, NUL-terminated */
     int script[8], nscript;
-    int hang;           /* read requests, never answer (their connections held until rcv_free) */
+    int hang; /* read requests, never answer (their connections held until rcv_free) */
     int held[MAX_REQ];
     int nheld;
 } rcv;
@@ -307,9 +307,10 @@ Test(callback_check, refuses_hostile_urls)
 Test(callback_check, accepts_public_urls)
 {
     configure(NULL, NULL);
-    static const char *const ok[] = {"http://example.com/hook", "https://hooks.example.com:8443/a/b?token=x#f",
-                                     "HTTPS://Example.COM/", "http://10.0.0.1/hook", "http://[2001:db8::1]/hook",
-                                     "http://localhost:8080/hook" /* a name: judged at connect time */};
+    static const char *const ok[] = {
+        "http://example.com/hook",   "https://hooks.example.com:8443/a/b?token=x#f",
+        "HTTPS://Example.COM/",      "http://10.0.0.1/hook",
+        "http://[2001:db8::1]/hook", "http://localhost:8080/hook" /* a name: judged at connect time */};
     char err[256];
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
         cr_expect_eq(jobs_callback_check(ok[i], err, sizeof err), 0, "%s: %s", ok[i], err);
@@ -351,9 +352,9 @@ Test(callback_check, allow_list)
                                      "http://localhost/hook"};
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
         cr_expect_eq(jobs_callback_check(ok[i], err, sizeof err), 0, "%s: %s", ok[i], err);
-    static const char *const no[] = {"https://example.com/a", "https://evil.hooks.example.com/a",
-                                     "https://hooks.example.com.evil.net/a", "http://127.0.0.2/hook",
-                                     "http://2130706434/hook", "http://169.254.169.254/"};
+    static const char *const no[] = {
+        "https://example.com/a", "https://evil.hooks.example.com/a", "https://hooks.example.com.evil.net/a",
+        "http://127.0.0.2/hook", "http://2130706434/hook",           "http://169.254.169.254/"};
     for (size_t i = 0; i < sizeof no / sizeof *no; i++) {
         cr_expect_eq(jobs_callback_check(no[i], err, sizeof err), -1, "accepted %s", no[i]);
         cr_expect(strstr(err, "not in the allowed callback hosts"), "%s: %s", no[i], err);
