@@ -25,7 +25,11 @@ static const char PG_UPSERT[] =
     "status = EXCLUDED.status, inputs = EXCLUDED.inputs, outputs = EXCLUDED.outputs, error = EXCLUDED.error, "
     "cache = EXCLUDED.cache, principal = EXCLUDED.principal, request_id = EXCLUDED.request_id, "
     "created_at = EXCLUDED.created_at, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, "
-    "duration_ms = EXCLUDED.duration_ms";
+    "duration_ms = EXCLUDED.duration_ms, job = EXCLUDED.job "
+    /* a run's states only go forward: a queued or running record written late (by the instance that
+     * accepted a job another instance already finished) never replaces a later state */
+    "WHERE NOT ((EXCLUDED.status = 'queued' AND runs.status <> 'queued') OR "
+    "(EXCLUDED.status = 'running' AND runs.status NOT IN ('queued', 'running')))";
 
 enum { B_OK, B_DATA, B_FAIL }; /* written; refused as data; server or connection failed */
 

@@ -25,7 +25,7 @@
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 #define PG_SELECT                                                                                                      \
     "SELECT run_id::text, workflow, version, status, inputs::text, outputs::text, error::text, cache, "                \
-    "principal, request_id, " TS("created_at") ", " TS("started_at") ", " TS("finished_at") ", duration_ms "           \
+    "principal, request_id, " TS("created_at") ", " TS("started_at") ", " TS("finished_at") ", duration_ms, job::text "           \
                                                                                             "FROM runs "
 static const char PG_GET[] = PG_SELECT "WHERE run_id = $1::uuid";
 /* Each filter folds away when its parameter is NULL (an unnamed statement is planned with its
@@ -162,10 +162,16 @@ static json_t *r_error_in_api_order(json_t *j)
     return o;
 }
 
-/* Row i of r as the record's JSON into b. 0 or -1 (out of memory). */
+/* Row i of r as the record's JSON into b, led by {"job": ...} when the row has a job's payload (the
+ * store never shows it; the in-process queue's recovery reads it). 0 or -1 (out of memory). */
 static int r_row_json(const PGresult *r, int i, buf *b)
 {
-    int bad = buf_append(b, "{", 1);
+    int jc = (int)PG_NCOLS, bad;
+    if (PQnfields(r) > jc && !PQgetisnull(r, i, jc))
+        bad = buf_append(b, "{\"job\":", 7) || buf_append(b, PQgetvalue(r, i, jc), (size_t)PQgetlength(r, i, jc)) ||
+              buf_append(b, ",", 1);
+    else
+        bad = buf_append(b, "{", 1);
     for (size_t c = 0; c < PG_NCOLS && !bad; c++) {
         bad = (c && buf_append(b, ",", 1)) || buf_append_json_str(b, pg_cols[c].key) || buf_append(b, ":", 1);
         if (bad)
@@ -192,9 +198,23 @@ static int r_row_json(const PGresult *r, int i, buf *b)
     return bad || buf_append(b, "}", 1) ? -1 : 0;
 }
 
+static PGresult *r_query_once(PGconn **c, pg_job *j, int *not_found);
+
 /* Runs the job's query on *c (connecting first if need be); the result, or NULL when the server is
- * unavailable (then *c is closed and the server marked down). */
+ * unavailable (then *c is closed and the server marked down). A connection that was open before
+ * and is found broken (the server restarted since) gets one fresh try before the server counts as
+ * down. */
 static PGresult *r_query(PGconn **c, pg_job *j, int *not_found)
+{
+    int had = *c != NULL;
+    PGresult *r = r_query_once(c, j, not_found);
+    if (r || !had || *not_found || *c)
+        return r;
+    atomic_store(&r_down_until, 0.0);
+    return r_query_once(c, j, not_found);
+}
+
+static PGresult *r_query_once(PGconn **c, pg_job *j, int *not_found)
 {
     char e[300], lim[16];
     if (!*c) {

@@ -255,3 +255,24 @@ def test_cancel_needs_the_runs_caller(daemons, upstream):
     rec = d.get("/runs/" + rid, headers={"X-API-Key": keys["root"]}).json()
     assert wait_for(lambda: d.get("/runs/" + rid, headers={"X-API-Key": keys["root"]}).json()["status"] == "cancelled", 5)
     assert rec["principal"] == "key:alice"
+
+
+def test_async_on_postgres_durable_before_202_and_recovered_after_a_restart(daemons, pg_server, upstream):
+    key = "pg-%d" % time.time_ns()
+    d = daemons.make(config={"database_url": pg_server.url, "shutdown_grace_ms": 300,
+                             "executor_defaults": {"max_concurrency": 1, "max_queue": 10}},
+                     workflows={"hold": hold_wf(upstream, ms=20000)})
+    first = accept(d, "hold", {"k": key})
+    assert wait_for(lambda: holding(upstream, key) == 1, 5)
+    queued = [accept(d, "hold", {"k": "%s-q%d" % (key, i)}) for i in range(3)]
+    for rid in queued:  # committed before its 202 was sent
+        assert pg_server.sql("SELECT status, job->>'run_id' FROM runs WHERE run_id = '%s'" % rid) == ["queued|" + rid]
+    assert "job" not in record(d, queued[0])
+    assert "job" not in json.dumps(d.get("/runs?status=queued").json())
+    assert d.stop() == 0
+    d.write_workflow("hold", hold_wf(upstream, ms=50))
+    d.start()
+    for rid in queued + [first]:
+        assert wait_status(d, rid, {"completed"})["status"] == "completed"
+    assert pg_server.sql("SELECT count(*) FROM runs WHERE job IS NOT NULL") == ["0"]
+

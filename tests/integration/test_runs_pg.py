@@ -47,7 +47,7 @@ def test_migrations_make_the_table_and_records_reach_it(daemons, pg_server):
     row = pg_server.sql("SELECT workflow, version, status, inputs->>'x', outputs::text = '%s', cache, principal, request_id, "
                         "error IS NULL, finished_at >= created_at FROM runs WHERE run_id = '%s'" % (out, rid))[0]
     assert row.split("|") == ["echo", "2", "completed", "5", "t", "BYPASS", "anonymous", "pg-1", "t", "t"], row
-    assert pg_server.sql("SELECT max(version) FROM schema_migrations") == ["1"]
+    assert pg_server.sql("SELECT max(version) FROM schema_migrations") == ["2"]
     # read back through the API once written (not from memory): a second instance has no memory of it
     b = pg_daemon(daemons, pg_server)
     rec = b.get("/runs/" + rid).json()
@@ -66,7 +66,7 @@ def test_two_instances_starting_together_on_an_empty_database(daemons, pg_server
     for t in threads:
         t.join()
     assert all(d.alive() for d in ds), [d.stderr()[-500:] for d in ds]
-    assert pg_server.sql("SELECT count(*) FROM schema_migrations") == ["1"]
+    assert pg_server.sql("SELECT count(*) FROM schema_migrations") == ["2"]
     ids = [d.run("echo", {"x": i}).json()["run_id"] for i, d in enumerate(ds)]
     assert wait_for(lambda: count(pg_server) == 3, timeout=10)
     assert wait_for(lambda: all_ids(ds[0]) == ids[::-1], timeout=10)

@@ -249,8 +249,8 @@ Test(store_pg, migrations_create_the_schema_and_a_second_start_applies_nothing)
     char err[300] = "";
     cr_assert_eq(store_postgres.start(&g_cfg, err, sizeof err), 0, "%s", err);
     store_postgres.stop(util_now_ms() + 10000);
-    cr_assert_eq(sql_long(g_url, "SELECT count(*) FROM schema_migrations"), 1);
-    cr_assert_eq(sql_long(g_url, "SELECT max(version) FROM schema_migrations"), 1);
+    cr_assert_eq(sql_long(g_url, "SELECT count(*) FROM schema_migrations"), 2);
+    cr_assert_eq(sql_long(g_url, "SELECT max(version) FROM schema_migrations"), 2);
     cr_assert_eq(sql_long(g_url, "SELECT count(*) FROM pg_indexes WHERE tablename = 'runs' AND indexdef LIKE "
                                  "'%(workflow, run_id)%' OR indexdef LIKE '%(status, run_id)%' OR indexdef LIKE "
                                  "'%(principal, run_id)%'"),
@@ -258,7 +258,7 @@ Test(store_pg, migrations_create_the_schema_and_a_second_start_applies_nothing)
     char *applied = sql1(g_url, "SELECT applied_at::text FROM schema_migrations WHERE version = 1");
     cr_assert_eq(store_postgres.start(&g_cfg, err, sizeof err), 0, "%s", err);
     store_postgres.stop(util_now_ms() + 10000);
-    cr_assert_eq(sql_long(g_url, "SELECT count(*) FROM schema_migrations"), 1);
+    cr_assert_eq(sql_long(g_url, "SELECT count(*) FROM schema_migrations"), 2);
     char *again = sql1(g_url, "SELECT applied_at::text FROM schema_migrations WHERE version = 1");
     cr_assert_str_eq(again, applied, "migration 1 was applied again");
     free(applied);
@@ -303,7 +303,7 @@ Test(store_pg, instances_migrating_one_empty_database_together_all_succeed)
         }
         close(p[0]);
         close(p[1]);
-        cr_assert_eq(sql_long(g_url, "SELECT count(*) FROM schema_migrations"), 1);
+        cr_assert_eq(sql_long(g_url, "SELECT count(*) FROM schema_migrations"), 2);
     }
 }
 
@@ -333,7 +333,7 @@ Test(store_pg, migrations_wait_for_the_advisory_lock)
     int st;
     cr_assert_eq(waitpid(kid, &st, 0), kid);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    cr_assert_eq(sql_long(g_url, "SELECT count(*) FROM schema_migrations"), 1);
+    cr_assert_eq(sql_long(g_url, "SELECT count(*) FROM schema_migrations"), 2);
     PQfinish(holder);
 }
 
@@ -455,6 +455,65 @@ Test(store_pg, a_later_put_of_a_run_wins_and_the_run_is_one_row)
     wait_written(100);
     cr_assert_eq(sql_long(g_url, "SELECT count(*) FROM runs"), 5);
     cr_assert_eq(sql_long(g_url, "SELECT count(*) FROM runs WHERE status = 'completed'"), 5);
+    store_stop(util_now_ms() + 10000);
+}
+
+Test(store_pg, a_finished_run_never_goes_back_to_queued_or_running)
+{
+    start();
+    put(7, "orders", "completed", "key:ci");
+    wait_written(1);
+    put(7, "orders", "queued", "key:ci"); /* late writes, as another instance's write-behind could be */
+    wait_written(2);
+    put(7, "orders", "running", "key:ci");
+    put(8, "orders", "queued", "key:ci");
+    wait_written(4);
+    put(8, "orders", "running", "key:ci");
+    wait_written(5);
+    cr_assert_eq(sql_long(g_url, "SELECT count(*) FROM runs WHERE status = 'completed'"), 1);
+    cr_assert_eq(sql_long(g_url, "SELECT count(*) FROM runs WHERE status = 'running'"), 1);
+    put(8, "orders", "queued", "key:ci");
+    wait_written(6);
+    cr_assert_eq(sql_long(g_url, "SELECT count(*) FROM runs WHERE status = 'running'"), 1);
+    store_stop(util_now_ms() + 10000);
+}
+
+static void on_unfinished(void *ud, const char *json, size_t len)
+{
+    buf *b = ud;
+    buf_append(b, json, len);
+    buf_append(b, "\n", 1);
+}
+
+Test(store_pg, a_queued_records_job_payload_is_kept_for_recovery_and_never_shown)
+{
+    start();
+    char id[37], json[2048];
+    run_id(9, id);
+    snprintf(json, sizeof json, "{\"job\":{\"v\":1,\"run_id\":\"%s\",\"note\":\"a \\\"quoted\\\" }\"},%s", id,
+             "\"run_id\":\"0192f7c2-0000-7000-8000-000000000009\",\"workflow\":\"orders\",\"version\":\"3\","
+             "\"status\":\"queued\",\"inputs\":{},\"outputs\":null,\"error\":null,\"cache\":\"BYPASS\","
+             "\"principal\":\"anonymous\",\"request_id\":\"r\",\"created_at\":\"2026-11-27T10:00:00.123Z\","
+             "\"started_at\":null,\"finished_at\":null,\"duration_ms\":null}");
+    put_json(id, "orders", "queued", "anonymous", json);
+    wait_written(1);
+    cr_assert_eq(sql_long(g_url, "SELECT count(*) FROM runs WHERE job->>'note' = 'a \"quoted\" }'"), 1);
+    answer a;
+    answer_init(&a);
+    store_get(id, on_get, &a);
+    answer_wait(&a);
+    cr_assert_eq(a.status, STORE_OK);
+    cr_assert(strncmp(a.json[0], "{\"run_id\":", 10) == 0, "%s", a.json[0]);
+    cr_assert_null(strstr(a.json[0], "quoted"));
+    buf b = {0};
+    cr_assert_eq(store_unfinished(on_unfinished, &b), 0);
+    cr_assert_not_null(b.data);
+    cr_assert(strncmp(b.data, "{\"job\":", 7) == 0, "%.*s", (int)b.len, b.data);
+    json_t *rec = json_loadb(b.data, b.len - 1, 0, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(rec, "job"), "note")), "a \"quoted\" }");
+    cr_assert_str_eq(json_string_value(json_object_get(rec, "status")), "queued");
+    json_decref(rec);
+    buf_free(&b);
     store_stop(util_now_ms() + 10000);
 }
 
