@@ -171,7 +171,7 @@ static int reload_locked(json_t **result, char *err, size_t errlen)
         return -1;
     }
     if (auth_ctx_load(cfg, &auth, err, errlen) != 0 || jwks_follow(cfg, err, errlen) != 0 ||
-        tls_follow(cfg, err, errlen) != 0) {
+        tls_follow(cfg, err, errlen) != 0 || jobs_callback_configure(cfg, err, errlen) != 0) {
         auth_ctx_free(auth);
         config_free(cfg);
         log_msg(LOG_ERROR, "reload refused: %s", err);

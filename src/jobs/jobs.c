@@ -39,6 +39,7 @@ typedef struct jrun {
     job *j;
     run *r;
     char *payload; /* in-process jobs: the payload the running record carries (a restart needs it) */
+    buf final;     /* the final record, for the callback once it is durable */
     struct jrun *prev, *next;
 } jrun;
 
@@ -190,6 +191,7 @@ static const engine_sink jobs_sink = {.name = "async jobs", .on_run_start = on_r
 
 static void jrun_free(jrun *jr)
 {
+    buf_free(&jr->final);
     job_free(jr->j);
     free(jr->payload);
     free(jr);
@@ -199,10 +201,14 @@ static void jrun_free(jrun *jr)
 static void on_final_durable(void *ud, int ok)
 {
     jrun *jr = ud;
-    if (!ok)
+    if (!ok) {
         log_msg(LOG_ERROR, "run %s: its final record could not be kept", jr->j->run_id);
-    else if (jr->j->entry_id[0])
-        jobs_redis_ack(jr->j);
+    } else {
+        if (jr->j->callback_url)
+            jobs_callback_send(jr->j->callback_url, jr->j->run_id, jr->final.data, jr->final.len);
+        if (jr->j->entry_id[0])
+            jobs_redis_ack(jr->j);
+    }
     jrun_free(jr);
 }
 
@@ -211,22 +217,19 @@ static void on_job_run_done(run *r, void *ud)
 {
     jrun *jr = ud;
     int cut = atomic_load(&J.stopping) && run_get_status(r) == RUN_CANCELLED;
-    buf b = {0};
-    int have = !cut && store_record_of_run(r, &b) == 0;
-    if (have && jr->j->callback_url)
-        jobs_callback_send(jr->j->callback_url, jr->j->run_id, b.data, b.len);
+    buf *b = &jr->final;
+    int have = !cut && store_record_of_run(r, b) == 0;
     const char *status = run_status_name(run_get_status(r));
     jrun_unlink(jr);
     run_release(r); /* the list's reference; whoever ended the run holds it still */
     if (have) {
-        store_rec rec = rec_of(jr->j, status, &b);
+        store_rec rec = rec_of(jr->j, status, b);
         store_put_durable(&rec, on_final_durable, jr); /* on_final_durable frees jr */
     } else {
         if (!cut)
             log_msg(LOG_ERROR, "run %s: out of memory writing its record", jr->j->run_id);
         jrun_free(jr);
     }
-    buf_free(&b);
 }
 
 /* The monotonic time (util_now_ms) the job was accepted at, from the wall time its id carries. */
