@@ -225,10 +225,10 @@ typedef struct engine_sink {
     /* Once per run, on the thread that ended it, before the run's own done callback (so a record
      * exists before the answer). Must not block: hand the work to the sink's own thread. */
     void (*on_run_end)(const run_summary *s);
-    /* An async run begins (run_opts.async), on the thread that begins it; NULL: not told. Must not block. */
-    void (*on_run_start)(const run *r);
     /* Writes out everything buffered; called at stop, after every run has ended (or was cut). */
     void (*flush)(void);
+    /* An async run begins (run_opts.async), on the thread that begins it; NULL: not told. Must not block. */
+    void (*on_run_start)(const run *r);
 } engine_sink;
 
 /* Registers s (borrowed for the process's life), before the first run starts (at most 16). Not

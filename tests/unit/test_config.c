@@ -121,9 +121,45 @@ Test(config, store_keys)
     refused("{\"store\": {\"enabled\": 1}}", "store.enabled");
 }
 
+Test(config, jobs_keys)
+{
+    kconfig *c;
+    char err[512];
+    cr_assert_eq(load("{}", &c, err), 0, "%s", err);
+    cr_assert_eq(c->jobs_claim_idle_ms, 30000);
+    cr_assert_eq(c->jobs_callback_max_attempts, 8);
+    cr_assert_eq(c->n_jobs_callback_allow_hosts, 0);
+    cr_assert_null(c->jobs_callback_secret_env);
+    config_free(c);
+    cr_assert_eq(load("{\"jobs\": {\"claim_idle_ms\": 500, \"max_deliveries\": 3, \"consumers\": 4, "
+                      "\"callback_max_attempts\": 2, \"callback_timeout_ms\": 700, \"callback_allow_hosts\": "
+                      "[\"hooks.example.com\", \"127.0.0.1\", \"::1\"], \"callback_secret_env\": \"CB_KEY\"}}",
+                      &c, err),
+                 0, "%s", err);
+    cr_assert_eq(c->jobs_claim_idle_ms, 500);
+    cr_assert_eq(c->jobs_max_deliveries, 3);
+    cr_assert_eq(c->jobs_consumers, 4);
+    cr_assert_eq(c->jobs_callback_max_attempts, 2);
+    cr_assert_eq(c->jobs_callback_timeout_ms, 700);
+    cr_assert_eq(c->n_jobs_callback_allow_hosts, 3);
+    cr_assert_str_eq(c->jobs_callback_allow_hosts[2], "::1");
+    cr_assert_str_eq(c->jobs_callback_secret_env, "CB_KEY");
+    config_free(c);
+    refused("{\"jobs\": {\"claim_idle_ms\": 5}}", "jobs.claim_idle_ms");
+    refused("{\"jobs\": {\"consumers\": 0}}", "jobs.consumers");
+    refused("{\"jobs\": {\"callback_max_attempts\": 0}}", "jobs.callback_max_attempts");
+    refused("{\"jobs\": {\"callback_allow_hosts\": \"a.com\"}}", "jobs.callback_allow_hosts");
+    refused("{\"jobs\": {\"callback_allow_hosts\": [\"http://a.com/\"]}}", "jobs.callback_allow_hosts[0]");
+    refused("{\"jobs\": {\"callback_allow_hosts\": [\"a.com\", \"\"]}}", "jobs.callback_allow_hosts[1]");
+    refused("{\"jobs\": {\"callback_allow_hosts\": [\"a b\"]}}", "host name");
+    refused("{\"jobs\": {\"callback_allow_hosts\": [5]}}", "jobs.callback_allow_hosts[0]");
+    refused("{\"jobs\": {\"callback_secret_env\": 5}}", "jobs.callback_secret_env");
+    refused("{\"jobs\": {\"nope\": 1}}", "jobs.nope");
+}
+
 Test(config, unbuilt_features_refused_unless_default)
 {
-    refused("{\"jobs\": {\"claim_idle_ms\": 5}}", "async jobs");
+    refused("{\"log\": {\"format\": \"text\"}}", "json");
     refused("{\"tls\": {\"cert_file\": \"/x.pem\"}}", "go together");
     refused("{\"tls\": {\"key_file\": \"/x.pem\"}}", "tls.cert_file");
     refused("{\"cache\": {\"default_ttl_s\": 0}}", "cache.default_ttl_s");
