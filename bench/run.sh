@@ -38,7 +38,7 @@
 #   BENCH_FANOUT_CONNECTIONS [1000]  BENCH_WORKERS [2: kailashd workers and nginx worker_processes]
 #   BENCH_LOG_LEVEL [warn]  BENCH_VERBOSE [0: 1 shows each probe's answer]  BENCH_KEEP [0: 1 keeps the temp dir with configs, logs, wrk output]
 #   BENCH_LOADS [all: a space-separated list of load keys to run, e.g. "ngx_proxy kls_b"; keys are
-#   ngx_static kls_a kls_n kls_p kls_ch kls_c2 kls_k kls_j kls_l kls_r ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c
+#   ngx_static kls_a kls_y kls_n kls_p kls_ch kls_c2 kls_k kls_j kls_l kls_r ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c
 #   ngx_slow kls_f]
 #   NGINX [/usr/sbin/nginx]  WRK [wrk]
 #
@@ -392,6 +392,20 @@ records_settled() { # records_settled KEY
 redis_calls() { redis-cli -p "$REDIS_PORT" info commandstats 2>/dev/null | tr -d '\r' |
     awk -F'[:=,]' '/^cmdstat_(evalsha|eval|ping|auth|select|script)/ { n += $3 } END { print n + 0 }'; }
 
+# (y): async accepts of (a)'s workflow; after wrk stops, the seconds until no accepted run is left
+# queued or running (GET /runs?status=...), for the end-to-end completion rate
+async_left() {
+    for st in queued running; do
+        curl -s "$KLS/runs?workflow=bench_transform&status=$st&limit=1" | grep -q '"runs":\[\]' || { echo 1; return; }
+    done
+    echo 0
+}
+async_drain_s() {
+    t0=$(date +%s.%N)
+    for _ in $(seq 600); do [ "$(async_left)" = 0 ] && break; sleep 0.1; done
+    awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'
+}
+
 # ---------------------------------------------------------------- load
 # probe URL [BODY]: one request; prints the HTTP status (000 = no answer), keeps the body
 probe() {
@@ -461,6 +475,7 @@ load() {
     [ "$key" = kls_r ] && calls1=$(redis_calls) && rticks1=$(proc_ticks "$REDIS_PID")
     line=$(grep '^BENCH ' "$T/wrk.$key.out")
     case $key in kls_a | kls_p) [ -n "$line" ] && line="$line records=$(($(records_settled "$key") - rec0))" ;; esac
+    [ "$key" = kls_y ] && [ -n "$line" ] && line="$line drain_s=$(async_drain_s)"
     [ -n "$line" ] && line="$line cpu_us=$(awk -v t="$ticks" -v u="$TICK_US" -v n="$(echo "$line" |
         sed -n 's/.* requests=\([0-9]*\).*/\1/p')" 'BEGIN { printf "%.1f", (n > 0 ? t * u / n : 0) }')"
     if [ -z "$line" ]; then
@@ -473,6 +488,7 @@ load() {
 
 load ngx_static "nginx static" "$CONNS" "$NGX/static"
 load kls_a "kailashd (a) transform" "$CONNS" "$KLS/workflows/bench_transform/run" "$BODY"
+load kls_y "kailashd (y) async accept" "$CONNS" "$KLS/workflows/bench_transform/run?mode=async" "$BODY"
 load kls_k "kailashd (k) transform, API key" "$CONNS" "$KLA/workflows/bench_transform/run" "$BODY" 0 \
     "X-API-Key: ${BENCH_API_KEY:-}"
 load kls_j "kailashd (j) transform, JWT RS256" "$CONNS" "$KLA/workflows/bench_transform/run" "$BODY" 0 \
@@ -508,7 +524,7 @@ echo "kailashd bench  $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(uname -n)  $(nproc) CPUs
 echo "binary: $BIN ($("$BIN" --version 2>/dev/null | head -n 1))  $("$NGINX" -v 2>&1)  workers $WORKERS each"
 printf '%-28s %6s %11s %9s %9s %9s %8s %7s %6s %12s\n' target conns "req/s" "p50 ms" "p99 ms" "max ms" non-2xx errors probe \
     "cpu us/req"
-for key in ngx_static kls_a kls_n kls_p kls_ch kls_c2 kls_k kls_j kls_l kls_r ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f; do
+for key in ngx_static kls_a kls_y kls_n kls_p kls_ch kls_c2 kls_k kls_j kls_l kls_r ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f; do
     [ -f "$T/res.$key" ] || continue # not among BENCH_LOADS
     IFS='|' read -r _ label conns code <"$T/res.$key"
     if [ -z "$(val "$key" rps)" ]; then
@@ -543,6 +559,12 @@ for key in kls_a kls_p; do
     [ -n "$(val $key records)" ] && echo "records written during $key: $(val $key records) for $(val $key requests) wrk requests" \
         "(counted after the warm-up; up to $CONNS more finish after wrk stops)"
 done
+if [ -n "$(val kls_y requests)" ]; then
+    echo "kailashd(y) / kailashd(a)        = $(ratio kls_y kls_a)   (async accepts, 202 once the queued record is synced, over sync runs)"
+    echo "async end to end: $(val kls_y ok) runs accepted in $(val kls_y secs) s, the last finished $(val kls_y drain_s) s after wrk stopped:" \
+        "$(awk -v n="$(val kls_y ok)" -v a="$(val kls_y secs)" -v b="$(val kls_y drain_s)" \
+            'BEGIN { printf "%.0f", (a + b > 0 ? n / (a + b) : 0) }') completed runs/s"
+fi
 echo "kailashd(k) / kailashd(a)        = $(ratio kls_k kls_a)   (auth on, API key, over auth off)"
 echo "kailashd(j) / kailashd(a)        = $(ratio kls_j kls_a)   (auth on, JWT RS256, over auth off)"
 echo "kailashd(l) / kailashd(a)        = $(ratio kls_l kls_a)   (rate limiter on, local, over off)"

@@ -69,6 +69,7 @@ static struct {
     store_item *head, *tail;
     size_t nq;       /* items queued (head..tail) */
     int idle;        /* the writer waits for work: the next enqueue wakes it */
+    int urgent;      /* a queued record is waited for (store_put_durable): no gathering */
     double next_ms;  /* no batch starts before this unless batch_max are queued (group commit) */
     int stopping, stop_tried;
     double deadline_ms, retry_at_ms;
@@ -578,7 +579,7 @@ static long journal_next_batch(void)
             pthread_mutex_unlock(&J.mu);
             return -1;
         }
-        int due = J.stopping || J.nq >= J.batch_max || now >= J.next_ms;
+        int due = J.stopping || J.urgent || J.nq >= J.batch_max || now >= J.next_ms;
         if ((J.head || J.fd < 0) && now >= J.retry_at_ms && (due || !J.head))
             break;
         if (J.head && !due && now >= J.retry_at_ms)
@@ -593,6 +594,7 @@ static long journal_next_batch(void)
     }
     J.next_ms = util_now_ms() + JOURNAL_GATHER_MS;
     J.stop_tried = J.stopping;
+    J.urgent = 0;
     size_t n = 0;
     for (store_item *it = J.head; it && n < J.batch_max; it = it->next)
         J.batch[n++] = it;
@@ -718,9 +720,14 @@ static void journal_enqueue(store_item *it)
     else
         J.head = it;
     J.tail = it;
-    /* A writer that is gathering or writing takes it with its next batch: no wake-up per record. */
+    /* A writer that is gathering or writing takes it with its next batch: no wake-up per record. A
+     * record someone waits for (an async accept's) ends the gathering: the batch goes as soon as the
+     * writer is free, and what comes while it syncs shares the next one. */
     J.nq++;
-    if (J.idle || J.nq >= J.batch_max)
+    int wake = J.idle || J.nq >= J.batch_max || (it->durable && !J.urgent);
+    if (it->durable)
+        J.urgent = 1;
+    if (wake)
         pthread_cond_signal(&J.cv);
     pthread_mutex_unlock(&J.mu);
 }

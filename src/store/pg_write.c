@@ -31,6 +31,7 @@ static store_item *w_head, *w_tail; /* under w_mu */
 static int w_stop;                  /* under w_mu */
 static size_t w_n;                  /* under w_mu: items queued */
 static int w_idle;                  /* under w_mu: the writer waits with nothing queued */
+static int w_urgent;                /* under w_mu: a queued record is waited for (no gathering) */
 static double w_next_at;            /* under w_mu: no batch before this unless batch_max wait */
 static double w_give_up;            /* under w_mu: with w_stop, when leftovers are abandoned */
 static pthread_t w_thread;
@@ -51,7 +52,10 @@ void pg_writer_enqueue(store_item *it)
     w_tail = it;
     /* a writer that is gathering or writing takes it with its next batch: no wake-up per record */
     w_n++;
-    if (w_idle || w_n >= (size_t)pg_g.batch_max)
+    int wake = w_idle || w_n >= (size_t)pg_g.batch_max || (it->durable && !w_urgent);
+    if (it->durable) /* an async accept waits for it: the batch goes as soon as the writer is free */
+        w_urgent = 1;
+    if (wake)
         pthread_cond_signal(&w_cv);
     pthread_mutex_unlock(&w_mu);
 }
@@ -185,7 +189,7 @@ static void *w_main(void *arg)
         double now = util_now_ms();
         if (w_stop && (!w_head || now >= w_give_up))
             break;
-        int work = w_head && now >= w_hold_until && (w_stop || now >= w_next_at || w_n >= cap);
+        int work = w_head && now >= w_hold_until && (w_stop || w_urgent || now >= w_next_at || w_n >= cap);
         int retry = !w_stop && !w_conn && now >= w_retry_at;
         int ping = !w_stop && w_conn && now >= w_ping_at;
         if (!work && !retry && !ping) {
@@ -215,8 +219,10 @@ static void *w_main(void *arg)
         if (!w_head)
             w_tail = NULL;
         w_n -= n;
-        if (n)
+        if (n) {
             w_next_at = now + PG_GATHER_MS;
+            w_urgent = 0;
+        }
         int stopping = w_stop;
         pthread_mutex_unlock(&w_mu);
         if (n)
