@@ -96,7 +96,7 @@ static const oa_component components[] = {
      "'properties':{"
      "  'inputs':{'type':'object','description':'the inputs of the workflow, checked against its inputs schema','default':{}},"
      "  'parameters':{'$ref':'#/components/schemas/Parameters'},"
-     "  'callback_url':{'type':'string','description':'asynchronous runs only, which this build does not have yet: a 400'}"
+     "  'callback_url':{'type':'string','format':'uri','description':'asynchronous runs only (?mode=async or Prefer: respond-async; with a synchronous run a 400): POSTed the final run record, signed, retried with backoff; http or https, a host jobs.callback_allow_hosts allows'}"
      "}}"},
     {"schemas", "ExecuteRequest",
      "{'type':'object',"
@@ -104,7 +104,7 @@ static const oa_component components[] = {
      "'properties':{"
      "  'inputs':{'type':'object','description':'the inputs of the workflow; a key equal to a node id is scoped to that node','default':{}},"
      "  'parameters':{'$ref':'#/components/schemas/Parameters'},"
-     "  'mode':{'enum':['sync'],'description':'async and stream are not built yet: a 400'}"
+     "  'mode':{'enum':['sync','async','stream'],'default':'sync','description':'sync: 200 with ExecuteResult; async: 202 with ExecuteAccepted (execution_id is the run id); stream: 200 with text/event-stream, the run events ending in complete or error'}"
      "}}"},
     {"schemas", "RunResult",
      "{'type':'object',"
@@ -128,24 +128,68 @@ static const oa_component components[] = {
      "  'version':{'type':'string'},"
      "  'run_id':{'type':'string'}"
      "}}"},
+    {"schemas", "RunAccepted",
+     "{'type':'object',"
+     "'description':'an asynchronous run, durable before this answer; Location is its record',"
+     "'required':['run_id','status','links'],"
+     "'properties':{"
+     "  'run_id':{'type':'string'},"
+     "  'status':{'const':'queued'},"
+     "  'links':{'type':'object','required':['self','events'],'properties':{"
+     "    'self':{'type':'string','description':'/runs/{run_id}'},"
+     "    'events':{'type':'string','description':'/runs/{run_id}/events'}}}"
+     "}}"},
+    {"schemas", "ExecuteAccepted",
+     "{'type':'object',"
+     "'description':'mode async, as the Kailash SDK answers it; execution_id is the run id, usable with /runs/{run_id}',"
+     "'required':['execution_id','status'],"
+     "'properties':{"
+     "  'execution_id':{'type':'string'},"
+     "  'status':{'const':'pending'}"
+     "}}"},
+    {"schemas", "CancelAccepted",
+     "{'type':'object',"
+     "'required':['run_id','cancel','links'],"
+     "'properties':{"
+     "  'run_id':{'type':'string'},"
+     "  'cancel':{'const':'accepted'},"
+     "  'links':{'type':'object','required':['self'],'properties':{'self':{'type':'string','description':'/runs/{run_id}'}}}"
+     "}}"},
+    {"schemas", "RunEvent",
+     "{'type':'object',"
+     "'description':'the data: line of one Server-Sent Event (one JSON object)',"
+     "'required':['run_id','ts'],"
+     "'properties':{"
+     "  'run_id':{'type':'string'},"
+     "  'ts':{'description':'when it happened'},"
+     "  'node':{'type':'string','description':'node events: the node id'},"
+     "  'type':{'type':'string','description':'node events: the node type'}"
+     "}}"},
+    {"schemas", "EventStream",
+     "{'type':'string',"
+     "'description':'Server-Sent Events. event: is one of run_started, node_started, node_completed, node_skipped, "
+     "node_failed, run_completed, run_failed (/execute in stream mode: the SDK names, ending in complete or error); "
+     "data: is one JSON object (components/schemas/RunEvent); id: lines allow Last-Event-ID resumption. The stream "
+     "ends after the last run event; a client that connects after the run ended gets its events from the start for "
+     "10 minutes (after Last-Event-ID when given), then only a final event made from the run record.'}"},
     {"schemas", "RunRecord",
      "{'type':'object',"
      "'required':['run_id','workflow','version','status','inputs','outputs','error','cache','principal','request_id','created_at','started_at','finished_at','duration_ms'],"
      "'properties':{"
      "  'run_id':{'type':'string'},"
      "  'workflow':{'type':'string'},"
-     "  'version':{'type':'string'},"
-     "  'status':{'enum':['queued','running','completed','failed','timeout','cancelled']},"
+     "  'version':{'type':['string','null'],'description':'null for an async run that never started'},"
+     "  'status':{'enum':['queued','running','completed','failed','timeout','cancelled'],'description':'queued and running: an async run not finished yet'},"
      "  'inputs':{'type':'object'},"
      "  'outputs':{'type':['object','null']},"
-     "  'error':{'oneOf':[{'type':'null'},{'type':'object','required':['code','message'],'properties':{'code':{'type':'string'},'message':{'type':'string'},'node':{'type':'string'}}}]},"
+     "  'error':{'oneOf':[{'type':'null'},{'type':'object','required':['code','message'],'properties':{'code':{'type':'string'},'message':{'type':'string'},'node':{'type':['string','null'],'description':'null when the run failed outside any node'}}}]},"
      "  'cache':{'enum':['MISS','BYPASS','HIT-L1','HIT-L2']},"
      "  'principal':{'type':'string'},"
-     "  'request_id':{'type':'string'},"
+     "  'request_id':{'type':['string','null']},"
      "  'created_at':{'type':'string','format':'date-time'},"
-     "  'started_at':{'type':['string','null'],'format':'date-time'},"
-     "  'finished_at':{'type':['string','null'],'format':'date-time'},"
-     "  'duration_ms':{'type':['number','null']}"
+     "  'started_at':{'type':['string','null'],'format':'date-time','description':'null while queued'},"
+     "  'finished_at':{'type':['string','null'],'format':'date-time','description':'null while queued or running'},"
+     "  'duration_ms':{'type':['number','null'],'description':'null while queued or running'}"
      "}}"},
     {"schemas", "RunList",
      "{'type':'object',"
@@ -183,6 +227,9 @@ static const oa_component components[] = {
      "{'description':'method_not_allowed: a method the path does not take (the Allow header lists those it does)',"
      "'content':{'application/json':{'schema':{'$ref':'#/components/schemas/Error'}}},"
      "'headers':{'Allow':{'description':'the methods the path takes','schema':{'type':'string'}}}}"},
+    {"responses", "Conflict",
+     "{'description':'conflict: cancelling a run that has already finished (details.run_id)',"
+     "'content':{'application/json':{'schema':{'$ref':'#/components/schemas/Error'}}}}"},
     {"responses", "PayloadTooLarge",
      "{'description':'payload_too_large: Content-Length over max_body_bytes',"
      "'content':{'application/json':{'schema':{'$ref':'#/components/schemas/Error'}}}}"},
@@ -203,7 +250,7 @@ static const oa_component components[] = {
      "{'description':'upstream_error: the upstream of a node failed (details.node)',"
      "'content':{'application/json':{'schema':{'$ref':'#/components/schemas/Error'}}}}"},
     {"responses", "Unavailable",
-     "{'description':'overloaded (the queue of the workflow is full, with Retry-After) or unavailable (a required dependency is down)',"
+     "{'description':'overloaded (the queue of the workflow is full, with Retry-After) or unavailable (a required dependency is down: for an asynchronous run, the run store that keeps it; for /runs, the run store)',"
      "'content':{'application/json':{'schema':{'$ref':'#/components/schemas/Error'}}},"
      "'headers':{'Retry-After':{'$ref':'#/components/headers/Retry-After'}}}"},
     {"responses", "Timeout",
@@ -234,8 +281,21 @@ static const oa_component components[] = {
      "{'name':'mode',"
      "'in':'query',"
      "'required':false,"
-     "'description':'sync (the default); async is not built yet: a 400',"
-     "'schema':{'enum':['sync']}}"},
+     "'description':'sync (the default): 200 with the outputs; async: 202 with RunAccepted once the run is durable. It wins over Prefer',"
+     "'schema':{'enum':['sync','async'],'default':'sync'}}"},
+    {"parameters", "Prefer",
+     "{'name':'Prefer',"
+     "'in':'header',"
+     "'required':false,"
+     "'description':'respond-async (RFC 7240) runs asynchronously, as ?mode=async does, unless ?mode is given',"
+     "'schema':{'type':'string'},"
+     "'example':'respond-async'}"},
+    {"parameters", "LastEventId",
+     "{'name':'Last-Event-ID',"
+     "'in':'header',"
+     "'required':false,"
+     "'description':'the id: of the last event received: the stream resumes after it',"
+     "'schema':{'type':'string'}}"},
     {"parameters", "RunsWorkflow",
      "{'name':'workflow',"
      "'in':'query',"
@@ -271,6 +331,9 @@ static const oa_component components[] = {
      "'schema':{'enum':['HIT-L1','HIT-L2','MISS','BYPASS']}}"},
     {"headers", "Server-Timing",
      "{'description':'at least total;dur=<ms>',"
+     "'schema':{'type':'string'}}"},
+    {"headers", "Location",
+     "{'description':'/runs/{run_id}: the record of the accepted run',"
      "'schema':{'type':'string'}}"},
     {"headers", "Retry-After",
      "{'description':'whole seconds, at least 1',"

@@ -22,6 +22,9 @@ enum {
     OA_WF_ACCESS = 2, /* about one workflow: its gateway.access may refuse (403) with auth on */
     OA_METRICS = 4,   /* /metrics: text/plain, never rate-limited, 404 while enable_monitoring is off */
     OA_READY = 8,     /* 503 answers the Ready shape (degraded), not an Error */
+    OA_SSE = 16,      /* the 200 is a text/event-stream (the run's events) */
+    OA_STREAM = 32,   /* the 200 may also be a text/event-stream (/execute's stream mode) */
+    OA_NO_OK = 64,    /* no 200: the answer is the 202 only */
 };
 
 typedef struct oa_op {
@@ -31,34 +34,45 @@ typedef struct oa_op {
     const char *ok;     /* components/schemas of the 200 answer; NULL: any JSON object (or text) */
     const char *params; /* components/parameters, space-separated */
     const char *body;   /* components/schemas of the request body, or NULL */
+    const char *accepted; /* components/schemas of a 202 answer, or NULL */
     const char *errors; /* its own error statuses, space-separated (besides the chain's and auth's) */
     int flags;
 } oa_op;
 
 static const oa_op ops[] = {
-    {"GET", "/health", "/health", "getHealth", "health", "Liveness", "Health", "", NULL, "", 0},
+    {"GET", "/health", "/health", "getHealth", "health", "Liveness", "Health", "", NULL, NULL, "", 0},
     {"GET", "/ready", "/ready", "getReady", "health", "Readiness: the dependencies' last known state", "Ready", "",
-     NULL, "503", OA_READY},
+     NULL, NULL, "503", OA_READY},
     {"GET", "/metrics", "/metrics", "getMetrics", "health", "Prometheus text exposition format 0.0.4", NULL, "", NULL,
-     "", OA_METRICS},
-    {"GET", "/openapi.json", "/openapi.json", "getOpenAPI", "meta", "This document", NULL, "", NULL, "", 0},
+     NULL, "", OA_METRICS},
+    {"GET", "/openapi.json", "/openapi.json", "getOpenAPI", "meta", "This document", NULL, "", NULL, NULL, "", 0},
     {"GET", "/workflows", "/workflows", "listWorkflows", "workflows",
-     "The loaded workflows, sorted by name (with auth on, those the caller may reach)", "WorkflowList", "", NULL, "",
-     0},
+     "The loaded workflows, sorted by name (with auth on, those the caller may reach)", "WorkflowList", "", NULL,
+     NULL, "", 0},
     {"GET", "/workflows/{name}", "/workflows/x", "getWorkflow", "workflows", "One workflow, normalised",
-     "WorkflowDefinition", "WorkflowName", NULL, "404", OA_WF_ACCESS},
-    {"POST", "/workflows/{name}/run", "/workflows/x/run", "runWorkflow", "runs", "Run a workflow", "RunResult",
-     "WorkflowName Include Mode", "RunRequest", "404 413 415 502 503 504", OA_RUN | OA_WF_ACCESS},
+     "WorkflowDefinition", "WorkflowName", NULL, NULL, "404", OA_WF_ACCESS},
+    {"POST", "/workflows/{name}/run", "/workflows/x/run", "runWorkflow", "runs",
+     "Run a workflow: synchronously (200), or asynchronously with ?mode=async or Prefer: respond-async (202)",
+     "RunResult", "WorkflowName Include Mode Prefer", "RunRequest", "RunAccepted", "404 413 415 502 503 504",
+     OA_RUN | OA_WF_ACCESS},
     {"POST", "/workflows/{name}/execute", "/workflows/x/execute", "executeWorkflow", "runs",
-     "Run a workflow, answered as the Kailash SDK WorkflowAPI does", "ExecuteResult", "WorkflowName",
-     "ExecuteRequest", "404 413 415 502 503 504", OA_RUN | OA_WF_ACCESS},
+     "Run a workflow, answered as the Kailash SDK WorkflowAPI does (mode sync, async or stream)", "ExecuteResult",
+     "WorkflowName", "ExecuteRequest", "ExecuteAccepted", "404 413 415 502 503 504",
+     OA_RUN | OA_WF_ACCESS | OA_STREAM},
     {"GET", "/runs", "/runs", "listRuns", "runs", "Run records, newest first", "RunList",
-     "RunsWorkflow RunsStatus RunsLimit RunsCursor", NULL, "503", 0},
-    {"GET", "/runs/{run_id}", "/runs/x", "getRun", "runs", "One run record", "RunRecord", "RunId", NULL, "404 503", 0},
+     "RunsWorkflow RunsStatus RunsLimit RunsCursor", NULL, NULL, "503", 0},
+    {"GET", "/runs/{run_id}", "/runs/x", "getRun", "runs", "One run record", "RunRecord", "RunId", NULL, NULL,
+     "404 503", 0},
+    {"DELETE", "/runs/{run_id}", "/runs/x", "cancelRun", "runs",
+     "Cancel a queued or running asynchronous run (202); one that has already finished is a 409", NULL, "RunId", NULL,
+     "CancelAccepted", "404 409 503", OA_NO_OK},
+    {"GET", "/runs/{run_id}/events", "/runs/x/events", "getRunEvents", "runs",
+     "The events of a run as Server-Sent Events (API.md Events)", "EventStream", "RunId LastEventId", NULL, NULL,
+     "404 503", OA_SSE},
     {"DELETE", "/cache/{name}", "/cache/x", "purgeCache", "admin", "Drop the cached answers of one workflow",
-     "Purged", "WorkflowName", NULL, "404", 0},
+     "Purged", "WorkflowName", NULL, NULL, "404", 0},
     {"POST", "/admin/reload", "/admin/reload", "reload", "admin", "Reload config and workflows, as SIGHUP does",
-     "Reloaded", "", NULL, "422", 0},
+     "Reloaded", "", NULL, NULL, "422", 0},
 };
 
 /* Every error status an operation may list, in order, and its components/responses entry. */
@@ -67,7 +81,7 @@ static const struct {
     const char *name;
 } oa_errors[] = {
     {400, "BadRequest"},  {401, "Unauthorized"}, {403, "Forbidden"},   {404, "NotFound"},
-    {413, "PayloadTooLarge"}, {415, "UnsupportedMediaType"}, {422, "InvalidConfig"}, {429, "TooManyRequests"},
+    {409, "Conflict"},    {413, "PayloadTooLarge"}, {415, "UnsupportedMediaType"}, {422, "InvalidConfig"}, {429, "TooManyRequests"},
     {500, "Internal"},    {502, "UpstreamError"}, {503, "Unavailable"}, {504, "Timeout"},
     {508, "LoopDetected"},
 };
@@ -104,12 +118,20 @@ static int oa_answers(const oa_op *op, int auth, const struct workflow *wf, cons
     }
 }
 
+/* The content type of the 200 answer. */
+static const char *oa_ok_type(const oa_op *op)
+{
+    return op->flags & OA_METRICS ? "text/plain" : op->flags & OA_SSE ? "text/event-stream" : "application/json";
+}
+
 static json_t *oa_ok_response(const oa_op *op)
 {
     json_t *sch = op->ok ? oa_ref("schemas", op->ok)
                          : json_pack("{s:s}", "type", op->flags & OA_METRICS ? "string" : "object");
-    json_t *ok = json_pack("{s:s,s:{s:{s:o}}}", "description", op->summary, "content",
-                           op->flags & OA_METRICS ? "text/plain" : "application/json", "schema", sch);
+    json_t *ok = json_pack("{s:s,s:{s:{s:o}}}", "description", op->summary, "content", oa_ok_type(op), "schema", sch);
+    if (ok && (op->flags & OA_STREAM))
+        json_object_set_new(json_object_get(ok, "content"), "text/event-stream",
+                            json_pack("{s:o}", "schema", oa_ref("schemas", "EventStream")));
     if (ok && (op->flags & OA_RUN))
         json_object_set_new(ok, "headers", json_pack("{s:o,s:o,s:o,s:o}", "X-Request-ID",
                                                      oa_ref("headers", "X-Request-ID"), "X-Run-ID",
@@ -119,9 +141,24 @@ static json_t *oa_ok_response(const oa_op *op)
     return ok;
 }
 
+/* The 202 answer: an async run (with Location and the run's headers) or a cancel. */
+static json_t *oa_accepted_response(const oa_op *op)
+{
+    json_t *acc = json_pack("{s:s,s:{s:{s:o}}}", "description",
+                            op->flags & OA_RUN ? "accepted: the run is durable and queued" : "accepted", "content",
+                            "application/json", "schema", oa_ref("schemas", op->accepted));
+    if (acc && (op->flags & OA_RUN))
+        json_object_set_new(acc, "headers", json_pack("{s:o,s:o,s:o}", "Location", oa_ref("headers", "Location"),
+                                                      "X-Request-ID", oa_ref("headers", "X-Request-ID"), "X-Run-ID",
+                                                      oa_ref("headers", "X-Run-ID")));
+    return acc;
+}
+
 static json_t *oa_responses(const oa_op *op, int auth, const struct workflow *wf, const oa_ctx *c)
 {
-    json_t *out = json_pack("{s:o}", "200", oa_ok_response(op));
+    json_t *out = op->flags & OA_NO_OK ? json_object() : json_pack("{s:o}", "200", oa_ok_response(op));
+    if (out && op->accepted)
+        json_object_set_new(out, "202", oa_accepted_response(op));
     for (size_t i = 0; out && i < sizeof oa_errors / sizeof oa_errors[0]; i++) {
         int st = oa_errors[i].status;
         char key[8];
@@ -177,12 +214,13 @@ static json_t *oa_workflow_body(const oa_op *op, const struct workflow *wf)
                               "parameters", "type", "object", "description", "per-node overrides keyed by node id",
                               "propertyNames", "enum", ids, "additionalProperties", "type", "object");
     if (props && strcmp(op->body, "ExecuteRequest") == 0)
-        json_object_set_new(props, "mode", json_pack("{s:[s],s:s}", "enum", "sync", "description",
-                                                     "async and stream are not built yet: a 400"));
+        json_object_set_new(props, "mode",
+                            json_pack("{s:[s,s,s],s:s,s:s}", "enum", "sync", "async", "stream", "default", "sync",
+                                      "description", "sync: 200; async: 202 with execution_id; stream: 200 as SSE"));
     else if (props)
         json_object_set_new(props, "callback_url",
-                            json_pack("{s:s,s:s}", "type", "string", "description",
-                                      "asynchronous runs only, which this build does not have yet: a 400"));
+                            json_pack("{s:s,s:s,s:s}", "type", "string", "format", "uri", "description",
+                                      "asynchronous runs only: POSTed the final run record"));
     return json_pack("{s:b,s:{s:{s:{s:s,s:b,s:o}}}}", "required", 0, "content", "application/json", "schema", "type",
                      "object", "additionalProperties", 0, "properties", props);
 }

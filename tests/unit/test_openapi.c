@@ -57,6 +57,40 @@ static json_t *deref(json_t *doc, json_t *v)
     return v;
 }
 
+static int routed(const char *method, const char *path)
+{
+    char param[132], allow[64];
+    int status;
+    return http_route_find(method, path, param, sizeof param, &status, allow, sizeof allow) != NULL;
+}
+
+/* The schema of op's answer status in content type (followed through $refs); borrowed. */
+static json_t *answer_schema(json_t *doc, json_t *op, const char *status, const char *type)
+{
+    json_t *resp = deref(doc, json_object_get(json_object_get(op, "responses"), status));
+    return deref(doc, json_object_get(json_object_get(json_object_get(resp, "content"), type), "schema"));
+}
+
+static json_t *prop(json_t *sch, const char *name)
+{
+    return json_object_get(json_object_get(sch, "properties"), name);
+}
+
+/* Whether the JSON array arr holds exactly the strings of want (NULL-terminated), in any order. */
+static int same_strings(json_t *arr, const char *const *want)
+{
+    size_t n = 0;
+    for (; want[n]; n++) {
+        size_t i;
+        json_t *v;
+        int found = 0;
+        json_array_foreach(arr, i, v) found |= json_is_string(v) && strcmp(json_string_value(v), want[n]) == 0;
+        if (!found)
+            return 0;
+    }
+    return json_array_size(arr) == n;
+}
+
 Test(openapi, without_workflows_every_route_and_error_is_described)
 {
     json_t *doc = api_openapi_document(NULL, 0, NULL);
@@ -66,11 +100,14 @@ Test(openapi, without_workflows_every_route_and_error_is_described)
     static const char *const routes[][2] = {
         {"/health", "get"},       {"/ready", "get"},          {"/workflows", "get"},
         {"/workflows/{name}", "get"}, {"/workflows/{name}/run", "post"}, {"/workflows/{name}/execute", "post"},
-        {"/runs", "get"},         {"/runs/{run_id}", "get"},  {"/cache/{name}", "delete"},
+        {"/runs", "get"},         {"/runs/{run_id}", "get"},  {"/runs/{run_id}", "delete"},
+        {"/cache/{name}", "delete"},
         {"/admin/reload", "post"}, {"/openapi.json", "get"}, {"/metrics", "get"},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         cr_assert_not_null(op_of(doc, routes[i][0], routes[i][1]), "%s %s", routes[i][1], routes[i][0]);
+    /* the events route: described exactly when the router takes it (it is being built) */
+    cr_assert_eq(op_of(doc, "/runs/{run_id}/events", "get") != NULL, routed("GET", "/runs/x/events"));
     json_t *error = json_pack("{s:s}", "$ref", "#/components/schemas/Error");
     const char *path, *method, *status;
     json_t *item, *op, *resp;
@@ -195,4 +232,132 @@ Test(openapi, metrics_follows_enable_monitoring_and_metrics_auth)
     cr_assert_null(json_object_get(m, "security"), "monitoring off: metrics_auth does not apply");
     cr_assert_not_null(json_object_get(json_object_get(m, "responses"), "404"));
     json_decref(doc);
+}
+
+/* The parameters of op by name (through $refs): the one named name; borrowed. */
+static json_t *param_of(json_t *doc, json_t *op, const char *name)
+{
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(op, "parameters"), i, p)
+    {
+        json_t *d = deref(doc, p);
+        if (strcmp(json_string_value(json_object_get(d, "name")), name) == 0)
+            return d;
+    }
+    return NULL;
+}
+
+static void check_run_accepted(json_t *doc, json_t *op)
+{
+    json_t *acc = answer_schema(doc, op, "202", "application/json");
+    cr_assert_not_null(acc, "no 202");
+    cr_assert_str_eq(json_string_value(json_object_get(prop(acc, "status"), "const")), "queued");
+    json_t *links = prop(acc, "links");
+    cr_assert_not_null(prop(links, "self"));
+    cr_assert_not_null(prop(links, "events"));
+    static const char *const req[] = {"run_id", "status", "links", NULL};
+    cr_assert(same_strings(json_object_get(acc, "required"), req));
+    json_t *hdrs = json_object_get(json_object_get(json_object_get(op, "responses"), "202"), "headers");
+    cr_assert_not_null(deref(doc, json_object_get(hdrs, "Location")));
+    cr_assert_not_null(json_object_get(json_object_get(op, "responses"), "200"), "sync stays 200");
+    cr_assert_not_null(json_object_get(json_object_get(op, "responses"), "503"), "overloaded / unavailable");
+}
+
+Test(openapi, async_run_modes_and_their_202_are_described)
+{
+    json_t *doc = api_openapi_document(NULL, 0, NULL);
+    cr_assert_not_null(doc);
+    json_t *rop = op_of(doc, "/workflows/{name}/run", "post");
+    check_run_accepted(doc, rop);
+    static const char *const modes[] = {"sync", "async", NULL};
+    cr_assert(same_strings(json_object_get(json_object_get(param_of(doc, rop, "mode"), "schema"), "enum"), modes));
+    json_t *prefer = param_of(doc, rop, "Prefer");
+    cr_assert_not_null(prefer);
+    cr_assert_str_eq(json_string_value(json_object_get(prefer, "in")), "header");
+    json_t *body = deref(doc, json_object_get(
+                                  json_object_get(json_object_get(json_object_get(rop, "requestBody"), "content"),
+                                                  "application/json"),
+                                  "schema"));
+    cr_assert_str_eq(json_string_value(json_object_get(prop(body, "callback_url"), "format")), "uri");
+
+    json_t *ex = op_of(doc, "/workflows/{name}/execute", "post");
+    body = deref(doc, json_object_get(
+                          json_object_get(json_object_get(json_object_get(ex, "requestBody"), "content"),
+                                          "application/json"),
+                          "schema"));
+    static const char *const xmodes[] = {"sync", "async", "stream", NULL};
+    cr_assert(same_strings(json_object_get(prop(body, "mode"), "enum"), xmodes));
+    json_t *acc = answer_schema(doc, ex, "202", "application/json");
+    cr_assert_str_eq(json_string_value(json_object_get(prop(acc, "status"), "const")), "pending");
+    cr_assert_not_null(prop(acc, "execution_id"));
+    cr_assert_not_null(answer_schema(doc, ex, "200", "application/json"), "sync");
+    cr_assert_not_null(answer_schema(doc, ex, "200", "text/event-stream"), "stream");
+    json_decref(doc);
+}
+
+Test(openapi, cancel_events_and_records_of_async_runs_are_described)
+{
+    json_t *doc = api_openapi_document(NULL, 0, NULL);
+    cr_assert_not_null(doc);
+    json_t *cancel = op_of(doc, "/runs/{run_id}", "delete");
+    cr_assert_str_eq(json_string_value(json_object_get(cancel, "operationId")), "cancelRun");
+    json_t *resp = json_object_get(cancel, "responses");
+    cr_assert_null(json_object_get(resp, "200"), "a cancel answers 202 only");
+    json_t *acc = answer_schema(doc, cancel, "202", "application/json");
+    cr_assert_str_eq(json_string_value(json_object_get(prop(acc, "cancel"), "const")), "accepted");
+    cr_assert_not_null(prop(prop(acc, "links"), "self"));
+    for (const char *const *st = (const char *const[]){"404", "409", "503", NULL}; *st; st++)
+        cr_assert_not_null(json_object_get(resp, *st), "DELETE /runs/{run_id}: %s", *st);
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(resp, "409"), "$ref")),
+                     "#/components/responses/Conflict");
+    cr_assert_not_null(strstr(json_string_value(json_object_get(deref(doc, json_object_get(resp, "409")),
+                                                                "description")),
+                              "conflict"));
+    json_t *events = op_of(doc, "/runs/{run_id}/events", "get");
+    if (events) { /* once the router has the row */
+        cr_assert_str_eq(json_string_value(json_object_get(events, "operationId")), "getRunEvents");
+        cr_assert_not_null(answer_schema(doc, events, "200", "text/event-stream"));
+        cr_assert_null(answer_schema(doc, events, "200", "application/json"));
+        cr_assert_not_null(json_object_get(json_object_get(events, "responses"), "404"));
+        cr_assert_not_null(json_object_get(json_object_get(events, "responses"), "503"));
+    }
+    json_t *rec = json_object_get(json_object_get(json_object_get(doc, "components"), "schemas"), "RunRecord");
+    static const char *const statuses[] = {"queued", "running", "completed", "failed", "timeout", "cancelled", NULL};
+    cr_assert(same_strings(json_object_get(prop(rec, "status"), "enum"), statuses));
+    static const char *const nullable[] = {"string", "null", NULL}, *const num[] = {"number", "null", NULL};
+    cr_assert(same_strings(json_object_get(prop(rec, "started_at"), "type"), nullable));
+    cr_assert(same_strings(json_object_get(prop(rec, "finished_at"), "type"), nullable));
+    cr_assert(same_strings(json_object_get(prop(rec, "duration_ms"), "type"), num));
+    json_decref(doc);
+}
+
+Test(openapi, a_workflow_concrete_paths_answer_async_too)
+{
+    test_config_put(dir, "orders", "{\"nodes\":{\"t\":{\"node_type\":\"TransformNode\",\"config\":{\"template\":{}}}}}");
+    registry *r = load();
+    json_t *doc = api_openapi_document(r, 0, NULL);
+    cr_assert_not_null(doc);
+    json_t *rop = op_of(doc, "/workflows/orders/run", "post");
+    check_run_accepted(doc, rop);
+    cr_assert_not_null(param_of(doc, rop, "Prefer"));
+    cr_assert_null(param_of(doc, rop, "name"), "a concrete path has no {name}");
+    json_t *props = json_object_get(
+        json_object_get(
+            json_object_get(json_object_get(json_object_get(rop, "requestBody"), "content"), "application/json"),
+            "schema"),
+        "properties");
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(props, "callback_url"), "format")), "uri");
+    json_t *ex = op_of(doc, "/workflows/orders/execute", "post");
+    props = json_object_get(
+        json_object_get(
+            json_object_get(json_object_get(json_object_get(ex, "requestBody"), "content"), "application/json"),
+            "schema"),
+        "properties");
+    static const char *const xmodes[] = {"sync", "async", "stream", NULL};
+    cr_assert(same_strings(json_object_get(json_object_get(props, "mode"), "enum"), xmodes));
+    cr_assert_not_null(answer_schema(doc, ex, "202", "application/json"));
+    cr_assert_not_null(answer_schema(doc, ex, "200", "text/event-stream"));
+    json_decref(doc);
+    registry_release(r);
 }
