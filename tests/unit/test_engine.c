@@ -386,7 +386,7 @@ static void sink_flush(void)
     seen_by_sink.flushes++;
 }
 
-static const engine_sink test_sink = {"test", sink_run_end, sink_flush};
+static const engine_sink test_sink = {.name = "test", .on_run_end = sink_run_end, .flush = sink_flush};
 
 Test(engine, sink_sees_each_run_end_and_flush)
 {
@@ -489,4 +489,134 @@ Test(engine, cancel_all_ends_running_and_queued_runs)
     cr_assert_eq(exec_cancel_all(ex), 0);
     run_release(a);
     run_release(b);
+}
+
+/* ---- async runs: reservations, ids, deadlines, the cancel table, events ---- */
+
+Test(engine, reservations_hold_queue_places_that_sync_runs_cannot_take)
+{
+    executor *ex = registry_find(reg, "held"); /* one slot, two queue places */
+    waiter w1, w2, w3;
+    int rc1, rc2, rc3;
+    run *a = start("held", "{}", NULL, &w1, &rc1);
+    cr_assert_eq(rc1, EXEC_OK);
+    cr_assert_eq(exec_reserve(ex), EXEC_OK);
+    cr_assert_eq(exec_reserve(ex), EXEC_OK);
+    cr_assert_eq(exec_reserve(ex), EXEC_OVERLOADED, "two places, both held");
+    run *b = start("held", "{}", NULL, &w2, &rc2);
+    cr_assert_eq(rc2, EXEC_OVERLOADED, "a sync run took a place an async job holds");
+    exec_unreserve(ex);
+    run *c = start("held", "{}", NULL, &w3, &rc3);
+    cr_assert_eq(rc3, EXEC_OK, "a place given back is free again");
+    exec_unreserve(ex);
+    cr_assert_eq(exec_reserve(ex), EXEC_OK);
+    exec_unreserve(ex);
+    exec_cancel_all(ex);
+    wait_done(&w1);
+    wait_done(&w3);
+    run_release(a);
+    run_release(b);
+    run_release(c);
+}
+
+static run *start_async(const char *name, const char *id, double created_ms, waiter *w)
+{
+    executor *ex = registry_find(reg, name);
+    cr_assert_eq(exec_reserve(ex), EXEC_OK);
+    waiter_init(w);
+    run_opts o = {.run_id = id, .created_ms = created_ms, .async = 1, .events = 1, .done = run_waiter_done, .ud = w};
+    run *r = run_create(ex, &o);
+    cr_assert_not_null(r);
+    run_retain(r);
+    exec_submit_reserved(ex, r);
+    return r;
+}
+
+Test(engine, an_async_run_keeps_its_id_and_its_timeout_counts_from_its_start)
+{
+    waiter w;
+    double t0 = util_now_ms();
+    run *r = start_async("stuck", "01a240b7-ab0b-7000-bc39-6fe9823e8672", t0 - 10000, &w);
+    cr_assert_str_eq(run_id(r), "01a240b7-ab0b-7000-bc39-6fe9823e8672");
+    cr_assert(run_is_async(r));
+    wait_done(&w);
+    cr_assert_eq(run_get_status(r), RUN_TIMEOUT);
+    cr_assert_geq(util_now_ms() - t0, 280.0, "accepted 10 s ago, it still ran its 300 ms");
+    cr_assert_geq(run_duration_ms(r), 10000.0, "its duration counts from its acceptance");
+    cr_assert_geq(run_wait_ms(r), 9990.0);
+    run_release(r);
+}
+
+Test(engine, the_cancel_table_finds_queued_and_running_async_runs_until_they_end)
+{
+    waiter w1, w2, w3;
+    int rc;
+    run *hold = start("held", "{}", NULL, &w1, &rc); /* takes the one slot */
+    cr_assert_eq(rc, EXEC_OK);
+    run *q = start_async("held", "01a240b7-0000-7000-8000-000000000001", 0, &w2);
+    run *found = engine_async_find("01A240B7-0000-7000-8000-000000000001"); /* ids compare lowercased */
+    cr_assert_eq(found, q);
+    cr_assert_eq(run_get_status(found), RUN_QUEUED);
+    run_release(found);
+    cr_assert_null(engine_async_find("01a240b7-0000-7000-8000-000000000002"));
+    cr_assert_null(engine_async_find(run_id(hold)), "a sync run is not in the table");
+    run_cancel(q);
+    wait_done(&w2);
+    cr_assert_eq(run_get_status(q), RUN_CANCELLED);
+    cr_assert_null(engine_async_find("01a240b7-0000-7000-8000-000000000001"), "an ended run left the table");
+    run_cancel(hold);
+    wait_done(&w1);
+    run *running = start_async("held", "01a240b7-0000-7000-8000-000000000003", 0, &w3);
+    for (int i = 0; i < 200 && run_get_status(running) != RUN_RUNNING; i++)
+        usleep(5000);
+    found = engine_async_find("01a240b7-0000-7000-8000-000000000003");
+    cr_assert_eq(found, running);
+    run_release(found);
+    run_cancel(running);
+    wait_done(&w3);
+    cr_assert_eq(run_get_status(running), RUN_CANCELLED);
+    run_release(hold);
+    run_release(q);
+    run_release(running);
+}
+
+static struct {
+    pthread_mutex_t mu;
+    char seen[64][48];
+    int n;
+} ev = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void on_event(const engine_event *e)
+{
+    static const char *const kinds[] = {"run_started", "node_started", "node_completed", "node_skipped",
+                                        "node_failed", "run_completed", "run_failed"};
+    pthread_mutex_lock(&ev.mu);
+    if (ev.n < 64)
+        snprintf(ev.seen[ev.n++], sizeof ev.seen[0], "%s%s%s", kinds[e->kind], e->node ? " " : "",
+                 e->node ? e->node : "");
+    pthread_mutex_unlock(&ev.mu);
+}
+
+static const engine_listener test_listener = {"test", on_event};
+
+Test(engine, a_run_with_events_emits_them_in_order_and_others_emit_none)
+{
+    engine_listener_set(&test_listener);
+    run *quiet = run_sync("route", "{\"n\": 1}", NULL);
+    cr_assert_eq(ev.n, 0, "a run without events was heard");
+    run_release(quiet);
+    waiter w;
+    run *r = start_async("route", "01a240b7-0000-7000-8000-0000000000aa", 0, &w);
+    wait_done(&w);
+    cr_assert_eq(run_get_status(r), RUN_COMPLETED);
+    engine_listener_set(NULL);
+    static const char *const want[] = {"run_started", "node_started src", "node_completed src", "node_started sw",
+                                       "node_completed sw", "node_skipped hi", "node_started lo",
+                                       "node_completed lo", "node_started after_lo", "node_completed after_lo",
+                                       "node_started out", "node_completed out", "run_completed"};
+    size_t nwant = sizeof want / sizeof want[0];
+    cr_assert_eq((size_t)ev.n, nwant, "%d events", ev.n);
+    for (size_t i = 0; i < nwant; i++)
+        cr_assert_str_eq(ev.seen[i], want[i], "event %zu", i);
+    run_release(r);
 }
