@@ -155,8 +155,10 @@ static int check_mode(kreq *r, json_t *body, int execute)
         return reply_errorf(r, 400, "bad_request", NULL, "mode '%.16s': expected %s", m,
                             execute ? "sync, async or stream" : "sync or async"),
                -1;
-    if (!execute && !m && prefers_async(http_req_header(r, "Prefer")))
+    if (!execute && !m && prefers_async(http_req_header(r, "Prefer"))) {
         md = MODE_ASYNC;
+        ((run_req *)http_req_state(r))->prefer_async = 1;
+    }
     if (md == MODE_STREAM)
         return reply_errorf(r, 400, "bad_request", NULL, "mode 'stream' is not built yet"), -1;
     json_t *cb = json_object_get(body, "callback_url");

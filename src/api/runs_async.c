@@ -25,6 +25,8 @@ static void reply_accepted(kreq *r, int execute)
     }
     http_reply_json(r, 202, body);
     http_reply_header(r, "Location", loc);
+    if (((run_req *)http_req_state(r))->prefer_async)
+        http_reply_header(r, "Preference-Applied", "respond-async");
 }
 
 static void on_accepted(void *ud, int status, const char *why)

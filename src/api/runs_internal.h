@@ -14,6 +14,7 @@ typedef struct run_req {
     executor *ex;
     run *run;
     int execute; /* the /execute shape */
+    int prefer_async; /* async because of Prefer: respond-async (the 202 says Preference-Applied) */
     int include_results;
     /* the response cache (runs_cache.c) */
     int cached;            /* looked up (or no-cache), and a completed run is stored */

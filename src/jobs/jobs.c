@@ -422,6 +422,11 @@ int jobs_available(char *why, size_t whylen)
         return util_err(why, whylen, "async runs need run records (store.enabled is false)"), 0;
     if (atomic_load(&J.stopping))
         return util_err(why, whylen, "the server is stopping"), 0;
+    store_health h;
+    store_health_get(&h);
+    /* the journal cannot sync the queued record (Postgres down is fine: its spool file is synced) */
+    if (h.check && !h.up && strcmp(h.check, "journal") == 0 && !(J.redis && jobs_redis_up()))
+        return util_err(why, whylen, "the run journal cannot be written right now (%s)", h.why), 0;
     return 1;
 }
 

@@ -276,3 +276,25 @@ def test_async_on_postgres_durable_before_202_and_recovered_after_a_restart(daem
         assert wait_status(d, rid, {"completed"})["status"] == "completed"
     assert pg_server.sql("SELECT count(*) FROM runs WHERE job IS NOT NULL") == ["0"]
 
+
+
+def test_an_unwritable_journal_refuses_async_accepts_until_it_is_back(daemons):
+    d = daemons.make(workflows={"hello": HELLO}, start=False)
+    with open(os.path.join(d.data_dir, "runs"), "w") as f:  # a file where the directory should be
+        f.write("in the way")
+    d.start()
+    r = d.post("/workflows/hello/run?mode=async", json={"inputs": {"name": "x"}})
+    assert_error(r, 503, "unavailable")
+    assert "journal" in r.json()["error"]["message"]
+    assert d.run("hello", {"name": "x"}).status_code == 200  # sync runs go on (their records wait)
+    os.remove(os.path.join(d.data_dir, "runs"))
+    assert wait_for(lambda: d.get("/ready").status_code == 200, timeout=10)
+    rid = accept(d, "hello", {"name": "y"})
+    assert wait_status(d, rid, {"completed"})
+
+
+def test_prefer_respond_async_is_said_applied(d):
+    r = d.post("/workflows/hello/run", json={"inputs": {"name": "B"}}, headers={"Prefer": "respond-async"})
+    assert r.status_code == 202 and r.headers["Preference-Applied"] == "respond-async"
+    r = d.post("/workflows/hello/run?mode=async", json={"inputs": {"name": "B"}})
+    assert r.status_code == 202 and "Preference-Applied" not in r.headers
