@@ -29,7 +29,7 @@ def record(d, run_id):
     return r.json() if r.status_code == 200 else None
 
 
-def wait_status(d, run_id, statuses, timeout=10.0):
+def wait_status(d, run_id, statuses, timeout=30.0):
     got = {}
 
     def check():
@@ -202,7 +202,7 @@ def test_restart_finishes_jobs_a_stopped_daemon_left(daemons, upstream):
     queued = [accept(d, "hold", {"k": "%s-q%d" % (key, i)}) for i in range(4)]
     assert all(record(d, rid)["status"] == "queued" for rid in queued)
     assert d.stop() == 0  # the running job is cut at the grace's end, to run again
-    assert wait_for(lambda: holding(upstream, key) == 0, 3)
+    assert wait_for(lambda: holding(upstream, key) == 0, 10)
     d.write_workflow("hold", hold_wf(upstream, ms=50))  # the next start's copy answers fast
     d.start()
     for rid in queued + [first]:
@@ -251,7 +251,7 @@ def test_cancel_needs_the_runs_caller(daemons, upstream):
     assert r.status_code == 401
     r = d.request("DELETE", "/runs/" + rid, headers={"X-API-Key": keys["alice"]})
     assert r.status_code == 202, r.text
-    assert wait_for(lambda: holding(upstream, key) == 0, 3)
+    assert wait_for(lambda: holding(upstream, key) == 0, 10)
     rec = d.get("/runs/" + rid, headers={"X-API-Key": keys["root"]}).json()
     assert wait_for(lambda: d.get("/runs/" + rid, headers={"X-API-Key": keys["root"]}).json()["status"] == "cancelled", 5)
     assert rec["principal"] == "key:alice"
