@@ -352,9 +352,13 @@ static void on_queued_durable(void *ud, int ok)
     accept_ctx_free(a);
 }
 
-static void accept_local(accept_ctx *a)
+static void accept_local(accept_ctx *a, int after_redis)
 {
     if (exec_reserve(a->ex) != EXEC_OK) {
+        /* after Redis refused it, the job's queued record is already put: it must not stay queued */
+        if (after_redis)
+            record_unrun(a->j, "failed", "overloaded", "not accepted: the Redis job queue refused it and this "
+                                                       "instance's queue was full");
         a->cb(a->ud, JOBS_OVERLOADED, NULL);
         accept_ctx_free(a);
         return;
@@ -382,7 +386,7 @@ static void on_redis_added(void *ud, int ok)
         return;
     }
     log_msg(LOG_WARN, "run %s: the Redis job queue refused it; it runs on this instance's queue", a->j->run_id);
-    accept_local(a);
+    accept_local(a, 1);
 }
 
 void jobs_accept(job *j, jobs_accept_fn cb, void *ud)
@@ -402,7 +406,7 @@ void jobs_accept(job *j, jobs_accept_fn cb, void *ud)
         return;
     }
     if (!J.redis || !jobs_redis_up()) {
-        accept_local(a);
+        accept_local(a, 0);
         return;
     }
     /* the queued record first: the job may run (elsewhere) as soon as it is in the stream, and its
@@ -525,15 +529,17 @@ static void backlog_arm(void *ud)
     backlog_tick(&J.backlog_timer);
 }
 
-/* One unfinished record: a job of this instance (its payload's owner) goes to the backlog. */
+/* One unfinished record with a job's payload goes to the backlog: every one in this instance's own
+ * journal (only this instance writes it), in Postgres (shared) only those this instance accepted. */
 static void recover_one(void *ud, const char *json, size_t len)
 {
-    (void)ud;
+    int shared = *(int *)ud;
     json_t *rec = json_loadb(json, len, JSON_ALLOW_NUL, NULL);
     json_t *p = json_object_get(rec, "job");
     const char *owner = json_string_value(json_object_get(p, "owner"));
     char err[200];
-    job *j = p && owner && strcmp(owner, J.owner) == 0 ? job_from_json(p, err, sizeof err) : NULL;
+    int mine = !shared || (owner && strcmp(owner, J.owner) == 0);
+    job *j = p && mine ? job_from_json(p, err, sizeof err) : NULL;
     job **grown = j ? realloc(J.backlog, (J.nbacklog + 1) * sizeof *grown) : NULL;
     if (grown) {
         J.backlog = grown;
@@ -546,8 +552,11 @@ static void recover_one(void *ud, const char *json, size_t len)
 
 static void recover(void)
 {
+    store_health h;
+    store_health_get(&h);
+    int shared = h.check && strcmp(h.check, "postgres") == 0;
     pthread_mutex_lock(&J.mu);
-    int rc = store_unfinished(recover_one, NULL);
+    int rc = store_unfinished(recover_one, &shared);
     size_t n = J.nbacklog;
     pthread_mutex_unlock(&J.mu);
     if (rc != 0)
