@@ -92,11 +92,12 @@ job *job_from_json(json_t *p, char *err, size_t errlen)
         util_err(err, errlen, "job: not a version 1 job payload");
         return NULL;
     }
-    if (!json_is_string(id) || !store_is_uuid(json_string_value(id))) {
+    if (!json_is_string(id) || json_string_length(id) != 36 || !store_is_uuid(json_string_value(id))) {
         util_err(err, errlen, "job: 'run_id' is not a UUID");
         return NULL;
     }
-    if (!json_is_string(wf) || json_string_length(wf) == 0 || json_string_length(wf) > 128) {
+    if (!json_is_string(wf) || json_string_length(wf) == 0 || json_string_length(wf) > 128 ||
+        strlen(json_string_value(wf)) != json_string_length(wf)) { /* no NUL: the name is what runs */
         util_err(err, errlen, "job: 'workflow' is not a workflow name");
         return NULL;
     }

@@ -208,6 +208,10 @@ Test(job, hostile_payloads_are_refused_with_a_message)
         {"workflow", NULL, "workflow"},
         {"workflow", "42", "workflow"},
         {"workflow", "[\"orders\"]", "workflow"},
+        /* fuzz_job found these: a NUL cut the text short (the job ran another workflow, or kept
+         * another id, than its payload said) */
+        {"workflow", "\"admin\\u0000x\"", "workflow"},
+        {"run_id", "\"0192f7c2-3a4b-7c5d-8e6f-0123456789ab\\u0000zz\"", "run_id"},
         {"request_id", NULL, "request_id"},
         {"request_id", "null", "request_id"},
         {"request_id", "1", "request_id"},
