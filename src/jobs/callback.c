@@ -46,26 +46,13 @@
 
 #include "kailash/jobs.h"
 #include "kailash/util.h"
+#include "jobs_internal.h"
 
 #define CB_KEY "callback_url"
 #define CB_MAX_URL 2048
 #define CB_MIN_SECRET 16
 #define CB_DEFAULT_BACKOFF_MS 500.0
 
-/* What a callback takes from the configuration when it is sent. The same definition is in
- * callback_send.c. */
-typedef struct jobs_cb_opts {
-    int max_attempts;
-    long timeout_ms;
-    long connect_timeout_ms;
-    double backoff_ms; /* the first retry's bound */
-    int verify_tls;
-    int listed;         /* the URL's host is in the allow list: any address may be connected to */
-    char signature[80]; /* "sha256=<hex>", "" when unsigned */
-} jobs_cb_opts;
-
-int jobs_cb_prepare(const char *url, const char *body, size_t len, jobs_cb_opts *o, char *err, size_t errlen);
-int jobs_cb_ip_forbidden(const char *ip);
 
 typedef struct cb_conf {
     int max_attempts;
@@ -353,8 +340,6 @@ fail:
     cb_conf_free(c);
     return NULL;
 }
-
-void jobs_cb_started(void);
 
 int jobs_callback_configure(const kconfig *cfg, char *err, size_t errlen)
 {

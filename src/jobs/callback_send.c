@@ -36,24 +36,10 @@
 #include "kailash/log.h"
 #include "kailash/upstream.h"
 #include "kailash/util.h"
+#include "jobs_internal.h"
 
 #define CB_BACKOFF_CAP_MS 60000.0
 #define CB_MAX_ANSWER 65536
-
-/* The same definition is in callback.c. */
-typedef struct jobs_cb_opts {
-    int max_attempts;
-    long timeout_ms;
-    long connect_timeout_ms;
-    double backoff_ms;
-    int verify_tls;
-    int listed;
-    char signature[80];
-} jobs_cb_opts;
-
-int jobs_cb_prepare(const char *url, const char *body, size_t len, jobs_cb_opts *o, char *err, size_t errlen);
-int jobs_cb_ip_forbidden(const char *ip);
-void jobs_cb_started(void);
 
 typedef struct cb_loop cb_loop;
 

@@ -44,4 +44,24 @@ void jobs_redis_cancel(const char *run_id);
 /* What a consumer calls when a cancel for run_id arrives (jobs.c: cancels it if it runs here). */
 void jobs_cancel_local(const char *run_id);
 
+/* ---- callback.c and callback_send.c ---- */
+
+/* What a callback takes from the configuration when it is sent (callback.c fills it). */
+typedef struct jobs_cb_opts {
+    int max_attempts;
+    long timeout_ms;
+    long connect_timeout_ms;
+    double backoff_ms;  /* the first retry's bound */
+    int verify_tls;
+    int listed;         /* the URL's host is in the allow list: any address may be connected to */
+    char signature[80]; /* "sha256=<hex>", "" when unsigned */
+} jobs_cb_opts;
+
+/* The URL checked against the current configuration and the body signed: 0 with *o, or -1. */
+int jobs_cb_prepare(const char *url, const char *body, size_t len, jobs_cb_opts *o, char *err, size_t errlen);
+/* Whether an address text is loopback, link-local or unspecified (IPv4-mapped forms too). */
+int jobs_cb_ip_forbidden(const char *ip);
+/* callback_send.c: sends are taken again (configure, after a stop in tests). */
+void jobs_cb_started(void);
+
 #endif
