@@ -87,7 +87,7 @@ Test(job, every_field_goes_round)
 {
     job *j = full_job();
     json_t *p = job_to_json(j);
-    static const char *const keys[] = {"v",         "run_id", "workflow",   "request_id",   "principal", "roles",
+    static const char *const keys[] = {"v",          "run_id", "workflow",   "request_id",   "principal", "roles",
                                        "attributes", "inputs", "parameters", "callback_url", "hops",      "execute"};
     size_t n = 0;
     const char *k;
@@ -261,8 +261,8 @@ Test(job, long_strings_are_refused)
     static const struct {
         const char *key;
         size_t ok, over; /* the longest accepted, and one over */
-    } cases[] = {{"request_id", 1024, 1025}, {"principal", 1024, 1025}, {"callback_url", 1024, 1025},
-                 {"workflow", 128, 129}};
+    } cases[] = {
+        {"request_id", 1024, 1025}, {"principal", 1024, 1025}, {"callback_url", 1024, 1025}, {"workflow", 128, 129}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         json_t *p = payload_with(cases[i].key, quoted(cases[i].over));
         char why[64];
@@ -297,8 +297,8 @@ Test(job, what_is_not_an_object_is_refused)
 
 /* ---- records of async runs -------------------------------------------------------------------- */
 
-static const char *const record_keys[] = {"run_id",  "workflow",  "version",    "status",     "inputs",
-                                          "outputs", "error",     "cache",      "principal",  "request_id",
+static const char *const record_keys[] = {"run_id",     "workflow",   "version",     "status",      "inputs",
+                                          "outputs",    "error",      "cache",       "principal",   "request_id",
                                           "created_at", "started_at", "finished_at", "duration_ms", NULL};
 
 /* text parses as one object whose keys are API.md's, in order, led by "job" when with_job. The parsed
@@ -403,7 +403,8 @@ Test(records, queued_without_inputs_or_request_id)
 Test(records, unrun_has_its_error_and_never_started)
 {
     json_t *in = json_pack("{s:s}", "q", "\"}],\\");
-    store_unrun u = {RUN_ID, "orders", "key:ci", "req-2", in, "cancelled", "cancelled", "cancelled before it \"started\""};
+    store_unrun u = {RUN_ID, "orders",    "key:ci",    "req-2",
+                     in,     "cancelled", "cancelled", "cancelled before it \"started\""};
     buf b = {0};
     cr_assert_eq(store_record_unrun(&u, &b), 0);
     json_t *rec = assert_record(b.data, b.len, 0);
@@ -425,8 +426,8 @@ Test(records, unrun_has_its_error_and_never_started)
 
 Test(job_prefix, ends_where_the_payload_ends)
 {
-    static const char *const strings[] = {"}",    "]",       ",",         "\"",        "\\",         "\\\"",
-                                          "a\\",  "\"}\",{", "{\"job\":", "]]]}}}", "\\\\\\\"", "\xe4\xb8\xad,}"};
+    static const char *const strings[] = {"}",   "]",       ",",         "\"",     "\\",       "\\\"",
+                                          "a\\", "\"}\",{", "{\"job\":", "]]]}}}", "\\\\\\\"", "\xe4\xb8\xad,}"};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
         job *j = full_job();
         free(j->principal);
@@ -453,9 +454,9 @@ Test(job_prefix, hand_written_values)
         {"{\"job\":{},\"run_id\":1}", 9},
         {"{\"job\":[],\"a\":1}", 9},
         {"{\"job\":\"\",\"a\":1}", 9},
-        {"{\"job\":\"\\\\\",\"a\":1}", 11},           /* "\\" */
-        {"{\"job\":\"\\\"\",\"a\":1}", 11},           /* "\"" */
-        {"{\"job\":\"\\\\\\\"}\",\"a\":1}", 14},      /* "\\\"}" */
+        {"{\"job\":\"\\\\\",\"a\":1}", 11},      /* "\\" */
+        {"{\"job\":\"\\\"\",\"a\":1}", 11},      /* "\"" */
+        {"{\"job\":\"\\\\\\\"}\",\"a\":1}", 14}, /* "\\\"}" */
         {"{\"job\":{\"a\":{\"b\":[1,[2,{}]]}},\"x\":2}", 29},
         {"{\"job\":{\"s\":\"}}}]]],,,\"},\"x\":2}", 24},
         {"{\"job\":123,\"a\":1}", 10},
@@ -479,7 +480,7 @@ Test(job_prefix, nothing_in_records_without_it_or_truncated_or_garbage)
         "{\"run_id\":\"x\",\"job\":{},\"a\":1}",
         " {\"job\":{},\"a\":1}",
         "{\"job\":{}}",
-        "{\"job\":{},",          /* nothing after the comma is still a comma: see below */
+        "{\"job\":{},", /* nothing after the comma is still a comma: see below */
         "{\"job\":}",
         "{\"job\":]",
         "{\"job\":}}}},",
@@ -542,8 +543,9 @@ static void engine_up(void)
     char err[256];
     cfg = test_config_dir(dir, "/tmp/kjobsXXXXXX");
     cfg->workers = 1;
-    test_config_put(dir, "orders", "{\"version\":\"7\",\"nodes\":{\"t\":{\"node_type\":\"TransformNode\",\"config\":"
-                                   "{\"template\":{\"got\":\"{{inputs.q}}\"}}}}}");
+    test_config_put(dir, "orders",
+                    "{\"version\":\"7\",\"nodes\":{\"t\":{\"node_type\":\"TransformNode\",\"config\":"
+                    "{\"template\":{\"got\":\"{{inputs.q}}\"}}}}}");
     cr_assert_eq(engine_start(cfg, err, sizeof err), 0, "%s", err);
     cr_assert_eq(engine_sink_add(&test_sink), 0);
     reg = registry_load(cfg, engine_node_env(), NULL);
@@ -564,8 +566,13 @@ static run *run_async(json_t *in)
     executor *ex = registry_find(reg, "orders");
     waiter w;
     waiter_init(&w);
-    run_opts o = {.request_id = "req-9", .inputs = in, .principal_id = "key:ci", .run_id = RUN_ID, .async = 1,
-                  .done = run_waiter_done, .ud = &w};
+    run_opts o = {.request_id = "req-9",
+                  .inputs = in,
+                  .principal_id = "key:ci",
+                  .run_id = RUN_ID,
+                  .async = 1,
+                  .done = run_waiter_done,
+                  .ud = &w};
     run *r = run_create(ex, &o);
     cr_assert_not_null(r);
     run_retain(r);
