@@ -335,6 +335,9 @@ static const oa_component components[] = {
     {"headers", "Location",
      "{'description':'/runs/{run_id}: the record of the accepted run',"
      "'schema':{'type':'string'}}"},
+    {"headers", "Preference-Applied",
+     "{'description':'respond-async when the request asked for it with Prefer (RFC 7240)',"
+     "'schema':{'const':'respond-async'}}"},
     {"headers", "Retry-After",
      "{'description':'whole seconds, at least 1',"
      "'schema':{'type':'integer','minimum':1}}"},

@@ -148,9 +148,10 @@ static json_t *oa_accepted_response(const oa_op *op)
                             op->flags & OA_RUN ? "accepted: the run is durable and queued" : "accepted", "content",
                             "application/json", "schema", oa_ref("schemas", op->accepted));
     if (acc && (op->flags & OA_RUN))
-        json_object_set_new(acc, "headers", json_pack("{s:o,s:o,s:o}", "Location", oa_ref("headers", "Location"),
-                                                      "X-Request-ID", oa_ref("headers", "X-Request-ID"), "X-Run-ID",
-                                                      oa_ref("headers", "X-Run-ID")));
+        json_object_set_new(acc, "headers",
+                            json_pack("{s:o,s:o,s:o,s:o}", "Location", oa_ref("headers", "Location"), "X-Request-ID",
+                                      oa_ref("headers", "X-Request-ID"), "X-Run-ID", oa_ref("headers", "X-Run-ID"),
+                                      "Preference-Applied", oa_ref("headers", "Preference-Applied")));
     return acc;
 }
 

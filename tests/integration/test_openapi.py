@@ -398,7 +398,7 @@ def test_async_runs_are_described(doc):
         assert acc["properties"]["status"]["const"] == "queued"
         assert set(acc["required"]) == {"run_id", "status", "links"}
         assert set(acc["properties"]["links"]["required"]) == {"self", "events"}
-        assert "Location" in op["responses"]["202"]["headers"], path
+        assert {"Location", "Preference-Applied"} <= set(op["responses"]["202"]["headers"]), path
         assert {"200", "503"} <= set(op["responses"]), path
     for path in ("/workflows/{name}/execute", "/workflows/hello/execute"):
         op = doc["paths"][path]["post"]
@@ -441,6 +441,8 @@ def test_answers_match_the_async_descriptions(d, doc):
     acc = answer(doc, doc["paths"]["/workflows/hello/run"]["post"], "202")
     assert set(acc["required"]) <= set(body) and body["status"] == "queued"
     assert r.headers["Location"] == body["links"]["self"] == "/runs/" + body["run_id"]
+    r = d.run("hello", {"name": "Ada"}, headers={"Prefer": "respond-async"})
+    assert r.status_code == 202 and r.headers.get("Preference-Applied") == "respond-async", r.headers
     r = d.execute("hello", body={"inputs": {"name": "Ada"}, "mode": "async"})
     assert r.status_code == 202, r.text
     assert set(r.json()) == {"execution_id", "status"} and r.json()["status"] == "pending"
