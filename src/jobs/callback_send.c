@@ -329,7 +329,7 @@ static int cb_headers(cb *c)
 {
     char line[160];
     struct curl_slist *h = NULL, *t;
-    const char *fixed[] = {"Content-Type: application/json", "User-Agent: kailashd/" KAILASH_VERSION, "Expect:"};
+    const char *fixed[] = {"Content-Type: application/json", ("User-Agent: kailashd/" KAILASH_VERSION), "Expect:"};
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) {
         if (!(t = curl_slist_append(h, fixed[i])))
             goto err;

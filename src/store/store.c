@@ -219,13 +219,19 @@ void store_written(store_item *const *items, size_t n)
 static const char *value_end(const char *p, const char *end)
 {
     int depth = 0;
+    if (p >= end || *p == ',' || *p == '}' || *p == ']')
+        return NULL; /* no value at all */
     while (p < end) {
         char c = *p++;
         if (c == '"') {
-            while (p < end && *p != '"')
+            while (p < end && *p != '"') {
+                if (*p == '\\' && end - p < 2)
+                    return NULL; /* an escape cut by the end */
                 p += *p == '\\' ? 2 : 1;
-            if (p++ >= end)
+            }
+            if (p >= end)
                 return NULL;
+            p++;
         } else if (c == '{' || c == '[') {
             depth++;
         } else if (c == '}' || c == ']') {
