@@ -40,6 +40,7 @@ typedef struct jrun {
     run *r;
     char *payload; /* in-process jobs: the payload the running record carries (a restart needs it) */
     buf final;     /* the final record, for the callback once it is durable */
+    atomic_int cancelled; /* DELETE /runs/{id} asked: its end is recorded even while stopping */
     struct jrun *prev, *next;
 } jrun;
 
@@ -216,7 +217,7 @@ static void on_final_durable(void *ud, int ok)
 static void on_job_run_done(run *r, void *ud)
 {
     jrun *jr = ud;
-    int cut = atomic_load(&J.stopping) && run_get_status(r) == RUN_CANCELLED;
+    int cut = atomic_load(&J.stopping) && run_get_status(r) == RUN_CANCELLED && !atomic_load(&jr->cancelled);
     buf *b = &jr->final;
     int have = !cut && store_record_of_run(r, b) == 0;
     const char *status = run_status_name(run_get_status(r));
@@ -455,11 +456,19 @@ static int backlog_cancel(const char *run_id)
     return hit != NULL;
 }
 
+/* Cancels r for its caller (not for a stop: the end is recorded). */
+static void cancel_for_caller(run *r)
+{
+    jrun *jr = run_user_data(r);
+    atomic_store(&jr->cancelled, 1);
+    run_cancel(r);
+}
+
 void jobs_cancel_local(const char *run_id)
 {
     run *r = engine_async_find(run_id);
     if (r) {
-        run_cancel(r);
+        cancel_for_caller(r);
         run_release(r);
         return;
     }
@@ -473,7 +482,7 @@ int jobs_cancel(const char *run_id)
     if (r) {
         run_status st = run_get_status(r);
         if (st == RUN_QUEUED || st == RUN_RUNNING)
-            run_cancel(r);
+            cancel_for_caller(r);
         run_release(r);
         return st == RUN_QUEUED || st == RUN_RUNNING ? JOBS_CANCELLED : JOBS_FINISHED;
     }
