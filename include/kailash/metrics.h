@@ -90,6 +90,8 @@ void metrics_node_end(const char *workflow, const char *node_type, const char *n
 void metrics_cache_answer(const char *x_cache);
 /* A rate-limit decision for a caller of tier "authenticated" or "anonymous". */
 void metrics_ratelimit(const char *tier, int refused);
+/* Tokens an LLMAgentNode call used (provider: a fixed word, "openai", "ollama" or "mock"). */
+void metrics_llm_tokens(const char *provider, uint64_t prompt, uint64_t completion);
 /* Appends the families counted here (HELP, TYPE and their series). */
 int metrics_write_counted(buf *out);
 

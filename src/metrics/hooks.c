@@ -56,8 +56,16 @@ static const metrics_family f_ratelimit = {"kailash_ratelimit_decisions_total",
                                            2,
                                            {"tier", "decision"}};
 
+static const metrics_family f_llm_tokens = {
+    "kailash_llm_tokens_total",
+    "Tokens LLMAgentNode calls used, by provider (openai, ollama, mock) and kind (prompt, completion).",
+    METRICS_COUNTER,
+    2,
+    {"provider", "kind"}};
+
 static const metrics_family *const counted[] = {&f_http_requests, &f_http_duration, &f_runs,  &f_run_duration,
-                                                &f_node_duration, &f_upstream,      &f_cache, &f_ratelimit};
+                                                &f_node_duration, &f_upstream,      &f_cache, &f_ratelimit,
+                                                &f_llm_tokens};
 
 static atomic_int g_on;
 
@@ -136,6 +144,14 @@ void metrics_ratelimit(const char *tier, int refused)
     if (!metrics_enabled())
         return;
     metrics_count(metrics_series(&f_ratelimit, (const char *const[]){tier, refused ? "refused" : "allowed"}), 1);
+}
+
+void metrics_llm_tokens(const char *provider, uint64_t prompt, uint64_t completion)
+{
+    if (!metrics_enabled())
+        return;
+    metrics_count(metrics_series(&f_llm_tokens, (const char *const[]){provider, "prompt"}), prompt);
+    metrics_count(metrics_series(&f_llm_tokens, (const char *const[]){provider, "completion"}), completion);
 }
 
 int metrics_write_counted(buf *out)
