@@ -210,6 +210,44 @@ void http_reply_error(kreq *r, int status, const char *code, const char *message
 /* Adds a header to the answer already set (copied; dropped when none is set yet). */
 void http_reply_header(kreq *r, const char *name, const char *value);
 
+/* ---- streamed answers (src/http/stream.c) -----------------------------------------------------
+ * An answer whose body is produced as it goes (Server-Sent Events): chunked transfer encoding
+ * through libmicrohttpd's content reader. The daemon asks the producer's read for bytes whenever the
+ * socket can take them; a read with nothing ready suspends the connection (mhd_park keeps its
+ * place) until http_stream_wake. The after() steps (the access log) run when the stream starts, as
+ * for any answer; X-Request-ID and Server-Timing are sent with its headers. A stream ends when read
+ * says so, when the client leaves, when http_stream_abort is called, and at http_server_quiesce
+ * (the server drains: what read has ready is sent, then the end). */
+
+typedef struct http_stream http_stream;
+enum { HTTP_STREAM_END = -1, HTTP_STREAM_ABORT = -2 };
+
+typedef struct http_stream_ops {
+    /* Copies up to max bytes that are ready into out and returns how many (> 0); 0: nothing now (the
+     * connection waits for http_stream_wake); HTTP_STREAM_END: the body is complete;
+     * HTTP_STREAM_ABORT: close the connection without a proper end. On the request's loop thread. */
+    long (*read)(void *ud, char *out, size_t max);
+    /* The stream is over (ended, aborted, the client left, the answer replaced or never sent): the
+     * producer lets go of ud. Called once, on the request's loop thread (at a stop that tears the
+     * daemons down, on the stopping thread). */
+    void (*close)(void *ud);
+} http_stream_ops;
+
+/* Sets a streamed answer (it replaces what was set before): status, Content-Type content_type, the
+ * body from ops (ud is the stream's from here on: ops->close gives it back). Headers may be added
+ * with http_reply_header afterwards. Returns a handle holding one reference for the caller
+ * (http_stream_release), or NULL out of memory with a 500 set (ud stays the caller's). Where
+ * http_reply_* may be called. */
+http_stream *http_reply_stream(kreq *r, int status, const char *content_type, const http_stream_ops *ops, void *ud);
+/* New bytes are ready: a connection waiting in read is resumed (read is called again soon). Any
+ * thread; nothing once the stream is over. */
+void http_stream_wake(http_stream *s);
+/* Ends the stream by closing its connection (a client too slow to keep up): read is not called
+ * again and ops->close follows. Any thread; nothing once the stream is over. */
+void http_stream_abort(http_stream *s);
+/* Drops the caller's reference. Any thread. */
+void http_stream_release(http_stream *s);
+
 /* ---- resuming a waiting request (src/http/server.c, whose phases they move on) ----------------- */
 
 /* After a handler returned HTTP_PENDING: the response is set, resume the connection. Any thread. */

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "http_internal.h"
+#include "kreq.h"
 #include "kailash/ioloop.h"
 #include "kailash/log.h"
 #include "kailash/util.h"
@@ -272,16 +273,21 @@ static void w_detach(void *ud)
  * has no call to close one connection, so its socket is shut down: the daemon reads the EOF on its
  * next run and closes it as a client's. A request whose first bytes are in but not yet its headers
  * is cut with it; the client sees a kept-alive connection closed under it and retries, as HTTP
- * clients must. Busy connections close after their answer (http_server_drain). */
+ * clients must. Busy connections close after their answer (http_server_drain); a streamed answer
+ * (Server-Sent Events) would not end by itself, so it ends now, after what its producer has ready. */
 static void w_quiesce(void *ud)
 {
     worker *w = ud;
     MHD_socket s = MHD_quiesce_daemon(w->d);
     if (s != MHD_INVALID_SOCKET)
         close(s);
-    for (size_t fd = 0; fd < w->n_by_fd; fd++)
-        if (w->by_fd[fd] && w->by_fd[fd]->c && !w->by_fd[fd]->req)
+    for (size_t fd = 0; fd < w->n_by_fd; fd++) {
+        conn_slot *sl = w->by_fd[fd];
+        if (sl && sl->c && !sl->req)
             shutdown((int)fd, SHUT_RDWR);
+        else if (sl && sl->req)
+            http_stream_quiesce(sl->req); /* an open stream (SSE) ends after what is ready */
+    }
     w->run_now = 1;
 }
 

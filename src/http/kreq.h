@@ -61,7 +61,23 @@ struct kreq {
     int hup_seen;               /* the client shut its side (loop thread) */
     int left;                   /* ... while its handler had it: it gets no answer */
     void (*on_leave)(kreq *r);  /* handler: told on the loop thread when its client leaves */
+    struct http_stream *stream; /* a streamed answer not yet queued (stream.c), with a reference, or NULL */
+    struct http_stream *stream_live; /* the streamed answer queued (borrowed: its response outlives r) */
 };
+
+/* stream.c: a streamed answer (r->stream) as libmicrohttpd's response, its body from the producer
+ * (loop thread, when r is queued; draining: the stream ends after what is ready). NULL out of
+ * memory. */
+struct MHD_Response *http_stream_response(kreq *r, int draining);
+/* stream.c: r ends (completed, or freed unanswered): its stream lets go of r, or, never started, is
+ * closed. Loop thread (or a test's). */
+void http_stream_req_end(kreq *r);
+/* stream.c: the client of r's connection left (loop thread): a streamed answer is aborted. */
+void http_stream_client_left(kreq *r);
+/* stream.c: the server drains (loop thread): r's streamed answer ends after what is ready. */
+void http_stream_quiesce(kreq *r);
+/* stream.c: a new answer replaces r's stream before it started: it is closed. */
+void http_stream_replaced(kreq *r);
 
 /* req.c: frees what r owns (its state, answer, body) and its lock, not r itself. */
 void http_req_release(kreq *r);

@@ -11,6 +11,7 @@
 static void reply_bytes(kreq *r, int status, char *body, size_t len)
 {
     buf_free(&r->answer);
+    http_stream_replaced(r); /* a streamed answer set before (stream.c) */
     r->answer = (buf){body, len, len};
     r->answer_headers.len = 0;
     r->status = status;

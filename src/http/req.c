@@ -262,6 +262,7 @@ kreq *http_req_new_detached(const void *body, size_t len)
 
 void http_req_release(kreq *r)
 {
+    http_stream_req_end(r); /* a streamed answer lets go of r (or, never sent, is closed) */
     if (r->state_free)
         r->state_free(r->state);
     if (r->principal_free)

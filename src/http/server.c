@@ -135,13 +135,20 @@ static void req_free(kreq *r)
     atomic_fetch_sub(&g_inflight, 1);
 }
 
-/* The answer's libmicrohttpd response: its body is handed over (MHD frees it), its headers added. */
+/* The answer's libmicrohttpd response: its body is handed over (MHD frees it), or a streamed
+ * answer's producer (stream.c); its headers added. */
 static struct MHD_Response *answer_response(kreq *r)
 {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(r->answer.len, r->answer.data, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *resp;
+    if (r->stream) {
+        resp = http_stream_response(r, atomic_load_explicit(&g_draining, memory_order_relaxed));
+    } else {
+        resp = MHD_create_response_from_buffer(r->answer.len, r->answer.data, MHD_RESPMEM_MUST_FREE);
+        if (resp)
+            r->answer = (buf){0};
+    }
     if (!resp)
         return NULL;
-    r->answer = (buf){0};
     MHD_add_response_header(resp, "X-Request-ID", r->request_id);
     for (const char *p = r->answer_headers.data, *end = p + r->answer_headers.len; p && p < end;) {
         const char *v = p + strlen(p) + 1;
@@ -244,6 +251,10 @@ static enum MHD_Result req_dispatch(kreq *r)
 void http_server_client_left(kreq *r)
 {
     r->hup_seen = 1;
+    if (r->stream_live) { /* a streamed answer going on: it ends here (stream.c) */
+        http_stream_client_left(r);
+        return;
+    }
     pthread_mutex_lock(&r->mu); /* a handler's thread may be answering right now */
     int waiting = r->phase == KREQ_HANDLER && r->suspended;
     pthread_mutex_unlock(&r->mu);
