@@ -37,6 +37,8 @@ int api_runs_get(kreq *r);
 int api_runs_list(kreq *r);
 /* runs_cancel.c: DELETE /runs/{id} */
 int api_runs_cancel(kreq *r);
+/* events.c: GET /runs/{id}/events (Server-Sent Events; kailash/events.h) */
+int api_run_events(kreq *r);
 /* openapi.c: GET /openapi.json (built once per registry and auth config, then copied). */
 int api_openapi(kreq *r);
 /* The OpenAPI 3.1 document for the workflows of reg (NULL: none), the credentials auth_methods

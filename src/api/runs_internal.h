@@ -37,6 +37,11 @@ int runs_status_for(const char *code);
 /* runs.c: ms rounded to 3 decimals, as answers show durations. */
 double runs_ms3(double ms);
 
+/* runs_stream.c: /execute's "mode": "stream": creates r's run (inputs and params borrowed) with its
+ * events on and answers at once with the SDK's event stream (start, the run's node events, then
+ * complete or error). HTTP_DONE (the stream, or an error answer). */
+int runs_start_stream(kreq *r, json_t *inputs, json_t *params);
+
 /* runs_async.c: accepts r's async run (body checked; inputs and params borrowed, callback_url NULL
  * or checked): HTTP_PENDING (the 202 or 503 comes from jobs_accept's answer), or HTTP_DONE answered. */
 int runs_accept_async(kreq *r, json_t *inputs, json_t *params, const char *callback_url);

@@ -18,6 +18,7 @@ static const http_route routes[] = {
     {"POST", "/workflows/{name}/execute", HTTP_AUTH_USER, 1, api_run_resolve, api_run_prepare, api_execute},
     {"GET", "/runs", HTTP_AUTH_USER, 0, NULL, NULL, api_runs_list},
     {"GET", "/runs/{name}", HTTP_AUTH_USER, 0, NULL, NULL, api_runs_get},
+    {"GET", "/runs/{name}/events", HTTP_AUTH_USER, 0, NULL, NULL, api_run_events},
     {"DELETE", "/runs/{name}", HTTP_AUTH_USER, 0, NULL, NULL, api_runs_cancel},
     {"POST", "/admin/reload", HTTP_AUTH_ADMIN, 0, NULL, NULL, api_admin_reload},
     {"DELETE", "/cache/{name}", HTTP_AUTH_ADMIN, 0, api_run_resolve, NULL, api_cache_purge},
