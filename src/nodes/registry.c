@@ -15,6 +15,8 @@ extern const node_type node_encryption;
 extern const node_type node_csv_writer, node_text_reader, node_text_writer;
 extern const node_type node_cache, node_cache_memory, node_cache_redis, node_cache_intelligent;
 extern const node_type node_data_validation;
+extern const node_type node_llm_agent;
+extern const node_type node_batch_reader, node_batch_processor;
 
 static const node_type *const registry[] = {
     &node_transform,   &node_switch,       &node_merge,       &node_json_reader,   &node_csv_reader,
@@ -25,6 +27,8 @@ static const node_type *const registry[] = {
     &node_csv_writer, &node_text_reader, &node_text_writer,
     &node_cache, &node_cache_memory, &node_cache_redis, &node_cache_intelligent,
     &node_data_validation,
+    &node_llm_agent,
+    &node_batch_reader, &node_batch_processor,
 };
 
 /* The SDK's Async* variants of the nodes above: the same parameters and outputs, run the same way
