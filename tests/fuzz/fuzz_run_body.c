@@ -55,13 +55,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!r)
         abort();
     json_t *inputs = NULL, *params = NULL;
-    if (body_parse(r, fz_wf, data[0] & 1, &inputs, &params) == 0) {
+    int mode = 0;
+    char *callback_url = NULL;
+    if (body_parse(r, fz_wf, data[0] & 1, &inputs, &params, &mode, &callback_url) == 0) {
         json_t *violations = json_array();
         schema_validate(fz_wf->inputs_schema, inputs, violations);
         json_decref(violations);
         json_decref(inputs);
         json_decref(params);
     }
+    free(callback_url);
     http_req_free_detached(r); /* with the answer it kept, if body_parse answered */
     return 0;
 }
