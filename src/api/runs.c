@@ -159,8 +159,6 @@ static int check_mode(kreq *r, json_t *body, int execute)
         md = MODE_ASYNC;
         ((run_req *)http_req_state(r))->prefer_async = 1;
     }
-    if (md == MODE_STREAM)
-        return reply_errorf(r, 400, "bad_request", NULL, "mode 'stream' is not built yet"), -1;
     json_t *cb = json_object_get(body, "callback_url");
     if (cb && md != MODE_ASYNC)
         return reply_errorf(r, 400, "bad_request", NULL, "callback_url is only for asynchronous runs"), -1;
@@ -375,6 +373,10 @@ static int run_handle(kreq *r, int execute)
     }
     if (md == MODE_ASYNC) { /* not cached: the job runs later, maybe elsewhere */
         rc = runs_accept_async(r, inputs, params, callback_url);
+        goto out;
+    }
+    if (md == MODE_STREAM) { /* not cached either: the client asked to watch it run */
+        rc = runs_start_stream(r, inputs, params);
         goto out;
     }
     rc = runs_cache_begin(r, inputs, params);
