@@ -73,6 +73,10 @@ typedef struct kconfig {
     char *tls_cert_file;   /* tls.*: HTTPS with this PEM chain and key (both or neither; NULL: plain HTTP) */
     char *tls_key_file;
     int front_end_park; /* front_end.park, or KAILASH_MHD_PARK: src/http/mhd_park.c is on (when it can be) */
+    int python_workers;       /* python.workers: PythonCodeNode's worker processes (0: one per I/O loop) */
+    char *python_executable;  /* python.executable (default "python3", found on PATH) */
+    char *python_runner;      /* python.runner: the runner script; NULL: found next to the binary */
+    int python_memory_mb;     /* python.memory_mb: a worker's RLIMIT_AS */
 } kconfig;
 
 /* Loads path (NULL: the defaults alone), then applies KAILASH_HOST, KAILASH_PORT, KAILASH_WORKERS,

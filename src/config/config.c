@@ -105,6 +105,11 @@ static const key_row rows[] = {
     {"tls", K_OBJ, 0, 0, 0, NULL, NULL},
     {"tls.cert_file", K_STR_NULL, OFF(tls_cert_file), 0, 0, NULL, NULL},
     {"tls.key_file", K_STR_NULL, OFF(tls_key_file), 0, 0, NULL, NULL},
+    {"python", K_OBJ, 0, 0, 0, NULL, NULL},
+    {"python.workers", K_INT_NULL, OFF(python_workers), 1, 256, NULL, NULL},
+    {"python.executable", K_STR, OFF(python_executable), 0, 0, "python3", NULL},
+    {"python.runner", K_STR_NULL, OFF(python_runner), 0, 0, NULL, NULL},
+    {"python.memory_mb", K_INT, OFF(python_memory_mb), 64, 65536, NULL, NULL},
 };
 
 static const key_row *row_find(const char *key)
@@ -328,7 +333,9 @@ static kconfig *config_defaults(const char *file)
     c->jwt_jwks_min_refresh_s = 60;
     c->log_level = LOG_INFO;
     c->front_end_park = 1;
-    if (!c->file || !c->host || !c->workflows_dir || !c->data_dir || !c->auth_api_keys || !c->jwt_roles_claim) {
+    c->python_executable = strdup("python3");
+    c->python_memory_mb = 512;
+    if (!c->python_executable || !c->file || !c->host || !c->workflows_dir || !c->data_dir || !c->auth_api_keys || !c->jwt_roles_claim) {
         config_free(c);
         return NULL;
     }
@@ -458,6 +465,8 @@ void config_free(kconfig *c)
     free(c->database_url);
     free(c->tls_cert_file);
     free(c->tls_key_file);
+    free(c->python_executable);
+    free(c->python_runner);
     free(c);
 }
 

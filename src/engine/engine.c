@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "engine_internal.h"
+#include "kailash/python.h"
 #include "kailash/util.h"
 
 static pool *g_pool;
@@ -112,6 +113,7 @@ int engine_start(const kconfig *cfg, char *err, size_t errlen)
     for (int i = 0; i < g_nio; i++)
         if (!(g_io[i] = ioloop_create(err, errlen)) || node_registry_loop_start(g_io[i], ENGINE_MAX_CONNECTS, err, errlen) != 0)
             return -1;
+    python_pool_configure(cfg, g_io, g_nio); /* PythonCodeNode's workers: started when one loads */
     return 0;
 }
 
