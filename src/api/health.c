@@ -3,13 +3,15 @@
  * state: "down" while it is open, with 503 "degraded"; "disabled" without redis_url), Postgres (not
  * configurable in this build yet: "disabled"), and the JWKS URL when one is configured ("down", with
  * the reason in "reasons", until its first fetch succeeded: tokens are refused meanwhile, so the
- * instance is degraded); and the workflow files that failed to load, without changing its status
+ * instance is degraded), the Python workers once a PythonCodeNode loaded ("down" while a worker is in a
+ * crash loop, with the reason); and the workflow files that failed to load, without changing its status
  * for them. */
 #include <string.h>
 
 #include "kailash/api.h"
 #include "kailash/auth.h"
 #include "kailash/engine.h"
+#include "kailash/python.h"
 #include "kailash/redis.h"
 #include "kailash/store.h"
 
@@ -32,12 +34,13 @@ int api_ready(kreq *r)
     registry *reg = registry_acquire();
     json_t *errors = reg ? json_deep_copy(registry_errors(reg)) : json_array();
     registry_release(reg);
-    char why[200];
+    char why[200], pywhy[200];
     int jwks = jwks_remote_state(why, sizeof why), redis = redis_state();
+    int py = python_pool_state(pywhy, sizeof pywhy);
     store_health sh;
     store_health_get(&sh);
     int pg = sh.check && strcmp(sh.check, "postgres") == 0 ? sh.up : -1;
-    int down = jwks == 0 || redis == 0 || (sh.check && !sh.up);
+    int down = jwks == 0 || redis == 0 || (sh.check && !sh.up) || py == 0;
     json_t *reasons = json_object();
     json_t *body = json_pack("{s:s,s:{s:s,s:s},s:o}", "status", down ? "degraded" : "ready", "checks", "redis",
                              redis < 0 ? "disabled" : redis ? "ok" : "down", "postgres",
@@ -51,6 +54,10 @@ int api_ready(kreq *r)
         json_object_set_new(checks, "jwks", json_string(jwks ? "ok" : "down"));
     if (jwks == 0)
         json_object_set_new(reasons, "jwks", json_string(why));
+    if (py >= 0)
+        json_object_set_new(checks, "python", json_string(py ? "ok" : "down"));
+    if (py == 0)
+        json_object_set_new(reasons, "python", json_string(pywhy));
     if (body && json_object_size(reasons))
         json_object_set(body, "reasons", reasons);
     json_decref(reasons);

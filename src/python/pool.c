@@ -8,14 +8,18 @@
  * thread). Calls wait in the pool's FIFO and go to whichever worker is idle first, so a slow call
  * holds up only its own worker.
  *
- * The runner is python.runner, or found from the binary: ../python/kailash_runner.py (the source
+ * python.executable is found on PATH at start; a script there (a pyenv shim) is asked once which
+ * interpreter it runs, and that one is exec'd. The runner is python.runner, or found from the binary: ../python/kailash_runner.py (the source
  * tree: build/kailashd) or ../share/kailashd/kailash_runner.py (an installed bin/kailashd). */
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "kailash/log.h"
@@ -68,6 +72,38 @@ static void find_exe(const char *name, char *out, size_t outlen)
     }
 }
 
+/* A script on PATH (a pyenv shim, a wrapper) cannot run in the sandbox (it forks, it reads the
+ * environment): ask it once, at start, which interpreter it runs, and exec that one. */
+static void resolve_script(char *exe, size_t exelen)
+{
+    char head[2] = {0, 0}, out[PATH_MAX];
+    int fd = open(exe, O_RDONLY | O_CLOEXEC), p[2];
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, head, 2);
+    close(fd);
+    if (n != 2 || head[0] != '#' || head[1] != '!' || pipe2(p, O_CLOEXEC) != 0)
+        return;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+    char *argv[] = {exe, "-c", "import sys; sys.stdout.write(sys.executable)", NULL};
+    extern char **environ;
+    pid_t pid;
+    int ok = posix_spawn(&pid, exe, &fa, NULL, argv, environ) == 0;
+    posix_spawn_file_actions_destroy(&fa);
+    close(p[1]);
+    size_t len = 0;
+    while (ok && len < sizeof out - 1 && (n = read(p[0], out + len, sizeof out - 1 - len)) > 0)
+        len += (size_t)n;
+    close(p[0]);
+    if (ok)
+        waitpid(pid, NULL, 0);
+    out[len] = '\0';
+    if (ok && out[0] == '/' && access(out, X_OK) == 0 && len < exelen)
+        memcpy(exe, out, len + 1);
+}
+
 static void find_runner(char *out, size_t outlen)
 {
     static const char *const rel[] = {"/../python/kailash_runner.py", "/../share/kailashd/kailash_runner.py"};
@@ -95,6 +131,7 @@ static void settings_defaults(void)
     if (g_set.exe[0])
         return;
     find_exe("python3", g_set.exe, sizeof g_set.exe);
+    resolve_script(g_set.exe, sizeof g_set.exe);
     find_runner(g_set.runner, sizeof g_set.runner);
     snprintf(g_set.tmp_base, sizeof g_set.tmp_base, "/tmp");
     g_set.mem_bytes = (uint64_t)PY_DEFAULT_MEMORY_MB << 20;
@@ -115,6 +152,7 @@ void python_pool_configure(const kconfig *cfg, struct ioloop *const *loops, int 
 {
     pthread_once(&g_once, pool_once);
     find_exe(cfg->python_executable ? cfg->python_executable : "python3", g_set.exe, sizeof g_set.exe);
+    resolve_script(g_set.exe, sizeof g_set.exe);
     if (cfg->python_runner)
         snprintf(g_set.runner, sizeof g_set.runner, "%s", cfg->python_runner);
     char real[PATH_MAX];

@@ -364,11 +364,21 @@ static void worker_down(py_worker *w, const char *why, const char *code, const c
         close(w->sock);
         w->sock = -1;
     }
+    char status[96] = "";
     if (w->pid > 0) {
-        kill(w->pid, SIGKILL);
-        worker_reap(w, w->pid);
+        int st;
+        if (waitpid(w->pid, &st, WNOHANG) == w->pid) /* it ended by itself: say how */
+            snprintf(status, sizeof status, WIFSIGNALED(st) ? " (killed by signal %d)" : " (exit status %d)",
+                     WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+        else {
+            kill(w->pid, SIGKILL);
+            worker_reap(w, w->pid);
+        }
         w->pid = 0;
     }
+    char whyst[300];
+    snprintf(whyst, sizeof whyst, "%s%s", why, status);
+    why = whyst;
     py_reader_free(&w->rd);
     w->out_len = w->out_off = 0;
     w->ncodes = 0;
