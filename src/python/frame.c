@@ -26,7 +26,7 @@ static int grow(char **bp, size_t *cap, size_t need)
 
 int py_frame_encode(json_t *msg, char **bp, size_t *len, size_t *cap)
 {
-    char *text = json_dumps(msg, JSON_COMPACT | JSON_ALLOW_NUL);
+    char *text = json_dumps(msg, JSON_COMPACT);
     if (!text)
         return -1;
     size_t n = strlen(text);
