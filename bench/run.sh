@@ -8,6 +8,8 @@
 # Targets (all on 127.0.0.1, ports picked free at start):
 #   nginx static      GET  /static          nginx `return 200` of a small JSON body
 #   kailashd (a)      POST /workflows/bench_transform/run   one TransformNode, no I/O
+#   kailashd (py)     POST /workflows/bench_python/run      one PythonCodeNode (`result = {"n": n + 1}`,
+#                     n given as the node's parameter): a round trip to a Python worker, as py/a
 #   kailashd (k), (j) (a)'s workflow on a second kailashd with authentication on, called with an
 #                     X-API-Key (k) or an RS256 bearer token (j): the auth step's cost, as k/a and j/a.
 #   kailashd (ch)     (a)'s workflow with a response cache, the same request repeated: an L1 hit,
@@ -38,7 +40,7 @@
 #   BENCH_FANOUT_CONNECTIONS [1000]  BENCH_WORKERS [2: kailashd workers and nginx worker_processes]
 #   BENCH_LOG_LEVEL [warn]  BENCH_VERBOSE [0: 1 shows each probe's answer]  BENCH_KEEP [0: 1 keeps the temp dir with configs, logs, wrk output]
 #   BENCH_LOADS [all: a space-separated list of load keys to run, e.g. "ngx_proxy kls_b"; keys are
-#   ngx_static kls_a kls_y kls_n kls_p kls_ch kls_c2 kls_k kls_j kls_l kls_r ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c
+#   ngx_static kls_a kls_py kls_y kls_n kls_p kls_ch kls_c2 kls_k kls_j kls_l kls_r ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c
 #   ngx_slow kls_f]
 #   NGINX [/usr/sbin/nginx]  WRK [wrk]
 #
@@ -488,6 +490,7 @@ load() {
 
 load ngx_static "nginx static" "$CONNS" "$NGX/static"
 load kls_a "kailashd (a) transform" "$CONNS" "$KLS/workflows/bench_transform/run" "$BODY"
+load kls_py "kailashd (py) PythonCodeNode" "$CONNS" "$KLS/workflows/bench_python/run" '{"parameters":{"inc":{"n":42}}}'
 load kls_y "kailashd (y) async accept" "$CONNS" "$KLS/workflows/bench_transform/run?mode=async" "$BODY"
 load kls_k "kailashd (k) transform, API key" "$CONNS" "$KLA/workflows/bench_transform/run" "$BODY" 0 \
     "X-API-Key: ${BENCH_API_KEY:-}"
@@ -524,7 +527,7 @@ echo "kailashd bench  $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(uname -n)  $(nproc) CPUs
 echo "binary: $BIN ($("$BIN" --version 2>/dev/null | head -n 1))  $("$NGINX" -v 2>&1)  workers $WORKERS each"
 printf '%-28s %6s %11s %9s %9s %9s %8s %7s %6s %12s\n' target conns "req/s" "p50 ms" "p99 ms" "max ms" non-2xx errors probe \
     "cpu us/req"
-for key in ngx_static kls_a kls_y kls_n kls_p kls_ch kls_c2 kls_k kls_j kls_l kls_r ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f; do
+for key in ngx_static kls_a kls_py kls_y kls_n kls_p kls_ch kls_c2 kls_k kls_j kls_l kls_r ngx_proxy kls_b ngx_proxy_tls kls_h ngx_close kls_c ngx_slow kls_f; do
     [ -f "$T/res.$key" ] || continue # not among BENCH_LOADS
     IFS='|' read -r _ label conns code <"$T/res.$key"
     if [ -z "$(val "$key" rps)" ]; then
@@ -565,6 +568,7 @@ if [ -n "$(val kls_y requests)" ]; then
         "$(awk -v n="$(val kls_y ok)" -v a="$(val kls_y secs)" -v b="$(val kls_y drain_s)" \
             'BEGIN { printf "%.0f", (a + b > 0 ? n / (a + b) : 0) }') completed runs/s"
 fi
+echo "kailashd(py) / kailashd(a)       = $(ratio kls_py kls_a)   (one PythonCodeNode over one TransformNode; target >= 0.25; p99 $(val kls_py p99_ms) ms vs $(val kls_a p99_ms) ms)"
 echo "kailashd(k) / kailashd(a)        = $(ratio kls_k kls_a)   (auth on, API key, over auth off)"
 echo "kailashd(j) / kailashd(a)        = $(ratio kls_j kls_a)   (auth on, JWT RS256, over auth off)"
 echo "kailashd(l) / kailashd(a)        = $(ratio kls_l kls_a)   (rate limiter on, local, over off)"
