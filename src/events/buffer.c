@@ -178,7 +178,9 @@ int events_subscribe(const events_sub_opts *o, events_sub **out)
         rc = EVENTS_NOMEM;
     if (s) {
         run_backlog_locked(e, s, o->after_id);
-        if (!e->ended) { /* the list's reference */
+        if (e->ended) /* the end was queued with the backlog, unless Last-Event-ID was past it */
+            events_sub_finish(s);
+        else { /* the list's reference */
             events_sub_bind(s, o->run_id);
             events_sub_retain(s);
             events_sub_set_next(s, e->subs);
