@@ -115,6 +115,7 @@ install: $(BUILD)/kailashd
 	$(UNIT_GEN) > $(DESTDIR)$(UNITDIR)/kailashd.service && chmod 0644 $(DESTDIR)$(UNITDIR)/kailashd.service
 	install -m 0644 $(addprefix workflows/,$(EXAMPLES)) $(DESTDIR)$(SHAREDIR)/workflows/
 	install -m 0644 docs/kailashd.1 $(DESTDIR)$(MAN1DIR)/kailashd.1
+	install -m 0644 python/kailash_runner.py $(DESTDIR)$(SHAREDIR)/kailash_runner.py
 	@if [ -e $(DESTDIR)$(CONFDIR)/kailashd.json ]; then \
 	    echo "kept $(DESTDIR)$(CONFDIR)/kailashd.json (already there)"; \
 	else \
@@ -124,7 +125,7 @@ install: $(BUILD)/kailashd
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/kailashd $(DESTDIR)$(UNITDIR)/kailashd.service $(DESTDIR)$(MAN1DIR)/kailashd.1 \
-	    $(addprefix $(DESTDIR)$(SHAREDIR)/workflows/,$(EXAMPLES))
+	    $(DESTDIR)$(SHAREDIR)/kailash_runner.py $(addprefix $(DESTDIR)$(SHAREDIR)/workflows/,$(EXAMPLES))
 	rmdir $(DESTDIR)$(SHAREDIR)/workflows $(DESTDIR)$(SHAREDIR) 2>/dev/null || true
 	@if [ -e $(DESTDIR)$(CONFDIR)/kailashd.json ]; then \
 	    if $(CONF_GEN) | cmp -s - $(DESTDIR)$(CONFDIR)/kailashd.json; then \

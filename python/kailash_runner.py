@@ -280,6 +280,11 @@ def main():
     sys.stdout = open(os.devnull, "w")  # print() in user code goes nowhere
     GLOBALS[False] = base_globals(False)
     write_all(encode({"ready": True, "pid": os.getpid()}))
+    # stderr was the daemon's for start-up errors (a missing module, a bad path); from here on what
+    # the code writes there (open("/dev/stderr")) must not reach the daemon's log
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
     while True:
         (n,) = struct.unpack(">I", read_exact(4))
         if n == 0 or n > MAX_FRAME:

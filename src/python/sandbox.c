@@ -1,8 +1,8 @@
 /* sandbox: a Python worker's child between fork and exec (python_internal.h). Only system calls
  * here (async-signal-safe: the daemon is multithreaded, and the child of its fork may only exec):
  *
- *   fds       0 and 1 /dev/null, 2 the daemon's stderr (the runner's own fatal errors), 3 the
- *             socketpair; every other fd closed (close_range).
+ *   fds       0 and 1 /dev/null, 2 the daemon's stderr (the runner's start-up errors; it moves 2 to
+ *             /dev/null once started), 3 the socketpair; every other fd closed (close_range).
  *   limits    RLIMIT_AS python.memory_mb, RLIMIT_NOFILE 64, RLIMIT_CORE 0 (a crashing extension
  *             leaves no core), RLIMIT_FSIZE 64 MiB, RLIMIT_CPU a start-up budget whose soft limit the
  *             runner moves per call (a long-lived worker's total CPU time only grows; the hard limit

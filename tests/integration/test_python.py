@@ -297,3 +297,30 @@ def test_failures_as_the_sdks(name, daemons):
 def test_the_compat_records_are_there():
     assert len(PY_CASES) >= 6, PY_CASES
     assert set(PY_FAILS) == set(FAIL_TEXT), PY_FAILS
+
+
+def test_an_installed_binary_finds_its_runner(tmp_path, daemons):
+    """make install puts the runner in share/kailashd/, where an installed bin/kailashd looks for it
+    (`kailashd run`: in-process, the same worker pool)."""
+    import subprocess
+    from conftest import BIN, REPO
+    dest = tmp_path / "root"
+    build = os.path.dirname(BIN)
+
+    def make(target):
+        r = subprocess.run(["make", "-s", "-C", REPO, "BUILD=" + build, "-o", os.path.join(build, "kailashd"),
+                            target, "DESTDIR=" + str(dest), "PREFIX=/usr"], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+
+    make("install")
+    runner = dest / "usr/share/kailashd/kailash_runner.py"
+    with open(os.path.join(REPO, "python", "kailash_runner.py")) as f:
+        assert runner.read_text() == f.read()
+    d = daemons.make(config=CONFIG, workflows={"hello": wf(p=node("result = {'from': 'python'}"))}, start=False)
+    proc = subprocess.run([str(dest / "usr/bin/kailashd"), "run", "hello", "--input", "{}", "--config",
+                           d.config_path], capture_output=True, text=True, timeout=60, cwd=d.root)
+    make("uninstall")
+    assert not runner.exists()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert '"python"' in proc.stdout, proc.stdout
