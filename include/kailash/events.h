@@ -100,6 +100,10 @@ uint64_t events_sub_last_id(events_sub *s);
  * then a 500 is set). Where http_reply_* may be called (a handler, or its thread before
  * http_complete). */
 void events_sub_reply(kreq *r, events_sub *s);
+/* The stream's producer (http_stream_ops.read): up to max queued bytes into out; 0 nothing yet,
+ * HTTP_STREAM_END after the end, HTTP_STREAM_ABORT once dropped. The client's loop thread (tests:
+ * any one thread). */
+long events_sub_read(events_sub *s, char *out, size_t max);
 void events_sub_retain(events_sub *s);
 void events_sub_release(events_sub *s);
 

@@ -202,9 +202,8 @@ uint64_t events_sub_last_id(events_sub *s)
 
 /* ---- the stream's producer (the client's loop thread) ---- */
 
-static long sub_read(void *ud, char *out, size_t max)
+long events_sub_read(events_sub *s, char *out, size_t max)
 {
-    events_sub *s = ud;
     pthread_mutex_lock(&s->mu);
     long n = 0;
     size_t avail = s->out.len - s->off;
@@ -226,6 +225,11 @@ static long sub_read(void *ud, char *out, size_t max)
         n = HTTP_STREAM_END;
     pthread_mutex_unlock(&s->mu);
     return n;
+}
+
+static long sub_read(void *ud, char *out, size_t max)
+{
+    return events_sub_read(ud, out, max);
 }
 
 static void sub_close(void *ud)
