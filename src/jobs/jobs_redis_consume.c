@@ -1,8 +1,8 @@
 /* jobs_redis_consume: a consumer thread (jobs.consumers of them), on its own blocking connection.
  * Each round: held jobs are dispatched again; the current registry's workflows give the streams
  * (their group made once, from id 0 so that jobs added before any instance made the group are
- * read too); only streams whose workflow has room here (jobs_room) and holds no job yet are read,
- * one entry each (XREADGROUP COUNT 1), so a busy instance leaves the rest to others. The BLOCK is
+ * read too); only streams whose workflow has a free slot here (rq_stream_reserve) are read, one
+ * entry each (XREADGROUP COUNT 1), so a busy instance leaves the rest to others. The BLOCK is
  * at most a second (claim_idle_ms/4 when smaller), which bounds how long a stop or a reload's new
  * workflow waits. Consumer names are "host:pid:n", unique per process. */
 #include <stdint.h>
@@ -57,15 +57,30 @@ int rq_streams_known(redisContext *c, char ***out, size_t *n)
     return 0;
 }
 
-/* The read's streams: those with room (into pick, borrowed from all). */
+int rq_stream_reserve(const char *stream)
+{
+    const char *wf = stream + strlen(RQ_PREFIX);
+    if (rq_held_has(wf))
+        return 0;
+    registry *reg = registry_acquire();
+    executor *ex = reg ? registry_find(reg, wf) : NULL;
+    int slots = ex ? exec_workflow(ex)->max_concurrency : 0;
+    registry_release(reg);
+    if (!rq_read_reserve(stream, slots))
+        return 0;
+    if (jobs_room(wf))
+        return 1;
+    rq_read_release(stream);
+    return 0;
+}
+
+/* The read's streams: those with room, each reserved (into pick, borrowed from all). */
 static size_t streams_with_room(char **all, size_t n, const char **pick)
 {
     size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *wf = all[i] + strlen(RQ_PREFIX);
-        if (!rq_held_has(wf) && jobs_room(wf))
+    for (size_t i = 0; i < n; i++)
+        if (rq_stream_reserve(all[i]))
             pick[k++] = all[i];
-    }
     return k;
 }
 
@@ -137,6 +152,8 @@ static int consume_once(redisContext *c, const char *me)
         rq_sleep(RQ_NO_ROOM_MS);
     else
         rc = read_streams(c, me, pick, k);
+    for (size_t i = 0; i < k; i++)
+        rq_read_release(pick[i]);
     free(pick);
     rq_strv_free(all, n);
     return rc;

@@ -81,6 +81,12 @@ void rq_conn_reset_report(void);
 void rq_inflight_add(const char *stream, const char *id);
 void rq_inflight_remove(const char *stream, const char *id);
 int rq_inflight_has(const char *stream, const char *id);
+/* A place for one entry of stream while a read (or claim) is in progress: 1 when this process's
+ * entries of it in flight plus the reads in progress stay below slots, else 0. A consumer blocked
+ * in XREADGROUP holds its place, so that several consumers never take more than the free slots.
+ * rq_read_release once the read's entries are in flight. */
+int rq_read_reserve(const char *stream, int slots);
+void rq_read_release(const char *stream);
 /* The ids of stream's entries in flight (caller frees each and the array); *n their count. Every
  * stream with one: rq_inflight_streams. */
 char **rq_inflight_ids(const char *stream, size_t *n);
@@ -132,6 +138,11 @@ int rq_held_retry(redisContext *c);
 void *rq_consume_main(void *arg); /* arg: the consumer's number (intptr_t) */
 void *rq_keep_main(void *arg);
 void *rq_cancel_main(void *arg);
+/* Reserves a read of one entry of a registry's stream (rq_read_reserve; release it after): its
+ * workflow has a free slot (this process's entries of it in flight and reads in progress below its
+ * max_concurrency: a job read into a local queue would wait there while another instance may be
+ * idle), no job held, and jobs_room. 0 when not (nothing reserved). */
+int rq_stream_reserve(const char *stream);
 /* The streams of the current registry's workflows, their group made (caller frees with
  * rq_strv_free). -1 when the connection broke. */
 int rq_streams_known(redisContext *c, char ***out, size_t *n);

@@ -135,15 +135,17 @@ static int take_claimed(redisContext *c, const char *stream, const redisReply *e
 static int claim_stream(redisContext *c, const char *me, const char *stream, int known)
 {
     char idle[16], cursor[48] = "0-0";
-    const char *wf = stream + strlen(RQ_PREFIX);
     snprintf(idle, sizeof idle, "%d", RQ.claim_idle_ms);
     for (int round = 0; round < RQ_CLAIM_ROUNDS && !atomic_load(&RQ.stop); round++) {
-        if (known && (rq_held_has(wf) || !jobs_room(wf)))
+        if (known && !rq_stream_reserve(stream))
             return 0;
         const char *argv[] = {"XAUTOCLAIM", stream, RQ_GROUP, me, idle, cursor, "COUNT", known ? "1" : "16", NULL};
         redisReply *r = rq_callv(c, argv);
-        if (!r)
+        if (!r) {
+            if (known)
+                rq_read_release(stream);
             return -1;
+        }
         int rc = 0, more = 0;
         if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 && r->element[0]->type == REDIS_REPLY_STRING &&
             r->element[1]->type == REDIS_REPLY_ARRAY) {
@@ -152,6 +154,8 @@ static int claim_stream(redisContext *c, const char *me, const char *stream, int
             more = strcmp(cursor, "0-0") != 0;
         }
         freeReplyObject(r);
+        if (known)
+            rq_read_release(stream);
         if (rc != 0 || !more)
             return rc;
     }

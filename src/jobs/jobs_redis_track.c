@@ -22,6 +22,8 @@ static struct {
     size_t nheld;
     char **groups;
     size_t ngroups;
+    char **reading; /* one per read in progress (a stream's name: a place for one entry) */
+    size_t nreading;
     rq_op *ops;
 } T = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -71,6 +73,38 @@ int rq_inflight_has(const char *stream, const char *id)
     int has = inflight_find_locked(stream, id) != (size_t)-1;
     pthread_mutex_unlock(&T.mu);
     return has;
+}
+
+int rq_read_reserve(const char *stream, int slots)
+{
+    int n = 0, ok = 0;
+    pthread_mutex_lock(&T.mu);
+    for (size_t i = 0; i < T.ninflight; i++)
+        n += strcmp(T.inflight[i].stream, stream) == 0;
+    for (size_t i = 0; i < T.nreading; i++)
+        n += strcmp(T.reading[i], stream) == 0;
+    char **grown = n < slots ? realloc(T.reading, (T.nreading + 1) * sizeof *grown) : NULL;
+    if (grown) {
+        T.reading = grown;
+        if ((T.reading[T.nreading] = strdup(stream))) {
+            T.nreading++;
+            ok = 1;
+        }
+    }
+    pthread_mutex_unlock(&T.mu);
+    return ok;
+}
+
+void rq_read_release(const char *stream)
+{
+    pthread_mutex_lock(&T.mu);
+    for (size_t i = 0; i < T.nreading; i++)
+        if (strcmp(T.reading[i], stream) == 0) {
+            free(T.reading[i]);
+            T.reading[i] = T.reading[--T.nreading];
+            break;
+        }
+    pthread_mutex_unlock(&T.mu);
 }
 
 void rq_strv_free(char **v, size_t n)
@@ -140,12 +174,12 @@ job **rq_held_take(size_t *n)
     return v;
 }
 
-int rq_held_has(const char *workflow)
+int rq_held_has(const char *wf_name)
 {
     int has = 0;
     pthread_mutex_lock(&T.mu);
     for (size_t i = 0; i < T.nheld && !has; i++)
-        has = strcmp(T.held[i]->workflow, workflow) == 0;
+        has = strcmp(T.held[i]->workflow, wf_name) == 0;
     pthread_mutex_unlock(&T.mu);
     return has;
 }
@@ -234,5 +268,8 @@ void rq_track_clear(void)
     rq_strv_free(T.groups, T.ngroups);
     T.groups = NULL;
     T.ngroups = 0;
+    rq_strv_free(T.reading, T.nreading);
+    T.reading = NULL;
+    T.nreading = 0;
     pthread_mutex_unlock(&T.mu);
 }
