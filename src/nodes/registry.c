@@ -17,6 +17,7 @@ extern const node_type node_cache, node_cache_memory, node_cache_redis, node_cac
 extern const node_type node_data_validation;
 extern const node_type node_llm_agent;
 extern const node_type node_batch_reader, node_batch_processor;
+extern const node_type node_python_code, node_python_code_async;
 
 static const node_type *const registry[] = {
     &node_transform,   &node_switch,       &node_merge,       &node_json_reader,   &node_csv_reader,
@@ -29,6 +30,7 @@ static const node_type *const registry[] = {
     &node_data_validation,
     &node_llm_agent,
     &node_batch_reader, &node_batch_processor,
+    &node_python_code, &node_python_code_async,
 };
 
 /* The SDK's Async* variants of the nodes above: the same parameters and outputs, run the same way

@@ -72,7 +72,7 @@ WORKFLOWS = {
         "last": "{{ inputs.list | last }}", "keys": "{{ inputs.obj2 | keys }}", "concat": "n={{ inputs.n }}!",
         "chain": "{{ inputs.missing | default(\"AbC\") | lower }}", "idx": "{{ inputs.list.1 }}"})}),
     "guarded": wf({"t": transform({"ok": True})}, gateway={"access": {"roles": ["orders:read"]}}),
-    "broken": wf({"code": node("PythonCodeNode", code="result = 1")}),
+    "broken": wf({"code": node("SharePointGraphReader", code="result = 1")}),
     "not_json": wfs.fixture("not_json"),
 }
 GOOD = sorted(n for n in WORKFLOWS if n not in ("broken", "not_json"))

@@ -48,7 +48,7 @@ def test_reload_applies_changes(daemons):
 def test_reload_bad_workflow_keeps_previous_version(daemons):
     d = daemons.make(workflows={"hello": greeting_wf("Hello", "1"), "other": wf({"t": transform({"o": 1})})})
     d.write_workflow("hello", "{ broken")
-    d.write_workflow("newbad", wf({"x": node("PythonCodeNode", code="result = 1")}))
+    d.write_workflow("newbad", wf({"x": node("SharePointGraphReader", code="result = 1")}))
     d.write_workflow("other", wf({"t": transform({"o": 2})}))
     r = d.reload()
     assert r.status_code == 200, r.text

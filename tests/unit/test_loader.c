@@ -137,7 +137,7 @@ Test(loader, gateway_fields)
 
 Test(loader, refusals_nodes)
 {
-    refused(T1("PythonCodeNode", "{}"), "node 'a': unknown node type 'PythonCodeNode'");
+    refused(T1("SharePointGraphReader", "{}"), "node 'a': unknown node type 'SharePointGraphReader'");
     refused(T1("TransformNode", "{\"template\":1,\"colour\":2}"), "node 'a': config.colour: unknown key");
     refused(T1("SwitchNode", "{\"operator\":\"~~\"}"), "node 'a': config.operator");
     refused(T1("TransformNode", "{\"template\":\"{{ inputs.x | nosuch }}\"}"), "node 'a': config.template");
@@ -444,6 +444,6 @@ Test(loader, sdk_async_names_are_the_same_nodes)
     workflow_free(wf);
     json_decref(p);
     refused(T1("AsyncMergeNode", "{\"chunk_size\":10}"), "config.chunk_size");
-    refused(T1("AsyncPythonCodeNode", "{}"), "unknown node type 'AsyncPythonCodeNode'");
+    refused(T1("AsyncSharePointGraphReader", "{}"), "unknown node type 'AsyncSharePointGraphReader'");
     refused(T1("asyncswitchnode", "{}"), "unknown node type");
 }
