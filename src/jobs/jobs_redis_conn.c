@@ -140,8 +140,8 @@ redisContext *rq_conn_open(char *why, size_t whylen)
 {
     int ms = RQ.timeout_ms > 1000 ? RQ.timeout_ms : 1000; /* connecting (and resolving) may take longer */
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    redisContext *c = RQ.t.path[0] ? redisConnectUnixWithTimeout(RQ.t.path, tv)
-                                   : redisConnectWithTimeout(RQ.t.host, RQ.t.port, tv);
+    redisContext *c =
+        RQ.t.path[0] ? redisConnectUnixWithTimeout(RQ.t.path, tv) : redisConnectWithTimeout(RQ.t.host, RQ.t.port, tv);
     if (!c || c->err) {
         util_err(why, whylen, "%s", c ? c->errstr : "out of memory");
         redisFree(c);

@@ -79,9 +79,15 @@ static int entry_bury(redisContext *c, const char *stream, const char *id, const
 {
     char n[16];
     snprintf(n, sizeof n, "%d", deliveries);
-    const char *argv[] = {"XADD",   RQ_DEAD, "MAXLEN", "~",     RQ_DEAD_MAXLEN, "*",          "job",  payload ? payload : "",
-                          "workflow", stream + strlen(RQ_PREFIX), "stream", stream, "entry", id, "deliveries", n,
-                          "reason", reason};
+    const char *argv[] = {"XADD",         RQ_DEAD,
+                          "MAXLEN",       "~",
+                          RQ_DEAD_MAXLEN, "*",
+                          "job",          payload ? payload : "",
+                          "workflow",     stream + strlen(RQ_PREFIX),
+                          "stream",       stream,
+                          "entry",        id,
+                          "deliveries",   n,
+                          "reason",       reason};
     int argc = (int)(sizeof argv / sizeof argv[0]);
     redisReply *r = rq_call(c, 0, argc, argv, NULL);
     if (r && r->type == REDIS_REPLY_ERROR)

@@ -40,13 +40,13 @@
  * starts, read-only afterwards except stop. */
 typedef struct rq_state {
     redis_target t;
-    char where[300];       /* redis_describe-like, for logs */
-    int timeout_ms;        /* one command's deadline on our connections (not XREADGROUP's BLOCK) */
+    char where[300]; /* redis_describe-like, for logs */
+    int timeout_ms;  /* one command's deadline on our connections (not XREADGROUP's BLOCK) */
     int claim_idle_ms, max_deliveries, consumers;
-    int block_ms;          /* XREADGROUP BLOCK: short enough for a prompt stop */
-    char prefix[300];      /* "host:pid:": every consumer name of this process starts so */
+    int block_ms;     /* XREADGROUP BLOCK: short enough for a prompt stop */
+    char prefix[300]; /* "host:pid:": every consumer name of this process starts so */
     atomic_int stop;
-    pthread_mutex_t mu;    /* with cv: stop-aware sleeps, the keeper's wake-up */
+    pthread_mutex_t mu; /* with cv: stop-aware sleeps, the keeper's wake-up */
     pthread_cond_t cv;
 } rq_state;
 

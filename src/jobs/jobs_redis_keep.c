@@ -26,16 +26,15 @@
 #define RQ_CLAIM_ROUNDS 32 /* XAUTOCLAIM calls per stream and pass */
 #define RQ_KEEP_TICK_MS 200
 
-static const char refresh_lua[] =
-    "local n = 0\n"
-    "for i = 3, #ARGV do\n"
-    "  local p = redis.call('XPENDING', KEYS[1], '" RQ_GROUP "', ARGV[i], ARGV[i], 1)\n"
-    "  if p[1] and string.sub(p[1][2], 1, #ARGV[1]) == ARGV[1] then\n"
-    "    redis.call('XCLAIM', KEYS[1], '" RQ_GROUP "', ARGV[2], 0, ARGV[i], 'JUSTID')\n"
-    "    n = n + 1\n"
-    "  end\n"
-    "end\n"
-    "return n\n";
+static const char refresh_lua[] = "local n = 0\n"
+                                  "for i = 3, #ARGV do\n"
+                                  "  local p = redis.call('XPENDING', KEYS[1], '" RQ_GROUP "', ARGV[i], ARGV[i], 1)\n"
+                                  "  if p[1] and string.sub(p[1][2], 1, #ARGV[1]) == ARGV[1] then\n"
+                                  "    redis.call('XCLAIM', KEYS[1], '" RQ_GROUP "', ARGV[2], 0, ARGV[i], 'JUSTID')\n"
+                                  "    n = n + 1\n"
+                                  "  end\n"
+                                  "end\n"
+                                  "return n\n";
 
 /* ---- ops ---- */
 

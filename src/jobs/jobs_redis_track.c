@@ -221,8 +221,8 @@ void rq_group_set(const char *stream, int known)
 void rq_op_defer(rq_op *op)
 {
     if (atomic_load(&RQ.stop)) { /* no keeper any more: the entry stays pending (it may run again) */
-        log_msg(LOG_WARN, "async jobs: %s of %s could not be sent to Redis", op->kind == RQ_OP_ACK ? "the ack" : "the cancel",
-                op->id);
+        log_msg(LOG_WARN, "async jobs: %s of %s could not be sent to Redis",
+                op->kind == RQ_OP_ACK ? "the ack" : "the cancel", op->id);
         free(op);
         return;
     }

@@ -151,8 +151,9 @@ static void start_all(int max_deliveries)
     cfg->jobs_claim_idle_ms = CLAIM_MS;
     cfg->jobs_max_deliveries = max_deliveries;
     cfg->jobs_consumers = 2;
-    test_config_put(dir, "quick", "{\"version\":\"1\",\"nodes\":{\"t\":{\"node_type\":\"TransformNode\",\"config\":"
-                                  "{\"template\":{\"got\":\"{{inputs.q}}\"}}}}}");
+    test_config_put(dir, "quick",
+                    "{\"version\":\"1\",\"nodes\":{\"t\":{\"node_type\":\"TransformNode\",\"config\":"
+                    "{\"template\":{\"got\":\"{{inputs.q}}\"}}}}}");
     snprintf(slow, sizeof slow,
              "{\"version\":\"1\",\"nodes\":{\"h\":{\"node_type\":\"HTTPRequestNode\",\"config\":"
              "{\"url\":\"http://127.0.0.1:%d/\",\"timeout\":20}}}}",
@@ -285,8 +286,7 @@ static void record_status(const char *run_id, char *status, size_t len, char *ms
     json_t *rec = w.json ? json_loads(w.json, 0, NULL) : NULL;
     util_copy(status, len, json_string_value(json_object_get(rec, "status")) ?: "");
     if (msg)
-        util_copy(msg, msglen,
-                  json_string_value(json_object_get(json_object_get(rec, "error"), "message")) ?: "");
+        util_copy(msg, msglen, json_string_value(json_object_get(json_object_get(rec, "error"), "message")) ?: "");
     json_decref(rec);
     free(w.json);
 }
