@@ -291,6 +291,8 @@ static void dispatch_reserved(executor *ex, job *j)
 
 int jobs_room(const char *wf_name)
 {
+    if (atomic_load(&J.stopping)) /* a stopping instance takes no more jobs from the streams */
+        return 0;
     registry *reg = registry_acquire();
     executor *ex = reg ? registry_find(reg, wf_name) : NULL;
     int room = ex && exec_reserve(ex) == EXEC_OK;
@@ -656,18 +658,20 @@ void jobs_stop(double deadline_ms)
 {
     if (!J.started)
         return;
-    atomic_store(&J.stopping, 1);
-    if (J.redis)
-        jobs_redis_stop();
+    atomic_store(&J.stopping, 1); /* no more accepts, dispatches or reads from the streams */
     if (J.nloops)
         ioloop_call(J.loops[0], backlog_stop, NULL);
     cancel_inflight(1);
+    /* the Redis keeper goes on refreshing the jobs still running meanwhile: none is claimed by
+     * another instance while it may still finish here */
     int left = inflight_wait(deadline_ms);
     if (left > 0) {
         log_msg(LOG_WARN, "stopping: %d async run(s) still running are cut; they run again at the next start", left);
         cancel_inflight(0);
         inflight_wait(util_now_ms() + 1000);
     }
+    if (J.redis)
+        jobs_redis_stop();
     jobs_callback_stop();
     pthread_mutex_lock(&J.mu);
     for (size_t i = 0; i < J.nbacklog; i++)
