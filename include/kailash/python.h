@@ -73,17 +73,16 @@ typedef void (*py_done_fn)(void *ud, json_t *reply, const char *code, const char
 
 typedef struct py_request {
     uint64_t code_id;
-    const char *code;   /* borrowed, valid until done or cancel */
-    json_t *inputs;     /* borrowed until the call returns (encoded at once) */
-    double timeout_ms;  /* the code's run time at most, from the moment a worker takes it */
-    int asynchronous;   /* AsyncPythonCodeNode: top-level await, the SDK's async module list */
+    const char *code;  /* borrowed, valid until done or cancel */
+    json_t *inputs;    /* borrowed until the call returns (encoded at once) */
+    double timeout_ms; /* the code's run time at most, from the moment a worker takes it */
+    int asynchronous;  /* AsyncPythonCodeNode: top-level await, the SDK's async module list */
 } py_request;
 
 /* Queues a call on io's pool (loop thread only; the pool is created on first use). Returns the call,
  * whose done runs later on io exactly once unless python_call_cancel comes first; NULL with message
  * filled when it cannot be queued (out of memory, or every worker of the loop in a crash loop). */
-py_call *python_call(struct ioloop *io, const py_request *rq, py_done_fn done, void *ud, char *message,
-                     size_t msglen);
+py_call *python_call(struct ioloop *io, const py_request *rq, py_done_fn done, void *ud, char *message, size_t msglen);
 
 /* Withdraws a call (loop thread): done will not run. A call already running finishes in its worker
  * and its answer is dropped (the timeout still bounds it). */

@@ -32,15 +32,15 @@
 #define PY_ASYNC_TIMEOUT_S 30.0
 #define PY_MAX_TIMEOUT_S 86400.0
 
-static const char *const py_sync_keys[] = {"code", "name", "description", "max_code_lines", "timeout",
-                                           "function", "class_type", "process_method", "input_types",
-                                           "output_type", "input_schema", "output_schema",
-                                           "validate_security", "sandbox_mode", NULL};
-static const char *const py_async_keys[] = {"code", "name", "description", "timeout", "max_concurrent_tasks",
-                                            "max_memory_mb", "imports", "sandbox_mode", NULL};
+static const char *const py_sync_keys[] = {
+    "code",         "name",          "description",       "max_code_lines", "timeout",
+    "function",     "class_type",    "process_method",    "input_types",    "output_type",
+    "input_schema", "output_schema", "validate_security", "sandbox_mode",   NULL};
+static const char *const py_async_keys[] = {
+    "code", "name", "description", "timeout", "max_concurrent_tasks", "max_memory_mb", "imports", "sandbox_mode", NULL};
 /* Keys of SDK features kailashd does not have: accepted at null only. */
-static const char *const py_null_keys[] = {"function", "class_type", "process_method", "input_types",
-                                           "output_type", "input_schema", "output_schema", NULL};
+static const char *const py_null_keys[] = {"function",    "class_type",   "process_method", "input_types",
+                                           "output_type", "input_schema", "output_schema",  NULL};
 
 typedef struct py_node {
     uint64_t code_id;
@@ -70,11 +70,12 @@ static int py_check_plain(json_t *config, char *err, size_t errlen)
     }
     json_t *mode = json_object_get(config, "sandbox_mode");
     if (mode && !(json_is_string(mode) && strcmp(json_string_value(mode), "restricted") == 0))
-        return util_err(err, errlen, "config.sandbox_mode: only \"restricted\" is accepted (the SDK's allowed "
-                                     "modules are the import policy)");
+        return util_err(err, errlen,
+                        "config.sandbox_mode: only \"restricted\" is accepted (the SDK's allowed "
+                        "modules are the import policy)");
     json_t *t = json_object_get(config, "timeout");
-    if (t && !json_is_string(t) && !(json_is_number(t) && json_number_value(t) > 0 &&
-                                     json_number_value(t) <= PY_MAX_TIMEOUT_S))
+    if (t && !json_is_string(t) &&
+        !(json_is_number(t) && json_number_value(t) > 0 && json_number_value(t) <= PY_MAX_TIMEOUT_S))
         return util_err(err, errlen, "config.timeout: expected a number of seconds, more than 0 and at most %.0f",
                         PY_MAX_TIMEOUT_S);
     return 0;
@@ -87,8 +88,9 @@ static int py_compile_as(json_t *config, void **compiled, int asynchronous, char
     if (!json_is_string(code) || json_string_length(code) == 0)
         return util_err(err, errlen, "config.code: required, a non-empty string of Python code");
     if (tmpl_string_has_expr(json_string_value(code)))
-        return util_err(err, errlen, "config.code: a template is not allowed in code (the code is compiled once; "
-                                     "give values as inputs, they are the code's variables)");
+        return util_err(err, errlen,
+                        "config.code: a template is not allowed in code (the code is compiled once; "
+                        "give values as inputs, they are the code's variables)");
     if (py_check_plain(config, err, errlen) != 0)
         return -1;
     py_node *pn = calloc(1, sizeof *pn);
@@ -175,7 +177,8 @@ static double py_timeout_ms(const node_call *call, int asynchronous)
 {
     json_t *t = json_object_get(call->inputs, "timeout");
     double s = json_is_number(t) && json_number_value(t) > 0 ? json_number_value(t)
-                                                             : asynchronous ? PY_ASYNC_TIMEOUT_S : PY_SYNC_TIMEOUT_S;
+               : asynchronous                                ? PY_ASYNC_TIMEOUT_S
+                                                             : PY_SYNC_TIMEOUT_S;
     double ms = fmin(s, PY_MAX_TIMEOUT_S) * 1000.0;
     if (call->deadline_ms > 0) {
         double left = call->deadline_ms - util_now_ms();

@@ -9,8 +9,9 @@
  * holds up only its own worker.
  *
  * python.executable is found on PATH at start; a script there (a pyenv shim) is asked once which
- * interpreter it runs, and that one is exec'd. The runner is python.runner, or found from the binary: ../python/kailash_runner.py (the source
- * tree: build/kailashd) or ../share/kailashd/kailash_runner.py (an installed bin/kailashd). */
+ * interpreter it runs, and that one is exec'd. The runner is python.runner, or found from the binary:
+ * ../python/kailash_runner.py (the source tree: build/kailashd) or ../share/kailashd/kailash_runner.py (an installed
+ * bin/kailashd). */
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -156,7 +157,8 @@ void python_pool_configure(const kconfig *cfg, struct ioloop *const *loops, int 
     if (cfg->python_runner)
         snprintf(g_set.runner, sizeof g_set.runner, "%s", cfg->python_runner);
     char real[PATH_MAX];
-    if (cfg->data_dir && realpath(cfg->data_dir, real) && access(real, W_OK) == 0 && strlen(real) < sizeof g_set.tmp_base)
+    if (cfg->data_dir && realpath(cfg->data_dir, real) && access(real, W_OK) == 0 &&
+        strlen(real) < sizeof g_set.tmp_base)
         memcpy(g_set.tmp_base, real, strlen(real) + 1);
     g_set.mem_bytes = (uint64_t)(cfg->python_memory_mb > 0 ? cfg->python_memory_mb : PY_DEFAULT_MEMORY_MB) << 20;
     g_nloops = nloops < PY_MAX_LOOPS ? nloops : PY_MAX_LOOPS;
@@ -291,8 +293,8 @@ void py_pool_health_note(py_pool *p, int crash_looping, const char *why)
 static int call_frames(py_call *c, const py_request *rq)
 {
     size_t cap = 0;
-    json_t *m = json_pack("{s:I,s:I,s:O,s:f,s:b}", "id", (json_int_t)c->id, "code_id", (json_int_t)c->code_id,
-                          "inputs", rq->inputs, "timeout", rq->timeout_ms / 1000.0, "async", rq->asynchronous);
+    json_t *m = json_pack("{s:I,s:I,s:O,s:f,s:b}", "id", (json_int_t)c->id, "code_id", (json_int_t)c->code_id, "inputs",
+                          rq->inputs, "timeout", rq->timeout_ms / 1000.0, "async", rq->asynchronous);
     int rc = !m || py_frame_encode(m, &c->frame, &c->frame_len, &cap) != 0 ? -1 : 0;
     cap = 0;
     if (rc == 0 && (json_object_set_new(m, "code", json_string(rq->code)) != 0 ||
@@ -310,8 +312,7 @@ static int pool_all_looping(const py_pool *p)
     return 1;
 }
 
-py_call *python_call(struct ioloop *io, const py_request *rq, py_done_fn done, void *ud, char *message,
-                     size_t msglen)
+py_call *python_call(struct ioloop *io, const py_request *rq, py_done_fn done, void *ud, char *message, size_t msglen)
 {
     py_pool *p = pool_for(io);
     if (!p || p->n == 0) {

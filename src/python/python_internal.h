@@ -13,12 +13,12 @@
 
 /* Everything the child needs, prepared before fork: the child only makes system calls. */
 typedef struct py_spawn {
-    const char *exe;     /* absolute path of the interpreter */
-    char *const *argv;   /* exe, "-I", runner, NULL */
-    int sock;            /* the worker's end of the socketpair: becomes fd 3 */
-    int devnull;         /* an open /dev/null: fds 0 and 1 */
-    const char *dir;     /* the private working directory */
-    uint64_t mem_bytes;  /* RLIMIT_AS */
+    const char *exe;    /* absolute path of the interpreter */
+    char *const *argv;  /* exe, "-I", runner, NULL */
+    int sock;           /* the worker's end of the socketpair: becomes fd 3 */
+    int devnull;        /* an open /dev/null: fds 0 and 1 */
+    const char *dir;    /* the private working directory */
+    uint64_t mem_bytes; /* RLIMIT_AS */
 } py_spawn;
 
 /* In the child between fork and exec: fds, limits, no new privileges, the seccomp filter, exec with
@@ -28,12 +28,12 @@ void py_sandbox_exec(const py_spawn *s) __attribute__((noreturn));
 /* ---- settings (pool.c) ---- */
 
 typedef struct py_settings {
-    int workers;               /* python.workers: over all loops */
-    int nloops;                /* the engine's loops (0: not configured) */
-    char exe[PATH_MAX];        /* python.executable, resolved on PATH */
-    char runner[PATH_MAX];     /* python.runner, or found next to the binary */
+    int workers;                  /* python.workers: over all loops */
+    int nloops;                   /* the engine's loops (0: not configured) */
+    char exe[PATH_MAX];           /* python.executable, resolved on PATH */
+    char runner[PATH_MAX];        /* python.runner, or found next to the binary */
     char tmp_base[PATH_MAX - 64]; /* where private directories are made */
-    uint64_t mem_bytes;        /* python.memory_mb */
+    uint64_t mem_bytes;           /* python.memory_mb */
 } py_settings;
 
 const py_settings *py_settings_get(void);
@@ -49,10 +49,10 @@ struct py_call {
     py_pool *pool;
     py_worker *worker; /* running on it, or NULL while queued */
     uint64_t id, code_id;
-    char *code;        /* a copy, for a worker that has not compiled code_id */
-    char *frame;       /* the encoded request without "code" (sent to workers that know code_id) */
+    char *code;  /* a copy, for a worker that has not compiled code_id */
+    char *frame; /* the encoded request without "code" (sent to workers that know code_id) */
     size_t frame_len;
-    char *frame_code;  /* with "code" */
+    char *frame_code; /* with "code" */
     size_t frame_code_len;
     double timeout_ms;
     py_done_fn done;
@@ -61,12 +61,12 @@ struct py_call {
 };
 
 py_worker *py_worker_new(py_pool *p, ioloop *io, int index);
-void py_worker_free(py_worker *w); /* kills the process */
-int py_worker_idle(const py_worker *w);  /* ready for a call */
-void py_worker_start(py_worker *w);      /* spawns now if it is not running or waiting a backoff */
+void py_worker_free(py_worker *w);      /* kills the process */
+int py_worker_idle(const py_worker *w); /* ready for a call */
+void py_worker_start(py_worker *w);     /* spawns now if it is not running or waiting a backoff */
 /* Sends c to an idle worker; 0, or -1 (c stays the caller's). */
 int py_worker_take(py_worker *w, py_call *c);
-int py_worker_pid(const py_worker *w);   /* 0 when not running */
+int py_worker_pid(const py_worker *w); /* 0 when not running */
 int py_worker_crash_looping(const py_worker *w);
 
 /* ---- pool.c, for worker.c ---- */

@@ -56,7 +56,7 @@ struct py_worker {
     char *out;
     size_t out_len, out_off, out_cap;
     py_call *call;
-    int sent_code; /* the running call's frame carried its code */
+    int sent_code;   /* the running call's frame carried its code */
     uint64_t *codes; /* code ids this process compiled (a worker sees few nodes: a linear scan) */
     size_t ncodes, capcodes;
     char dir[PATH_MAX];
@@ -350,8 +350,10 @@ static void worker_count_failure(py_worker *w, const char *why)
         return;
     w->crash_loop = 1;
     const py_settings *st = py_settings_get();
-    log_msg(LOG_ERROR, "python worker %d is in a crash loop (%d failed starts in a row, last: %s; %s %s); retrying "
-                       "every %.0f s", w->index, w->fails, why, st->exe, st->runner, PY_BACKOFF_MAX_MS / 1000);
+    log_msg(LOG_ERROR,
+            "python worker %d is in a crash loop (%d failed starts in a row, last: %s; %s %s); retrying "
+            "every %.0f s",
+            w->index, w->fails, why, st->exe, st->runner, PY_BACKOFF_MAX_MS / 1000);
     py_pool_health_note(w->pool, 1, why);
 }
 

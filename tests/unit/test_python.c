@@ -296,8 +296,9 @@ static int compile_text(const node_type *t, const char *config, char *err, size_
 Test(python_node, compile_checks_the_sdk_config)
 {
     char err[256];
-    cr_assert_eq(compile_text(&node_python_code, "{\"code\": \"result = 1\", \"function\": null, "
-                                                 "\"sandbox_mode\": \"restricted\", \"timeout\": 5}",
+    cr_assert_eq(compile_text(&node_python_code,
+                              "{\"code\": \"result = 1\", \"function\": null, "
+                              "\"sandbox_mode\": \"restricted\", \"timeout\": 5}",
                               err, sizeof err),
                  0, "%s", err);
     cr_assert_eq(compile_text(&node_python_code, "{}", err, sizeof err), -1);
@@ -310,7 +311,7 @@ Test(python_node, compile_checks_the_sdk_config)
     cr_assert(strstr(err, "config.timeout"));
     cr_assert_eq(compile_text(&node_python_code_async, "{\"code\": \"x = '{{ inputs.a }}'\"}", err, sizeof err), -1);
     cr_assert(strstr(err, "template"));
-    cr_assert_eq(compile_text(&node_python_code_async, "{\"code\": \"await f()\", \"max_concurrent_tasks\": 10}",
-                              err, sizeof err),
+    cr_assert_eq(compile_text(&node_python_code_async, "{\"code\": \"await f()\", \"max_concurrent_tasks\": 10}", err,
+                              sizeof err),
                  0, "%s", err);
 }
