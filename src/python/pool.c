@@ -127,6 +127,31 @@ static void find_runner(char *out, size_t outlen)
     }
 }
 
+/* dir's parent, n levels up ("/a/b/c", 1 -> "/a/b"); "/" at the top. */
+static void parent_dir(const char *path, int levels, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s", path);
+    for (int i = 0; i < levels; i++) {
+        char *slash = strrchr(out, '/');
+        if (!slash || slash == out) {
+            snprintf(out, outlen, "/");
+            return;
+        }
+        *slash = '\0';
+    }
+}
+
+/* What the workers' Landlock rules let them read: the interpreter's prefix, the runner's directory. */
+static void settings_paths(void)
+{
+    char real[PATH_MAX];
+    parent_dir(realpath(g_set.exe, real) ? real : g_set.exe, 2, g_set.prefix, sizeof g_set.prefix);
+    parent_dir(realpath(g_set.runner, real) ? real : g_set.runner, 1, g_set.runner_dir, sizeof g_set.runner_dir);
+    static atomic_int told;
+    if (!atomic_exchange(&told, 1) && py_landlock_abi() < 1)
+        log_msg(LOG_WARN, "python: this kernel has no Landlock: workers are confined by seccomp and limits only");
+}
+
 static void settings_defaults(void)
 {
     if (g_set.exe[0])
@@ -136,6 +161,7 @@ static void settings_defaults(void)
     find_runner(g_set.runner, sizeof g_set.runner);
     snprintf(g_set.tmp_base, sizeof g_set.tmp_base, "/tmp");
     g_set.mem_bytes = (uint64_t)PY_DEFAULT_MEMORY_MB << 20;
+    settings_paths();
 }
 
 static void pool_once(void)
@@ -161,6 +187,7 @@ void python_pool_configure(const kconfig *cfg, struct ioloop *const *loops, int 
         strlen(real) < sizeof g_set.tmp_base)
         memcpy(g_set.tmp_base, real, strlen(real) + 1);
     g_set.mem_bytes = (uint64_t)(cfg->python_memory_mb > 0 ? cfg->python_memory_mb : PY_DEFAULT_MEMORY_MB) << 20;
+    settings_paths();
     g_nloops = nloops < PY_MAX_LOOPS ? nloops : PY_MAX_LOOPS;
     for (int i = 0; i < g_nloops; i++)
         g_loops[i] = loops[i];

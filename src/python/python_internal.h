@@ -11,6 +11,8 @@
 
 /* ---- sandbox.c ---- */
 
+#define PY_RO_PATHS 6
+
 /* Everything the child needs, prepared before fork: the child only makes system calls. */
 typedef struct py_spawn {
     const char *exe;    /* absolute path of the interpreter */
@@ -19,7 +21,13 @@ typedef struct py_spawn {
     int devnull;        /* an open /dev/null: fds 0 and 1 */
     const char *dir;    /* the private working directory */
     uint64_t mem_bytes; /* RLIMIT_AS */
+    const char *ro[PY_RO_PATHS]; /* read and execute beneath these (NULL-terminated when fewer) */
 } py_spawn;
+
+/* landlock.c: the kernel's Landlock ABI (0: none), and the worker's filesystem and network rules
+ * (in the child; 0, or -1 when the kernel has Landlock and refused the rules). */
+int py_landlock_abi(void);
+int py_sandbox_landlock(const py_spawn *s);
 
 /* In the child between fork and exec: fds, limits, no new privileges, the seccomp filter, exec with
  * an empty environment. Never returns (_exit(127) when something fails). Async-signal-safe. */
@@ -34,6 +42,8 @@ typedef struct py_settings {
     char runner[PATH_MAX];        /* python.runner, or found next to the binary */
     char tmp_base[PATH_MAX - 64]; /* where private directories are made */
     uint64_t mem_bytes;           /* python.memory_mb */
+    char prefix[PATH_MAX];        /* the interpreter's prefix (its directory's parent): read-only */
+    char runner_dir[PATH_MAX];    /* the runner's directory, absolute: read-only */
 } py_settings;
 
 const py_settings *py_settings_get(void);

@@ -8,6 +8,8 @@
  *             runner moves per call (a long-lived worker's total CPU time only grows; the hard limit
  *             stays open for that).
  *   privs     PR_SET_NO_NEW_PRIVS, a new session (no terminal signals), SIGKILL when the daemon dies.
+ *   landlock  the filesystem beneath the interpreter, the runner and the system's libraries read-only,
+ *             the private directory read-write, nothing else; no TCP (landlock.c).
  *   seccomp   a hand-written BPF filter (no libseccomp): the architecture must be the build's (else
  *             the process is killed; on x86_64 the x32 ABI too); socket() is refused with EPERM for
  *             every family but AF_UNIX (asyncio's self-pipe is a socketpair); fork and vfork, and
@@ -122,7 +124,8 @@ void py_sandbox_exec(const py_spawn *s)
     sigprocmask(SIG_SETMASK, &none, NULL); /* the loop thread's mask blocks SIGTERM and friends */
     setsid();
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-    if (sandbox_fds(s) != 0 || chdir(s->dir) != 0 || sandbox_limits(s) != 0 || sandbox_seccomp() != 0)
+    if (sandbox_fds(s) != 0 || chdir(s->dir) != 0 || sandbox_limits(s) != 0 || py_sandbox_landlock(s) != 0 ||
+        sandbox_seccomp() != 0)
         _exit(126);
     execve(s->exe, s->argv, empty_env);
     _exit(127);

@@ -294,7 +294,8 @@ static int worker_fork(py_worker *w, const py_settings *st, int sv[2])
     if (devnull < 0)
         return -1;
     char *argv[] = {(char *)st->exe, "-I", (char *)st->runner, NULL};
-    py_spawn sp = {st->exe, argv, sv[1], devnull, w->dir, st->mem_bytes};
+    py_spawn sp = {st->exe, argv, sv[1], devnull, w->dir, st->mem_bytes,
+                   {st->prefix, st->runner_dir, "/usr", "/lib", "/lib64", NULL}};
     pid_t pid = fork();
     if (pid == 0)
         py_sandbox_exec(&sp);

@@ -76,6 +76,8 @@ def pyd(module_daemons):
         "fork": wf(p=node("import pickle\nresult = pickle.loads(b'cos\\nfork\\n(tR.')")),
         "abort": wf(p=node("import pickle\nresult = pickle.loads(b'cos\\nabort\\n(tR.')")),
         "env": wf(p=node("import os\nresult = {'env': dict(os.environ), 'cwd': os.getcwd()}")),
+        "peek": wf(p=node("result = open(path, 'rb').read(64).decode('latin-1')")),
+        "own": wf(p=node("open('note.txt', 'w').write('mine')\nresult = open('note.txt').read()")),
         "async": {"nodes": {"a": {"node_type": "AsyncPythonCodeNode", "config": {
             "code": "import asyncio\nawait asyncio.sleep(0.01)\nresult = {'v': x * 2}", "timeout": 5}}},
             "connections": []},
@@ -179,6 +181,29 @@ def test_the_worker_has_an_empty_environment_and_a_private_directory(pyd):
             assert f.read() == b""
     assert os.path.basename(out["cwd"]).startswith("kailashd-py-")
     assert os.path.isdir(out["cwd"])
+
+
+@pytest.mark.parametrize("what", ["daemon_environ", "config", "journal", "etc_passwd", "proc_self_mem_of_parent",
+                                  "other_tmp"])
+def test_the_filesystem_outside_the_sandbox_is_closed(pyd, what):
+    """Landlock: only the interpreter, the runner, the system's libraries (read-only) and the private
+    directory. A worker cannot read the daemon's environment (its secrets), config or run records."""
+    pyd.run("inc", body={"inputs": {}, "parameters": {"p": {"n": 1}}})  # a record in the journal
+    journal = [os.path.join(pyd.data_dir, "runs", f) for f in os.listdir(os.path.join(pyd.data_dir, "runs"))
+               if f.endswith(".jsonl")]
+    paths = {"daemon_environ": "/proc/%d/environ" % pyd.pid, "config": pyd.config_path,
+             "journal": journal[0] if journal else os.path.join(pyd.data_dir, "runs"),
+             "etc_passwd": "/etc/passwd", "proc_self_mem_of_parent": "/proc/%d/maps" % pyd.pid,
+             "other_tmp": __file__}
+    r = run(pyd, "peek", {"p": {"path": paths[what]}})
+    assert r.status_code == 500, r.text
+    assert "PermissionError" in r.json()["error"]["message"] or "IsADirectoryError" in r.json()["error"]["message"], r.text
+
+
+def test_the_private_directory_is_writable(pyd):
+    r = run(pyd, "own")
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"] == {"p": {"result": "mine"}}
 
 
 def test_a_worker_killed_mid_call_fails_only_that_run(pyd):
