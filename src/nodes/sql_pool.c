@@ -278,13 +278,15 @@ static void sql_conn_deliver(sql_conn *c)
         sql_query_free(q);
         fn(ud, r, NULL);
     } else {
-        const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+        const char *st_field = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+        char state[8] = "";
+        snprintf(state, sizeof state, "%s", st_field ? st_field : ""); /* r goes before state is used */
         const char *prim = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
         char msg[200];
         sql_target_scrub(p->t, prim ? prim : r ? PQresultErrorMessage(r) : PQerrorMessage(c->pg), msg, sizeof msg);
         int copy = st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH;
         PQclear(r);
-        if (broken || copy || !state) {
+        if (broken || copy || !*state) {
             sql_conn_drop(c);
             sql_query_fail(q, SQL_FAIL_DOWN, NULL, "%s %s: %s", copy ? "COPY is not supported by" : "the connection to",
                            copy ? "the SQL node" : p->t->describe, copy ? "use INSERT or SELECT" : *msg ? msg : "lost");
