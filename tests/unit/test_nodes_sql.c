@@ -156,7 +156,7 @@ static void loop_down(void)
     ioloop_destroy(g_io);
 }
 
-TestSuite(sql, .init = loop_up, .fini = loop_down, .timeout = 60);
+TestSuite(sql, .init = loop_up, .fini = loop_down);
 
 /* A config (JSON text with "@URL@" standing for the server's URL) compiled; caller frees with t->free. */
 static void *compile_cfg(const node_type *t, const char *cfg_text, const char *url, json_t **cfg_out)
@@ -518,7 +518,7 @@ Test(sql, fifty_concurrent_calls_share_one_loop_pool_of_at_most_four)
     json_decref(cfg);
 }
 
-Test(sql, a_restarted_server_is_reconnected_to, .timeout = 120)
+Test(sql, a_restarted_server_is_reconnected_to)
 {
     char server[512], dir[64] = "/tmp/kailash-test-sqlsrv-XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
