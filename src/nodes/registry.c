@@ -18,6 +18,7 @@ extern const node_type node_data_validation;
 extern const node_type node_llm_agent;
 extern const node_type node_batch_reader, node_batch_processor;
 extern const node_type node_python_code, node_python_code_async;
+extern const node_type node_sql_database, node_async_sql_database;
 
 static const node_type *const registry[] = {
     &node_transform,   &node_switch,       &node_merge,       &node_json_reader,   &node_csv_reader,
@@ -31,6 +32,7 @@ static const node_type *const registry[] = {
     &node_llm_agent,
     &node_batch_reader, &node_batch_processor,
     &node_python_code, &node_python_code_async,
+    &node_sql_database, &node_async_sql_database,
 };
 
 /* The SDK's Async* variants of the nodes above: the same parameters and outputs, run the same way
