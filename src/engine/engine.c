@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "engine_internal.h"
+#include "kailash/sql_pool.h"
 #include "kailash/python.h"
 #include "kailash/util.h"
 
@@ -94,6 +95,7 @@ int engine_prepare(const kconfig *cfg, char *err, size_t errlen)
                         cfg->upstream_verify_tls};
     if (!g_env)
         g_env = env_values(cfg);
+    sql_pool_set_database_url(cfg->database_url); /* SQL nodes without a connection_string use it */
     return 0;
 }
 

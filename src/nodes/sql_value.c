@@ -37,9 +37,47 @@ enum {
     OID_JSONB = 3802,
 };
 
+/* The length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    size_t k = s[0] < 0x80 ? 1 : (s[0] & 0xE0) == 0xC0 && s[0] >= 0xC2 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3
+                             : (s[0] & 0xF8) == 0xF0 && s[0] <= 0xF4                         ? 4
+                                                                                             : 0;
+    if (k == 0 || k > n)
+        return 0;
+    for (size_t i = 1; i < k; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    if ((k == 3 && s[0] == 0xE0 && s[1] < 0xA0) || (k == 3 && s[0] == 0xED && s[1] >= 0xA0) ||
+        (k == 4 && s[0] == 0xF0 && s[1] < 0x90) || (k == 4 && s[0] == 0xF4 && s[1] >= 0x90))
+        return 0; /* overlong, surrogate, past U+10FFFF */
+    return k;
+}
+
+/* Text as a JSON string; bytes that are not UTF-8 (a SQL_ASCII database can hold any) become
+ * U+FFFD, as the SDK's drivers decode with errors replaced would not fail the run either. */
 static json_t *sql_text(const char *s, int len)
 {
-    return json_stringn(s, (size_t)len);
+    json_t *v = json_stringn(s, (size_t)len);
+    if (v || len <= 0)
+        return v;
+    char *out = malloc((size_t)len * 3 + 1);
+    size_t o = 0;
+    for (size_t i = 0; out && i < (size_t)len;) {
+        size_t k = utf8_seq((const unsigned char *)s + i, (size_t)len - i);
+        if (k) {
+            memcpy(out + o, s + i, k);
+            o += k;
+            i += k;
+        } else {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        }
+    }
+    v = out ? json_stringn(out, o) : NULL;
+    free(out);
+    return v;
 }
 
 static json_t *sql_int(const char *s, int len)
@@ -111,7 +149,7 @@ static json_t *sql_timestamp(const char *s, int len)
     }
     if (i != len)
         return sql_text(s, len);
-    return json_stringn(out, (size_t)o);
+    return sql_text(out, (int)o);
 }
 
 /* IntervalStyle postgres: "[N year[s]] [N mon[s]] [N day[s]] [[+-]HH:MM:SS[.f]]" to seconds. */

@@ -164,3 +164,11 @@ def test_load_refusals(tmp_path):
     assert "MySQL databases are not supported" in out, out
     assert "validate_queries" in out, out
     assert PASSWORD not in out
+
+
+def test_a_node_without_a_connection_string_uses_the_daemons_database_url(pg_server, daemons):
+    d = daemons.make(config={"database_url": url_with_password(pg_server)},
+                     workflows={"one": single(node("SQLDatabaseNode", query="SELECT 41 + $1::int AS n"))})
+    r = d.run("one", body={"inputs": {}, "parameters": {"call": {"parameters": [1]}}})
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"]["call"]["data"] == [{"n": 42}], r.text

@@ -570,3 +570,17 @@ Test(sql, cancel_aborts_a_running_statement)
     node_sql_database.free(c);
     json_decref(cfg);
 }
+
+/* fuzz_sql_text: bytes that are not UTF-8 (a SQL_ASCII database holds any) once made a value NULL,
+ * which failed the whole run as out of memory; they become U+FFFD */
+Test(sql, text_that_is_not_utf8_becomes_replacement_characters)
+{
+    static const char bad[] = "a\xff" "b\xc0\x80" "c";
+    json_t *v = sql_value_json(25, bad, (int)sizeof bad - 1, 0);
+    cr_assert_not_null(v);
+    cr_assert_str_eq(json_string_value(v), "a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd" "c");
+    json_decref(v);
+    v = sql_value_json(1114, "2026-12-04 11\x01\xff", 15, 0);
+    cr_assert_not_null(v, "a timestamp that does not parse stays text, made valid");
+    json_decref(v);
+}
