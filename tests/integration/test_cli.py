@@ -70,7 +70,7 @@ WRITER_ESCAPE = wf({"src": transform({"a": 1}), "write": node("JSONWriterNode", 
 
 REFUSALS = [
     _bad("unknown_node_type", wf({"code": node("SharePointGraphReader", code="result = 1")}), "SharePointGraphReader", "code"),
-    _bad("unknown_node_type_sql", wf({"db": node("SQLDatabaseNode", query="select 1")}), "SQLDatabaseNode", "db"),
+    _bad("unknown_node_type_event", wf({"db": node("EventPublishNode", topic="t")}), "EventPublishNode", "db"),
     _bad("unknown_config_key", wf({"shape": transform({"a": 1}, tempalte={"b": 2})}), "shape", "tempalte"),
     _bad("wrong_config_type", wf({"sw": node("SwitchNode", condition_field=5, operator="==", value=1)}),
          "sw", "condition_field"),
